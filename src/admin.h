@@ -1,0 +1,3 @@
+#ifndef SCALER_ADMIN_H
+#define SCALER_ADMIN_H
+#endif

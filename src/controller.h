@@ -1,0 +1,3 @@
+#ifndef SCALER_CONTROLLER_H
+#define SCALER_CONTROLLER_H
+#endif

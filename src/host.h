@@ -1,0 +1,3 @@
+#ifndef SCALER_HOST_H
+#define SCALER_HOST_H
+#endif

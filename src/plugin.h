@@ -1,0 +1,3 @@
+#ifndef SCALER_PLUGIN_H
+#define SCALER_PLUGIN_H
+#endif

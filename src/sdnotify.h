@@ -1,0 +1,3 @@
+#ifndef SCALER_SDNOTIFY_H
+#define SCALER_SDNOTIFY_H
+#endif

@@ -1,0 +1,80 @@
+/* The state store: Redis is the ground truth of which servers exist and
+ * who is primary. Keys are namespaced by cluster name:
+ *   <cluster>:epoch                 leadership epoch counter (INCR)
+ *   <cluster>:leader                hash id, url, epoch
+ *   <cluster>:servers:<zone>        hash server id -> JSON record
+ *   <cluster>:events                stream of scaling actions (capped)
+ * Every write that changes servers or leadership is fenced: a Lua script
+ * applies it only when the writer's epoch equals <cluster>:epoch. */
+#ifndef SCALER_STORE_H
+#define SCALER_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <scaler/plugin.h>
+
+struct redis_conn;
+struct store;
+
+enum store_status {
+	STORE_OK = 0,
+	STORE_ERR = -1,      /* Redis unreachable or replied an error */
+	STORE_STALE = -2,    /* fenced: the writer's epoch is not current */
+	STORE_NOTFOUND = -3,
+};
+
+struct store_server {
+	struct scaler_server srv; /* id, zone, address, ref, created */
+	char driver[32];          /* driver plugin name */
+	char state[16];           /* "starting", "serving", "deleting" */
+	double updated;
+};
+
+struct store_leader {
+	char id[64];
+	char url[256];
+	uint64_t epoch;
+};
+
+typedef void (*store_cb)(void *arg, enum store_status st, const char *err);
+typedef void (*store_epoch_cb)(void *arg, enum store_status st, uint64_t epoch, const char *err);
+typedef void (*store_leader_cb)(void *arg, enum store_status st, const struct store_leader *l,
+                                uint64_t current_epoch);
+typedef void (*store_servers_cb)(void *arg, enum store_status st,
+                                 const struct store_server *servers, size_t n);
+typedef void (*store_events_cb)(void *arg, enum store_status st, json_t *events /* array, borrowed */,
+                                const char *last_id);
+
+struct store *store_new(struct redis_conn *r, const char *cluster);
+void store_free(struct store *s);
+
+/* Leadership. */
+int store_epoch_take(struct store *s, store_epoch_cb cb, void *arg);      /* INCR, new epoch */
+int store_epoch_get(struct store *s, store_epoch_cb cb, void *arg);
+int store_leader_set(struct store *s, uint64_t epoch, const char *id, const char *url, store_cb cb,
+                     void *arg);                                        /* fenced */
+int store_leader_get(struct store *s, store_leader_cb cb, void *arg);
+
+/* Servers. zone NULL lists every zone. */
+int store_server_put(struct store *s, uint64_t epoch, const struct store_server *srv, store_cb cb,
+                     void *arg);                                        /* fenced */
+int store_server_del(struct store *s, uint64_t epoch, const char *zone, const char *id,
+                     store_cb cb, void *arg);                           /* fenced */
+int store_servers_list(struct store *s, const char *zone, store_servers_cb cb, void *arg);
+
+/* Events: one JSON object per action, fields at least time, zone, kind,
+ * from, to, reason; `extra` (may be NULL) is merged in. Capped at ~10000. */
+int store_event_add(struct store *s, const char *zone, const char *kind, int from, int to,
+                    const char *reason, json_t *extra, store_cb cb, void *arg);
+/* Events after stream id `after` ("0" for all, "$" for none), at most max,
+ * of `zone` (NULL for all). */
+int store_events_read(struct store *s, const char *zone, const char *after, size_t max,
+                      store_events_cb cb, void *arg);
+
+/* JSON (de)serialisation of a server record, shared with scalerctl. */
+json_t *store_server_to_json(const struct store_server *srv);
+int store_server_from_json(json_t *j, struct store_server *srv);
+
+#endif

@@ -1,0 +1,3 @@
+#ifndef SCALER_SUPERVISE_H
+#define SCALER_SUPERVISE_H
+#endif

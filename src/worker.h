@@ -1,0 +1,3 @@
+#ifndef SCALER_WORKER_H
+#define SCALER_WORKER_H
+#endif
