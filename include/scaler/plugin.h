@@ -110,6 +110,15 @@ struct scaler_host {
 	int (*redis_command)(scaler_redis_cb cb, void *arg, const char *fmt, ...);
 	int (*redis_command_argv)(scaler_redis_cb cb, void *arg, int argc, const char **argv,
 	                          const size_t *argvlen);
+
+	/* Leadership records in the state store (for election plugins).
+	 * status: 0 done, -1 store unreachable or error, -2 stale (fenced). */
+	int (*epoch_take)(void (*cb)(void *arg, int status, uint64_t epoch), void *arg);
+	int (*leader_set)(uint64_t epoch, void (*cb)(void *arg, int status, uint64_t current_epoch),
+	                  void *arg);
+	int (*leader_get)(void (*cb)(void *arg, int status, const char *id, const char *url,
+	                             uint64_t leader_epoch, uint64_t current_epoch),
+	                  void *arg);
 };
 
 /* ---- shared data -------------------------------------------------------- */
