@@ -1,2 +1,438 @@
+/* scalerd's admin API (node.admin): status, servers, events, reload,
+ * scale, drain, dead reports, Prometheus metrics and election messages. */
 #include "config.h"
+
 #include "admin.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "controller.h"
+#include "daemon.h"
+#include "host.h"
+#include "http_server.h"
+#include "log.h"
+#include "store.h"
+#include "supervise.h"
+
+#define EVENTS_MAX 500
+#define EVENTS_WAIT_MAX 60.0
+
+static const char *role_name(enum daemon_role r)
+{
+	return r == ROLE_PRIMARY ? "primary" : "backup";
+}
+
+static json_t *admin_plugin_json(const struct plugin_instance *pi)
+{
+	if (!pi->plugin)
+		return json_null();
+	return json_pack("{s:s, s:s, s:s, s:s}", "kind", plugin_kind_name(pi->plugin->kind), "name",
+	                 pi->plugin->name, "version",
+	                 pi->plugin->desc->version ? pi->plugin->desc->version : "", "path",
+	                 pi->plugin->path);
+}
+
+static void admin_status(struct daemon *d, struct http_exchange *x)
+{
+	json_t *plugins = json_array();
+	const struct plugin_instance *pis[] = {&d->driver, &d->metrics, &d->election, &d->balancer};
+	for (size_t i = 0; i < 4; i++)
+		json_array_append_new(plugins, admin_plugin_json(pis[i]));
+
+	json_t *election = NULL;
+	const struct scaler_election_ops *eo =
+	    d->election.plugin ? d->election.plugin->desc->ops.election : NULL;
+	if (eo && eo->status_json) {
+		char *s = eo->status_json(d->election.ctx);
+		if (s) {
+			election = json_loads(s, 0, NULL);
+			free(s);
+		}
+	}
+	json_t *zones = controller_zones_json(d->ctl);
+	size_t i;
+	json_t *z;
+	json_array_foreach(zones, i, z)
+	{
+		const char *name = json_string_value(json_object_get(z, "name"));
+		if (name && conf_hosts_zone(d->conf, name)) {
+			json_object_set_new(z, "balancer_pid",
+			                    json_integer(supervisor_zone_pid(d->sup, name)));
+			json_object_set_new(z, "balancer_restarts",
+			                    json_integer(supervisor_zone_restarts(d->sup, name)));
+		}
+	}
+	json_t *primary = d->primary_epoch
+	                      ? json_pack("{s:s, s:s, s:I}", "id", d->primary_id, "url",
+	                                  d->primary_url, "epoch", (json_int_t)d->primary_epoch)
+	                      : json_null();
+	json_t *st = json_pack(
+	    "{s:{s:s, s:s, s:s, s:I, s:o, s:s}, s:{s:s, s:f, s:I, s:I}, s:o, s:o, s:o}", "node",
+	    "id", d->conf->node_id, "url", d->conf->admin_url, "role", role_name(d->role), "epoch",
+	    (json_int_t)(d->role == ROLE_PRIMARY ? d->epoch : d->primary_epoch), "primary", primary,
+	    "version", PACKAGE_VERSION, "config", "path", d->conf_path, "loaded_at", d->loaded_at,
+	    "reloads", (json_int_t)d->reloads, "reload_failures", (json_int_t)d->reload_failures,
+	    "plugins", plugins, "election", election ? election : json_null(), "zones", zones);
+	http_reply_json(x, 200, st);
+}
+
+/* ---- events (long-poll) ---------------------------------------------------- */
+
+struct events_poll {
+	struct daemon *d;
+	struct http_exchange *x;
+	char zone[64];
+	char after[64];
+	double deadline;
+	ev_timer retry;
+};
+
+static void events_poll_free(struct events_poll *p)
+{
+	ev_timer_stop(p->d->loop, &p->retry);
+	free(p);
+}
+
+static void events_try(struct events_poll *p);
+
+static void events_done(void *arg, enum store_status st, json_t *events, const char *last_id)
+{
+	struct events_poll *p = arg;
+	if (!http_exchange_alive(p->x)) {
+		http_reply(p->x, 499, "text/plain", "", 0, NULL);
+		events_poll_free(p);
+		return;
+	}
+	if (st != STORE_OK && st != STORE_NOTFOUND) {
+		http_reply_error(p->x, 503, "state store unreachable");
+		events_poll_free(p);
+		return;
+	}
+	size_t n = events ? json_array_size(events) : 0;
+	if (n == 0 && ev_now(p->d->loop) < p->deadline) {
+		ev_timer_set(&p->retry, 0.25, 0.);
+		ev_timer_start(p->d->loop, &p->retry);
+		return;
+	}
+	http_reply_json(p->x, 200,
+	                json_pack("{s:O, s:s}", "events", events ? events : json_array(), "last",
+	                          last_id && *last_id ? last_id : p->after));
+	events_poll_free(p);
+}
+
+static void events_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	events_try(t->data);
+}
+
+static void events_try(struct events_poll *p)
+{
+	struct store *s = p->d->host->store;
+	if (!s || store_events_read(s, p->zone[0] ? p->zone : NULL, p->after, EVENTS_MAX,
+	                            events_done, p) < 0) {
+		http_reply_error(p->x, 503, "state store unreachable");
+		events_poll_free(p);
+	}
+}
+
+static void admin_events(struct daemon *d, struct http_exchange *x, const struct http_request *req)
+{
+	char zone[64], after[64], wait[32];
+	struct events_poll *p;
+
+	if (http_request_query(req, "zone", zone, sizeof(zone)) &&
+	    !conf_zone_find(d->conf, zone)) {
+		http_reply_error(x, 404, "unknown zone \"%s\"", zone);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		http_reply_error(x, 500, "out of memory");
+		return;
+	}
+	p->d = d;
+	p->x = x;
+	snprintf(p->zone, sizeof(p->zone), "%s",
+	         http_request_query(req, "zone", zone, sizeof(zone)) ? zone : "");
+	snprintf(p->after, sizeof(p->after), "%s",
+	         http_request_query(req, "after", after, sizeof(after)) ? after : "0");
+	double w = 0;
+	if (http_request_query(req, "wait", wait, sizeof(wait))) {
+		char *end;
+		w = strtod(wait, &end);
+		if (*end || w < 0 || w > EVENTS_WAIT_MAX) {
+			http_reply_error(x, 400, "wait: must be a number of seconds from 0 to %.0f",
+			                 EVENTS_WAIT_MAX);
+			free(p);
+			return;
+		}
+	}
+	p->deadline = ev_now(d->loop) + w;
+	ev_timer_init(&p->retry, events_retry, 0., 0.);
+	p->retry.data = p;
+	events_try(p);
+}
+
+/* ---- mutating endpoints ------------------------------------------------------ */
+
+static void admin_reload(struct daemon *d, struct http_exchange *x)
+{
+	json_t *errs = json_array();
+	if (daemon_reload(d, errs) == 0) {
+		json_decref(errs);
+		http_reply_json(x, 200, json_pack("{s:s}", "result", "reloaded"));
+	} else {
+		http_reply_json(x, 400,
+		                json_pack("{s:s, s:o}", "error",
+		                          "configuration refused; the running configuration stays in "
+		                          "force",
+		                          "errors", errs));
+	}
+}
+
+static void admin_reply(struct http_exchange *x, int status, json_t *reply)
+{
+	if (!reply)
+		reply = json_object();
+	http_reply_json(x, status, reply);
+}
+
+static const char *body_string(json_t *body, const char *key)
+{
+	return json_string_value(json_object_get(body, key));
+}
+
+static void admin_report(struct daemon *d, struct http_exchange *x, json_t *body)
+{
+	const char *zone = body_string(body, "zone");
+	json_t *dead = json_object_get(body, "dead");
+	json_t *reply = NULL;
+	if (!zone || !json_is_array(dead)) {
+		http_reply_error(x, 400, "expected {\"zone\": string, \"dead\": [server URLs]}");
+		return;
+	}
+	size_t i;
+	json_t *v;
+	json_array_foreach(dead, i, v) if (!json_is_string(v))
+	{
+		http_reply_error(x, 400, "dead[%zu]: must be a string", i);
+		return;
+	}
+	int st = controller_report(d->ctl, zone, dead, &reply);
+	admin_reply(x, st, reply);
+}
+
+static void admin_scale(struct daemon *d, struct http_exchange *x, json_t *body)
+{
+	const char *zone = body_string(body, "zone");
+	json_t *count = json_object_get(body, "count");
+	json_t *dur = json_object_get(body, "for");
+	json_t *reply = NULL;
+	if (!zone) {
+		http_reply_error(x, 400, "zone: must be a string");
+		return;
+	}
+	if (!count || !(json_is_integer(count) || json_is_null(count))) {
+		http_reply_error(x, 400, "count: must be an integer (or null to unpin)");
+		return;
+	}
+	if (dur && !json_is_null(dur) && (!json_is_number(dur) || json_number_value(dur) <= 0)) {
+		http_reply_error(x, 400, "for: must be a positive number of seconds");
+		return;
+	}
+	int n = json_is_null(count) ? -1 : (int)json_integer_value(count);
+	if (json_is_integer(count) && json_integer_value(count) < 0) {
+		http_reply_error(x, 400, "count: must be >= 0");
+		return;
+	}
+	int st = controller_pin(d->ctl, zone, n, dur && json_is_number(dur) ? json_number_value(dur) : 0,
+	                        &reply);
+	admin_reply(x, st, reply);
+}
+
+static void admin_drain(struct daemon *d, struct http_exchange *x, json_t *body)
+{
+	const char *zone = body_string(body, "zone"), *server = body_string(body, "server");
+	json_t *reply = NULL;
+	if (!zone || !server) {
+		http_reply_error(x, 400, "expected {\"zone\": string, \"server\": string}");
+		return;
+	}
+	int st = controller_drain(d->ctl, zone, server, &reply);
+	admin_reply(x, st, reply);
+}
+
+static void admin_election(struct daemon *d, struct http_exchange *x,
+                           const struct http_request *req, const char *type)
+{
+	const struct scaler_election_ops *eo = d->election.plugin->desc->ops.election;
+	int status = 404;
+	char *reply = NULL;
+	if (!eo->message) {
+		http_reply_error(x, 404, "the election plugin takes no messages");
+		return;
+	}
+	eo->message(d->election.ctx, type, req->body, req->body_len, &status, &reply);
+	if (status < 100 || status > 599)
+		status = 500;
+	if (reply) {
+		http_reply(x, status, "application/json", reply, strlen(reply), NULL);
+		free(reply);
+	} else {
+		http_reply(x, status, "application/json", "{}", 2, NULL);
+	}
+}
+
+static void admin_metrics(struct daemon *d, struct http_exchange *x)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f) {
+		http_reply_error(x, 500, "out of memory");
+		return;
+	}
+	fprintf(f, "# HELP scaler_up 1 while scalerd runs.\n# TYPE scaler_up gauge\nscaler_up 1\n");
+	fprintf(f, "# HELP scaler_primary 1 while this node is primary.\n# TYPE scaler_primary "
+	           "gauge\nscaler_primary %d\n",
+	        d->role == ROLE_PRIMARY);
+	fprintf(f, "# HELP scaler_epoch Leadership epoch this node knows.\n# TYPE scaler_epoch "
+	           "gauge\nscaler_epoch %llu\n",
+	        (unsigned long long)(d->role == ROLE_PRIMARY ? d->epoch : d->primary_epoch));
+	fprintf(f, "# HELP scaler_config_reloads_total Configuration reloads applied.\n# TYPE "
+	           "scaler_config_reloads_total counter\nscaler_config_reloads_total %u\n",
+	        d->reloads);
+	fprintf(f, "# HELP scaler_config_reload_failures_total Configuration reloads refused.\n# TYPE "
+	           "scaler_config_reload_failures_total counter\n"
+	           "scaler_config_reload_failures_total %u\n",
+	        d->reload_failures);
+	fprintf(f, "# HELP scaler_balancer_restarts_total Balancer worker restarts by zone.\n# TYPE "
+	           "scaler_balancer_restarts_total counter\n");
+	for (size_t i = 0; i < d->conf->nzones; i++)
+		if (conf_hosts_zone(d->conf, d->conf->zones[i].name))
+			fprintf(f, "scaler_balancer_restarts_total{zone=\"%s\"} %d\n",
+			        d->conf->zones[i].name,
+			        supervisor_zone_restarts(d->sup, d->conf->zones[i].name));
+	/* election counters come from the plugin's status */
+	const struct scaler_election_ops *eo =
+	    d->election.plugin ? d->election.plugin->desc->ops.election : NULL;
+	if (eo && eo->status_json) {
+		char *s = eo->status_json(d->election.ctx);
+		json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+		free(s);
+		const char *k;
+		json_t *v;
+		json_object_foreach(j, k, v)
+		{
+			if (json_is_number(v))
+				fprintf(f, "# TYPE scaler_election_%s gauge\nscaler_election_%s %.17g\n", k,
+				        k, json_number_value(v));
+		}
+		json_decref(j);
+	}
+	controller_metrics(d->ctl, f);
+	fclose(f);
+	http_reply(x, 200, "text/plain; version=0.0.4", buf, len, NULL);
+	free(buf);
+}
+
+/* ---- routing --------------------------------------------------------------------- */
+
+static int method_is(const struct http_request *req, const char *m)
+{
+	return strcmp(req->method, m) == 0;
+}
+
+static void admin_handle(struct http_exchange *x, const struct http_request *req, void *arg)
+{
+	struct daemon *d = arg;
+	const char *p = req->path;
+	const char *token = d->conf->token;
+
+	if (strcmp(p, "/health_check") == 0) {
+		if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+			http_reply_error(x, 405, "use GET");
+			return;
+		}
+		http_reply(x, 200, "text/plain", "ok\n", 3, NULL);
+	} else if (strcmp(p, "/status") == 0) {
+		if (!method_is(req, "GET")) {
+			http_reply_error(x, 405, "use GET");
+			return;
+		}
+		admin_status(d, x);
+	} else if (strcmp(p, "/servers") == 0) {
+		char zone[64];
+		if (!method_is(req, "GET")) {
+			http_reply_error(x, 405, "use GET");
+			return;
+		}
+		const char *z = http_request_query(req, "zone", zone, sizeof(zone));
+		json_t *j = controller_servers_json(d->ctl, z);
+		if (!j) {
+			http_reply_error(x, 404, "unknown zone \"%s\"", z);
+			return;
+		}
+		http_reply_json(x, 200, j);
+	} else if (strcmp(p, "/events") == 0) {
+		if (!method_is(req, "GET")) {
+			http_reply_error(x, 405, "use GET");
+			return;
+		}
+		admin_events(d, x, req);
+	} else if (strcmp(p, "/metrics") == 0) {
+		if (!method_is(req, "GET")) {
+			http_reply_error(x, 405, "use GET");
+			return;
+		}
+		admin_metrics(d, x);
+	} else if (strcmp(p, "/reload") == 0 || strcmp(p, "/report") == 0 ||
+	           strcmp(p, "/scale") == 0 || strcmp(p, "/drain") == 0) {
+		int is_report = strcmp(p, "/report") == 0;
+		if (!(is_report ? method_is(req, "PUT") : method_is(req, "POST"))) {
+			http_reply_error(x, 405, "use %s", is_report ? "PUT" : "POST");
+			return;
+		}
+		if (!http_require_token(x, req, token))
+			return;
+		if (strcmp(p, "/reload") == 0) {
+			admin_reload(d, x);
+			return;
+		}
+		json_t *body = http_request_json(x, req);
+		if (!body)
+			return;
+		if (!json_is_object(body))
+			http_reply_error(x, 400, "the body must be a JSON object");
+		else if (is_report)
+			admin_report(d, x, body);
+		else if (strcmp(p, "/scale") == 0)
+			admin_scale(d, x, body);
+		else
+			admin_drain(d, x, body);
+		json_decref(body);
+	} else if (strncmp(p, "/election/", 10) == 0 && p[10]) {
+		if (!method_is(req, "POST")) {
+			http_reply_error(x, 405, "use POST");
+			return;
+		}
+		if (!http_require_token(x, req, token))
+			return;
+		admin_election(d, x, req, p + 10);
+	} else {
+		http_reply_error(x, 404, "no such endpoint: %s", p);
+	}
+}
+
+struct http_server *admin_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct http_server_limits lim = {
+	    .max_header = 32 * 1024, .max_body = 1024 * 1024, .read_timeout = 10, .idle_timeout = 60};
+	return http_server_new(d->loop, d->conf->admin_listen, &lim, admin_handle, d, err, errlen);
+}

@@ -1,3 +1,50 @@
+/* The control loop (primary only): per zone, every interval, metrics →
+ * policy → driver → state store → balancer. Also dead reports, pins and
+ * drains from the admin API. */
 #ifndef SCALER_CONTROLLER_H
 #define SCALER_CONTROLLER_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <scaler/plugin.h>
+
+struct daemon;
+struct conf;
+struct controller;
+
+struct controller *controller_new(struct daemon *d);
+void controller_free(struct controller *c);
+
+/* Load and init the policy plugin of every zone (then drop them): -1 after
+ * logging when one is refused. Used by -t and before a reload applies. */
+int controller_check_policies(const struct conf *conf, const struct scaler_host *host);
+
+/* This node became primary with `epoch`: reconcile, fill zones to min,
+ * then evaluate every zone each interval. */
+void controller_start(struct controller *c, uint64_t epoch);
+/* Stop acting at once (deposed, fenced, stopping). */
+void controller_stop(struct controller *c, const char *reason);
+/* The config changed (reload): zones added/removed, settings changed. */
+void controller_reconfigure(struct controller *c, const struct conf *old, const struct conf *nc);
+
+/* GET /status zones array (new reference). */
+json_t *controller_zones_json(struct controller *c);
+/* GET /servers: array for one zone or all (zone NULL); NULL when the zone
+ * is unknown. */
+json_t *controller_servers_json(struct controller *c, const char *zone);
+
+/* PUT /report from a balancer. Returns an HTTP status and fills *reply. */
+int controller_report(struct controller *c, const char *zone, json_t *dead, json_t **reply);
+/* POST /scale: pin a zone's count (count < 0: unpin) for `duration` s (0:
+ * until unpinned). HTTP status, *reply filled. */
+int controller_pin(struct controller *c, const char *zone, int count, double duration,
+                   json_t **reply);
+/* POST /drain: take a server out of the balancer, drain, delete, refill. */
+int controller_drain(struct controller *c, const char *zone, const char *server, json_t **reply);
+
+/* Prometheus text of the controller's counters. */
+void controller_metrics(struct controller *c, FILE *out);
+
 #endif

@@ -1,2 +1,642 @@
+/* scalerd: the supervisor. Parses scaler.conf, loads the plugins, runs the
+ * election, serves the admin API, supervises one balancer worker per zone
+ * and, while primary, runs the control loop. `scalerd --balancer ZONE` is
+ * the worker itself (worker.c). */
 #include "config.h"
-int main(void) { return 0; }
+
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "conf.h"
+#include "controller.h"
+#include "daemon.h"
+#include "host.h"
+#include "http_server.h"
+#include "log.h"
+#include "net.h"
+#include "plugin.h"
+#include "sdnotify.h"
+#include "supervise.h"
+#include "worker.h"
+
+#define DEFAULT_CONF SYSCONFDIR "/scaler/scaler.conf"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "Usage: scalerd [-c FILE] [-t] [-d]\n"
+	        "       scalerd --balancer ZONE [-c FILE]\n"
+	        "\n"
+	        "Keeps a stateless HTTP service sized to its load, zone by zone.\n"
+	        "\n"
+	        "  -c, --config FILE   configuration file (default " DEFAULT_CONF ")\n"
+	        "  -t, --test          check the configuration and the plugins it names, then exit\n"
+	        "                      (0: valid, 1: errors, printed one per line)\n"
+	        "  -d, --debug         log at debug level (overrides log.level)\n"
+	        "      --syslog        log to syslog instead of stderr\n"
+	        "      --balancer ZONE run the balancer worker of ZONE (started by scalerd itself)\n"
+	        "  -V, --version       print the version and exit\n"
+	        "  -h, --help          print this help and exit\n"
+	        "\n"
+	        "Signals: HUP reloads the configuration, TERM and INT stop gracefully.\n"
+	        "See scalerd(8) and scaler.conf(5).\n");
+}
+
+static double now_unix(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static const char *conf_plugin_dir(const struct conf *c)
+{
+	return c->plugin_dir;
+}
+
+/* ---- plugins of a config ----------------------------------------------- */
+
+struct plugin_set {
+	struct plugin_instance driver, metrics, election, balancer;
+};
+
+static const struct {
+	enum scaler_kind kind;
+	size_t conf_off;
+	size_t set_off;
+} kinds[] = {
+    {SCALER_KIND_DRIVER, offsetof(struct conf, driver), offsetof(struct plugin_set, driver)},
+    {SCALER_KIND_METRICS, offsetof(struct conf, metrics), offsetof(struct plugin_set, metrics)},
+    {SCALER_KIND_ELECTION, offsetof(struct conf, election), offsetof(struct plugin_set, election)},
+    {SCALER_KIND_BALANCER, offsetof(struct conf, balancer), offsetof(struct plugin_set, balancer)},
+};
+
+#define KIND_CONF(c, i) ((const struct conf_plugin *)((const char *)(c) + kinds[i].conf_off))
+#define KIND_PI(s, i) ((struct plugin_instance *)((char *)(s) + kinds[i].set_off))
+
+static void plugin_set_free(struct plugin_set *s)
+{
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		plugin_instance_free(KIND_PI(s, i));
+}
+
+/* Load and init every plugin the config names (policy: one per zone,
+ * checked here and made by the controller). -1 after logging each error. */
+static int plugin_set_load(struct plugin_set *s, const struct conf *c, const struct scaler_host *h)
+{
+	char err[1024];
+	int failed = 0;
+
+	memset(s, 0, sizeof(*s));
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const struct conf_plugin *cp = KIND_CONF(c, i);
+		if (plugin_instance_new(KIND_PI(s, i), conf_plugin_dir(c), kinds[i].kind, cp->name, h,
+		                        cp->group, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			failed = 1;
+		}
+	}
+	if (controller_check_policies(c, h) < 0)
+		failed = 1;
+	if (failed) {
+		plugin_set_free(s);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- -t ------------------------------------------------------------------ */
+
+static int test_config(const char *path)
+{
+	struct ev_loop *loop = ev_default_loop(0);
+	struct conf *c = conf_load(path);
+	if (!c) {
+		fprintf(stderr, "%s: configuration has errors\n", path);
+		return 1;
+	}
+	char err[256];
+	struct host_params hp = {.node_id = c->node_id,
+	                         .cluster = c->cluster,
+	                         .admin_url = c->admin_url,
+	                         .token = c->token};
+	struct host *h = host_new(loop, &hp, err, sizeof(err));
+	if (!h) {
+		fprintf(stderr, "%s\n", err);
+		conf_free(c);
+		return 1;
+	}
+	struct plugin_set s;
+	int rc = plugin_set_load(&s, c, &h->pub);
+	if (rc == 0)
+		plugin_set_free(&s);
+	host_free(h);
+	conf_free(c);
+	if (rc < 0) {
+		fprintf(stderr, "%s: configuration has errors\n", path);
+		return 1;
+	}
+	printf("%s: configuration is valid\n", path);
+	return 0;
+}
+
+/* ---- config snapshot handed to workers ------------------------------------ */
+
+/* Workers read the validated config from an in-memory file, so a worker
+ * restarted after a broken edit still gets the config in force. */
+static int config_snapshot_fd(struct conf *c)
+{
+	int fd = memfd_create("scaler.conf", MFD_CLOEXEC);
+	if (fd < 0) {
+		log_err("cannot snapshot the configuration: memfd_create: %s", strerror(errno));
+		return -1;
+	}
+	FILE *f = fdopen(dup(fd), "w");
+	if (!f) {
+		close(fd);
+		return -1;
+	}
+	config_write(&c->cfg, f);
+	fclose(f);
+	return fd;
+}
+
+/* ---- leadership ----------------------------------------------------------- */
+
+static void on_elected(void *arg, uint64_t epoch)
+{
+	struct daemon *d = arg;
+	log_notice("this node (%s) is primary with epoch %llu", d->conf->node_id,
+	           (unsigned long long)epoch);
+	d->role = ROLE_PRIMARY;
+	d->epoch = epoch;
+	controller_start(d->ctl, epoch);
+}
+
+static void on_deposed(void *arg, const char *reason)
+{
+	struct daemon *d = arg;
+	if (d->role == ROLE_PRIMARY)
+		log_warn("this node (%s) stops acting as primary: %s", d->conf->node_id, reason);
+	d->role = ROLE_BACKUP;
+	controller_stop(d->ctl, reason);
+}
+
+static void on_primary(void *arg, const char *id, const char *url, uint64_t epoch)
+{
+	struct daemon *d = arg;
+	if (epoch < d->primary_epoch)
+		return;
+	snprintf(d->primary_id, sizeof(d->primary_id), "%s", id ? id : "");
+	snprintf(d->primary_url, sizeof(d->primary_url), "%s", url ? url : "");
+	d->primary_epoch = epoch;
+	log_info("primary is node %s (%s) with epoch %llu", d->primary_id, d->primary_url,
+	         (unsigned long long)epoch);
+}
+
+/* ---- reload ----------------------------------------------------------------- */
+
+/* A swapped-out plugin instance may still have calls in flight (a driver
+ * stopping a server, a metrics query): it is finished (fini) after a grace
+ * period longer than any of those, not at once. */
+#define RETIRE_GRACE 60.0
+
+static void retired_sweep(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct daemon *d = t->data;
+	(void)revents;
+	for (struct retired **pp = &d->retired; *pp;) {
+		struct retired *r = *pp;
+		if (r->pi.plugin && ev_now(loop) - r->at >= RETIRE_GRACE) {
+			log_info("%s plugin \"%s\" finished after reload",
+			         plugin_kind_name(r->pi.plugin->kind), r->pi.plugin->name);
+			plugin_instance_free(&r->pi);
+			if (!r->conf) {
+				*pp = r->next;
+				free(r);
+				continue;
+			}
+		}
+		pp = &r->next;
+	}
+}
+
+static void retire(struct daemon *d, struct plugin_instance *pi, struct conf *c)
+{
+	struct retired *r = calloc(1, sizeof(*r));
+	if (!r) {
+		plugin_instance_free(pi);
+		return;
+	}
+	r->pi = *pi;
+	r->conf = c;
+	r->at = ev_now(d->loop);
+	r->next = d->retired;
+	d->retired = r;
+	memset(pi, 0, sizeof(*pi));
+}
+
+static int settings_equal(const config_setting_t *a, const config_setting_t *b);
+
+static int same_group(const struct conf_plugin *a, const struct conf_plugin *b)
+{
+	return strcmp(a->name, b->name) == 0 && settings_equal(a->group, b->group);
+}
+
+/* Textual equality of two settings (groups compared member by member). */
+static int settings_equal(const config_setting_t *a, const config_setting_t *b)
+{
+	if (!a || !b)
+		return a == b;
+	int t = config_setting_type(a);
+	if (t != config_setting_type(b))
+		return 0;
+	switch (t) {
+	case CONFIG_TYPE_INT:
+		return config_setting_get_int(a) == config_setting_get_int(b);
+	case CONFIG_TYPE_INT64:
+		return config_setting_get_int64(a) == config_setting_get_int64(b);
+	case CONFIG_TYPE_FLOAT:
+		return config_setting_get_float(a) == config_setting_get_float(b);
+	case CONFIG_TYPE_BOOL:
+		return config_setting_get_bool(a) == config_setting_get_bool(b);
+	case CONFIG_TYPE_STRING:
+		return strcmp(config_setting_get_string(a), config_setting_get_string(b)) == 0;
+	default: {
+		int n = config_setting_length(a);
+		if (n != config_setting_length(b))
+			return 0;
+		for (int i = 0; i < n; i++) {
+			const config_setting_t *ea = config_setting_get_elem(a, (unsigned)i);
+			const config_setting_t *eb = config_setting_get_elem(b, (unsigned)i);
+			const char *na = config_setting_name(ea), *nb = config_setting_name(eb);
+			if ((na || nb) && (!na || !nb || strcmp(na, nb) != 0))
+				return 0;
+			if (!settings_equal(ea, eb))
+				return 0;
+		}
+		return 1;
+	}
+	}
+}
+
+static const char *reload_fixed_setting(const struct conf *a, const struct conf *b)
+{
+	if (strcmp(a->node_id, b->node_id))
+		return "node.id";
+	if (strcmp(a->admin_listen, b->admin_listen))
+		return "node.admin";
+	if (strcmp(a->admin_url, b->admin_url))
+		return "node.url";
+	if (strcmp(a->cluster, b->cluster))
+		return "cluster";
+	if (strcmp(a->redis_url, b->redis_url))
+		return "redis";
+	if ((a->token == NULL) != (b->token == NULL) || (a->token && strcmp(a->token, b->token)))
+		return "node.token";
+	if (!same_group(&a->election, &b->election))
+		return "election";
+	return NULL;
+}
+
+static void zones_apply(struct daemon *d, const struct conf *old, const struct conf *nc)
+{
+	/* stop removed or changed zones, then start new or changed ones */
+	for (size_t i = 0; old && i < old->nzones; i++) {
+		const struct conf_zone *oz = &old->zones[i];
+		const struct conf_zone *nz = conf_zone_find(nc, oz->name);
+		int hosted_before = conf_hosts_zone(old, oz->name);
+		int hosted_now = nz && conf_hosts_zone(nc, oz->name);
+		if (hosted_before && (!hosted_now || !conf_zone_equal(oz, nz))) {
+			log_info("zone %s %s: stopping its balancer worker", oz->name,
+			         nz ? "changed" : "removed");
+			supervisor_zone_stop(d->sup, oz->name, nc->stop_timeout);
+		}
+	}
+	for (size_t i = 0; i < nc->nzones; i++) {
+		const struct conf_zone *nz = &nc->zones[i];
+		if (conf_hosts_zone(nc, nz->name))
+			supervisor_zone_start(d->sup, nz->name);
+	}
+}
+
+int daemon_reload(struct daemon *d, void *errors)
+{
+	json_t *errs = errors;
+	struct conf *nc;
+	const char *fixed;
+
+	sd_notify_send("RELOADING=1");
+	log_notice("reloading %s", d->conf_path);
+	nc = conf_load(d->conf_path);
+	if (!nc) {
+		if (errs)
+			json_array_append_new(errs, json_string("configuration has errors; see the "
+			                                        "log for each (FILE:LINE: SETTING)"));
+		goto refused;
+	}
+	if ((fixed = reload_fixed_setting(d->conf, nc))) {
+		log_err("%s: %s changed: restart scalerd to apply it", d->conf_path, fixed);
+		if (errs)
+			json_array_append_new(
+			    errs, json_sprintf("%s changed: restart scalerd to apply it", fixed));
+		conf_free(nc);
+		goto refused;
+	}
+
+	/* Load new instances of plugins whose settings changed before touching
+	 * anything, so a bad plugin leaves the running config in force. */
+	struct plugin_instance fresh[4] = {{0}};
+	struct plugin_set cur = {d->driver, d->metrics, d->election, d->balancer};
+	int failed = 0;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const struct conf_plugin *op = KIND_CONF(d->conf, i), *np = KIND_CONF(nc, i);
+		char err[1024];
+		if (same_group(op, np))
+			continue;
+		if (plugin_instance_new(&fresh[i], conf_plugin_dir(nc), kinds[i].kind, np->name,
+		                        &d->host->pub, np->group, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			if (errs)
+				json_array_append_new(errs, json_string(err));
+			failed = 1;
+		}
+	}
+	if (controller_check_policies(nc, &d->host->pub) < 0) {
+		failed = 1;
+		if (errs)
+			json_array_append_new(errs, json_string("invalid policy settings; see the log"));
+	}
+	if (failed) {
+		for (size_t i = 0; i < 4; i++)
+			plugin_instance_free(&fresh[i]);
+		conf_free(nc);
+		goto refused;
+	}
+
+	/* apply */
+	struct conf *old = d->conf;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (!fresh[i].plugin)
+			continue;
+		log_info("%s plugin: now \"%s\"", plugin_kind_name(kinds[i].kind),
+		         fresh[i].plugin->name);
+		retire(d, KIND_PI(&cur, i), NULL);
+		*KIND_PI(&cur, i) = fresh[i];
+	}
+	d->driver = cur.driver;
+	d->metrics = cur.metrics;
+	d->balancer = cur.balancer;
+	/* the election group is fixed (see reload_fixed_setting) */
+
+	d->conf = nc;
+	d->loaded_at = now_unix();
+	int fd = config_snapshot_fd(nc);
+	if (fd >= 0) {
+		supervisor_set_config_fd(d->sup, fd);
+		close(fd);
+	}
+	log_set_level(log_level_parse(nc->log_level) >= 0
+	                  ? (enum scaler_log_level)log_level_parse(nc->log_level)
+	                  : SCALER_LOG_INFO);
+	zones_apply(d, old, nc);
+	controller_reconfigure(d->ctl, old, nc);
+	/* Instances that were not swapped still point into the old config's
+	 * groups, so the old config is kept (it is small) until exit. */
+	struct retired *keep = calloc(1, sizeof(*keep));
+	if (keep) {
+		keep->conf = old;
+		keep->next = d->retired;
+		d->retired = keep;
+	}
+	d->reloads++;
+	log_notice("configuration reloaded from %s", d->conf_path);
+	sd_notify_send("READY=1");
+	return 0;
+
+refused:
+	d->reload_failures++;
+	log_err("reload refused: the running configuration stays in force");
+	sd_notify_send("READY=1");
+	return -1;
+}
+
+/* ---- signals and stop ------------------------------------------------------- */
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	daemon_reload(w->data, NULL);
+}
+
+static void on_all_stopped(void *arg)
+{
+	struct daemon *d = arg;
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void daemon_stop(struct daemon *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	log_notice("stopping (%s)", why);
+	sd_notify_send("STOPPING=1");
+	controller_stop(d->ctl, "scalerd is stopping");
+	if (d->admin) {
+		http_server_free(d->admin);
+		d->admin = NULL;
+	}
+	supervisor_stop_all(d->sup, d->conf->stop_timeout, on_all_stopped, d);
+}
+
+static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	daemon_stop(w->data, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static int daemon_run(const char *conf_path, int force_debug)
+{
+	struct daemon d;
+	char err[1024];
+
+	memset(&d, 0, sizeof(d));
+	d.loop = ev_default_loop(EVFLAG_AUTO);
+	snprintf(d.conf_path, sizeof(d.conf_path), "%s", conf_path);
+	ssize_t n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
+	if (n <= 0) {
+		log_err("cannot find my own executable: %s", strerror(errno));
+		return 1;
+	}
+	d.exe[n] = '\0';
+
+	d.conf = conf_load(conf_path);
+	if (!d.conf)
+		return 1;
+	if (!force_debug) {
+		int lvl = log_level_parse(d.conf->log_level);
+		log_setup("scalerd", lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
+		          d.conf->log_syslog);
+	}
+	if (!d.conf->token && !net_addr_is_loopback(d.conf->admin_listen)) {
+		log_err("%s: node.admin: %s is not a loopback address and no token is configured; "
+		        "set node.token or node.token_file, or listen on 127.0.0.1",
+		        conf_path, d.conf->admin_listen);
+		conf_free(d.conf);
+		return 1;
+	}
+	d.loaded_at = now_unix();
+
+	signal(SIGPIPE, SIG_IGN);
+	struct host_params hp = {.node_id = d.conf->node_id,
+	                         .cluster = d.conf->cluster,
+	                         .admin_url = d.conf->admin_url,
+	                         .token = d.conf->token,
+	                         .redis_url = d.conf->redis_url};
+	d.host = host_new(d.loop, &hp, err, sizeof(err));
+	if (!d.host) {
+		log_err("%s", err);
+		conf_free(d.conf);
+		return 1;
+	}
+	struct plugin_set s;
+	if (plugin_set_load(&s, d.conf, &d.host->pub) < 0) {
+		host_free(d.host);
+		conf_free(d.conf);
+		return 1;
+	}
+	d.driver = s.driver;
+	d.metrics = s.metrics;
+	d.election = s.election;
+	d.balancer = s.balancer;
+
+	d.ctl = controller_new(&d);
+	d.admin = admin_start(&d, err, sizeof(err));
+	if (!d.ctl || !d.admin) {
+		log_err("%s: node.admin: cannot serve the admin API on %s: %s", conf_path,
+		        d.conf->admin_listen, err);
+		goto out;
+	}
+
+	d.sup = supervisor_new(d.loop, d.exe, conf_path);
+	int fd = config_snapshot_fd(d.conf);
+	if (fd >= 0) {
+		supervisor_set_config_fd(d.sup, fd);
+		close(fd);
+	}
+	zones_apply(&d, NULL, d.conf);
+
+	ev_timer_init(&d.sweep_timer, retired_sweep, 10., 10.);
+	d.sweep_timer.data = &d;
+	ev_timer_start(d.loop, &d.sweep_timer);
+
+	ev_signal_init(&d.sig_hup, on_sighup, SIGHUP);
+	ev_signal_init(&d.sig_term, on_sigterm, SIGTERM);
+	ev_signal_init(&d.sig_int, on_sigterm, SIGINT);
+	d.sig_hup.data = d.sig_term.data = d.sig_int.data = &d;
+	ev_signal_start(d.loop, &d.sig_hup);
+	ev_signal_start(d.loop, &d.sig_term);
+	ev_signal_start(d.loop, &d.sig_int);
+
+	struct scaler_election_events ev = {
+	    .arg = &d, .elected = on_elected, .deposed = on_deposed, .primary = on_primary};
+	if (d.election.plugin->desc->ops.election->start(d.election.ctx, &ev) < 0) {
+		log_err("election plugin \"%s\" failed to start", d.election.plugin->name);
+		goto out;
+	}
+
+	log_notice("scalerd %s started: node %s, admin %s, %zu zone(s), config %s", PACKAGE_VERSION,
+	           d.conf->node_id, d.conf->admin_url, d.conf->nzones, conf_path);
+	sd_notify_send("READY=1");
+	ev_run(d.loop, 0);
+	log_notice("stopped");
+
+out:
+	if (d.admin)
+		http_server_free(d.admin);
+	if (d.ctl)
+		controller_free(d.ctl);
+	supervisor_free(d.sup);
+	struct plugin_set cur = {d.driver, d.metrics, d.election, d.balancer};
+	plugin_set_free(&cur);
+	while (d.retired) {
+		struct retired *r = d.retired;
+		d.retired = r->next;
+		plugin_instance_free(&r->pi);
+		conf_free(r->conf);
+		free(r);
+	}
+	host_free(d.host);
+	conf_free(d.conf);
+	return d.stopping ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+	    {"debug", no_argument, NULL, 'd'},        {"syslog", no_argument, NULL, 's'},
+	    {"balancer", required_argument, NULL, 'b'}, {"config-fd", required_argument, NULL, 'F'},
+	    {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	const char *conf_path = DEFAULT_CONF, *zone = NULL;
+	int test = 0, debug = 0, use_syslog = 0, config_fd = -1, c;
+
+	while ((c = getopt_long(argc, argv, "c:tdVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 's':
+			use_syslog = 1;
+			break;
+		case 'b':
+			zone = optarg;
+			break;
+		case 'F':
+			config_fd = atoi(optarg);
+			break;
+		case 'V':
+			printf("scalerd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION, SCALER_ABI_MAJOR,
+			       SCALER_ABI_MINOR);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "scalerd: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	log_setup(zone ? "scalerd-balancer" : "scalerd", debug ? SCALER_LOG_DEBUG : SCALER_LOG_INFO,
+	          use_syslog);
+	if (test)
+		return test_config(conf_path);
+	if (zone)
+		return worker_run(zone, conf_path, config_fd, debug);
+	return daemon_run(conf_path, debug);
+}

@@ -1,0 +1,214 @@
+"""scalerd as a daemon: config test mode, supervision of the balancer
+workers, reload on SIGHUP, graceful stop."""
+import os
+import signal
+import subprocess
+import time
+
+from scalertest import *
+
+SCALERD = binary("scalerd")
+TOKEN = "test-token-123"
+
+
+def conf_text(redis, admin_port, zones, token=TOKEN, extra=""):
+    zs = []
+    for name, listen, admin in zones:
+        zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 3; }'
+                  % (name, listen, admin))
+    return """
+node = { id = 1; admin = "127.0.0.1:%d"; %s };
+cluster = "t%d";
+redis = "%s";
+plugin_dir = "%s";
+state_dir = "%s";
+log = { level = "debug"; };
+%s
+zones = ( %s );
+""" % (admin_port, 'token = "%s";' % token if token else "", admin_port, redis.url(), plugin_dir(),
+       tmpdir(), extra, ",\n".join(zs))
+
+
+def status(port):
+    st, body = http_json("GET", "http://127.0.0.1:%d/status" % port)
+    check_eq(st, 200, "GET /status")
+    return body
+
+
+def zone_status(port, name):
+    for z in status(port)["zones"]:
+        if z["name"] == name:
+            return z
+    return None
+
+
+def answers(port):
+    try:
+        st, _, body = http("GET", "http://127.0.0.1:%d/health_check" % port, timeout=1)
+        return st == 200
+    except OSError:
+        return False
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is not alive
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def children_of(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+@test
+def config_test_mode_accepts_the_shipped_config():
+    r = subprocess.run([SCALERD, "-t", "-c", os.path.join(srcdir(), "etc/scaler.conf")],
+                       capture_output=True, text=True, env=dict(os.environ, SCALER_PLUGIN_DIR=plugin_dir()))
+    check_eq(r.returncode, 0, "exit status of scalerd -t on etc/scaler.conf (stderr: %s)" % r.stderr)
+    check("valid" in r.stdout, "expected 'valid' in: %r" % r.stdout)
+
+
+@test
+def config_test_mode_reports_a_broken_config_with_file_and_line_and_exits_1():
+    path = write_file("broken.conf", 'node = { id = 1; };\nzones = (\n  { name = "a"; min = 5; max = 2; listen = "127.0.0.1:1"; admin = "127.0.0.1:2"; }\n);\n')
+    r = subprocess.run([SCALERD, "-t", "-c", path], capture_output=True, text=True)
+    check_eq(r.returncode, 1, "exit status for an invalid config")
+    check("broken.conf:3:" in r.stderr, "expected 'broken.conf:3:' in: %r" % r.stderr)
+    check("max" in r.stderr, "expected the setting 'max' named in: %r" % r.stderr)
+
+
+@test
+def config_test_mode_refuses_an_unknown_plugin_naming_it():
+    redis = Redis()
+    path = write_file("badplugin.conf", conf_text(redis, free_port(), [], extra='metrics = { plugin = "nosuch"; };'))
+    r = subprocess.run([SCALERD, "-t", "-c", path], capture_output=True, text=True)
+    redis.stop()
+    check_eq(r.returncode, 1, "exit status for an unknown plugin")
+    check("metrics_nosuch.so" in r.stderr, "expected the plugin file named in: %r" % r.stderr)
+
+
+@test
+def a_non_loopback_admin_address_without_a_token_is_refused():
+    redis = Redis()
+    port = free_port()
+    text = conf_text(redis, port, [], token=None).replace('"127.0.0.1:%d"' % port, '"0.0.0.0:%d"' % port)
+    path = write_file("open.conf", text)
+    p = spawn([SCALERD, "-c", path], name="scalerd-open")
+    rc = p.wait(10)
+    redis.stop()
+    check_eq(rc, 1, "exit status of scalerd with a public admin address and no token")
+    check("token" in p.output(), "expected the reason (token) in the log: %s" % p.output()[-500:])
+
+
+class Daemon:
+    def __init__(self, zones, name="scalerd", extra=""):
+        self.redis = Redis()
+        self.admin = free_port()
+        self.zones = zones
+        self.extra = extra
+        self.path = write_file(name + ".conf", conf_text(self.redis, self.admin, zones, extra=extra))
+        self.proc = spawn([SCALERD, "-c", self.path], name=name)
+        wait_until(lambda: answers(self.admin), 10, "scalerd's admin API")
+
+    def rewrite(self, zones=None, text=None):
+        with open(self.path, "w") as f:
+            f.write(text if text is not None else conf_text(self.redis, self.admin, zones, extra=self.extra))
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.admin, path)
+
+    def worker_pid(self, zone):
+        z = zone_status(self.admin, zone)
+        return z and z.get("balancer_pid")
+
+    def stop(self):
+        self.proc.stop()
+        self.redis.stop()
+
+
+def three_ports():
+    return free_port(), free_port()
+
+
+@test
+def workers_run_per_zone_and_reload_keeps_the_unchanged_ones():
+    a, b, c = ("za",) + three_ports(), ("zb",) + three_ports(), ("zc",) + three_ports()
+    d = Daemon([a, b])
+    try:
+        wait_until(lambda: answers(a[2]) and answers(b[2]), 10, "both zones' balancer admin APIs")
+        pid_a = wait_until(lambda: d.worker_pid("za"), 5, "pid of zone za's worker")
+        pid_b = d.worker_pid("zb")
+        check(pid_alive(pid_a) and pid_alive(pid_b), "workers are running")
+        check(pid_a in children_of(d.proc.pid), "the worker is a child of scalerd")
+
+        d.rewrite([a, c])  # zb removed, zc added
+        d.proc.signal(signal.SIGHUP)
+        wait_until(lambda: answers(c[2]), 10, "the added zone's balancer")
+        wait_until(lambda: not pid_alive(pid_b), 10, "the removed zone's worker to exit")
+        check(not answers(b[2]), "the removed zone's admin API no longer answers")
+        check_eq(d.worker_pid("za"), pid_a, "pid of the untouched zone's worker after reload")
+        names = [z["name"] for z in status(d.admin)["zones"]]
+        check_eq(sorted(names), ["za", "zc"], "zones in /status after reload")
+        check_eq(status(d.admin)["config"]["reloads"], 1, "reloads counted")
+
+        # a broken edit: refused, the running config stays
+        d.rewrite(text="zones = ( { name = ; } );\n")
+        d.proc.signal(signal.SIGHUP)
+        wait_until(lambda: status(d.admin)["config"]["reload_failures"] == 1, 5, "the refused reload")
+        names = [z["name"] for z in status(d.admin)["zones"]]
+        check_eq(sorted(names), ["za", "zc"], "zones still served after a broken reload")
+        check(answers(a[2]) and answers(c[2]), "balancers still serve after a broken reload")
+        check_eq(d.worker_pid("za"), pid_a, "worker untouched by a broken reload")
+        check("scalerd.conf:1" in d.proc.output(), "the log names file:line of the error")
+
+        # POST /reload needs the token, and reports the errors
+        st, body = http_json("POST", d.url("/reload"))
+        check_eq(st, 401, "POST /reload without a token")
+        st, body = http_json("POST", d.url("/reload"), headers={"Authorization": "Bearer " + TOKEN})
+        check_eq(st, 400, "POST /reload of a broken file")
+        check(body.get("errors"), "the refusal lists errors: %r" % body)
+    finally:
+        d.stop()
+
+
+@test
+def a_killed_worker_is_restarted_within_2_seconds():
+    a = ("zk",) + three_ports()
+    d = Daemon([a], name="scalerd-kill")
+    try:
+        pid = wait_until(lambda: d.worker_pid("zk"), 10, "the zone's worker")
+        wait_until(lambda: answers(a[2]), 10, "the zone's balancer")
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_until(lambda: d.worker_pid("zk") not in (None, 0, pid) and answers(a[2]), 2.0,
+                   "a new worker serving the zone")
+        log("new worker after %.2f s" % (time.monotonic() - t0))
+        check_eq(zone_status(d.admin, "zk")["balancer_restarts"], 1, "restarts counted")
+    finally:
+        d.stop()
+
+
+@test
+def sigterm_stops_gracefully_and_leaves_no_child():
+    a, b = ("zt1",) + three_ports(), ("zt2",) + three_ports()
+    d = Daemon([a, b], name="scalerd-term")
+    pids = [wait_until(lambda: d.worker_pid(z), 10, "worker of " + z) for z in ("zt1", "zt2")]
+    kids = children_of(d.proc.pid)
+    d.proc.signal(signal.SIGTERM)
+    rc = d.proc.wait(15)
+    check_eq(rc, 0, "exit status after SIGTERM")
+    for pid in pids + kids:
+        wait_until(lambda: not pid_alive(pid), 2, "child %d to be gone" % pid)
+    d.redis.stop()
+
+
+if __name__ == "__main__":
+    main()
