@@ -516,6 +516,7 @@ static void flow_delete_record(struct flow *f, store_cb cb)
 /* create: starting → driver → address → healthy → serving → balancer */
 
 static void create_health_check(struct flow *f);
+static void flow_record_gone(void *arg, enum store_status st, const char *err);
 
 static void create_abandon_removed(void *arg, int status, const struct scaler_server *srv,
                                    const char *err)
@@ -658,7 +659,7 @@ static void create_address_recorded(void *arg, enum store_status st, const char 
 		return;
 	}
 	f->deadline = ev_time() + START_TIMEOUT;
-	ev_cb_set(&f->timer, create_health_timer);
+	ev_set_cb(&f->timer, create_health_timer);
 	create_health_check(f);
 }
 
@@ -800,7 +801,7 @@ static void delete_recorded(void *arg, enum store_status st, const char *err)
 	if (f->rec.srv.address[0])
 		czone_push(f->z, NULL, f->rec.srv.address);
 	double wait = f->drain ? f->z->c->d->conf->drain_timeout : 0.;
-	ev_cb_set(&f->timer, delete_after_drain);
+	ev_set_cb(&f->timer, delete_after_drain);
 	ev_timer_set(&f->timer, wait, 0.);
 	ev_timer_start(ctl_loop(f->z->c), &f->timer);
 }

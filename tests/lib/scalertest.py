@@ -14,7 +14,7 @@ Every test runs in order; a failed check prints what was expected and what
 came instead. Processes started through `spawn` are killed at the end.
 """
 import atexit
-import http.client
+import http.client as _httpclient
 import json as _json
 import os
 import shutil
@@ -129,7 +129,7 @@ def http(method, url, body=None, headers=None, timeout=5.0):
     assert url.startswith("http://")
     hostport, _, path = url[len("http://"):].partition("/")
     host, _, port = hostport.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    conn = _httpclient.HTTPConnection(host, int(port), timeout=timeout)
     try:
         if isinstance(body, (dict, list)):
             body = _json.dumps(body)
