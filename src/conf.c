@@ -1,2 +1,1507 @@
+/* scaler.conf: libconfig parsing, validation into struct conf, and the
+ * error helpers plugins use for their own groups. Every error is one log
+ * line "FILE:LINE: SETTING: message"; conf_load reports every error it
+ * finds before giving up, so one run shows an operator everything to fix. */
 #include "config.h"
+
 #include "conf.h"
+#include "log.h"
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef PLUGINDIR
+#define PLUGINDIR "/usr/local/lib/scaler"
+#endif
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+
+#define CF_ZONE_MAX_SERVERS 1000
+#define CF_PORT_BASE 20000
+#define CF_PORT_STRIDE 100
+
+/* One validation run: counts errors so that every one is reported. */
+struct cf {
+	struct conf *c;
+	int nerr;
+};
+
+/* ---- error reporting ---------------------------------------------------- */
+
+static const char *cf_file(const config_setting_t *s)
+{
+	for (; s; s = config_setting_parent(s))
+		if (config_setting_source_file(s))
+			return config_setting_source_file(s);
+	return "(config)";
+}
+
+const char *conf_setting_path(const config_setting_t *s, char *buf, size_t len)
+{
+	const config_setting_t *chain[64];
+	size_t n = 0, off = 0;
+
+	if (!buf || len == 0)
+		return "";
+	buf[0] = '\0';
+	for (; s && !config_setting_is_root(s) && n < sizeof(chain) / sizeof(chain[0]);
+	     s = config_setting_parent(s))
+		chain[n++] = s;
+	while (n-- > 0) {
+		const config_setting_t *p = chain[n];
+		const config_setting_t *parent = config_setting_parent(p);
+		const char *sep = off ? "." : "";
+		int w;
+
+		if (parent && !config_setting_is_group(parent))
+			w = snprintf(buf + off, len - off, "%s[%d]", sep, config_setting_index(p));
+		else
+			w = snprintf(buf + off, len - off, "%s%s", sep,
+			             config_setting_name(p) ? config_setting_name(p) : "?");
+		if (w < 0 || (size_t)w >= len - off) {
+			buf[off] = '\0'; /* cut at a whole component */
+			break;
+		}
+		off += (size_t)w;
+	}
+	return buf;
+}
+
+/* While conf_load validates, errors are collected and then logged sorted
+ * by file and line, so that they read from the top of the file down. */
+struct cf_msg {
+	const char *file;
+	unsigned line;
+	size_t seq;
+	char *text;
+};
+
+struct cf_msgs {
+	struct cf_msg *v;
+	size_t n, cap;
+};
+
+static struct cf_msgs *cf_collect;
+
+static void cf_emit(const char *file, unsigned line, const char *text)
+{
+	struct cf_msgs *m = cf_collect;
+
+	if (m && m->n == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 16;
+		struct cf_msg *v = realloc(m->v, cap * sizeof(*v));
+		if (v) {
+			m->v = v;
+			m->cap = cap;
+		}
+	}
+	if (m && m->n < m->cap) {
+		char *copy = strdup(text);
+		if (copy) {
+			m->v[m->n] = (struct cf_msg){file, line, m->n, copy};
+			m->n++;
+			return;
+		}
+	}
+	log_msg(SCALER_LOG_ERR, NULL, "%s", text);
+}
+
+static int cf_msg_cmp(const void *pa, const void *pb)
+{
+	const struct cf_msg *a = pa, *b = pb;
+	int r = strcmp(a->file, b->file);
+
+	if (r)
+		return r;
+	if (a->line != b->line)
+		return a->line < b->line ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static void cf_flush(struct cf_msgs *m)
+{
+	if (m->n)
+		qsort(m->v, m->n, sizeof(*m->v), cf_msg_cmp);
+	for (size_t i = 0; i < m->n; i++) {
+		log_msg(SCALER_LOG_ERR, NULL, "%s", m->v[i].text);
+		free(m->v[i].text);
+	}
+	free(m->v);
+	m->v = NULL;
+	m->n = m->cap = 0;
+}
+
+/* Log one error about `s`: "FILE:LINE: PATH: message". */
+__attribute__((format(printf, 2, 0))) static void cf_vreport(const config_setting_t *s,
+                                                             const char *fmt, va_list ap)
+{
+	char where[512], msg[1024], text[1700];
+	unsigned line = s ? config_setting_source_line(s) : 0;
+	const char *file = cf_file(s);
+
+	conf_setting_path(s, where, sizeof(where));
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+
+	if (line > 0 && where[0])
+		snprintf(text, sizeof(text), "%s:%u: %s: %s", file, line, where, msg);
+	else if (line > 0)
+		snprintf(text, sizeof(text), "%s:%u: %s", file, line, msg);
+	else if (where[0])
+		snprintf(text, sizeof(text), "%s: %s: %s", file, where, msg);
+	else
+		snprintf(text, sizeof(text), "%s: %s", file, msg);
+	cf_emit(file, line, text);
+}
+
+int conf_error(const config_setting_t *setting, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cf_vreport(setting, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+__attribute__((format(printf, 3, 4))) static void cf_err(struct cf *x, const config_setting_t *s,
+                                                         const char *fmt, ...)
+{
+	va_list ap;
+
+	x->nerr++;
+	va_start(ap, fmt);
+	cf_vreport(s, fmt, ap);
+	va_end(ap);
+}
+
+/* A required member of `group` is absent: reported at the group's line. */
+static void cf_missing(struct cf *x, const config_setting_t *group, const char *name)
+{
+	char path[512], text[700];
+	unsigned line = config_setting_source_line(group);
+
+	x->nerr++;
+	conf_setting_path(group, path, sizeof(path));
+	if (line > 0)
+		snprintf(text, sizeof(text), "%s:%u: %s%s%s: required setting is missing",
+		         cf_file(group), line, path, path[0] ? "." : "", name);
+	else
+		snprintf(text, sizeof(text), "%s: %s%s%s: required setting is missing",
+		         cf_file(group), path, path[0] ? "." : "", name);
+	cf_emit(cf_file(group), line, text);
+}
+
+static const char *cf_type_name(const config_setting_t *s)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a float";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	default:
+		return "nothing";
+	}
+}
+
+/* Edit distance of two short names (for "did you mean"); capped at 9. */
+static int cf_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int row[33];
+
+	if (la > 32 || lb > 32)
+		return 9;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (int)j;
+	for (size_t i = 1; i <= la; i++) {
+		int diag = row[0];
+		row[0] = (int)i;
+		for (size_t j = 1; j <= lb; j++) {
+			int up = row[j];
+			int best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* Report every member of `group` not in `known`; the number reported. */
+static int cf_unknown(const config_setting_t *group, const char *const *known)
+{
+	int n = 0;
+
+	for (int i = 0; i < config_setting_length(group); i++) {
+		const config_setting_t *m = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(m), *near = NULL;
+		int best = 3; /* suggest only close names */
+		size_t k;
+
+		for (k = 0; known[k]; k++)
+			if (name && strcmp(name, known[k]) == 0)
+				break;
+		if (known[k])
+			continue;
+		n++;
+		for (k = 0; name && known[k]; k++) {
+			int d = cf_distance(name, known[k]);
+			if (d < best) {
+				best = d;
+				near = known[k];
+			}
+		}
+		if (near) {
+			conf_error(m, "unknown setting (did you mean %s?)", near);
+			continue;
+		}
+		char list[512];
+		size_t off = 0;
+		list[0] = '\0';
+		for (k = 0; known[k] && off < sizeof(list); k++) {
+			int w = snprintf(list + off, sizeof(list) - off, "%s%s", k ? ", " : "",
+			                 known[k]);
+			if (w < 0)
+				break;
+			off += (size_t)w;
+		}
+		conf_error(m, "unknown setting (known here: %s)", list);
+	}
+	return n;
+}
+
+int conf_check_known(const config_setting_t *group, const char *const *known)
+{
+	if (!group)
+		return 0;
+	if (!config_setting_is_group(group))
+		return conf_error(group, "must be a group (got %s)", cf_type_name(group));
+	return cf_unknown(group, known) ? -1 : 0;
+}
+
+/* ---- typed getters: 1 read, 0 absent, -1 error (counted) --------------- */
+
+static const config_setting_t *cf_member(const config_setting_t *group, const char *name)
+{
+	return group ? config_setting_get_member(group, name) : NULL;
+}
+
+static int cf_string(struct cf *x, const config_setting_t *group, const char *name,
+                     const char **out, const config_setting_t **where)
+{
+	const config_setting_t *s = cf_member(group, name);
+
+	if (where)
+		*where = s;
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		cf_err(x, s, "must be a string (got %s)", cf_type_name(s));
+		return -1;
+	}
+	*out = config_setting_get_string(s);
+	return 1;
+}
+
+/* Copy a string setting's value into a fixed buffer. */
+static int cf_copy(struct cf *x, const config_setting_t *s, const char *v, char *buf, size_t len)
+{
+	if (strlen(v) >= len) {
+		cf_err(x, s, "too long (at most %zu characters)", len - 1);
+		return -1;
+	}
+	memcpy(buf, v, strlen(v) + 1);
+	return 0;
+}
+
+static int cf_bool(struct cf *x, const config_setting_t *group, const char *name, int *out)
+{
+	const config_setting_t *s = cf_member(group, name);
+
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+		cf_err(x, s, "must be true or false (got %s)", cf_type_name(s));
+		return -1;
+	}
+	*out = config_setting_get_bool(s);
+	return 1;
+}
+
+static int cf_is_int(const config_setting_t *s)
+{
+	return config_setting_type(s) == CONFIG_TYPE_INT ||
+	       config_setting_type(s) == CONFIG_TYPE_INT64;
+}
+
+static long long cf_int_value(const config_setting_t *s)
+{
+	return config_setting_type(s) == CONFIG_TYPE_INT64 ? config_setting_get_int64(s)
+	                                                   : config_setting_get_int(s);
+}
+
+static int cf_int_setting(struct cf *x, const config_setting_t *s, long long lo, long long hi,
+                          int *out)
+{
+	if (!cf_is_int(s)) {
+		cf_err(x, s, "must be an integer (got %s)", cf_type_name(s));
+		return -1;
+	}
+	long long v = cf_int_value(s);
+	if (v < lo || v > hi) {
+		cf_err(x, s, "must be between %lld and %lld (got %lld)", lo, hi, v);
+		return -1;
+	}
+	*out = (int)v;
+	return 1;
+}
+
+static int cf_int(struct cf *x, const config_setting_t *group, const char *name, long long lo,
+                  long long hi, int *out)
+{
+	const config_setting_t *s = cf_member(group, name);
+
+	return s ? cf_int_setting(x, s, lo, hi, out) : 0;
+}
+
+/* A number of seconds (int or float); strict: must be > min, else >= min. */
+static int cf_number(const config_setting_t *group, const char *name, double min, int strict,
+                     double *out)
+{
+	const config_setting_t *s = cf_member(group, name);
+	double v;
+
+	if (!s)
+		return 0;
+	if (cf_is_int(s))
+		v = (double)cf_int_value(s);
+	else if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else
+		return conf_error(s, "must be a number (got %s)", cf_type_name(s));
+	if (!isfinite(v))
+		return conf_error(s, "must be a finite number");
+	if (strict && !(v > min))
+		return conf_error(s, "must be > %g (got %g)", min, v);
+	if (!strict && v < min)
+		return conf_error(s, "must be >= %g (got %g)", min, v);
+	*out = v;
+	return 1;
+}
+
+int conf_get_seconds(const config_setting_t *group, const char *name, double min, double *out)
+{
+	return cf_number(group, name, min, 0, out);
+}
+
+static int cf_seconds(struct cf *x, const config_setting_t *group, const char *name, double min,
+                      int strict, double *out)
+{
+	int r = cf_number(group, name, min, strict, out);
+
+	if (r < 0)
+		x->nerr++;
+	return r;
+}
+
+/* ---- value syntax ------------------------------------------------------- */
+
+static int cf_charset(const char *s, const char *extra, int upper)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (islower(ch) || isdigit(ch) || (upper && isupper(ch)) || strchr(extra, ch))
+			continue;
+		return 0;
+	}
+	return 1;
+}
+
+static int cf_wildcard_host(const char *h)
+{
+	return !*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "*") == 0;
+}
+
+/* Why "host:port" / "[v6]:port" is refused, for the error message. */
+static const char *cf_hostport_why(const char *s)
+{
+	const char *colon, *h, *hend;
+	char host[300];
+
+	if (s[0] == '[') {
+		if (!(hend = strchr(s, ']')))
+			return "missing ']' after the IPv6 address";
+		h = s + 1;
+		colon = hend + 1;
+		if (*colon != ':')
+			return "missing :port after the IPv6 address";
+	} else {
+		if (!(colon = strrchr(s, ':')))
+			return "missing :port";
+		if (memchr(s, ':', (size_t)(colon - s)))
+			return "IPv6 addresses are written in brackets: [::1]:port";
+		h = s;
+		hend = colon;
+	}
+	size_t n = (size_t)(hend - h);
+	if (n >= sizeof(host) || n > 253)
+		return "host name too long";
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (s[0] == '[') {
+		struct in6_addr a6;
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return "invalid IPv6 address";
+	} else if (n && strcmp(host, "*") != 0 && !cf_charset(host, ".-_", 1)) {
+		return "invalid host name (letters, digits, '.', '-', '_')";
+	} else if (n && strspn(host, "0123456789.") == n) {
+		struct in_addr a4;
+		if (inet_pton(AF_INET, host, &a4) != 1)
+			return "invalid IPv4 address";
+	}
+	const char *p = colon + 1;
+	if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5)
+		return "port must be a number between 1 and 65535";
+	long v = strtol(p, NULL, 10);
+	if (v < 1 || v > 65535)
+		return "port must be between 1 and 65535";
+	return "expected host:port or [v6]:port";
+}
+
+/* Split "host:port" or "[v6]:port" into host (brackets removed; "" for
+ * every address, written "*:port" or ":port") and port, by the rules
+ * scalerd's listeners use (net_parse_hostport); a dotted-decimal host must
+ * also be a valid IPv4 address. 0 on success, else -1 with *why set. */
+static int cf_hostport(const char *s, char *host, size_t hostlen, int *port, const char **why)
+{
+	if (net_parse_hostport(s, host, hostlen, port) < 0) {
+		*why = cf_hostport_why(s);
+		return -1;
+	}
+	if (*host && strspn(host, "0123456789.") == strlen(host)) {
+		struct in_addr a;
+		if (inet_pton(AF_INET, host, &a) != 1) {
+			*why = "invalid IPv4 address";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* host:port of something to connect to: every-address hosts make no sense. */
+static int cf_connect_hostport(const char *s, char *host, size_t hostlen, int *port,
+                               const char **why)
+{
+	if (cf_hostport(s, host, hostlen, port, why) < 0)
+		return -1;
+	if (!*host) {
+		*why = "missing host";
+		return -1;
+	}
+	return 0;
+}
+
+/* http://host:port (static servers); http[s]://host[:port][/path] when
+ * `path_ok` (the advertised admin URL). */
+static int cf_http_url(const char *u, int path_ok, const char **why)
+{
+	char auth[300], host[260];
+	const char *rest;
+	int port;
+
+	if (strncmp(u, "http://", 7) == 0)
+		rest = u + 7;
+	else if (path_ok && strncmp(u, "https://", 8) == 0)
+		rest = u + 8;
+	else {
+		*why = path_ok ? "must start with http:// or https://" : "must be http://host:port";
+		return -1;
+	}
+	size_t n = strcspn(rest, "/?#");
+	if (rest[n] && !path_ok) {
+		*why = "must be http://host:port (no path)";
+		return -1;
+	}
+	if (n == 0 || n >= sizeof(auth)) {
+		*why = "missing host";
+		return -1;
+	}
+	memcpy(auth, rest, n);
+	auth[n] = '\0';
+	if (cf_connect_hostport(auth, host, sizeof(host), &port, why) == 0)
+		return 0;
+	if (path_ok && !strchr(auth, ':') && cf_charset(auth, ".-_", 1))
+		return 0; /* host without port */
+	if (path_ok && auth[0] == '[' && auth[n - 1] == ']') {
+		struct in6_addr a6;
+		auth[n - 1] = '\0';
+		if (inet_pton(AF_INET6, auth + 1, &a6) == 1)
+			return 0; /* [v6] without port */
+	}
+	return -1;
+}
+
+/* redis://[:password@]host:port[/db] or unix:/path[?db=N] */
+static int cf_redis_url(const char *u, const char **why)
+{
+	static const char *const shape =
+	    "must be redis://[:password@]host:port[/db] or unix:/path[?db=N]";
+
+	if (strncmp(u, "unix:", 5) == 0) {
+		const char *path = u + 5, *q = strchr(path, '?');
+		if (path[0] != '/' || path[1] == '\0' || path[1] == '?') {
+			*why = "unix: needs an absolute socket path (unix:/run/redis/redis.sock)";
+			return -1;
+		}
+		if (q) {
+			if (strncmp(q, "?db=", 4) != 0 || !q[4] ||
+			    strspn(q + 4, "0123456789") != strlen(q + 4) || strlen(q + 4) > 9) {
+				*why = "the only option after '?' is db=N (a number)";
+				return -1;
+			}
+		}
+		return 0;
+	}
+	if (strncmp(u, "redis://", 8) != 0) {
+		*why = shape;
+		return -1;
+	}
+	const char *auth = u + 8, *at = strrchr(auth, '@');
+	if (at) {
+		if (auth[0] != ':') {
+			*why = "credentials are written redis://:password@host:port";
+			return -1;
+		}
+		auth = at + 1;
+	}
+	char hp[300], host[260];
+	size_t n = strcspn(auth, "/");
+	int port;
+	if (n >= sizeof(hp)) {
+		*why = "host too long";
+		return -1;
+	}
+	memcpy(hp, auth, n);
+	hp[n] = '\0';
+	if (cf_connect_hostport(hp, host, sizeof(host), &port, why) < 0)
+		return -1;
+	if (auth[n] == '/') {
+		const char *db = auth + n + 1;
+		if (*db && (strspn(db, "0123456789") != strlen(db) || strlen(db) > 9)) {
+			*why = "the database after '/' must be a number";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A bearer token goes into an HTTP header: visible ASCII only. */
+static int cf_token_ok(const char *t)
+{
+	if (!*t)
+		return 0;
+	for (; *t; t++)
+		if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/* ---- node --------------------------------------------------------------- */
+
+static void cf_node_id(struct cf *x, const config_setting_t *node)
+{
+	const config_setting_t *s = cf_member(node, "id");
+	struct conf *c = x->c;
+
+	if (!s) {
+		cf_missing(x, node, "id");
+		return;
+	}
+	if (cf_is_int(s)) {
+		long long v = cf_int_value(s);
+		if (v < 1) {
+			cf_err(x, s, "must be >= 1 (got %lld)", v);
+			return;
+		}
+		snprintf(c->node_id, sizeof(c->node_id), "%lld", v);
+		return;
+	}
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *v = config_setting_get_string(s);
+		if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 18) {
+			cf_err(x, s, "must be a positive integer or a string of at most 18 digits");
+			return;
+		}
+		unsigned long long n = strtoull(v, NULL, 10);
+		if (n < 1) {
+			cf_err(x, s, "must be >= 1 (got \"%s\")", v);
+			return;
+		}
+		snprintf(c->node_id, sizeof(c->node_id), "%llu", n);
+		return;
+	}
+	cf_err(x, s, "must be an integer >= 1 or a string of digits (got %s)", cf_type_name(s));
+}
+
+static void cf_token_file(struct cf *x, const config_setting_t *s, const char *path)
+{
+	struct conf *c = x->c;
+	char buf[4097];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (!*path) {
+		cf_err(x, s, "must not be empty");
+		return;
+	}
+	if (cf_copy(x, s, path, c->token_file, sizeof(c->token_file)) < 0)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		cf_err(x, s, "cannot open %s: %s", path, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		cf_err(x, s, "%s is not a regular file", path);
+		close(fd);
+		return;
+	}
+	if (st.st_mode & S_IRWXO)
+		log_msg(SCALER_LOG_WARNING, NULL,
+		        "%s:%u: node.token_file: %s is accessible by other "
+		        "users; chmod o-rwx it",
+		        cf_file(s), config_setting_source_line(s), path);
+	n = read(fd, buf, sizeof(buf) - 1);
+	int err = errno;
+	close(fd);
+	if (n < 0) {
+		cf_err(x, s, "cannot read %s: %s", path, strerror(err));
+		return;
+	}
+	buf[n] = '\0';
+	/* first line, trimmed */
+	buf[strcspn(buf, "\r\n")] = '\0';
+	char *b = buf, *e;
+	while (*b == ' ' || *b == '\t')
+		b++;
+	e = b + strlen(b);
+	while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	if (!*b)
+		cf_err(x, s, "the first line of %s is empty", path);
+	else if (!cf_token_ok(b))
+		cf_err(x, s, "the token in %s contains spaces or control characters", path);
+	else if (!(c->token = strdup(b)))
+		cf_err(x, s, "out of memory");
+	explicit_bzero(buf, sizeof(buf));
+}
+
+static void cf_node(struct cf *x, const config_setting_t *root)
+{
+	static const char *const known[] = {"id",         "admin", "url", "token",
+	                                    "token_file", "zones", NULL};
+	struct conf *c = x->c;
+	const config_setting_t *node = cf_member(root, "node"), *s, *ts, *tfs;
+	const char *v, *why;
+	char host[260];
+	int port;
+
+	snprintf(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:9000");
+	if (!node) {
+		cf_missing(x, root, "node");
+		return;
+	}
+	if (!config_setting_is_group(node)) {
+		cf_err(x, node, "must be a group (got %s): node = { id = 1; };",
+		       cf_type_name(node));
+		return;
+	}
+	x->nerr += cf_unknown(node, known);
+	cf_node_id(x, node);
+
+	if (cf_string(x, node, "admin", &v, &s) > 0) {
+		if (cf_hostport(v, host, sizeof(host), &port, &why) < 0)
+			cf_err(x, s, "\"%s\": %s", v, why);
+		else
+			cf_copy(x, s, v, c->admin_listen, sizeof(c->admin_listen));
+	}
+	if (cf_string(x, node, "url", &v, &s) > 0) {
+		if (cf_http_url(v, 1, &why) < 0)
+			cf_err(x, s, "\"%s\": %s", v, why);
+		else
+			cf_copy(x, s, v, c->admin_url, sizeof(c->admin_url));
+	} else if (!s) {
+		snprintf(c->admin_url, sizeof(c->admin_url), "http://%s", c->admin_listen);
+		if (cf_hostport(c->admin_listen, host, sizeof(host), &port, &why) == 0 &&
+		    cf_wildcard_host(host))
+			log_msg(SCALER_LOG_WARNING, NULL,
+			        "%s:%u: node.url: not set and node.admin listens on every address; "
+			        "other nodes are told %s, set node.url to a reachable address",
+			        cf_file(node), config_setting_source_line(node), c->admin_url);
+	}
+
+	int has_token = cf_string(x, node, "token", &v, &ts);
+	if (has_token > 0) {
+		if (!cf_token_ok(v))
+			cf_err(x, ts,
+			       "must be non-empty visible ASCII (no spaces or control characters)");
+		else if (!(c->token = strdup(v)))
+			cf_err(x, ts, "out of memory");
+	}
+	const char *tf;
+	int has_file = cf_string(x, node, "token_file", &tf, &tfs);
+	if (ts && tfs)
+		cf_err(x, tfs, "node.token and node.token_file are both set; keep one");
+	else if (has_file > 0)
+		cf_token_file(x, tfs, tf);
+
+	s = cf_member(node, "zones");
+	if (s) {
+		if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+		    config_setting_type(s) != CONFIG_TYPE_LIST) {
+			cf_err(x, s, "must be a list of zone names (got %s): zones = [\"zone1\"];",
+			       cf_type_name(s));
+			return;
+		}
+		int n = config_setting_length(s);
+		c->zones_hosted = calloc((size_t)n + 1, sizeof(char *));
+		if (!c->zones_hosted) {
+			cf_err(x, s, "out of memory");
+			return;
+		}
+		for (int i = 0, k = 0; i < n; i++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+				cf_err(x, e, "must be a string (got %s)", cf_type_name(e));
+				continue;
+			}
+			if (!(c->zones_hosted[k++] = strdup(config_setting_get_string(e))))
+				cf_err(x, e, "out of memory");
+		}
+	}
+}
+
+/* ---- plugins ------------------------------------------------------------ */
+
+/* Validate `plugin = "name";` of a plugin group; 1 read, 0 absent, -1 error. */
+static int cf_plugin_name(struct cf *x, const config_setting_t *group, char *out)
+{
+	const config_setting_t *s;
+	const char *v;
+	int r = cf_string(x, group, "plugin", &v, &s);
+
+	if (r <= 0)
+		return r;
+	if (!cf_charset(v, "_-", 0) || strlen(v) >= CONF_NAME_MAX) {
+		cf_err(x, s, "\"%s\": plugin names are 1 to %d characters of a-z, 0-9, '_', '-'", v,
+		       CONF_NAME_MAX - 1);
+		return -1;
+	}
+	memcpy(out, v, strlen(v) + 1);
+	return 1;
+}
+
+static void cf_plugin(struct cf *x, const config_setting_t *root, const char *kind, const char *def,
+                      struct conf_plugin *p)
+{
+	const config_setting_t *g = cf_member(root, kind);
+
+	snprintf(p->name, sizeof(p->name), "%s", def);
+	p->group = NULL;
+	if (!g)
+		return;
+	if (!config_setting_is_group(g)) {
+		cf_err(x, g, "must be a group (got %s): %s = { plugin = \"%s\"; };",
+		       cf_type_name(g), kind, def);
+		return;
+	}
+	p->group = g;
+	if (cf_plugin_name(x, g, p->name) == 0)
+		cf_missing(x, g, "plugin");
+}
+
+/* A zone's optional `policy` / `balancer` group: plugin may be omitted. */
+static void cf_zone_plugin(struct cf *x, const config_setting_t *zg, const char *kind,
+                           const struct conf_plugin *global, const config_setting_t **zone_group,
+                           char *eff_name, const config_setting_t **eff_group)
+{
+	const config_setting_t *g = cf_member(zg, kind);
+
+	snprintf(eff_name, CONF_NAME_MAX, "%s", global->name);
+	*eff_group = global->group;
+	*zone_group = NULL;
+	if (!g)
+		return;
+	if (!config_setting_is_group(g)) {
+		cf_err(x, g, "must be a group (got %s)", cf_type_name(g));
+		return;
+	}
+	*zone_group = g;
+	*eff_group = g;
+	cf_plugin_name(x, g, eff_name);
+}
+
+/* ---- zones -------------------------------------------------------------- */
+
+static void cf_zone_servers(struct cf *x, struct conf_zone *z, const config_setting_t *s)
+{
+	const char *why;
+
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST) {
+		cf_err(x, s,
+		       "must be a list of URLs (got %s): servers = [\"http://127.0.0.1:9001\"];",
+		       cf_type_name(s));
+		return;
+	}
+	int n = config_setting_length(s);
+	if (n > CF_ZONE_MAX_SERVERS) {
+		cf_err(x, s, "at most %d static servers", CF_ZONE_MAX_SERVERS);
+		return;
+	}
+	z->servers = calloc((size_t)n + 1, sizeof(char *));
+	if (!z->servers) {
+		cf_err(x, s, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			cf_err(x, e, "must be a string (got %s)", cf_type_name(e));
+			continue;
+		}
+		const char *v = config_setting_get_string(e);
+		if (cf_http_url(v, 0, &why) < 0) {
+			cf_err(x, e, "\"%s\": %s", v, why);
+			continue;
+		}
+		size_t k;
+		for (k = 0; k < z->nservers; k++)
+			if (strcmp(z->servers[k], v) == 0)
+				break;
+		if (k < z->nservers) {
+			cf_err(x, e, "\"%s\" is listed twice", v);
+			continue;
+		}
+		if (!(z->servers[z->nservers] = strdup(v))) {
+			cf_err(x, e, "out of memory");
+			continue;
+		}
+		z->nservers++;
+	}
+}
+
+static void cf_zone_ports(struct cf *x, struct conf_zone *z, const config_setting_t *zg)
+{
+	const config_setting_t *s = cf_member(zg, "ports");
+	int lo, hi;
+
+	if (!s) {
+		long base = CF_PORT_BASE + CF_PORT_STRIDE * (long)z->index;
+		if (base + CF_PORT_STRIDE - 1 > 65535) {
+			cf_missing(x, zg, "ports");
+			return;
+		}
+		z->port_min = (int)base;
+		z->port_max = (int)base + CF_PORT_STRIDE - 1;
+		return;
+	}
+	if ((config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	     config_setting_type(s) != CONFIG_TYPE_LIST) ||
+	    config_setting_length(s) != 2) {
+		cf_err(x, s, "must be [low, high] (two port numbers)");
+		return;
+	}
+	if (cf_int_setting(x, config_setting_get_elem(s, 0), 1, 65535, &lo) < 0 ||
+	    cf_int_setting(x, config_setting_get_elem(s, 1), 1, 65535, &hi) < 0)
+		return;
+	if (lo > hi) {
+		cf_err(x, s, "low port must be <= high port (%d > %d)", lo, hi);
+		return;
+	}
+	z->port_min = lo;
+	z->port_max = hi;
+}
+
+static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *zg)
+{
+	static const char *const known[] = {"name",        "listen",        "admin",    "min",
+	                                    "max",         "ports",         "interval", "window",
+	                                    "cooldown_up", "cooldown_down", "dry_run",  "servers",
+	                                    "policy",      "balancer",      NULL};
+	struct conf *c = x->c;
+	const config_setting_t *s, *smin, *smax;
+	const char *v, *why;
+	char host[260];
+	int port;
+
+	z->group = zg;
+	z->line = (int)config_setting_source_line(zg);
+	z->min = 1;
+	z->max = 10;
+	z->interval = c->interval;
+	z->window = c->window;
+	z->cooldown_up = c->cooldown_up;
+	z->cooldown_down = c->cooldown_down;
+	z->dry_run = c->dry_run;
+	snprintf(z->policy_plugin, sizeof(z->policy_plugin), "%s", c->policy.name);
+	snprintf(z->balancer_plugin, sizeof(z->balancer_plugin), "%s", c->balancer.name);
+
+	if (!config_setting_is_group(zg)) {
+		cf_err(x, zg, "must be a group (got %s): { name = \"zone1\"; listen = ...; }",
+		       cf_type_name(zg));
+		return;
+	}
+	x->nerr += cf_unknown(zg, known);
+
+	int r = cf_string(x, zg, "name", &v, &s);
+	if (r == 0)
+		cf_missing(x, zg, "name");
+	else if (r > 0) {
+		if (!cf_charset(v, "_.-", 1) || strlen(v) >= sizeof(z->name))
+			cf_err(x, s,
+			       "\"%s\": zone names are 1 to %zu characters of A-Z, a-z, 0-9, '_', "
+			       "'.', '-'",
+			       v, sizeof(z->name) - 1);
+		else
+			memcpy(z->name, v, strlen(v) + 1);
+	}
+
+	static const char *const addrs[] = {"listen", "admin"};
+	for (int i = 0; i < 2; i++) {
+		char *dst = i == 0 ? z->listen : z->admin;
+		r = cf_string(x, zg, addrs[i], &v, &s);
+		if (r == 0)
+			cf_missing(x, zg, addrs[i]);
+		else if (r > 0) {
+			if (cf_hostport(v, host, sizeof(host), &port, &why) < 0)
+				cf_err(x, s, "\"%s\": %s", v, why);
+			else
+				cf_copy(x, s, v, dst, sizeof(z->listen));
+		}
+	}
+
+	smin = cf_member(zg, "min");
+	smax = cf_member(zg, "max");
+	int okmin = cf_int(x, zg, "min", 0, 1000, &z->min) >= 0;
+	int okmax = cf_int(x, zg, "max", 0, 1000, &z->max) >= 0;
+	if (okmin && okmax && z->min > z->max) {
+		if (smax)
+			cf_err(x, smax, "must be >= min (%d < %d)", z->max, z->min);
+		else
+			cf_err(x, smin, "must be <= max (%d > %d, the default max)", z->min,
+			       z->max);
+	}
+
+	cf_zone_ports(x, z, zg);
+	cf_seconds(x, zg, "interval", 0.2, 0, &z->interval);
+	cf_seconds(x, zg, "window", 0, 1, &z->window);
+	cf_seconds(x, zg, "cooldown_up", 0, 0, &z->cooldown_up);
+	cf_seconds(x, zg, "cooldown_down", 0, 0, &z->cooldown_down);
+	cf_bool(x, zg, "dry_run", &z->dry_run);
+
+	if ((s = cf_member(zg, "servers")))
+		cf_zone_servers(x, z, s);
+	if (!z->servers && !(z->servers = calloc(1, sizeof(char *))))
+		cf_err(x, zg, "out of memory");
+
+	cf_zone_plugin(x, zg, "policy", &c->policy, &z->policy, z->policy_plugin, &z->policy_conf);
+	cf_zone_plugin(x, zg, "balancer", &c->balancer, &z->balancer, z->balancer_plugin,
+	               &z->balancer_conf);
+}
+
+/* The setting to blame for a zone's value: the member, else the zone. */
+static const config_setting_t *cf_blame(const struct conf_zone *z, const char *name)
+{
+	const config_setting_t *s = cf_member(z->group, name);
+
+	return s ? s : z->group;
+}
+
+struct cf_addr {
+	const char *value;
+	const config_setting_t *where; /* to blame */
+	char what[128];                /* "zones.[0].listen" */
+	char host[260];
+	int port;
+};
+
+static int cf_addr_conflict(const struct cf_addr *a, const struct cf_addr *b)
+{
+	if (a->port != b->port)
+		return 0;
+	return strcasecmp(a->host, b->host) == 0 || cf_wildcard_host(a->host) ||
+	       cf_wildcard_host(b->host);
+}
+
+/* Listen and admin addresses of scalerd and every zone must differ. */
+static void cf_check_addresses(struct cf *x, const config_setting_t *root)
+{
+	struct conf *c = x->c;
+	struct cf_addr *a = calloc(2 * c->nzones + 1, sizeof(*a));
+	const config_setting_t *node = cf_member(root, "node");
+	const char *why;
+	size_t n = 0;
+
+	if (!a) {
+		cf_err(x, root, "out of memory");
+		return;
+	}
+	const config_setting_t *na = cf_member(node, "admin");
+	a[n].value = c->admin_listen;
+	a[n].where = na ? na : node ? node : root;
+	snprintf(a[n].what, sizeof(a[n].what), "node.admin%s", na ? "" : " (default)");
+	n++;
+	for (size_t i = 0; i < c->nzones; i++) {
+		const struct conf_zone *z = &c->zones[i];
+		for (int k = 0; k < 2; k++) {
+			const char *field = k ? "admin" : "listen";
+			const char *v = k ? z->admin : z->listen;
+			if (!*v)
+				continue;
+			a[n].value = v;
+			a[n].where = cf_blame(z, field);
+			snprintf(a[n].what, sizeof(a[n].what), "zones.[%zu].%s", i, field);
+			n++;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (cf_hostport(a[i].value, a[i].host, sizeof(a[i].host), &a[i].port, &why) < 0)
+			a[i].port = -1;
+	for (size_t j = 1; j < n; j++) {
+		if (a[j].port < 0)
+			continue;
+		for (size_t i = 0; i < j; i++) {
+			if (a[i].port < 0 || !cf_addr_conflict(&a[i], &a[j]))
+				continue;
+			cf_err(x, a[j].where, "\"%s\" is already used by %s (\"%s\", line %u)",
+			       a[j].value, a[i].what, a[i].value,
+			       config_setting_source_line(a[i].where));
+			break;
+		}
+	}
+	free(a);
+}
+
+static void cf_zones(struct cf *x, const config_setting_t *root)
+{
+	struct conf *c = x->c;
+	const config_setting_t *zl = cf_member(root, "zones");
+
+	if (!zl)
+		return;
+	if (config_setting_type(zl) == CONFIG_TYPE_ARRAY && config_setting_length(zl) == 0)
+		return; /* zones = []; */
+	if (config_setting_type(zl) != CONFIG_TYPE_LIST) {
+		cf_err(x, zl,
+		       "must be a list of groups (got %s): zones = ( { name = \"zone1\"; ... } );",
+		       cf_type_name(zl));
+		return;
+	}
+	size_t n = (size_t)config_setting_length(zl);
+	if (n == 0)
+		return;
+	c->zones = calloc(n, sizeof(*c->zones));
+	if (!c->zones) {
+		cf_err(x, zl, "out of memory");
+		return;
+	}
+	c->nzones = n;
+	for (size_t i = 0; i < n; i++) {
+		c->zones[i].index = i;
+		cf_zone(x, &c->zones[i], config_setting_get_elem(zl, (unsigned)i));
+	}
+
+	for (size_t j = 1; j < n; j++) {
+		const struct conf_zone *b = &c->zones[j];
+		if (!b->name[0])
+			continue;
+		for (size_t i = 0; i < j; i++) {
+			if (strcmp(c->zones[i].name, b->name) == 0) {
+				cf_err(x, cf_blame(b, "name"),
+				       "duplicate zone name \"%s\" (first used by zones.[%zu], "
+				       "line %d)",
+				       b->name, i, c->zones[i].line);
+				break;
+			}
+		}
+	}
+	for (size_t j = 1; j < n; j++) {
+		const struct conf_zone *b = &c->zones[j];
+		if (!b->port_min)
+			continue;
+		for (size_t i = 0; i < j; i++) {
+			const struct conf_zone *a = &c->zones[i];
+			if (!a->port_min || a->port_max < b->port_min || b->port_max < a->port_min)
+				continue;
+			cf_err(x, cf_blame(b, "ports"),
+			       "port range %d-%d overlaps zones.[%zu] (\"%s\", %d-%d%s); each zone "
+			       "needs its own range",
+			       b->port_min, b->port_max, i, a->name, a->port_min, a->port_max,
+			       cf_member(a->group, "ports") ? "" : ", its default");
+			break;
+		}
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		struct conf_zone *z = &c->zones[i];
+		z->pub.name = z->name;
+		z->pub.listen = z->listen;
+		z->pub.admin = z->admin;
+		z->pub.min = z->min;
+		z->pub.max = z->max;
+		z->pub.port_min = z->port_min;
+		z->pub.port_max = z->port_max;
+		z->pub.servers = (const char *const *)z->servers;
+		z->pub.conf = z->group;
+	}
+}
+
+static void cf_check_hosted(struct cf *x, const config_setting_t *root)
+{
+	const struct conf *c = x->c;
+	const config_setting_t *s = cf_member(cf_member(root, "node"), "zones");
+
+	if (!c->zones_hosted || !s)
+		return;
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			continue;
+		const char *name = config_setting_get_string(e);
+		if (!conf_zone_find(c, name))
+			cf_err(x, e, "no zone named \"%s\" in zones", name);
+		for (int k = 0; k < i; k++) {
+			const config_setting_t *p = config_setting_get_elem(s, (unsigned)k);
+			if (config_setting_type(p) == CONFIG_TYPE_STRING &&
+			    strcmp(config_setting_get_string(p), name) == 0) {
+				cf_err(x, e, "\"%s\" is listed twice", name);
+				break;
+			}
+		}
+	}
+}
+
+/* ---- the whole file ----------------------------------------------------- */
+
+static void cf_root(struct cf *x, const config_setting_t *root)
+{
+	static const char *const known[] = {
+	    "node",          "cluster",  "redis",        "plugin_dir",  "state_dir",
+	    "log",           "interval", "window",       "cooldown_up", "cooldown_down",
+	    "drain_timeout", "dry_run",  "stop_timeout", "driver",      "metrics",
+	    "policy",        "election", "balancer",     "zones",       NULL};
+	static const char *const log_known[] = {"level", "syslog", NULL};
+	struct conf *c = x->c;
+	const config_setting_t *s;
+	const char *v, *why, *env;
+
+	snprintf(c->cluster, sizeof(c->cluster), "scaler");
+	snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:6379/0");
+	env = getenv("SCALER_PLUGIN_DIR");
+	snprintf(c->plugin_dir, sizeof(c->plugin_dir), "%s", env && *env ? env : PLUGINDIR);
+	snprintf(c->state_dir, sizeof(c->state_dir), "%s", LOCALSTATEDIR "/lib/scaler");
+	snprintf(c->log_level, sizeof(c->log_level), "info");
+	c->interval = 10.0;
+	c->window = 10.0;
+	c->drain_timeout = 10.0;
+	c->stop_timeout = 10.0;
+
+	x->nerr += cf_unknown(root, known);
+	cf_node(x, root);
+
+	if (cf_string(x, root, "cluster", &v, &s) > 0) {
+		if (!cf_charset(v, "_-", 0) || strlen(v) >= sizeof(c->cluster))
+			cf_err(
+			    x, s,
+			    "\"%s\": cluster names are 1 to %zu characters of a-z, 0-9, '_', '-'",
+			    v, sizeof(c->cluster) - 1);
+		else
+			memcpy(c->cluster, v, strlen(v) + 1);
+	}
+	if (cf_string(x, root, "redis", &v, &s) > 0) {
+		/* the URL may carry a password: never echo it */
+		if (cf_redis_url(v, &why) < 0)
+			cf_err(x, s, "%s", why);
+		else
+			cf_copy(x, s, v, c->redis_url, sizeof(c->redis_url));
+	}
+	if (cf_string(x, root, "plugin_dir", &v, &s) > 0) {
+		if (!*v)
+			cf_err(x, s, "must not be empty");
+		else
+			cf_copy(x, s, v, c->plugin_dir, sizeof(c->plugin_dir));
+	}
+	if (cf_string(x, root, "state_dir", &v, &s) > 0) {
+		if (!*v)
+			cf_err(x, s, "must not be empty");
+		else
+			cf_copy(x, s, v, c->state_dir, sizeof(c->state_dir));
+	}
+
+	const config_setting_t *lg = cf_member(root, "log");
+	if (lg && !config_setting_is_group(lg))
+		cf_err(x, lg, "must be a group (got %s): log = { level = \"info\"; };",
+		       cf_type_name(lg));
+	else if (lg) {
+		x->nerr += cf_unknown(lg, log_known);
+		if (cf_string(x, lg, "level", &v, &s) > 0) {
+			if (log_level_parse(v) < 0)
+				cf_err(x, s,
+				       "\"%s\": must be one of err, warning, notice, info, debug",
+				       v);
+			else
+				cf_copy(x, s, v, c->log_level, sizeof(c->log_level));
+		}
+		cf_bool(x, lg, "syslog", &c->log_syslog);
+	}
+
+	cf_seconds(x, root, "interval", 0.2, 0, &c->interval);
+	cf_seconds(x, root, "window", 0, 1, &c->window);
+	cf_seconds(x, root, "cooldown_up", 0, 0, &c->cooldown_up);
+	cf_seconds(x, root, "cooldown_down", 0, 0, &c->cooldown_down);
+	cf_seconds(x, root, "drain_timeout", 0, 0, &c->drain_timeout);
+	cf_seconds(x, root, "stop_timeout", 0, 0, &c->stop_timeout);
+	cf_bool(x, root, "dry_run", &c->dry_run);
+
+	cf_plugin(x, root, "driver", "process", &c->driver);
+	cf_plugin(x, root, "metrics", "http", &c->metrics);
+	cf_plugin(x, root, "policy", "threshold", &c->policy);
+	cf_plugin(x, root, "election", "single", &c->election);
+	cf_plugin(x, root, "balancer", "builtin", &c->balancer);
+
+	cf_zones(x, root);
+	cf_check_hosted(x, root);
+	cf_check_addresses(x, root);
+}
+
+struct conf *conf_load(const char *path)
+{
+	struct conf *c;
+	struct cf x = {0};
+	struct stat st;
+	FILE *f;
+
+	if (!path || !*path) {
+		log_msg(SCALER_LOG_ERR, NULL, "no configuration file given");
+		return NULL;
+	}
+	/* open it ourselves first: libconfig only says "file I/O error" */
+	f = fopen(path, "re");
+	if (!f) {
+		log_msg(SCALER_LOG_ERR, NULL, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_msg(SCALER_LOG_ERR, NULL, "%s: not a regular file", path);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		log_msg(SCALER_LOG_ERR, NULL, "%s: out of memory", path);
+		return NULL;
+	}
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	config_init(&c->cfg);
+
+	/* @include "x.conf" is relative to the including file's directory */
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash) {
+		*(slash == dir ? slash + 1 : slash) = '\0';
+		config_set_include_dir(&c->cfg, dir);
+	}
+
+	if (!config_read_file(&c->cfg, path)) {
+		const char *text = config_error_text(&c->cfg) ? config_error_text(&c->cfg) : "";
+		if (config_error_type(&c->cfg) == CONFIG_ERR_PARSE)
+			log_msg(SCALER_LOG_ERR, NULL, "%s:%d: syntax error%s%s",
+			        config_error_file(&c->cfg) ? config_error_file(&c->cfg) : path,
+			        config_error_line(&c->cfg),
+			        strcmp(text, "syntax error") ? ": " : "",
+			        strcmp(text, "syntax error") ? text : "");
+		else
+			log_msg(SCALER_LOG_ERR, NULL, "%s: cannot read: %s",
+			        config_error_file(&c->cfg) ? config_error_file(&c->cfg) : path,
+			        text);
+		conf_free(c);
+		return NULL;
+	}
+
+	struct cf_msgs msgs = {0};
+	x.c = c;
+	cf_collect = &msgs;
+	cf_root(&x, config_root_setting(&c->cfg));
+	cf_collect = NULL;
+	cf_flush(&msgs);
+	if (x.nerr > 0) {
+		log_msg(SCALER_LOG_ERR, NULL, "%s: %d error%s, configuration not loaded", path,
+		        x.nerr, x.nerr == 1 ? "" : "s");
+		conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void cf_strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+void conf_free(struct conf *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nzones; i++)
+		cf_strv_free(c->zones[i].servers);
+	free(c->zones);
+	cf_strv_free(c->zones_hosted);
+	if (c->token) {
+		explicit_bzero(c->token, strlen(c->token));
+		free(c->token);
+	}
+	config_destroy(&c->cfg);
+	free(c);
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+const struct conf_zone *conf_zone_find(const struct conf *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->nzones; i++)
+		if (strcmp(c->zones[i].name, name) == 0)
+			return &c->zones[i];
+	return NULL;
+}
+
+int conf_hosts_zone(const struct conf *c, const char *name)
+{
+	if (!conf_zone_find(c, name))
+		return 0;
+	if (!c->zones_hosted)
+		return 1;
+	for (char **p = c->zones_hosted; *p; p++)
+		if (strcmp(*p, name) == 0)
+			return 1;
+	return 0;
+}
+
+static int cf_group_count(const config_setting_t *g, const char *skip)
+{
+	int n = 0;
+
+	if (!g)
+		return 0;
+	for (int i = 0; i < config_setting_length(g); i++) {
+		const char *name = config_setting_name(config_setting_get_elem(g, (unsigned)i));
+		if (!skip || !name || strcmp(name, skip) != 0)
+			n++;
+	}
+	return n;
+}
+
+/* Content equality; `skip` names a member of top-level groups to ignore. */
+static int cf_equal(const config_setting_t *a, const config_setting_t *b, const char *skip)
+{
+	if (!a || !b) {
+		const config_setting_t *g = a ? a : b;
+		return !g || (config_setting_is_group(g) && cf_group_count(g, skip) == 0);
+	}
+	if (config_setting_is_number(a) && config_setting_is_number(b)) {
+		if (cf_is_int(a) && cf_is_int(b))
+			return cf_int_value(a) == cf_int_value(b);
+		double da = cf_is_int(a) ? (double)cf_int_value(a) : config_setting_get_float(a);
+		double db = cf_is_int(b) ? (double)cf_int_value(b) : config_setting_get_float(b);
+		return da == db;
+	}
+	if (config_setting_type(a) != config_setting_type(b))
+		return 0;
+	switch (config_setting_type(a)) {
+	case CONFIG_TYPE_STRING:
+		return strcmp(config_setting_get_string(a), config_setting_get_string(b)) == 0;
+	case CONFIG_TYPE_BOOL:
+		return !config_setting_get_bool(a) == !config_setting_get_bool(b);
+	case CONFIG_TYPE_GROUP:
+		if (cf_group_count(a, skip) != cf_group_count(b, skip))
+			return 0;
+		for (int i = 0; i < config_setting_length(a); i++) {
+			const config_setting_t *m = config_setting_get_elem(a, (unsigned)i);
+			const char *name = config_setting_name(m);
+			if (skip && name && strcmp(name, skip) == 0)
+				continue;
+			if (!cf_equal(m, config_setting_get_member(b, name), NULL))
+				return 0;
+		}
+		return 1;
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST:
+		if (config_setting_length(a) != config_setting_length(b))
+			return 0;
+		for (int i = 0; i < config_setting_length(a); i++)
+			if (!cf_equal(config_setting_get_elem(a, (unsigned)i),
+			              config_setting_get_elem(b, (unsigned)i), NULL))
+				return 0;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int conf_setting_equal(const config_setting_t *a, const config_setting_t *b)
+{
+	return cf_equal(a, b, NULL);
+}
+
+int conf_zone_equal(const struct conf_zone *a, const struct conf_zone *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (strcmp(a->name, b->name) || strcmp(a->listen, b->listen) || strcmp(a->admin, b->admin))
+		return 0;
+	if (a->nservers != b->nservers)
+		return 0;
+	for (size_t i = 0; i < a->nservers; i++)
+		if (strcmp(a->servers[i], b->servers[i]))
+			return 0;
+	if (strcmp(a->balancer_plugin, b->balancer_plugin))
+		return 0;
+	return cf_equal(a->balancer_conf, b->balancer_conf, "plugin");
+}

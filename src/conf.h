@@ -17,27 +17,30 @@ struct conf_plugin {
 };
 
 struct conf_zone {
-	char name[CONF_NAME_MAX];    /* [A-Za-z0-9_.-]+ */
-	char listen[128];            /* host:port */
-	char admin[128];             /* host:port */
-	int min, max;                /* 0 <= min <= max */
-	int port_min, port_max;      /* server port range */
-	double interval;             /* control loop period, inherits global */
-	double window;               /* metrics window, inherits global */
+	char name[CONF_NAME_MAX]; /* [A-Za-z0-9_.-]+ */
+	char listen[128];         /* host:port */
+	char admin[128];          /* host:port */
+	int min, max;             /* 0 <= min <= max */
+	int port_min, port_max;   /* server port range */
+	double interval;          /* control loop period, inherits global */
+	double window;            /* metrics window, inherits global */
 	double cooldown_up, cooldown_down;
 	int dry_run;
-	char **servers;              /* static servers, NULL-terminated (maybe empty) */
+	char **servers; /* static servers, NULL-terminated (maybe empty) */
 	size_t nservers;
 	const config_setting_t *policy;   /* per-zone policy group or NULL */
 	const config_setting_t *balancer; /* per-zone balancer group or NULL */
 	const config_setting_t *group;    /* the zone's own group */
 	int line;
-	struct scaler_zone pub;      /* view handed to plugins (points into this struct) */
-};
-
-struct conf_peer {
-	char id[CONF_NAME_MAX];
-	char url[256];
+	size_t index; /* position in the zones list */
+	/* What the zone runs with: its own policy/balancer group when it has
+	 * one (plugin name inherited from the global group when omitted),
+	 * else the global group (which may be NULL: all defaults). */
+	char policy_plugin[CONF_NAME_MAX];
+	const config_setting_t *policy_conf;
+	char balancer_plugin[CONF_NAME_MAX];
+	const config_setting_t *balancer_conf;
+	struct scaler_zone pub; /* view handed to plugins (points into this struct) */
 };
 
 struct conf {
@@ -46,43 +49,53 @@ struct conf {
 
 	/* node */
 	char node_id[CONF_NAME_MAX];
-	char admin_listen[128];     /* host:port of scalerd's admin API */
-	char admin_url[256];        /* advertised URL (default http://<admin_listen>) */
-	char *token;                /* NULL when none; from node.token or node.token_file */
+	char admin_listen[128]; /* host:port of scalerd's admin API */
+	char admin_url[256];    /* advertised URL (default http://<admin_listen>) */
+	char *token;            /* NULL when none; from node.token or node.token_file */
 	char token_file[4096];
-	char **zones_hosted;        /* node.zones: names of zones this node runs balancers for; NULL = all */
+	char **zones_hosted; /* node.zones: names of zones this node runs balancers for,
+	                      * NULL-terminated; NULL = all (an empty list = none) */
 
 	char cluster[CONF_NAME_MAX];
 	char redis_url[512];
-	char plugin_dir[4096];
-	char state_dir[4096];       /* server logs and pid records of the process driver */
-	char log_level[16];
+	char plugin_dir[4096]; /* default $SCALER_PLUGIN_DIR, else PLUGINDIR */
+	char state_dir[4096];  /* server logs and pid records of the process driver */
+	char log_level[16];    /* a name log_level_parse() accepts; default "info" */
 	int log_syslog;
 
-	double interval;            /* default 10 s (seed) */
-	double window;              /* default 10 s (seed) */
+	double interval;                   /* default 10 s (seed) */
+	double window;                     /* default 10 s (seed) */
 	double cooldown_up, cooldown_down; /* default 0 s */
-	double drain_timeout;       /* default 10 s */
+	double drain_timeout;              /* removed servers finish requests, default 10 s */
 	int dry_run;
-	double stop_timeout;        /* SIGTERM → SIGKILL for children, default 10 s */
+	double stop_timeout; /* SIGTERM → SIGKILL for children, default 10 s */
 
 	struct conf_plugin driver, metrics, policy, election, balancer;
 
 	struct conf_zone *zones;
 	size_t nzones;
-
-	struct conf_peer *peers;    /* election peers (election.peers), may be empty */
-	size_t npeers;
 };
 
 /* Parse and validate. NULL on any error, after logging every error found
- * (one line each, FILE:LINE: SETTING: message). */
+ * (one line each, FILE:LINE: SETTING: message, sorted by file and line,
+ * then "FILE: N errors, configuration not loaded"). No side effects besides
+ * reading the file (and node.token_file). Not reentrant: call it from the
+ * main thread only. */
 struct conf *conf_load(const char *path);
 void conf_free(struct conf *c);
 
 const struct conf_zone *conf_zone_find(const struct conf *c, const char *name);
-/* 1 when zone `z` is identical in a and b (same balancer process may stay). */
+/* 1 when the zone's balancer worker can keep running across a reload from
+ * a to b: same name, listen, admin, static servers (in order), effective
+ * balancer plugin and the same content of its effective balancer group
+ * (compared setting by setting; int 10 equals float 10.0; group members in
+ * any order; the group's own `plugin` member is compared as the effective
+ * plugin name). min, max, ports, interval, window, cooldowns, dry_run and
+ * the policy are controller-side and are not compared. */
 int conf_zone_equal(const struct conf_zone *a, const struct conf_zone *b);
+/* 1 when two settings (and everything under them) have the same content;
+ * NULL equals NULL and an empty group. */
+int conf_setting_equal(const config_setting_t *a, const config_setting_t *b);
 /* 1 when this node hosts the balancer of zone `name`. */
 int conf_hosts_zone(const struct conf *c, const char *name);
 
@@ -94,7 +107,8 @@ int conf_check_known(const config_setting_t *group, const char *const *known);
 const char *conf_setting_path(const config_setting_t *s, char *buf, size_t len);
 
 /* Read a number setting (int or float) as double; 0 when absent (value
- * untouched), 1 when read, -1 after conf_error when not a number or below min. */
+ * untouched), 1 when read, -1 after conf_error when not a finite number or
+ * below min. `group` may be NULL (absent). */
 int conf_get_seconds(const config_setting_t *group, const char *name, double min, double *out);
 
 #endif

@@ -130,17 +130,12 @@ static struct czone *czone_find(struct controller *c, const char *name)
 	return NULL;
 }
 
-static const config_setting_t *zone_policy_group(const struct conf *conf, const struct conf_zone *cz)
+/* Monotonic seconds: policy windows must not move with the wall clock. */
+static double mono_now(void)
 {
-	return cz->policy ? cz->policy : conf->policy.group;
-}
-
-static const char *zone_policy_name(const struct conf *conf, const struct conf_zone *cz)
-{
-	const char *name = NULL;
-	if (cz->policy && config_setting_lookup_string(cz->policy, "plugin", &name))
-		return name;
-	return conf->policy.name;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 int controller_check_policies(const struct conf *conf, const struct scaler_host *host)
@@ -161,9 +156,8 @@ int controller_check_policies(const struct conf *conf, const struct scaler_host 
 		const struct conf_zone *cz = &conf->zones[i];
 		if (!cz->policy)
 			continue;
-		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
-		                        zone_policy_name(conf, cz), host, cz->policy, err,
-		                        sizeof(err)) < 0) {
+		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, cz->policy_plugin,
+		                        host, cz->policy_conf, err, sizeof(err)) < 0) {
 			log_err("zone %s: %s", cz->name, err);
 			failed = 1;
 		} else {
@@ -184,13 +178,21 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 {
 	char err[1024];
 	struct plugin_instance pi;
-	if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, zone_policy_name(conf, cz),
-	                        ctl_host(z->c), zone_policy_group(conf, cz), err, sizeof(err)) < 0) {
-		log_err("zone %s: %s", cz->name, err);
-		return -1;
+	const struct scaler_plugin *cur = z->policy.plugin ? z->policy.plugin->desc : NULL;
+
+	/* the same policy plugin keeps its history (windows, streaks) when it
+	 * can apply the new settings itself */
+	int kept = cur && strcmp(z->policy.plugin->name, cz->policy_plugin) == 0 && cur->reload &&
+	           cur->reload(z->policy.ctx, cz->policy_conf) == 0;
+	if (!kept) {
+		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, cz->policy_plugin,
+		                        ctl_host(z->c), cz->policy_conf, err, sizeof(err)) < 0) {
+			log_err("zone %s: %s", cz->name, err);
+			return -1;
+		}
+		plugin_instance_free(&z->policy);
+		z->policy = pi;
 	}
-	plugin_instance_free(&z->policy);
-	z->policy = pi;
 	z->cz = cz;
 	ev_timer_set(&z->tick, cz->interval, cz->interval);
 	if (ev_is_active(&z->tick)) {
@@ -627,19 +629,18 @@ static void create_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	create_health_check(t->data);
 }
 
-static const char *ctl_health_path(const struct controller *c, const struct conf_zone *cz)
+static const char *ctl_health_path(const struct conf_zone *cz)
 {
 	const char *path = "/health_check";
-	const config_setting_t *g = cz->balancer ? cz->balancer : c->d->conf->balancer.group;
-	if (g)
-		config_setting_lookup_string(g, "health_path", &path);
+	if (cz->balancer_conf)
+		config_setting_lookup_string(cz->balancer_conf, "health_path", &path);
 	return path;
 }
 
 static void create_health_check(struct flow *f)
 {
 	char url[512];
-	snprintf(url, sizeof(url), "%s%s", f->rec.srv.address, ctl_health_path(f->z->c, f->z->cz));
+	snprintf(url, sizeof(url), "%s%s", f->rec.srv.address, ctl_health_path(f->z->cz));
 	struct scaler_http_request req = {.method = "GET", .url = url, .timeout = HEALTH_TIMEOUT};
 	f->call = ctl_host(f->z->c)->http_request(&req, create_health_done, f);
 	if (!f->call)
@@ -1019,7 +1020,7 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	                                 .max = max,
 	                                 .average = res->average,
 	                                 .average_valid = 1,
-	                                 .now = ev_now(ctl_loop(c))};
+	                                 .now = mono_now()};
 	struct scaler_policy_decision out = {.desired = cur};
 	if (z->policy.plugin->desc->ops.policy->decide(z->policy.ctx, &in, &out) < 0) {
 		czone_hold(z, cur, "policy error", "the policy plugin failed", 1);
@@ -1190,7 +1191,7 @@ static int ctl_reconcile_health(void *ctx, const struct scaler_server *srv,
 	r->arg = arg;
 	const struct conf_zone *cz = conf_zone_find(c->d->conf, srv->zone);
 	snprintf(url, sizeof(url), "%s%s", srv->address,
-	         cz ? ctl_health_path(c, cz) : "/health_check");
+	         cz ? ctl_health_path(cz) : "/health_check");
 	struct scaler_http_request req = {.method = "GET", .url = url, .timeout = HEALTH_TIMEOUT};
 	if (!ctl_host(c)->http_request(&req, ctl_reconcile_health_done, r)) {
 		free(r);
@@ -1350,8 +1351,8 @@ json_t *controller_zones_json(struct controller *c)
 		                   cz->name, "listen", cz->listen, "admin", cz->admin, "min", cz->min,
 		                   "max", cz->max, "interval", cz->interval, "dry_run", cz->dry_run,
 		                   "servers", servers, "last_decision", last, "cooldown_remaining", cd,
-		                   "pinned", pin,
-		                   "policy", json_string(zone_policy_name(c->d->conf, cz))));
+		                   "pinned", pin, "policy",
+		                   json_string(cz->policy_plugin)));
 	}
 	return arr;
 }

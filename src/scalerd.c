@@ -246,48 +246,9 @@ static void retire(struct daemon *d, struct plugin_instance *pi, struct conf *c)
 	memset(pi, 0, sizeof(*pi));
 }
 
-static int settings_equal(const config_setting_t *a, const config_setting_t *b);
-
 static int same_group(const struct conf_plugin *a, const struct conf_plugin *b)
 {
-	return strcmp(a->name, b->name) == 0 && settings_equal(a->group, b->group);
-}
-
-/* Textual equality of two settings (groups compared member by member). */
-static int settings_equal(const config_setting_t *a, const config_setting_t *b)
-{
-	if (!a || !b)
-		return a == b;
-	int t = config_setting_type(a);
-	if (t != config_setting_type(b))
-		return 0;
-	switch (t) {
-	case CONFIG_TYPE_INT:
-		return config_setting_get_int(a) == config_setting_get_int(b);
-	case CONFIG_TYPE_INT64:
-		return config_setting_get_int64(a) == config_setting_get_int64(b);
-	case CONFIG_TYPE_FLOAT:
-		return config_setting_get_float(a) == config_setting_get_float(b);
-	case CONFIG_TYPE_BOOL:
-		return config_setting_get_bool(a) == config_setting_get_bool(b);
-	case CONFIG_TYPE_STRING:
-		return strcmp(config_setting_get_string(a), config_setting_get_string(b)) == 0;
-	default: {
-		int n = config_setting_length(a);
-		if (n != config_setting_length(b))
-			return 0;
-		for (int i = 0; i < n; i++) {
-			const config_setting_t *ea = config_setting_get_elem(a, (unsigned)i);
-			const config_setting_t *eb = config_setting_get_elem(b, (unsigned)i);
-			const char *na = config_setting_name(ea), *nb = config_setting_name(eb);
-			if ((na || nb) && (!na || !nb || strcmp(na, nb) != 0))
-				return 0;
-			if (!settings_equal(ea, eb))
-				return 0;
-		}
-		return 1;
-	}
-	}
+	return strcmp(a->name, b->name) == 0 && conf_setting_equal(a->group, b->group);
 }
 
 static const char *reload_fixed_setting(const struct conf *a, const struct conf *b)

@@ -194,9 +194,9 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, int debug
 		goto out;
 	}
 	/* a zone's own balancer group replaces the global one */
-	const config_setting_t *group = w.zone->balancer ? w.zone->balancer : w.conf->balancer.group;
 	if (plugin_instance_new(&w.bal, w.conf->plugin_dir, SCALER_KIND_BALANCER,
-	                        w.conf->balancer.name, &w.host->pub, group, err, sizeof(err)) < 0) {
+	                        w.zone->balancer_plugin, &w.host->pub, w.zone->balancer_conf, err,
+	                        sizeof(err)) < 0) {
 		log_err("zone %s: %s", zone, err);
 		goto out;
 	}
