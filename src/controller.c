@@ -84,12 +84,20 @@ struct controller {
 	struct czone *zones;
 	ev_timer monitor_push;
 	struct reconcile *reconcile; /* run in progress */
+	struct rc_zones *rc_zones; /* zone lists handed to runs, kept until exit */
 
 	unsigned long driver_calls[3], driver_errors[3];
 	double driver_seconds[3];
 	unsigned long metric_queries, metric_errors;
 	double metric_seconds;
 	unsigned long fenced;
+};
+
+/* A reconciliation run reads its zone list until its last operation ends,
+ * which may be after it was cancelled, so lists live until controller_free. */
+struct rc_zones {
+	struct rc_zones *next;
+	const struct scaler_zone *zones[];
 };
 
 enum { OP_CREATE, OP_REMOVE, OP_LIST };
@@ -1212,14 +1220,17 @@ void controller_start(struct controller *c, uint64_t epoch)
 	ctl_push_monitor_all(c);
 	ev_timer_start(ctl_loop(c), &c->monitor_push);
 
-	const struct scaler_zone **zones = calloc(c->d->conf->nzones + 1, sizeof(*zones));
+	struct rc_zones *rz =
+	    calloc(1, sizeof(*rz) + (c->d->conf->nzones + 1) * sizeof(rz->zones[0]));
 	size_t nz = 0;
-	for (size_t i = 0; zones && i < c->d->conf->nzones; i++)
-		zones[nz++] = &c->d->conf->zones[i].pub;
-	if (zones)
-		c->reconcile = reconcile_start(ctl_store(c), &c->d->driver, zones, nz, epoch,
+	for (size_t i = 0; rz && i < c->d->conf->nzones; i++)
+		rz->zones[nz++] = &c->d->conf->zones[i].pub;
+	if (rz) {
+		rz->next = c->rc_zones;
+		c->rc_zones = rz;
+		c->reconcile = reconcile_start(ctl_store(c), &c->d->driver, rz->zones, nz, epoch,
 		                               ctl_reconcile_health, c, ctl_reconciled, c);
-	free(zones);
+	}
 	if (!c->reconcile) {
 		log_warn("reconciliation could not start; continuing with the recorded state");
 		ctl_load(c);
@@ -1267,6 +1278,13 @@ void controller_free(struct controller *c)
 	if (!c)
 		return;
 	ev_timer_stop(ctl_loop(c), &c->monitor_push);
+	if (c->reconcile)
+		reconcile_cancel(c->reconcile);
+	while (c->rc_zones) {
+		struct rc_zones *rz = c->rc_zones;
+		c->rc_zones = rz->next;
+		free(rz);
+	}
 	while (c->zones) {
 		struct czone *z = c->zones;
 		c->zones = z->next;

@@ -1,0 +1,242 @@
+"""Scaling end to end with real processes: scalerd (process driver running
+scaler-app, http metrics, threshold policy, single election, builtin
+balancers) and a throwaway Redis. Short intervals; the seed's rule with
+lower thresholds (20 % / 5 %) so the High profile crosses them quickly."""
+import json
+import os
+import signal
+import time
+
+from scalertest import *
+
+SCALERD = binary("scalerd")
+APP = binary("scaler-app")
+TOKEN = "scaling-token"
+
+
+class Cluster:
+    def __init__(self, zones=("zone1", "zone2", "zone3"), dry=(), name="scaling"):
+        self.redis = Redis()
+        self.admin = free_port()
+        self.state = os.path.join(tmpdir(), name + "-state")
+        os.makedirs(self.state, exist_ok=True)
+        self.zones = {}
+        zs = []
+        for i, z in enumerate(zones):
+            listen, zadmin = free_port(), free_port()
+            base = 21000 + 300 * (sum(map(ord, name)) % 50) + 100 * i
+            self.zones[z] = (listen, zadmin)
+            zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 1; max = 3;'
+                      ' ports = [%d, %d]; %s }' % (z, listen, zadmin, base, base + 99,
+                                                  "dry_run = true;" if z in dry else ""))
+        self.conf = write_file(name + ".conf", """
+node = { id = 1; admin = "127.0.0.1:%d"; token = "%s"; };
+cluster = "%s";
+redis = "%s";
+plugin_dir = "%s";
+state_dir = "%s";
+log = { level = "debug"; };
+interval = 0.5; window = 1.0; cooldown_down = 2.0; drain_timeout = 0.3;
+driver = { plugin = "process"; command = ["%s"]; stop_timeout = 3.0; };
+metrics = { plugin = "http"; timeout = 0.5; };
+policy = { plugin = "threshold"; max_cpu = 20.0; min_cpu = 5.0; };
+balancer = { plugin = "builtin"; health_interval = 0.5; recheck_interval = 0.5; retries = 2;
+             report_interval = 0.5; };
+zones = ( %s );
+""" % (self.admin, TOKEN, name, self.redis.url(), plugin_dir(), self.state, APP, ",\n".join(zs)))
+        self.name = name
+        self.start()
+
+    def start(self):
+        self.proc = spawn([SCALERD, "-c", self.conf], name="scalerd-" + self.name)
+        wait_until(lambda: http("GET", self.url("/health_check"))[0] == 200, 10, "scalerd's admin API")
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.admin, path)
+
+    def servers(self, zone):
+        st, body = http_json("GET", self.url("/servers?zone=" + zone))
+        check_eq(st, 200, "GET /servers?zone=" + zone)
+        return body
+
+    def serving(self, zone):
+        return [s for s in self.servers(zone) if s["state"] == "serving"]
+
+    def events(self, zone=None):
+        st, body = http_json("GET", self.url("/events" + ("?zone=" + zone if zone else "")))
+        check_eq(st, 200, "GET /events")
+        return body["events"]
+
+    def balancer_alive(self, zone):
+        st, body = http_json("GET", "http://127.0.0.1:%d/servers" % self.zones[zone][1])
+        return body if st == 200 else None
+
+    def set_profile(self, zone, profile):
+        for s in self.serving(zone):
+            try:
+                http("POST", s["address"] + "/load", {"profile": profile}, timeout=2)
+            except OSError:
+                pass
+
+    def stop(self):
+        # the process driver's servers outlive scalerd on purpose (a restarted
+        # scalerd adopts them): remove them through the admin API's state
+        pids = []
+        for z in self.zones:
+            try:
+                for s in self.servers(z):
+                    pids.append(int(s["ref"].split(":")[0]))
+            except Exception:
+                pass
+        self.proc.stop()
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.redis.stop()
+
+
+def through_balancer(c, zone):
+    st, _, body = http("GET", "http://127.0.0.1:%d/stats" % c.zones[zone][0], timeout=3)
+    check_eq(st, 200, "GET /stats through the balancer of " + zone)
+    return json.loads(body)
+
+
+C = None
+
+
+def cluster():
+    global C
+    if C is None:
+        C = Cluster(dry=("zone3",))
+    return C
+
+
+@test
+def every_zone_starts_with_one_server_reachable_through_its_balancer():
+    c = cluster()
+    for z in ("zone1", "zone2"):
+        wait_until(lambda: len(c.serving(z)) == 1, 20, "one serving server in " + z)
+        wait_until(lambda: c.balancer_alive(z), 10, "the server alive in %s's balancer" % z)
+        stats = through_balancer(c, z)
+        check_eq(stats["zone"], z, "zone of the server answering through the balancer")
+        check_eq(stats["server"], c.serving(z)[0]["id"], "server answering through %s's balancer" % z)
+
+
+@test
+def high_cpu_in_zone1_scales_it_to_max_and_leaves_the_others():
+    c = cluster()
+
+    def grown():
+        c.set_profile("zone1", "high")  # load spreads to new servers too
+        return len(c.serving("zone1")) == 3
+    wait_until(grown, 90, "zone1 to scale up to max (3)", interval=1.0)
+    wait_until(lambda: len(c.balancer_alive("zone1") or []) == 3, 10, "3 servers alive in zone1's balancer")
+    check_eq(len(c.servers("zone2")), 1, "servers in zone2")
+    ups = [e for e in c.events("zone1") if e["kind"] == "scale_up"]
+    check(len(ups) >= 2, "scale_up events in zone1: %r" % ups)
+    check(all(e["zone"] == "zone1" for e in ups), "events of zone1 only")
+    check_eq([e for e in c.events("zone2") if e["kind"] in ("scale_up", "scale_down")], [],
+             "scaling events in zone2")
+
+
+@test
+def a_dry_run_zone_records_its_decisions_and_creates_nothing():
+    c = cluster()
+    wait_until(lambda: [e for e in c.events("zone3") if e["kind"] == "dry_run"], 10,
+               "a dry_run event in zone3")
+    ev = [e for e in c.events("zone3") if e["kind"] == "dry_run"][0]
+    check_eq((ev["from"], ev["to"], ev.get("would")), (0, 1, "fill"), "the dry-run decision")
+    time.sleep(1.0)
+    check_eq(c.servers("zone3"), [], "servers in the dry-run zone")
+
+
+@test
+def low_cpu_scales_zone1_back_to_min_after_the_cooldown():
+    c = cluster()
+    c.set_profile("zone1", "low")
+    wait_until(lambda: c.set_profile("zone1", "low") or len(c.servers("zone1")) == 1, 90,
+               "zone1 back to min (1)", interval=1.0)
+    wait_until(lambda: len(c.balancer_alive("zone1") or []) == 1, 10, "1 server alive in zone1's balancer")
+    downs = [e for e in c.events("zone1") if e["kind"] == "scale_down"]
+    check_eq(len(downs), 2, "scale_down events in zone1 (3 -> 2 -> 1)")
+    gap = downs[1]["time"] - downs[0]["time"]
+    check(gap >= 1.9, "scale-downs at least cooldown_down (2 s) apart, got %.2f s" % gap)
+
+
+@test
+def an_unhealthy_server_is_reported_dead_and_replaced():
+    c = cluster()
+    old = c.serving("zone2")[0]
+    pid = int(old["ref"].split(":")[0])
+    st, _, _ = http("POST", old["address"] + "/health", {"healthy": False})
+    check_eq(st, 200, "POST /health false")
+
+    def replaced():
+        s = c.serving("zone2")
+        return len(s) == 1 and s[0]["id"] != old["id"]
+    wait_until(replaced, 20, "a new server replacing %s" % old["id"])
+    wait_until(lambda: not os.path.exists("/proc/%d" % pid), 10, "the dead server's process to be gone")
+    kinds = [e["kind"] for e in c.events("zone2")]
+    check("replace" in kinds, "a replace event in zone2: %r" % kinds)
+    wait_until(lambda: c.balancer_alive("zone2") == [c.serving("zone2")[0]["address"]], 10,
+               "the balancer to serve the replacement")
+
+
+@test
+def a_killed_balancer_worker_serves_the_same_servers_within_2_seconds():
+    c = cluster()
+    st, status = http_json("GET", c.url("/status"))
+    z1 = [z for z in status["zones"] if z["name"] == "zone1"][0]
+    want = sorted(s["address"] for s in z1["servers"] if s["state"] == "serving")
+    os.kill(z1["balancer_pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_until(lambda: sorted(c.balancer_alive("zone1") or []) == want, 2.0,
+               "the restarted worker to serve %r" % want, interval=0.02)
+    through_balancer(c, "zone1")
+    log("restarted worker served its servers after %.2f s" % (time.monotonic() - t0))
+
+
+@test
+def dead_reports_need_the_token_and_unknown_servers_are_ignored():
+    c = cluster()
+    body = {"zone": "zone1", "dead": ["http://127.0.0.1:1"]}
+    st, _ = http_json("PUT", c.url("/report"), body)
+    check_eq(st, 401, "PUT /report without the token")
+    auth = {"Authorization": "Bearer " + TOKEN}
+    st, reply = http_json("PUT", c.url("/report"), body, headers=auth)
+    check_eq(st, 200, "PUT /report naming an unknown server")
+    check_eq(reply["unknown"], ["http://127.0.0.1:1"], "unknown servers in the answer")
+    check_eq(len(c.servers("zone1")), 1, "servers in zone1 after a report of an unknown server")
+    for bad in ('{"zone": "zone1", "dead": "x"}', '{"zone": 3, "dead": []}', '[', '{"dead": [1]}'):
+        st, _ = http_json("PUT", c.url("/report"), bad, headers=dict(auth, **{"Content-Type": "application/json"}))
+        check_eq(st, 400, "PUT /report with body %s" % bad)
+    st, reply = http_json("PUT", c.url("/report"), {"zone": "nosuch", "dead": []}, headers=auth)
+    check_eq(st, 404, "PUT /report for an unknown zone")
+
+
+@test
+def a_restarted_scalerd_adopts_the_running_servers():
+    c = cluster()
+    before = {z: sorted(s["id"] for s in c.servers(z)) for z in c.zones}
+    c.proc.signal(signal.SIGKILL)
+    c.proc.wait(5)
+    c.start()
+    wait_until(lambda: all(len(c.serving(z)) == len(before[z]) for z in c.zones), 20,
+               "the servers to be loaded again")
+    time.sleep(1.5)  # a few evaluations: nothing must be created or deleted
+    after = {z: sorted(s["id"] for s in c.servers(z)) for z in c.zones}
+    check_eq(after, before, "servers after scalerd was killed and restarted")
+    st, status = http_json("GET", c.url("/status"))
+    check(status["node"]["epoch"] >= 2, "a new epoch after the restart: %r" % status["node"])
+
+
+@test
+def zz_stop_cluster():
+    if C:
+        C.stop()
+
+
+if __name__ == "__main__":
+    main()
