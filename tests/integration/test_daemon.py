@@ -197,6 +197,43 @@ def a_killed_worker_is_restarted_within_2_seconds():
 
 
 @test
+def systemd_hears_ready_reloading_and_stopping():
+    import socket
+    path = os.path.join(tmpdir(), "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    redis = Redis()
+    admin = free_port()
+    conf = write_file("notify.conf", conf_text(redis, admin, []))
+    p = spawn([SCALERD, "-c", conf], env={"NOTIFY_SOCKET": path}, name="scalerd-notify")
+    try:
+        check_eq(sock.recv(4096), b"READY=1", "first notification")
+        check(answers(admin), "the admin API answers once READY=1 was sent")
+        p.signal(signal.SIGHUP)
+        check_eq(sock.recv(4096), b"RELOADING=1", "notification on SIGHUP")
+        check_eq(sock.recv(4096), b"READY=1", "notification after the reload")
+        p.signal(signal.SIGTERM)
+        check_eq(sock.recv(4096), b"STOPPING=1", "notification on SIGTERM")
+        check_eq(p.wait(10), 0, "exit status")
+    finally:
+        p.kill()
+        redis.stop()
+        sock.close()
+
+
+@test
+def plugins_export_only_their_descriptor():
+    sos = sorted(f for f in os.listdir(plugin_dir()) if f.endswith(".so"))
+    check(len(sos) >= 9, "the built plugins: %r" % sos)
+    for so in sos:
+        out = subprocess.run(["nm", "-D", "--defined-only", os.path.join(plugin_dir(), so)],
+                             capture_output=True, text=True).stdout
+        syms = sorted(l.split()[-1] for l in out.splitlines() if l.strip())
+        check_eq(syms, ["scaler_plugin"], "dynamic symbols defined by " + so)
+
+
+@test
 def sigterm_stops_gracefully_and_leaves_no_child():
     a, b = ("zt1",) + three_ports(), ("zt2",) + three_ports()
     d = Daemon([a, b], name="scalerd-term")

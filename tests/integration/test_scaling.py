@@ -217,6 +217,29 @@ def dead_reports_need_the_token_and_unknown_servers_are_ignored():
 
 
 @test
+def status_and_metrics_explain_the_zones():
+    c = cluster()
+    st, status = http_json("GET", c.url("/status"))
+    check_eq(st, 200, "GET /status")
+    z1 = [z for z in status["zones"] if z["name"] == "zone1"][0]
+    check(z1["last_decision"] and z1["last_decision"]["reason"], "zone1's last decision has a reason: %r" % z1)
+    check("cooldown_remaining" in z1 and z1["servers"][0]["state"] == "serving", "zone1 in /status: %r" % z1)
+    st, _, text = http("GET", c.url("/metrics"))
+    check_eq(st, 200, "GET /metrics")
+    text = text.decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            values[k] = float(v)
+    check(values.get('scaler_evaluations_total{zone="zone1"}', 0) > 10, "evaluations of zone1 counted")
+    check(values.get('scaler_decisions_total{zone="zone1",kind="scale_up"}', 0) >= 2, "scale-ups counted")
+    check_eq(values.get('scaler_servers{zone="zone2",state="serving"}'), 1.0, "serving servers of zone2")
+    check(values.get('scaler_driver_calls_total{op="create"}', 0) >= 4, "driver creates counted")
+    check_eq(values.get("scaler_primary"), 1.0, "scaler_primary")
+
+
+@test
 def a_restarted_scalerd_adopts_the_running_servers():
     c = cluster()
     before = {z: sorted(s["id"] for s in c.servers(z)) for z in c.zones}
