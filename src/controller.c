@@ -1118,6 +1118,31 @@ static void czone_evaluate(struct czone *z)
 
 /* ---- becoming primary ------------------------------------------------------------------------ */
 
+/* A record a previous primary left half-way (reconciliation could not
+ * settle it, e.g. a server still starting): finish its flow. */
+static void czone_resume(struct czone *z, struct cserver *s)
+{
+	struct flow *f;
+	if (s->busy || !(f = flow_new(z)))
+		return;
+	f->rec = s->rec;
+	s->busy = 1;
+	if (strcmp(s->rec.state, "deleting") == 0) {
+		log_info("zone %s: finishing the deletion of %s", z->name, s->rec.srv.id);
+		delete_recorded(f, STORE_OK, NULL);
+	} else if (!s->rec.srv.address[0]) {
+		log_info("zone %s: dropping %s, recorded before it was created", z->name, s->rec.srv.id);
+		czone_server_forget(z, s->rec.srv.id);
+		flow_delete_record(f, flow_record_gone);
+	} else {
+		log_info("zone %s: waiting for %s, started by a previous primary", z->name,
+		         s->rec.srv.id);
+		f->deadline = ev_time() + START_TIMEOUT;
+		ev_set_cb(&f->timer, create_health_timer);
+		create_health_check(f);
+	}
+}
+
 static void ctl_loaded(void *arg, enum store_status st, const struct store_server *srv, size_t n)
 {
 	struct controller *c = arg;
@@ -1142,6 +1167,9 @@ static void ctl_loaded(void *arg, enum store_status st, const struct store_serve
 	for (struct czone *z = c->zones; z; z = z->next) {
 		if (z->removed)
 			continue;
+		for (size_t i = z->nsrv; i-- > 0;) /* backwards: resuming may forget one */
+			if (strcmp(z->srv[i].rec.state, "serving") != 0)
+				czone_resume(z, &z->srv[i]);
 		czone_push_all(z);
 		ev_timer_start(ctl_loop(c), &z->tick);
 		czone_evaluate(z); /* fills to min at once */

@@ -15,7 +15,7 @@ TOKEN = "scaling-token"
 
 
 class Cluster:
-    def __init__(self, zones=("zone1", "zone2", "zone3"), dry=(), name="scaling"):
+    def __init__(self, zones=("zone1", "zone2", "zone3"), dry=(), name="scaling", command=None):
         self.redis = Redis()
         self.admin = free_port()
         self.state = os.path.join(tmpdir(), name + "-state")
@@ -37,13 +37,14 @@ plugin_dir = "%s";
 state_dir = "%s";
 log = { level = "debug"; };
 interval = 0.5; window = 1.0; cooldown_down = 2.0; drain_timeout = 0.3;
-driver = { plugin = "process"; command = ["%s"]; stop_timeout = 3.0; };
+driver = { plugin = "process"; command = [%s]; stop_timeout = 3.0; };
 metrics = { plugin = "http"; timeout = 0.5; };
 policy = { plugin = "threshold"; max_cpu = 20.0; min_cpu = 5.0; };
 balancer = { plugin = "builtin"; health_interval = 0.5; recheck_interval = 0.5; retries = 2;
              report_interval = 0.5; };
 zones = ( %s );
-""" % (self.admin, TOKEN, name, self.redis.url(), plugin_dir(), self.state, APP, ",\n".join(zs)))
+""" % (self.admin, TOKEN, name, self.redis.url(), plugin_dir(), self.state,
+       ", ".join('"%s"' % a for a in (command or [APP])), ",\n".join(zs)))
         self.name = name
         self.start()
 
@@ -259,6 +260,30 @@ def a_restarted_scalerd_adopts_the_running_servers():
 def zz_stop_cluster():
     if C:
         C.stop()
+
+
+@test
+def a_scalerd_killed_while_a_server_starts_finishes_it_after_restart():
+    # servers that take 2 s to come up leave a "starting" record to repair
+    c = Cluster(zones=("slow",), name="slowstart",
+                command=["/bin/sh", "-c", "sleep 2; exec %s" % APP])
+    try:
+        def starting():
+            raw = c.redis.cli_raw("HGETALL", "slowstart:servers:slow")
+            recs = [json.loads(x) for x in raw[1::2]]
+            return [r for r in recs if r["state"] == "starting" and r["address"]]
+        recs = wait_until(starting, 10, "a starting record with an address")
+        c.proc.signal(signal.SIGKILL)
+        c.proc.wait(5)
+        check_eq(len(starting()), 1, "the record is still starting after the kill")
+        c.start()
+        wait_until(lambda: [s["id"] for s in c.serving("slow")] == [recs[0]["id"]], 15,
+                   "the same server %s serving after the restart" % recs[0]["id"])
+        time.sleep(1.0)
+        check_eq([s["id"] for s in c.servers("slow")], [recs[0]["id"]], "servers of the zone (none created twice)")
+        wait_until(lambda: c.balancer_alive("slow") == [recs[0]["address"]], 5, "the server in the balancer")
+    finally:
+        c.stop()
 
 
 if __name__ == "__main__":

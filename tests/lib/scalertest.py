@@ -241,6 +241,12 @@ class Redis:
     def cli(self, *args):
         return redis_cli(self.port, *args)
 
+    def cli_raw(self, *args):
+        """Reply lines as redis-cli --raw prints them (one element a line)."""
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "--raw"] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=5)
+        return r.stdout.splitlines()
+
     def stop(self):
         self.proc.stop()
 
