@@ -326,13 +326,27 @@ static void admin_metrics(struct daemon *d, struct http_exchange *x)
 		char *s = eo->status_json(d->election.ctx);
 		json_t *j = s ? json_loads(s, 0, NULL) : NULL;
 		free(s);
+		/* counters of the election plugins only grow; the rest are gauges */
+		static const char *const counters[] = {"elections", "elections_won", "deposed",
+		                                       "messages_refused", "checks_failed", "retries",
+		                                       NULL};
 		const char *k;
 		json_t *v;
 		json_object_foreach(j, k, v)
 		{
-			if (json_is_number(v))
+			int counter = 0;
+			if (!json_is_number(v) && !json_is_boolean(v))
+				continue;
+			for (size_t i = 0; counters[i]; i++)
+				counter |= strcmp(counters[i], k) == 0;
+			double val = json_is_boolean(v) ? json_is_true(v) : json_number_value(v);
+			if (counter)
+				fprintf(f, "# TYPE scaler_election_%s_total counter\n"
+				           "scaler_election_%s_total %.17g\n",
+				        k, k, val);
+			else
 				fprintf(f, "# TYPE scaler_election_%s gauge\nscaler_election_%s %.17g\n", k,
-				        k, json_number_value(v));
+				        k, val);
 		}
 		json_decref(j);
 	}

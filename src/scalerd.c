@@ -195,8 +195,8 @@ static void on_deposed(void *arg, const char *reason)
 static void on_primary(void *arg, const char *id, const char *url, uint64_t epoch)
 {
 	struct daemon *d = arg;
-	if (epoch < d->primary_epoch)
-		return;
+	/* the election plugin decides; an epoch can also go back when Redis
+	 * lost its data and counts from 1 again */
 	snprintf(d->primary_id, sizeof(d->primary_id), "%s", id ? id : "");
 	snprintf(d->primary_url, sizeof(d->primary_url), "%s", url ? url : "");
 	d->primary_epoch = epoch;

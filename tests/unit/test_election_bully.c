@@ -1,0 +1,648 @@
+/* Election plugin "bully": message handling, elections, stepping down.
+ * The real election_bully.so against a fake host (tests/election/fakehost.c):
+ * the store lives in memory, HTTP requests are recorded and answered here. */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../election/fakehost.h"
+
+#define URL1 "http://127.0.0.1:9001"
+#define URL2 "http://127.0.0.1:9002"
+#define URL3 "http://127.0.0.1:9003"
+
+/* This node is 2, between a lower (1) and a higher (3) peer. Short timings:
+ * checks every 50 ms, answers within 50 ms, lease 200 ms. */
+static const char *conf_preempt =
+    "election = { plugin = \"bully\"; check_interval = 0.05; timeout = 0.05; lease = 0.2;\n"
+    "  peers = ( { id = 1; url = \"" URL1 "\"; }, { id = 2; url = \"" URL2 "\"; },\n"
+    "            { id = 3; url = \"" URL3 "/\"; } ); };\n";
+static const char *conf_no_preempt =
+    "election = { plugin = \"bully\"; check_interval = 0.05; timeout = 0.05; lease = 0.2;\n"
+    "  preempt = false;\n"
+    "  peers = ( { id = 1; url = \"" URL1 "\"; }, { id = 3; url = \"" URL3 "\"; } ); };\n";
+
+static struct fake_host *h;
+
+static void setup(void)
+{
+	h = fake_host_new("2", URL2, "secret");
+}
+
+static void teardown(void)
+{
+	fake_host_free(h);
+	h = NULL;
+}
+
+static void load(const char *conf)
+{
+	int rc = fake_load(h, "bully", conf);
+	ck_assert_msg(rc == 0, "expected the plugin to accept the config, init returned %d (%s)",
+	              rc, h->last_log);
+	ck_assert_int_eq(fake_start(h), 0);
+}
+
+static int is_primary(struct fake_host *fh)
+{
+	return strcmp(fake_status_str(fh, "state"), "primary") == 0;
+}
+
+static int pending_election_to_3(struct fake_host *fh)
+{
+	return fake_find_call(fh, URL3 "/election/election", FAKE_PENDING, 0) >= 0;
+}
+
+static int pending_ping_to_3(struct fake_host *fh)
+{
+	return fake_find_call(fh, URL3 "/election/ping", FAKE_PENDING, 0) >= 0;
+}
+
+static int pending_ping_to_1(struct fake_host *fh)
+{
+	return fake_find_call(fh, URL1 "/election/ping", FAKE_PENDING, 0) >= 0;
+}
+
+static int redis_known_down(struct fake_host *fh)
+{
+	json_t *j = fake_status(fh);
+	int down = json_is_false(json_object_get(j, "redis_ok"));
+	json_decref(j);
+	return down;
+}
+
+static int was_deposed(struct fake_host *fh)
+{
+	return fh->n_deposed > 0;
+}
+
+/* Node 3 is primary at epoch 4 in the store; node 2 starts, learns it,
+ * and node 3 answers its first ping. */
+static void follow_3_at_epoch_4(const char *conf)
+{
+	h->epoch = 4;
+	h->leader_epoch = 4;
+	strcpy(h->leader_id, "3");
+	strcpy(h->leader_url, URL3);
+	load(conf);
+	ck_assert_msg(fake_run_until(h, pending_ping_to_3, 1.0),
+	              "expected node 2 to ping primary 3 after reading the leader record");
+	ck_assert_msg(strcmp(h->primary_id, "3") == 0 && h->primary_epoch == 4,
+	              "expected events.primary(3, epoch 4), got primary %s epoch %llu",
+	              h->primary_id, (unsigned long long)h->primary_epoch);
+	ck_assert_str_eq(h->primary_url, URL3);
+	fake_answer_all(h, "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+}
+
+/* Node 2 with an empty store: node 3 is down, node 2 wins epoch 1. */
+static void become_primary(const char *conf)
+{
+	load(conf);
+	ck_assert_msg(fake_run_until(h, pending_election_to_3, 1.0),
+	              "expected an ELECTION to node 3 when no primary is known");
+	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
+	ck_assert_msg(fake_run_until(h, is_primary, 1.0),
+	              "expected node 2 to become primary when node 3 does not answer");
+	ck_assert_int_eq(h->n_elected, 1);
+	ck_assert_int_eq(h->elected_epoch, 1);
+}
+
+START_TEST(a_node_with_no_primary_wins_when_no_higher_node_answers)
+{
+	int i;
+
+	become_primary(conf_preempt);
+	/* ELECTION went only to the higher id, with the token */
+	ck_assert_int_eq(fake_count_calls(h, URL1 "/election/election"), 0);
+	i = fake_find_call(h, URL3 "/election/election", -1, 0);
+	ck_assert_str_eq(h->calls[i].method, "POST");
+	ck_assert_str_eq(h->calls[i].auth, "Authorization: Bearer secret");
+	ck_assert_msg(strstr(h->calls[i].body, "\"id\":\"2\"") != NULL,
+	              "expected the sender id in the ELECTION body, got %s", h->calls[i].body);
+	/* the store names node 2 with epoch 1; events said so */
+	ck_assert_str_eq(h->leader_id, "2");
+	ck_assert_int_eq(h->leader_epoch, 1);
+	ck_assert_str_eq(h->primary_id, "2");
+	ck_assert_str_eq(h->primary_url, URL2);
+	ck_assert_int_eq(h->primary_epoch, 1);
+	/* COORDINATOR to every peer, with the new epoch */
+	ck_assert_int_eq(fake_count_calls(h, URL1 "/election/coordinator"), 1);
+	ck_assert_int_eq(fake_count_calls(h, URL3 "/election/coordinator"), 1);
+	i = fake_find_call(h, URL1 "/election/coordinator", -1, 0);
+	ck_assert_msg(strstr(h->calls[i].body, "\"epoch\":1") != NULL,
+	              "expected epoch 1 in the COORDINATOR, got %s", h->calls[i].body);
+	ck_assert_int_eq(fake_status_int(h, "epoch"), 1);
+	ck_assert_int_eq(fake_status_int(h, "elections"), 1);
+	ck_assert_int_eq(fake_status_int(h, "elections_won"), 1);
+}
+END_TEST
+
+START_TEST(a_node_that_gets_an_ok_waits_for_the_coordinator_then_starts_again)
+{
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/election", 200, "{\"ok\":true,\"id\":\"3\"}");
+	ck_assert_str_eq(fake_status_str(h, "phase"), "waiting");
+	fake_run(h, 0.05); /* less than 2 x timeout */
+	ck_assert_msg(fake_find_call(h, URL3 "/election/election", FAKE_PENDING, 0) < 0,
+	              "expected no new ELECTION while waiting for the COORDINATOR");
+	ck_assert_msg(fake_run_until(h, pending_election_to_3, 1.0),
+	              "expected a new ELECTION once 2 x timeout passed without a COORDINATOR");
+	ck_assert_int_eq(fake_status_int(h, "elections"), 2);
+	ck_assert_int_eq(h->n_elected, 0);
+}
+END_TEST
+
+START_TEST(an_ok_then_a_coordinator_makes_the_sender_primary)
+{
+	int status;
+	char *r;
+
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/election", 200, "{\"ok\":true,\"id\":\"3\"}");
+	h->epoch = 7; /* node 3 took epoch 7 */
+	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":7,\"url\":\"" URL3 "\"}", &status);
+	ck_assert_msg(status == 200, "expected 200 for a valid COORDINATOR, got %d %s", status, r);
+	free(r);
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	ck_assert_str_eq(h->primary_id, "3");
+	ck_assert_int_eq(h->primary_epoch, 7);
+	fake_run(h, 0.2);
+	ck_assert_msg(fake_count_calls(h, URL3 "/election/election") == 1,
+	              "expected no further ELECTION after the COORDINATOR");
+	ck_assert_int_eq(h->n_elected, 0);
+}
+END_TEST
+
+START_TEST(election_from_a_lower_id_is_answered_ok_and_starts_an_own_election)
+{
+	int status, before;
+	char *r;
+	json_t *j;
+
+	follow_3_at_epoch_4(conf_preempt);
+	before = fake_count_calls(h, URL3 "/election/election");
+	r = fake_message(h, "election", "{\"id\":1,\"epoch\":4}", &status);
+	ck_assert_msg(status == 200, "expected 200, got %d %s", status, r);
+	j = json_loads(r, 0, NULL);
+	ck_assert_msg(json_is_true(json_object_get(j, "ok")), "expected ok:true, got %s", r);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "2");
+	json_decref(j);
+	free(r);
+	ck_assert_msg(fake_count_calls(h, URL3 "/election/election") == before + 1,
+	              "expected node 2 to send its own ELECTION to node 3");
+	ck_assert_str_eq(fake_status_str(h, "state"), "electing");
+}
+END_TEST
+
+START_TEST(election_to_a_primary_is_answered_ok_and_the_coordinator_repeated)
+{
+	int status, before;
+	char *r;
+
+	become_primary(conf_preempt);
+	before = fake_count_calls(h, URL1 "/election/coordinator");
+	r = fake_message(h, "election", "{\"id\":\"1\",\"epoch\":0}", &status);
+	ck_assert_msg(status == 200 && strstr(r, "\"ok\":true"), "expected 200 ok, got %d %s",
+	              status, r);
+	free(r);
+	ck_assert_msg(fake_count_calls(h, URL1 "/election/coordinator") == before + 1,
+	              "expected the COORDINATOR to be sent again to node 1");
+	ck_assert_int_eq(h->n_epoch_take, 1); /* no new epoch */
+	ck_assert_msg(is_primary(h), "expected node 2 to stay primary");
+}
+END_TEST
+
+START_TEST(election_is_answered_not_ok_when_this_node_cannot_reach_redis)
+{
+	int status;
+	char *r;
+
+	h->redis_down = 1;
+	load(conf_preempt);
+	ck_assert_msg(fake_run_until(h, redis_known_down, 2.0),
+	              "expected the node to notice that Redis is down");
+	r = fake_message(h, "election", "{\"id\":1}", &status);
+	ck_assert_msg(status == 200 && strstr(r, "\"ok\":false"),
+	              "expected 200 ok:false from a node without Redis, got %d %s", status, r);
+	free(r);
+	ck_assert_msg(fake_count_calls(h, "/election/election") == 0,
+	              "expected no election without Redis");
+}
+END_TEST
+
+START_TEST(coordinator_with_an_older_epoch_is_refused)
+{
+	int status;
+	char *r;
+
+	follow_3_at_epoch_4(conf_preempt);
+	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":3}", &status);
+	ck_assert_msg(status == 409, "expected 409 for epoch 3 < 4, got %d %s", status, r);
+	ck_assert_msg(strstr(r, "\"error\"") != NULL, "expected a JSON error, got %s", r);
+	free(r);
+	/* same epoch, another sender: two winners can never share an epoch */
+	r = fake_message(h, "coordinator", "{\"id\":1,\"epoch\":4}", &status);
+	ck_assert_msg(status == 409, "expected 409 for epoch 4 from node 1, got %d %s", status, r);
+	free(r);
+	ck_assert_str_eq(h->primary_id, "3");
+	ck_assert_int_eq(h->primary_epoch, 4);
+	ck_assert_int_eq(h->n_primary, 1);
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	ck_assert_int_eq(fake_status_int(h, "messages_refused"), 2);
+}
+END_TEST
+
+START_TEST(coordinator_from_a_lower_id_is_refused_while_this_higher_node_is_alive)
+{
+	int status;
+	char *r;
+
+	/* Rule: with preempt on, a higher live node that reaches Redis refuses a
+	 * COORDINATOR from a lower id and runs its own election instead. */
+	follow_3_at_epoch_4(conf_preempt);
+	r = fake_message(h, "coordinator", "{\"id\":1,\"epoch\":5}", &status);
+	ck_assert_msg(status == 409, "expected 409 for a COORDINATOR from lower id 1, got %d %s",
+	              status, r);
+	free(r);
+	ck_assert_msg(strcmp(h->primary_id, "3") == 0, "expected primary to stay 3, got %s",
+	              h->primary_id);
+	ck_assert_str_eq(fake_status_str(h, "state"), "electing");
+	ck_assert_msg(fake_find_call(h, URL3 "/election/election", FAKE_PENDING, 0) >= 0,
+	              "expected node 2 to start its own election");
+}
+END_TEST
+
+START_TEST(coordinator_from_a_lower_id_is_accepted_without_preempt)
+{
+	int status;
+	char *r;
+
+	follow_3_at_epoch_4(conf_no_preempt);
+	r = fake_message(h, "coordinator", "{\"id\":1,\"epoch\":5}", &status);
+	ck_assert_msg(status == 200, "expected 200 with preempt = false, got %d %s", status, r);
+	free(r);
+	ck_assert_str_eq(h->primary_id, "1");
+	ck_assert_int_eq(h->primary_epoch, 5);
+	ck_assert_str_eq(h->primary_url, URL1);
+}
+END_TEST
+
+static int follows_3_at_4(struct fake_host *fh)
+{
+	json_t *j = fake_status(fh);
+	json_t *p = json_object_get(j, "primary");
+	int ok = p && json_integer_value(json_object_get(p, "epoch")) == 4 &&
+	         strcmp(json_string_value(json_object_get(p, "id")), "3") == 0;
+	json_decref(j);
+	return ok;
+}
+
+START_TEST(an_epoch_beyond_redis_is_corrected_from_redis)
+{
+	int status;
+	char *r;
+
+	/* Redis is the ground truth: epochs only grow there, so an epoch a
+	 * message claims beyond Redis's is a lie (or Redis lost its data). */
+	follow_3_at_epoch_4(conf_preempt);
+	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":100}", &status);
+	ck_assert_msg(status == 200, "expected 200 (node 3 is higher), got %d %s", status, r);
+	free(r);
+	ck_assert_int_eq(h->primary_epoch, 100);
+	ck_assert_msg(fake_run_until(h, follows_3_at_4, 1.0),
+	              "expected node 2 to go back to Redis's epoch 4 for primary 3");
+	/* the real next COORDINATOR (epoch 5) is not refused as stale */
+	h->epoch = 5;
+	h->leader_epoch = 5;
+	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":5}", &status);
+	ck_assert_msg(status == 200, "expected 200 for the real epoch 5, got %d %s", status, r);
+	free(r);
+	ck_assert_int_eq(h->primary_epoch, 5);
+}
+END_TEST
+
+START_TEST(invalid_messages_are_refused_and_change_nothing)
+{
+	static const struct {
+		const char *type, *body;
+		int status;
+	} cases[] = {
+	    {"coordinator", "{\"id\":3,", 400},
+	    {"coordinator", "[1,2]", 400},
+	    {"coordinator", "\"x\"", 400},
+	    {"coordinator", "{\"id\":3}", 400},
+	    {"coordinator", "{\"id\":3,\"epoch\":-1}", 400},
+	    {"coordinator", "{\"id\":3,\"epoch\":\"9\"}", 400},
+	    {"coordinator", "{\"id\":0,\"epoch\":9}", 400},
+	    {"coordinator", "{\"id\":\"3x\",\"epoch\":9}", 400},
+	    {"coordinator", "{\"id\":9,\"epoch\":9}", 400},
+	    {"coordinator", "{\"id\":2,\"epoch\":9}", 400},
+	    {"coordinator", "{\"id\":3,\"epoch\":9,\"url\":5}", 400},
+	    {"coordinator", "{\"id\":3,\"id\":3,\"epoch\":9}", 400},
+	    {"election", "{}", 400},
+	    {"election", "{\"id\":9}", 400},
+	    {"election", "{\"id\":3}", 409},
+	    {"election", "not json", 400},
+	    {"promote", "{}", 404},
+	    {"", "{}", 404},
+	};
+	int status;
+	char *r;
+
+	follow_3_at_epoch_4(conf_preempt);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = fake_message(h, cases[i].type, cases[i].body, &status);
+		ck_assert_msg(status == cases[i].status, "%s %s: expected %d, got %d %s",
+		              cases[i].type, cases[i].body, cases[i].status, status, r ? r : "");
+		ck_assert_msg(r && strstr(r, "\"error\""), "%s %s: expected a JSON error, got %s",
+		              cases[i].type, cases[i].body, r ? r : "(null)");
+		free(r);
+	}
+	ck_assert_str_eq(h->primary_id, "3");
+	ck_assert_int_eq(h->primary_epoch, 4);
+	ck_assert_int_eq(h->n_primary, 1);
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	ck_assert_msg(fake_count_calls(h, "/election/election") == 0,
+	              "expected no election caused by invalid messages");
+}
+END_TEST
+
+START_TEST(ping_answers_state_and_epoch)
+{
+	int status;
+	char *r;
+	json_t *j;
+
+	become_primary(conf_preempt);
+	r = fake_message(h, "ping", "", &status);
+	ck_assert_int_eq(status, 200);
+	j = json_loads(r, 0, NULL);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "primary");
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "epoch")), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "plugin")), "bully");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "primary"), "id")),
+	                 "2");
+	json_decref(j);
+	free(r);
+}
+END_TEST
+
+START_TEST(fenced_deposes_the_primary_at_once)
+{
+	become_primary(conf_preempt);
+	h->plugin->ops.election->fenced(h->ctx, 9);
+	ck_assert_msg(h->n_deposed == 1, "expected deposed at once, got %d deposed", h->n_deposed);
+	ck_assert_msg(strstr(h->deposed_reason, "fenced"),
+	              "expected a reason naming the fence, got %s", h->deposed_reason);
+	ck_assert_str_ne(fake_status_str(h, "state"), "primary");
+	ck_assert_int_eq(fake_status_int(h, "deposed"), 1);
+}
+END_TEST
+
+START_TEST(a_primary_without_redis_for_the_lease_is_deposed)
+{
+	become_primary(conf_preempt);
+	h->redis_down = 1;
+	fake_run(h, 0.1); /* half the lease */
+	ck_assert_msg(h->n_deposed == 0, "expected no step down before the lease (0.2 s) ran out");
+	ck_assert_msg(fake_run_until(h, was_deposed, 0.5),
+	              "expected the primary to step down once the 0.2 s lease ran out");
+	ck_assert_msg(strstr(h->deposed_reason, "lost Redis"), "expected \"lost Redis\", got %s",
+	              h->deposed_reason);
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	/* no election without Redis, and no OK to others */
+	fake_run(h, 0.2);
+	ck_assert_int_eq(h->n_epoch_take, 1);
+}
+END_TEST
+
+START_TEST(a_primary_that_sees_a_newer_epoch_in_redis_steps_down)
+{
+	become_primary(conf_preempt);
+	h->epoch = 2; /* someone else took epoch 2 */
+	strcpy(h->leader_id, "3");
+	h->leader_epoch = 2;
+	ck_assert_msg(fake_run_until(h, was_deposed, 0.5),
+	              "expected a step down once the leader record shows epoch 2");
+	ck_assert_msg(strstr(h->deposed_reason, "epoch 2"),
+	              "expected the new epoch in the reason, got %s", h->deposed_reason);
+}
+END_TEST
+
+START_TEST(a_primary_that_receives_a_newer_coordinator_steps_down)
+{
+	int status;
+	char *r;
+
+	become_primary(conf_preempt);
+	h->epoch = 2;
+	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":2,\"url\":\"" URL3 "\"}", &status);
+	ck_assert_msg(status == 200, "expected 200, got %d %s", status, r);
+	free(r);
+	ck_assert_int_eq(h->n_deposed, 1);
+	ck_assert_str_eq(h->primary_id, "3");
+	ck_assert_int_eq(h->primary_epoch, 2);
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+}
+END_TEST
+
+START_TEST(a_backup_whose_primary_fails_a_check_takes_over)
+{
+	follow_3_at_epoch_4(conf_preempt);
+	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/ping", 0, "Connection refused");
+	ck_assert_msg(fake_find_call(h, URL3 "/election/election", FAKE_PENDING, 0) >= 0,
+	              "expected an ELECTION after one failed check (failures_before_election = 1)");
+	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
+	ck_assert_msg(fake_run_until(h, is_primary, 1.0), "expected node 2 to take over");
+	ck_assert_int_eq(h->elected_epoch, 5);
+	ck_assert_int_eq(fake_status_int(h, "checks_failed"), 1);
+}
+END_TEST
+
+START_TEST(a_ping_answer_saying_backup_counts_as_a_failure)
+{
+	follow_3_at_epoch_4(conf_preempt);
+	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/ping", 200, "{\"state\":\"backup\",\"epoch\":0}");
+	ck_assert_msg(fake_find_call(h, URL3 "/election/election", FAKE_PENDING, 0) >= 0,
+	              "expected an ELECTION when the primary says it is no longer primary");
+}
+END_TEST
+
+START_TEST(a_live_lower_primary_is_not_preempted_with_preempt_off)
+{
+	/* node 2 restarts while node 1 leads */
+	h->epoch = 4;
+	h->leader_epoch = 4;
+	strcpy(h->leader_id, "1");
+	load(conf_no_preempt);
+	ck_assert(fake_run_until(h, pending_ping_to_1, 2.0));
+	ck_assert_int_eq(
+	    fake_answer_all(h, URL1 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}"),
+	    1);
+	fake_run(h, 0.2);
+	fake_answer_all(h, URL1 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
+	ck_assert_msg(fake_count_calls(h, "/election/election") == 0 && h->n_epoch_take == 0,
+	              "expected no election against a live primary with preempt = false");
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	ck_assert_str_eq(h->primary_id, "1");
+}
+END_TEST
+
+START_TEST(a_live_lower_primary_is_preempted_with_preempt_on)
+{
+	h->epoch = 4;
+	h->leader_epoch = 4;
+	strcpy(h->leader_id, "1");
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_ping_to_1, 2.0));
+	ck_assert_int_eq(
+	    fake_answer_all(h, URL1 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}"),
+	    1);
+	ck_assert_msg(pending_election_to_3(h), "expected node 2 to start an election over node 1");
+	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
+	ck_assert_msg(fake_run_until(h, is_primary, 1.0), "expected node 2 to take over");
+	ck_assert_int_eq(h->elected_epoch, 5);
+}
+END_TEST
+
+START_TEST(a_winner_whose_epoch_was_overtaken_does_not_become_primary)
+{
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
+	h->steal_after_take = 1; /* another node takes epoch 2 right after our epoch 1 */
+	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
+	fake_run(h, 0.02);
+	ck_assert_msg(h->n_elected == 0,
+	              "expected no primary with overtaken epoch 1, elected epoch %llu",
+	              (unsigned long long)h->elected_epoch);
+	ck_assert_msg(h->leader_epoch == 0, "expected leader_set with epoch 1 to be fenced");
+	ck_assert_str_ne(fake_status_str(h, "state"), "primary");
+	/* nobody recorded leadership: the next check runs a new election */
+	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
+	ck_assert(fake_run_until(h, is_primary, 1.0));
+	ck_assert_int_eq(h->elected_epoch, 3);
+}
+END_TEST
+
+START_TEST(settings_are_validated)
+{
+	static const struct {
+		const char *conf, *expect;
+	} cases[] = {
+	    {"election = { plugin = \"bully\"; check_intervall = 1; };", "unknown"},
+	    {"election = { plugin = \"bully\"; check_interval = 0; };", "between"},
+	    {"election = { plugin = \"bully\"; check_interval = \"5\"; };", "number"},
+	    {"election = { plugin = \"bully\"; timeout = -1.0; };", "between"},
+	    {"election = { plugin = \"bully\"; check_interval = 1; lease = 0.5; };", "longer"},
+	    {"election = { plugin = \"bully\"; failures_before_election = 0; };", "1 to 1000"},
+	    {"election = { plugin = \"bully\"; preempt = 1; };", "true or false"},
+	    {"election = { plugin = \"bully\"; peers = ( { id = 3; } ); };", "url"},
+	    {"election = { plugin = \"bully\"; peers = ( { id = 0; url = \"http://a:1\"; } ); };",
+	     "positive"},
+	    {"election = { plugin = \"bully\"; peers = ( { id = 3; url = \"ftp://a:1\"; } ); };",
+	     "http://"},
+	    {"election = { plugin = \"bully\"; peers = ( { id = 3; url = \"http://a:1\"; },"
+	     " { id = 3; url = \"http://b:1\"; } ); };",
+	     "twice"},
+	    {"election = { plugin = \"bully\"; peers = ( { id = 3; url = \"http://a:1\"; x = 1; } "
+	     "); };",
+	     "unknown"},
+	    {"election = { plugin = \"bully\"; peers = \"http://a:1\"; };", "list"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake_host *fh = fake_host_new("2", URL2, NULL);
+		int rc = fake_load(fh, "bully", cases[i].conf);
+		ck_assert_msg(rc == -1, "%s: expected init to refuse it, got %d", cases[i].conf,
+		              rc);
+		ck_assert_msg(strstr(fh->last_log, cases[i].expect) != NULL,
+		              "%s: expected an error mentioning \"%s\", got \"%s\"", cases[i].conf,
+		              cases[i].expect, fh->last_log);
+		fake_host_free(fh);
+	}
+	/* a non-numeric node id cannot be compared */
+	{
+		struct fake_host *fh = fake_host_new("alpha", URL2, NULL);
+		ck_assert_int_eq(fake_load(fh, "bully", NULL), -1);
+		fake_host_free(fh);
+	}
+}
+END_TEST
+
+START_TEST(defaults_need_no_settings)
+{
+	json_t *j;
+
+	ck_assert_int_eq(fake_load(h, "bully", NULL), 0);
+	j = fake_status(h);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "backup");
+	ck_assert(json_is_true(json_object_get(j, "preempt")));
+	ck_assert(json_is_null(json_object_get(j, "primary")));
+	json_decref(j);
+}
+END_TEST
+
+START_TEST(without_a_token_no_authorization_header_is_sent)
+{
+	fake_host_free(h);
+	h = fake_host_new("2", URL2, NULL);
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
+	ck_assert_str_eq(h->calls[fake_find_call(h, URL3 "/election/election", -1, 0)].auth, "");
+}
+END_TEST
+
+static Suite *bully_suite(void)
+{
+	Suite *s = suite_create("election bully");
+	TCase *tc = tcase_create("bully");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, a_node_with_no_primary_wins_when_no_higher_node_answers);
+	tcase_add_test(tc, a_node_that_gets_an_ok_waits_for_the_coordinator_then_starts_again);
+	tcase_add_test(tc, an_ok_then_a_coordinator_makes_the_sender_primary);
+	tcase_add_test(tc, election_from_a_lower_id_is_answered_ok_and_starts_an_own_election);
+	tcase_add_test(tc, election_to_a_primary_is_answered_ok_and_the_coordinator_repeated);
+	tcase_add_test(tc, election_is_answered_not_ok_when_this_node_cannot_reach_redis);
+	tcase_add_test(tc, coordinator_with_an_older_epoch_is_refused);
+	tcase_add_test(tc, coordinator_from_a_lower_id_is_refused_while_this_higher_node_is_alive);
+	tcase_add_test(tc, coordinator_from_a_lower_id_is_accepted_without_preempt);
+	tcase_add_test(tc, invalid_messages_are_refused_and_change_nothing);
+	tcase_add_test(tc, an_epoch_beyond_redis_is_corrected_from_redis);
+	tcase_add_test(tc, ping_answers_state_and_epoch);
+	tcase_add_test(tc, fenced_deposes_the_primary_at_once);
+	tcase_add_test(tc, a_primary_without_redis_for_the_lease_is_deposed);
+	tcase_add_test(tc, a_primary_that_sees_a_newer_epoch_in_redis_steps_down);
+	tcase_add_test(tc, a_primary_that_receives_a_newer_coordinator_steps_down);
+	tcase_add_test(tc, a_backup_whose_primary_fails_a_check_takes_over);
+	tcase_add_test(tc, a_ping_answer_saying_backup_counts_as_a_failure);
+	tcase_add_test(tc, a_live_lower_primary_is_not_preempted_with_preempt_off);
+	tcase_add_test(tc, a_live_lower_primary_is_preempted_with_preempt_on);
+	tcase_add_test(tc, a_winner_whose_epoch_was_overtaken_does_not_become_primary);
+	tcase_add_test(tc, settings_are_validated);
+	tcase_add_test(tc, defaults_need_no_settings);
+	tcase_add_test(tc, without_a_token_no_authorization_header_is_sent);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(bully_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
