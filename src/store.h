@@ -4,6 +4,7 @@
  *   <cluster>:leader                hash id, url, epoch
  *   <cluster>:servers:<zone>        hash server id -> JSON record
  *   <cluster>:events                stream of scaling actions (capped)
+ *   <cluster>:zones                 set of zones that have server records
  * Every write that changes servers or leadership is fenced: a Lua script
  * applies it only when the writer's epoch equals <cluster>:epoch. */
 #ifndef SCALER_STORE_H
@@ -57,7 +58,9 @@ int store_leader_set(struct store *s, uint64_t epoch, const char *id, const char
                      void *arg);                                        /* fenced */
 int store_leader_get(struct store *s, store_leader_cb cb, void *arg);
 
-/* Servers. zone NULL lists every zone. */
+/* Servers. zone NULL lists every zone. Deleting a record that is not
+ * there is done (STORE_OK): deletions can be retried. Records that do not
+ * parse are skipped (and logged) by the list. */
 int store_server_put(struct store *s, uint64_t epoch, const struct store_server *srv, store_cb cb,
                      void *arg);                                        /* fenced */
 int store_server_del(struct store *s, uint64_t epoch, const char *zone, const char *id,
@@ -72,6 +75,13 @@ int store_event_add(struct store *s, const char *zone, const char *kind, int fro
  * of `zone` (NULL for all). */
 int store_events_read(struct store *s, const char *zone, const char *after, size_t max,
                       store_events_cb cb, void *arg);
+
+/* Cap of the event stream (approximate, MAXLEN ~); 0 restores 10000. */
+void store_set_events_cap(struct store *s, size_t cap);
+/* "ok", "error", "stale", "not found" */
+const char *store_status_name(enum store_status st);
+/* On STORE_STALE: the current epoch named in the error message, else 0. */
+uint64_t store_stale_current(const char *err);
 
 /* JSON (de)serialisation of a server record, shared with scalerctl. */
 json_t *store_server_to_json(const struct store_server *srv);

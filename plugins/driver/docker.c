@@ -1,0 +1,1252 @@
+/* driver "docker": servers are containers, through the Docker Engine API
+ * (never the CLI) on the host's asynchronous HTTP client.
+ *
+ * Every container is named scaler-<cluster>-<server-id> and labelled
+ * scaler.cluster, scaler.zone, scaler.server (and, with host networking,
+ * scaler.port and scaler.address), so list() finds exactly this cluster's
+ * servers again after any restart. The API version is negotiated once:
+ * min(1.41, the engine's ApiVersion). Images are not pulled: they must be
+ * on the engine.
+ *
+ * Settings (driver group):
+ *   image           required
+ *   host            "unix:///path" (default unix:///var/run/docker.sock) or "tcp://host:port"
+ *   tls_ca, tls_cert, tls_key   TLS for tcp:// (https)
+ *   command         array of strings: the container's Cmd (default: the image's)
+ *   env             array of "NAME=value" (PORT, ZONE, SERVER_ID are always set)
+ *   network         "host" (default: a port from the zone's range) or a network name
+ *   host_address    host part of addresses with host networking, default 127.0.0.1
+ *                   (the engine's host for tcp://)
+ *   container_port  the servers' port on a named network, default 8080
+ *   cpu_shares, cpus (→ NanoCpus), memory (bytes or "256m")
+ *   binds           array of "source:/target[:options]" (HostConfig.Binds)
+ *   volumes         array of "volume:/target[:ro|rw]" (HostConfig.Mounts)
+ *   stop_timeout    seconds for POST /stop?t=, default 10
+ *   api_timeout     seconds per API request, default 60 */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <jansson.h>
+#include <scaler/plugin.h>
+
+#define DD_NAME "docker"
+#define DD_API_MAX_MAJOR 1
+#define DD_API_MAX_MINOR 41
+#define DD_DEFAULT_SOCKET "/var/run/docker.sock"
+
+struct dd;
+struct dd_op;
+typedef void (*dd_step)(struct dd_op *op, const struct scaler_http_response *resp);
+
+enum dd_kind { DD_CREATE, DD_REMOVE, DD_LIST };
+
+struct dd_op {
+	struct dd *dd;
+	enum dd_kind kind;
+	scaler_driver_cb cb;
+	scaler_driver_list_cb list_cb;
+	void *arg;
+	struct scaler_http_call *call; /* in flight */
+	dd_step next;
+	int waiting_version;
+	ev_timer later; /* deferred failure before any request */
+	char err[768];
+
+	/* create */
+	char zone[64];
+	int port_min, port_max;
+	char server_id[64];
+	char name[200];
+	int port; /* reserved while creating */
+	char start_err[512];
+	/* create + remove */
+	char container[128];
+	struct scaler_server srv;
+
+	struct dd_op *next_op;
+};
+
+struct dd {
+	const struct scaler_host *host;
+	/* where */
+	char socket_path[256]; /* "" for TCP */
+	char base_url[300];    /* "http://localhost" or "http(s)://host:port" */
+	char *tls_ca, *tls_cert, *tls_key;
+	/* what */
+	char *image;
+	json_t *cmd; /* array or NULL */
+	json_t *env; /* array of "K=V" */
+	char network[128];
+	char host_address[128];
+	int container_port;
+	int cpu_shares;
+	double cpus;
+	long long memory;
+	json_t *binds;  /* array or NULL */
+	json_t *mounts; /* array or NULL (from `volumes`) */
+	int stop_timeout;
+	double api_timeout;
+
+	char version[16]; /* negotiated "1.41"; "" until then */
+	int version_pending;
+	struct dd_op *ops;
+};
+
+static const char *const dd_known[] = {
+    "plugin", "host",    "tls_ca",       "tls_cert",       "tls_key",    "image", "command",
+    "env",    "network", "host_address", "container_port", "cpu_shares", "cpus",  "memory",
+    "binds",  "volumes", "stop_timeout", "api_timeout",    NULL};
+
+static void dd_fmt(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void dd_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+static double dd_now(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* ---- config ------------------------------------------------------------- */
+
+static const char *dd_conf_string(const struct dd *dd, const config_setting_t *conf,
+                                  const char *name, int *bad)
+{
+	const config_setting_t *s = conf ? config_setting_get_member(conf, name) : NULL;
+	if (!s)
+		return NULL;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING || !*config_setting_get_string(s)) {
+		dd->host->conf_error(s, "expected a non-empty string");
+		*bad = 1;
+		return NULL;
+	}
+	return config_setting_get_string(s);
+}
+
+static int dd_conf_number(const struct dd *dd, const config_setting_t *conf, const char *name,
+                          double min, double max, double *out)
+{
+	const config_setting_t *s = conf ? config_setting_get_member(conf, name) : NULL;
+	double v;
+	if (!s)
+		return 0;
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+		v = config_setting_get_int(s);
+		break;
+	case CONFIG_TYPE_INT64:
+		v = (double)config_setting_get_int64(s);
+		break;
+	case CONFIG_TYPE_FLOAT:
+		v = config_setting_get_float(s);
+		break;
+	default:
+		return dd->host->conf_error(s, "expected a number");
+	}
+	if (!(v >= min && v <= max))
+		return dd->host->conf_error(s, "expected a number from %g to %g", min, max);
+	*out = v;
+	return 1;
+}
+
+/* Array of strings; need_eq: each "NAME=value"; colon: each "a:b[:c]". */
+static json_t *dd_conf_strings(const struct dd *dd, const config_setting_t *s, int need_eq,
+                               int colon)
+{
+	json_t *a = json_array();
+	if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+		dd->host->conf_error(s, "expected an array of strings");
+		json_decref(a);
+		return NULL;
+	}
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_type(e) == CONFIG_TYPE_STRING
+		                    ? config_setting_get_string(e)
+		                    : NULL;
+		if (!v) {
+			dd->host->conf_error(e, "expected a string");
+			goto fail;
+		}
+		if (need_eq && (v[0] == '=' || !strchr(v, '='))) {
+			dd->host->conf_error(e, "expected \"NAME=value\", got \"%s\"", v);
+			goto fail;
+		}
+		if (colon && (v[0] == ':' || !strchr(v, ':'))) {
+			dd->host->conf_error(e, "expected \"source:/target[:options]\", got \"%s\"",
+			                     v);
+			goto fail;
+		}
+		json_array_append_new(a, json_string(v));
+	}
+	return a;
+fail:
+	json_decref(a);
+	return NULL;
+}
+
+/* 256m, 1g, 512k, 1048576 → bytes; -1 on bad input */
+static long long dd_parse_bytes(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	double mult = 1;
+	if (end == s || v < 0)
+		return -1;
+	switch (tolower((unsigned char)*end)) {
+	case '\0':
+	case 'b':
+		break;
+	case 'k':
+		mult = 1024.0;
+		break;
+	case 'm':
+		mult = 1024.0 * 1024;
+		break;
+	case 'g':
+		mult = 1024.0 * 1024 * 1024;
+		break;
+	default:
+		return -1;
+	}
+	if (*end && end[1] && !(tolower((unsigned char)end[1]) == 'b' && !end[2]))
+		return -1;
+	return (long long)(v * mult);
+}
+
+static int dd_parse_host(struct dd *dd, const config_setting_t *s, const char *v)
+{
+	if (strncmp(v, "unix://", 7) == 0) {
+		if (v[7] != '/' || strlen(v + 7) >= sizeof(dd->socket_path))
+			return dd->host->conf_error(s, "expected unix:///absolute/path");
+		snprintf(dd->socket_path, sizeof(dd->socket_path), "%s", v + 7);
+		snprintf(dd->base_url, sizeof(dd->base_url), "http://localhost");
+		return 0;
+	}
+	if (strncmp(v, "tcp://", 6) == 0) {
+		const char *hp = v + 6;
+		const char *colon = strrchr(hp, ':');
+		if (!*hp || strpbrk(hp, "/?#@ ") || !colon || colon == hp || !colon[1] ||
+		    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) < 1 ||
+		    atoi(colon + 1) > 65535 || strlen(hp) > 250)
+			return dd->host->conf_error(s, "expected tcp://host:port");
+		dd->socket_path[0] = '\0';
+		dd_fmt(dd->base_url, sizeof(dd->base_url), "%s://%s",
+		       dd->tls_ca || dd->tls_cert ? "https" : "http", hp);
+		/* servers on host networking answer on the engine's host */
+		if (!dd->host_address[0]) {
+			size_t n = (size_t)(colon - hp);
+			if (hp[0] == '[' && n >= 2 && hp[n - 1] == ']') {
+				hp++;
+				n -= 2;
+			}
+			dd_fmt(dd->host_address, sizeof(dd->host_address), "%.*s", (int)n, hp);
+		}
+		return 0;
+	}
+	return dd->host->conf_error(s, "expected unix:///path or tcp://host:port, got \"%s\"", v);
+}
+
+static void dd_fini(void *ctx);
+
+static int dd_init(const struct scaler_host *host, const config_setting_t *conf, void **ctx)
+{
+	struct dd *dd = calloc(1, sizeof(*dd));
+	const config_setting_t *s;
+	const char *v;
+	double num;
+	int bad = 0;
+	if (!dd)
+		return -1;
+	dd->host = host;
+	dd->container_port = 8080;
+	dd->stop_timeout = 10;
+	dd->api_timeout = 60;
+	snprintf(dd->network, sizeof(dd->network), "host");
+	snprintf(dd->socket_path, sizeof(dd->socket_path), "%s", DD_DEFAULT_SOCKET);
+	snprintf(dd->base_url, sizeof(dd->base_url), "http://localhost");
+	if (conf && host->conf_check_known(conf, dd_known) < 0)
+		goto fail;
+
+	if ((v = dd_conf_string(dd, conf, "tls_ca", &bad)))
+		dd->tls_ca = strdup(v);
+	if ((v = dd_conf_string(dd, conf, "tls_cert", &bad)))
+		dd->tls_cert = strdup(v);
+	if ((v = dd_conf_string(dd, conf, "tls_key", &bad)))
+		dd->tls_key = strdup(v);
+	if (!!dd->tls_cert != !!dd->tls_key) {
+		host->conf_error(conf, "tls_cert and tls_key go together");
+		goto fail;
+	}
+	if ((v = dd_conf_string(dd, conf, "host_address", &bad))) {
+		if (strlen(v) >= sizeof(dd->host_address) || strpbrk(v, "/ @?#")) {
+			host->conf_error(config_setting_get_member(conf, "host_address"),
+			                 "expected a host name or address");
+			goto fail;
+		}
+		snprintf(dd->host_address, sizeof(dd->host_address), "%s", v);
+	}
+	if ((v = dd_conf_string(dd, conf, "host", &bad)) &&
+	    dd_parse_host(dd, config_setting_get_member(conf, "host"), v) < 0)
+		goto fail;
+	if (!dd->host_address[0])
+		snprintf(dd->host_address, sizeof(dd->host_address), "127.0.0.1");
+	if ((dd->tls_ca || dd->tls_cert) && dd->socket_path[0]) {
+		host->conf_error(conf, "TLS settings need host = \"tcp://host:port\"");
+		goto fail;
+	}
+
+	v = dd_conf_string(dd, conf, "image", &bad);
+	if (bad)
+		goto fail;
+	if (!v) {
+		if (conf)
+			host->conf_error(conf, "image: required (the image of the servers)");
+		else
+			host->log(SCALER_LOG_ERR, DD_NAME, "driver docker: image is required");
+		goto fail;
+	}
+	dd->image = strdup(v);
+	if ((s = conf ? config_setting_get_member(conf, "command") : NULL)) {
+		dd->cmd = dd_conf_strings(dd, s, 0, 0);
+		if (!dd->cmd)
+			goto fail;
+	}
+	if ((s = conf ? config_setting_get_member(conf, "env") : NULL)) {
+		dd->env = dd_conf_strings(dd, s, 1, 0);
+		if (!dd->env)
+			goto fail;
+	} else {
+		dd->env = json_array();
+	}
+	if ((v = dd_conf_string(dd, conf, "network", &bad))) {
+		if (strlen(v) >= sizeof(dd->network)) {
+			host->conf_error(config_setting_get_member(conf, "network"), "too long");
+			goto fail;
+		}
+		snprintf(dd->network, sizeof(dd->network), "%s", v);
+	}
+	num = dd->container_port;
+	if (dd_conf_number(dd, conf, "container_port", 1, 65535, &num) < 0)
+		goto fail;
+	dd->container_port = (int)num;
+	num = 0;
+	if (dd_conf_number(dd, conf, "cpu_shares", 2, 262144, &num) < 0)
+		goto fail;
+	dd->cpu_shares = (int)num;
+	if (dd_conf_number(dd, conf, "cpus", 0.01, 1024, &dd->cpus) < 0)
+		goto fail;
+	if ((s = conf ? config_setting_get_member(conf, "memory") : NULL)) {
+		if (config_setting_type(s) == CONFIG_TYPE_STRING)
+			dd->memory = dd_parse_bytes(config_setting_get_string(s));
+		else if (config_setting_type(s) == CONFIG_TYPE_INT)
+			dd->memory = config_setting_get_int(s);
+		else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+			dd->memory = config_setting_get_int64(s);
+		else
+			dd->memory = -1;
+		if (dd->memory < 6 * 1024 * 1024) {
+			host->conf_error(
+			    s, "expected bytes (at least 6m), e.g. 268435456 or \"256m\"");
+			goto fail;
+		}
+	}
+	if ((s = conf ? config_setting_get_member(conf, "binds") : NULL)) {
+		dd->binds = dd_conf_strings(dd, s, 0, 1);
+		if (!dd->binds)
+			goto fail;
+	}
+	if ((s = conf ? config_setting_get_member(conf, "volumes") : NULL)) {
+		json_t *vols = dd_conf_strings(dd, s, 0, 1);
+		size_t i;
+		json_t *e;
+		if (!vols)
+			goto fail;
+		dd->mounts = json_array();
+		json_array_foreach(vols, i, e)
+		{
+			char buf[512], *target, *opt;
+			snprintf(buf, sizeof(buf), "%s", json_string_value(e));
+			target = strchr(buf, ':');
+			*target++ = '\0';
+			opt = strchr(target, ':');
+			if (opt)
+				*opt++ = '\0';
+			if (target[0] != '/' ||
+			    (opt && strcmp(opt, "ro") != 0 && strcmp(opt, "rw") != 0)) {
+				host->conf_error(config_setting_get_elem(s, (unsigned)i),
+				                 "expected \"volume:/target[:ro|rw]\", got \"%s\"",
+				                 json_string_value(e));
+				json_decref(vols);
+				goto fail;
+			}
+			json_array_append_new(dd->mounts,
+			                      json_pack("{s:s, s:s, s:s, s:b}", "Type", "volume",
+			                                "Source", buf, "Target", target, "ReadOnly",
+			                                opt && strcmp(opt, "ro") == 0));
+		}
+		json_decref(vols);
+	}
+	num = dd->stop_timeout;
+	if (dd_conf_number(dd, conf, "stop_timeout", 0, 3600, &num) < 0)
+		goto fail;
+	dd->stop_timeout = (int)ceil(num);
+	if (dd_conf_number(dd, conf, "api_timeout", 1, 3600, &dd->api_timeout) < 0)
+		goto fail;
+	if (bad || !dd->image || !dd->env)
+		goto fail;
+	*ctx = dd;
+	return 0;
+fail:
+	dd_fini(dd);
+	return -1;
+}
+
+/* ---- operations and requests -------------------------------------------- */
+
+static void dd_op_unlink(struct dd_op *op)
+{
+	for (struct dd_op **pp = &op->dd->ops; *pp; pp = &(*pp)->next_op)
+		if (*pp == op) {
+			*pp = op->next_op;
+			break;
+		}
+}
+
+static void dd_op_free(struct dd_op *op)
+{
+	ev_timer_stop(op->dd->host->loop, &op->later);
+	dd_op_unlink(op);
+	free(op);
+}
+
+/* Finish: call back once, forget the op. */
+static void dd_op_done(struct dd_op *op, int status, const struct scaler_server *srvs, size_t n)
+{
+	scaler_driver_cb cb = op->cb;
+	scaler_driver_list_cb list_cb = op->list_cb;
+	void *arg = op->arg;
+	char err[sizeof(op->err)];
+	struct scaler_server srv = op->srv;
+	snprintf(err, sizeof(err), "%s", op->err);
+	if (status)
+		op->dd->host->log(SCALER_LOG_ERR, DD_NAME, "%s", err);
+	dd_op_free(op);
+	if (list_cb)
+		list_cb(arg, status, status ? NULL : srvs, status ? 0 : n, status ? err : NULL);
+	else if (cb)
+		cb(arg, status, status ? NULL : &srv, status ? err : NULL);
+}
+
+static void dd_op_fail(struct dd_op *op, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void dd_op_fail(struct dd_op *op, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(op->err, sizeof(op->err), fmt, ap);
+	va_end(ap);
+	dd_op_done(op, -1, NULL, 0);
+}
+
+/* Docker's own words: {"message": "..."}, else the transport error or the status. */
+static void dd_resp_error(const struct scaler_http_response *resp, char *buf, size_t len)
+{
+	json_error_t jerr;
+	json_t *j;
+	if (resp->status == 0) {
+		snprintf(buf, len, "Docker engine unreachable: %s",
+		         resp->error ? resp->error : "no response");
+		return;
+	}
+	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	if (json_is_string(json_object_get(j, "message")))
+		snprintf(buf, len, "%s", json_string_value(json_object_get(j, "message")));
+	else
+		snprintf(buf, len, "Docker engine answered HTTP %ld", resp->status);
+	json_decref(j);
+}
+
+static void dd_http_cb(void *arg, const struct scaler_http_response *resp)
+{
+	struct dd_op *op = arg;
+	op->call = NULL;
+	op->next(op, resp);
+}
+
+/* One API call; path without the version prefix. -1 (op not finished) when
+ * the request cannot start. */
+static int dd_call(struct dd_op *op, const char *method, const char *path, json_t *body,
+                   double timeout, dd_step next)
+{
+	struct dd *dd = op->dd;
+	static const char *const json_headers[] = {"Content-Type: application/json", NULL};
+	char url[1024];
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct scaler_http_request req = {
+	    .method = method,
+	    .url = url,
+	    .unix_socket = dd->socket_path[0] ? dd->socket_path : NULL,
+	    .headers = body ? json_headers : NULL,
+	    .body = text,
+	    .body_len = text ? strlen(text) : 0,
+	    .timeout = timeout > 0 ? timeout : dd->api_timeout,
+	    .ca_cert = dd->tls_ca,
+	    .client_cert = dd->tls_cert,
+	    .client_key = dd->tls_key,
+	};
+	if (body && !text)
+		return -1;
+	if (dd->version[0] && path[0] == '/' && strcmp(path, "/version") != 0)
+		dd_fmt(url, sizeof(url), "%s/v%s%s", dd->base_url, dd->version, path);
+	else
+		dd_fmt(url, sizeof(url), "%s%s", dd->base_url, path);
+	op->next = next;
+	op->call = dd->host->http_request(&req, dd_http_cb, op);
+	free(text);
+	return op->call ? 0 : -1;
+}
+
+/* As dd_call, but a request that cannot start fails the op. */
+static void dd_call_or_fail(struct dd_op *op, const char *method, const char *path, json_t *body,
+                            double timeout, dd_step next)
+{
+	if (dd_call(op, method, path, body, timeout, next) < 0)
+		dd_op_fail(op, "cannot send %s %s to the Docker engine", method, path);
+}
+
+static void dd_later_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	dd_op_done(w->data, -1, NULL, 0);
+}
+
+static struct dd_op *dd_op_new(struct dd *dd, enum dd_kind kind, void *arg)
+{
+	struct dd_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return NULL;
+	op->dd = dd;
+	op->kind = kind;
+	op->arg = arg;
+	op->port = -1;
+	ev_timer_init(&op->later, dd_later_cb, 0., 0.);
+	op->later.data = op;
+	op->next_op = dd->ops;
+	dd->ops = op;
+	return op;
+}
+
+/* ---- version negotiation ------------------------------------------------ */
+
+static void dd_begin(struct dd_op *op);
+
+static void dd_version_resume(struct dd *dd, const char *err)
+{
+	/* every op waiting for the version goes on (or fails) */
+	for (;;) {
+		struct dd_op *op = dd->ops;
+		while (op && !op->waiting_version)
+			op = op->next_op;
+		if (!op)
+			break;
+		op->waiting_version = 0;
+		if (err) {
+			snprintf(op->err, sizeof(op->err), "%s", err);
+			dd_op_done(op, -1, NULL, 0);
+		} else {
+			dd_begin(op);
+		}
+	}
+}
+
+static void dd_version_cb(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	struct dd *dd = op->dd;
+	char err[600];
+	json_error_t jerr;
+	json_t *j = NULL;
+	int major = 0, minor = 0;
+	dd->version_pending = 0;
+	dd_op_free(op); /* the negotiation's own op */
+	if (resp->status != 200) {
+		char why[512];
+		dd_resp_error(resp, why, sizeof(why));
+		dd_fmt(err, sizeof(err), "Docker engine at %s%s: %s",
+		       dd->socket_path[0] ? "unix://" : dd->base_url, dd->socket_path, why);
+		dd_version_resume(dd, err);
+		return;
+	}
+	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	const char *v = json_string_value(json_object_get(j, "ApiVersion"));
+	if (!v || sscanf(v, "%d.%d", &major, &minor) != 2) {
+		json_decref(j);
+		dd_version_resume(dd, "Docker engine: GET /version has no ApiVersion");
+		return;
+	}
+	if (major > DD_API_MAX_MAJOR || (major == DD_API_MAX_MAJOR && minor > DD_API_MAX_MINOR)) {
+		major = DD_API_MAX_MAJOR;
+		minor = DD_API_MAX_MINOR;
+	}
+	snprintf(dd->version, sizeof(dd->version), "%d.%d", major, minor);
+	dd->host->log(SCALER_LOG_INFO, DD_NAME, "Docker engine %s, API %s (using %s)",
+	              json_string_value(json_object_get(j, "Version"))
+	                  ? json_string_value(json_object_get(j, "Version"))
+	                  : "?",
+	              v, dd->version);
+	json_decref(j);
+	dd_version_resume(dd, NULL);
+}
+
+/* Start op now, or once the API version is known. 0, or -1 when nothing
+ * could be sent (op freed, cb not called). */
+static int dd_start(struct dd_op *op)
+{
+	struct dd *dd = op->dd;
+	if (dd->version[0]) {
+		dd_begin(op);
+		return 0;
+	}
+	op->waiting_version = 1;
+	if (dd->version_pending)
+		return 0;
+	struct dd_op *v = dd_op_new(dd, DD_LIST, NULL);
+	if (!v || dd_call(v, "GET", "/version", NULL, 10, dd_version_cb) < 0) {
+		if (v)
+			dd_op_free(v);
+		dd_op_free(op);
+		return -1;
+	}
+	dd->version_pending = 1;
+	return 0;
+}
+
+/* ---- list --------------------------------------------------------------- */
+
+static void dd_urlencode(const char *s, char *out, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (; *s && o + 4 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (isalnum(c) || strchr("-_.~", c)) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+}
+
+/* GET /containers/json filtered on this cluster's label. */
+static int dd_list_call(struct dd_op *op, dd_step next)
+{
+	char filter[300], enc[900], path[1024];
+	dd_fmt(filter, sizeof(filter), "{\"label\":[\"scaler.cluster=%s\"]}",
+	       op->dd->host->cluster);
+	dd_urlencode(filter, enc, sizeof(enc));
+	dd_fmt(path, sizeof(path), "/containers/json?all=1&filters=%s", enc);
+	return dd_call(op, "GET", path, NULL, 0, next);
+}
+
+/* One container of the list (or an inspect) as a server; -1 when it does
+ * not carry scaler's labels. */
+static int dd_container_server(const struct dd *dd, json_t *c, json_t *labels,
+                               struct scaler_server *srv)
+{
+	const char *id = json_string_value(json_object_get(c, "Id"));
+	const char *sid = json_string_value(json_object_get(labels, "scaler.server"));
+	const char *zone = json_string_value(json_object_get(labels, "scaler.zone"));
+	const char *addr = json_string_value(json_object_get(labels, "scaler.address"));
+	const char *created = json_string_value(json_object_get(labels, "scaler.created"));
+	json_t *state = json_object_get(c, "State");
+	memset(srv, 0, sizeof(*srv));
+	if (!id || !sid || !zone || strlen(sid) >= sizeof(srv->id) ||
+	    strlen(zone) >= sizeof(srv->zone))
+		return -1;
+	snprintf(srv->id, sizeof(srv->id), "%s", sid);
+	snprintf(srv->zone, sizeof(srv->zone), "%s", zone);
+	snprintf(srv->ref, sizeof(srv->ref), "%s", id);
+	/* list: State is "running"; inspect: State is {"Running": true, ...} */
+	srv->running = json_is_string(state) ? strcmp(json_string_value(state), "running") == 0
+	                                     : json_is_true(json_object_get(state, "Running"));
+	srv->created = created ? atof(created) : json_number_value(json_object_get(c, "Created"));
+	if (addr) {
+		snprintf(srv->address, sizeof(srv->address), "%s", addr);
+	} else {
+		/* a named network: the container's address on it */
+		json_t *nets = json_object_get(json_object_get(c, "NetworkSettings"), "Networks");
+		const char *ip = json_string_value(
+		    json_object_get(json_object_get(nets, dd->network), "IPAddress"));
+		if (ip && *ip)
+			dd_fmt(srv->address, sizeof(srv->address), "http://%s:%d", ip,
+			       dd->container_port);
+	}
+	return 0;
+}
+
+static void dd_list_cb(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	json_error_t jerr;
+	json_t *a, *c;
+	size_t i, n = 0;
+	struct scaler_server *srvs;
+	if (resp->status != 200) {
+		char why[512];
+		dd_resp_error(resp, why, sizeof(why));
+		dd_op_fail(op, "cannot list containers: %s", why);
+		return;
+	}
+	a = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	if (!json_is_array(a)) {
+		json_decref(a);
+		dd_op_fail(op, "cannot list containers: the Docker engine sent no JSON array");
+		return;
+	}
+	srvs = calloc(json_array_size(a) + 1, sizeof(*srvs));
+	if (!srvs) {
+		json_decref(a);
+		dd_op_fail(op, "out of memory");
+		return;
+	}
+	json_array_foreach(a, i, c)
+	{
+		if (dd_container_server(op->dd, c, json_object_get(c, "Labels"), &srvs[n]) == 0)
+			n++;
+	}
+	json_decref(a);
+	dd_op_done(op, 0, srvs, n);
+	free(srvs);
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+static int dd_port_reserved(const struct dd *dd, const struct dd_op *self, int port)
+{
+	for (const struct dd_op *o = dd->ops; o; o = o->next_op)
+		if (o != self && o->kind == DD_CREATE && o->port == port)
+			return 1;
+	return 0;
+}
+
+static int dd_port_bindable(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int one = 1, ok, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+static void dd_create_started(struct dd_op *op, const struct scaler_http_response *resp);
+static void dd_create_made(struct dd_op *op, const struct scaler_http_response *resp);
+static void dd_create_inspected(struct dd_op *op, const struct scaler_http_response *resp);
+
+static void dd_create_body_fail(struct dd_op *op)
+{
+	dd_op_fail(op, "create server %s: cannot build the request", op->server_id);
+}
+
+static void dd_create_send(struct dd_op *op)
+{
+	struct dd *dd = op->dd;
+	char buf[300], path[400], created[32];
+	int host_net = strcmp(dd->network, "host") == 0;
+	json_t *env = json_deep_copy(dd->env);
+	json_t *labels, *hc, *body;
+	snprintf(buf, sizeof(buf), "ZONE=%s", op->zone);
+	json_array_append_new(env, json_string(buf));
+	snprintf(buf, sizeof(buf), "SERVER_ID=%s", op->server_id);
+	json_array_append_new(env, json_string(buf));
+	snprintf(buf, sizeof(buf), "PORT=%d", host_net ? op->port : dd->container_port);
+	json_array_append_new(env, json_string(buf));
+	snprintf(created, sizeof(created), "%.6f", op->srv.created);
+	labels =
+	    json_pack("{s:s, s:s, s:s, s:s}", "scaler.cluster", dd->host->cluster, "scaler.zone",
+	              op->zone, "scaler.server", op->server_id, "scaler.created", created);
+	if (host_net) {
+		snprintf(buf, sizeof(buf), "%d", op->port);
+		json_object_set_new(labels, "scaler.port", json_string(buf));
+		json_object_set_new(labels, "scaler.address", json_string(op->srv.address));
+	}
+	hc = json_pack("{s:s, s:{s:s}}", "NetworkMode", dd->network, "RestartPolicy", "Name", "no");
+	if (dd->cpu_shares)
+		json_object_set_new(hc, "CpuShares", json_integer(dd->cpu_shares));
+	if (dd->cpus > 0)
+		json_object_set_new(hc, "NanoCpus",
+		                    json_integer((json_int_t)llround(dd->cpus * 1e9)));
+	if (dd->memory > 0)
+		json_object_set_new(hc, "Memory", json_integer(dd->memory));
+	if (dd->binds)
+		json_object_set(hc, "Binds", dd->binds);
+	if (dd->mounts)
+		json_object_set(hc, "Mounts", dd->mounts);
+	body = json_pack("{s:s, s:o, s:o, s:o}", "Image", dd->image, "Env", env, "Labels", labels,
+	                 "HostConfig", hc);
+	if (!body) {
+		dd_create_body_fail(op);
+		return;
+	}
+	if (dd->cmd)
+		json_object_set(body, "Cmd", dd->cmd);
+	if (!host_net) {
+		snprintf(buf, sizeof(buf), "%d/tcp", dd->container_port);
+		json_object_set_new(body, "ExposedPorts", json_pack("{s:{}}", buf));
+	}
+	dd_urlencode(op->name, buf, sizeof(buf));
+	dd_fmt(path, sizeof(path), "/containers/create?name=%s", buf);
+	if (dd_call(op, "POST", path, body, 0, dd_create_made) < 0)
+		dd_create_body_fail(op);
+	json_decref(body);
+}
+
+/* The cluster's containers are listed: pick a port none of them holds. */
+static void dd_create_ports(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	struct dd *dd = op->dd;
+	json_error_t jerr;
+	json_t *a, *c;
+	size_t i;
+	if (resp->status != 200) {
+		char why[512];
+		dd_resp_error(resp, why, sizeof(why));
+		dd_op_fail(op, "create server %s: cannot list containers: %s", op->server_id, why);
+		return;
+	}
+	a = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	json_array_foreach(a, i, c)
+	{
+		json_t *labels = json_object_get(c, "Labels");
+		const char *sid = json_string_value(json_object_get(labels, "scaler.server"));
+		if (sid && strcmp(sid, op->server_id) == 0) {
+			char cid[16];
+			snprintf(cid, sizeof(cid), "%.12s",
+			         json_string_value(json_object_get(c, "Id"))
+			             ? json_string_value(json_object_get(c, "Id"))
+			             : "?");
+			json_decref(a);
+			dd_op_fail(op, "create server %s: it already exists (container %s)",
+			           op->server_id, cid);
+			return;
+		}
+	}
+	for (int port = op->port_min; port <= op->port_max && op->port < 0; port++) {
+		int used = dd_port_reserved(dd, op, port);
+		json_array_foreach(a, i, c)
+		{
+			const char *p = json_string_value(
+			    json_object_get(json_object_get(c, "Labels"), "scaler.port"));
+			if (p && atoi(p) == port)
+				used = 1;
+		}
+		/* a local engine: the port must also be free on this host */
+		if (!used && (!dd->socket_path[0] || dd_port_bindable(port)))
+			op->port = port;
+	}
+	json_decref(a);
+	if (op->port < 0) {
+		dd_op_fail(op, "zone %s: no free port in %d-%d for server %s", op->zone,
+		           op->port_min, op->port_max, op->server_id);
+		return;
+	}
+	dd_fmt(op->srv.address, sizeof(op->srv.address), "http://%s:%d", dd->host_address,
+	       op->port);
+	dd_create_send(op);
+}
+
+static void dd_create_made(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	json_error_t jerr;
+	json_t *j;
+	char why[512], path[256];
+	if (resp->status != 201) {
+		dd_resp_error(resp, why, sizeof(why));
+		if (resp->status == 409)
+			dd_op_fail(op, "create server %s: container %s already exists: %s",
+			           op->server_id, op->name, why);
+		else
+			dd_op_fail(op, "create server %s: %s", op->server_id, why);
+		return;
+	}
+	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	const char *id = json_string_value(json_object_get(j, "Id"));
+	if (!id || strlen(id) >= sizeof(op->container) ||
+	    strspn(id, "0123456789abcdef") != strlen(id)) {
+		json_decref(j);
+		dd_op_fail(op, "create server %s: the Docker engine returned no container id",
+		           op->server_id);
+		return;
+	}
+	snprintf(op->container, sizeof(op->container), "%s", id);
+	snprintf(op->srv.ref, sizeof(op->srv.ref), "%s", id);
+	json_decref(j);
+	dd_fmt(path, sizeof(path), "/containers/%s/start", op->container);
+	dd_call_or_fail(op, "POST", path, NULL, 0, dd_create_started);
+}
+
+/* start failed: the container goes, so nothing half-created stays */
+static void dd_create_cleaned(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	if (resp->status != 204 && resp->status != 404) {
+		char why[512];
+		dd_resp_error(resp, why, sizeof(why));
+		op->dd->host->log(
+		    SCALER_LOG_ERR, DD_NAME,
+		    "server %s: cannot delete container %.12s after the failed start: "
+		    "%s",
+		    op->server_id, op->container, why);
+	}
+	dd_op_fail(op, "start server %s: %s", op->server_id, op->start_err);
+}
+
+static void dd_create_started(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	char path[256];
+	if (resp->status != 204 && resp->status != 304) {
+		dd_resp_error(resp, op->start_err, sizeof(op->start_err));
+		dd_fmt(path, sizeof(path), "/containers/%s?force=1", op->container);
+		if (dd_call(op, "DELETE", path, NULL, 0, dd_create_cleaned) < 0)
+			dd_op_fail(op, "start server %s: %s (container %.12s left behind)",
+			           op->server_id, op->start_err, op->container);
+		return;
+	}
+	if (strcmp(op->dd->network, "host") == 0) {
+		op->srv.running = 1;
+		op->dd->host->log(SCALER_LOG_INFO, DD_NAME,
+		                  "server %s started: container %.12s, %s", op->server_id,
+		                  op->container, op->srv.address);
+		dd_op_done(op, 0, NULL, 0);
+		return;
+	}
+	dd_fmt(path, sizeof(path), "/containers/%s/json", op->container);
+	dd_call_or_fail(op, "GET", path, NULL, 0, dd_create_inspected);
+}
+
+static void dd_create_inspected(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	json_error_t jerr;
+	json_t *j;
+	struct scaler_server srv;
+	if (resp->status != 200) {
+		char why[512];
+		dd_resp_error(resp, why, sizeof(why));
+		dd_op_fail(op, "inspect server %s: %s", op->server_id, why);
+		return;
+	}
+	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	if (dd_container_server(op->dd, j, json_object_get(json_object_get(j, "Config"), "Labels"),
+	                        &srv) < 0 ||
+	    !srv.address[0]) {
+		json_decref(j);
+		dd_op_fail(op, "server %s: container %.12s has no address on network %s",
+		           op->server_id, op->container, op->dd->network);
+		return;
+	}
+	json_decref(j);
+	snprintf(op->srv.address, sizeof(op->srv.address), "%s", srv.address);
+	op->srv.running = 1;
+	op->dd->host->log(SCALER_LOG_INFO, DD_NAME, "server %s started: container %.12s, %s",
+	                  op->server_id, op->container, op->srv.address);
+	dd_op_done(op, 0, NULL, 0);
+}
+
+/* ---- remove ------------------------------------------------------------- */
+
+static void dd_remove_inspected(struct dd_op *op, const struct scaler_http_response *resp);
+static void dd_remove_stopped(struct dd_op *op, const struct scaler_http_response *resp);
+static void dd_remove_deleted(struct dd_op *op, const struct scaler_http_response *resp);
+static void dd_remove_forced(struct dd_op *op, const struct scaler_http_response *resp);
+
+static void dd_remove_gone(struct dd_op *op)
+{
+	op->srv.running = 0;
+	op->dd->host->log(SCALER_LOG_INFO, DD_NAME, "server %s removed", op->srv.id);
+	dd_op_done(op, 0, NULL, 0);
+}
+
+/* Only a container of this cluster, labelled with this server, is removed. */
+static void dd_remove_inspected(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	json_error_t jerr;
+	json_t *j, *labels;
+	char path[256];
+	if (resp->status == 404) {
+		dd_remove_gone(op);
+		return;
+	}
+	if (resp->status != 200) {
+		char why[512];
+		dd_resp_error(resp, why, sizeof(why));
+		dd_op_fail(op, "remove server %s: %s", op->srv.id, why);
+		return;
+	}
+	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	labels = json_object_get(json_object_get(j, "Config"), "Labels");
+	const char *cl = json_string_value(json_object_get(labels, "scaler.cluster"));
+	const char *sid = json_string_value(json_object_get(labels, "scaler.server"));
+	const char *id = json_string_value(json_object_get(j, "Id"));
+	if (!cl || strcmp(cl, op->dd->host->cluster) != 0 || !sid || strcmp(sid, op->srv.id) != 0 ||
+	    !id || strlen(id) >= sizeof(op->container)) {
+		json_decref(j);
+		dd_op_fail(op,
+		           "remove server %s: container %.12s is not server %s of cluster %s; "
+		           "leaving it alone",
+		           op->srv.id, op->container, op->srv.id, op->dd->host->cluster);
+		return;
+	}
+	snprintf(op->container, sizeof(op->container), "%s", id);
+	json_decref(j);
+	dd_fmt(path, sizeof(path), "/containers/%s/stop?t=%d", op->container, op->dd->stop_timeout);
+	dd_call_or_fail(op, "POST", path, NULL, op->dd->stop_timeout + op->dd->api_timeout,
+	                dd_remove_stopped);
+}
+
+static void dd_remove_stopped(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	char path[256];
+	if (resp->status == 404) {
+		dd_remove_gone(op);
+		return;
+	}
+	if (resp->status != 204 && resp->status != 304) {
+		char why[512];
+		dd_resp_error(resp, why, sizeof(why));
+		op->dd->host->log(SCALER_LOG_WARNING, DD_NAME,
+		                  "server %s: stop failed (%s); removing it by force", op->srv.id,
+		                  why);
+		dd_fmt(path, sizeof(path), "/containers/%s?force=1", op->container);
+		dd_call_or_fail(op, "DELETE", path, NULL, 0, dd_remove_forced);
+		return;
+	}
+	dd_fmt(path, sizeof(path), "/containers/%s", op->container);
+	dd_call_or_fail(op, "DELETE", path, NULL, 0, dd_remove_deleted);
+}
+
+static void dd_remove_deleted(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	char path[256];
+	if (resp->status == 204 || resp->status == 404) {
+		dd_remove_gone(op);
+		return;
+	}
+	dd_fmt(path, sizeof(path), "/containers/%s?force=1", op->container);
+	dd_call_or_fail(op, "DELETE", path, NULL, 0, dd_remove_forced);
+}
+
+static void dd_remove_forced(struct dd_op *op, const struct scaler_http_response *resp)
+{
+	char why[512];
+	if (resp->status == 204 || resp->status == 404) {
+		dd_remove_gone(op);
+		return;
+	}
+	dd_resp_error(resp, why, sizeof(why));
+	if (resp->status == 409 && strstr(why, "already in progress")) {
+		dd_remove_gone(op);
+		return;
+	}
+	dd_op_fail(op, "remove server %s: %s", op->srv.id, why);
+}
+
+/* ---- ops ---------------------------------------------------------------- */
+
+static void dd_begin(struct dd_op *op)
+{
+	char path[256], enc[256];
+	int rc;
+	switch (op->kind) {
+	case DD_LIST:
+		rc = dd_list_call(op, dd_list_cb);
+		break;
+	case DD_CREATE:
+		if (strcmp(op->dd->network, "host") == 0) {
+			rc = dd_list_call(op, dd_create_ports);
+		} else {
+			dd_create_send(op);
+			return;
+		}
+		break;
+	case DD_REMOVE:
+	default:
+		dd_urlencode(op->container, enc, sizeof(enc));
+		dd_fmt(path, sizeof(path), "/containers/%s/json", enc);
+		rc = dd_call(op, "GET", path, NULL, 0, dd_remove_inspected);
+		break;
+	}
+	if (rc < 0)
+		dd_op_fail(op, "cannot send a request to the Docker engine");
+}
+
+/* Refuse later, on the loop: callbacks never run inside the call. */
+static int dd_refuse(struct dd_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int dd_refuse(struct dd_op *op, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(op->err, sizeof(op->err), fmt, ap);
+	va_end(ap);
+	ev_timer_start(op->dd->host->loop, &op->later);
+	return 0;
+}
+
+static int dd_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n >= 64 || !isalnum((unsigned char)id[0]))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)id[i]) && !strchr("_.-", id[i]))
+			return 0;
+	return 1;
+}
+
+static int dd_create(void *ctx, const struct scaler_server_spec *spec, scaler_driver_cb cb,
+                     void *arg)
+{
+	struct dd *dd = ctx;
+	const struct scaler_zone *z = spec ? spec->zone : NULL;
+	struct dd_op *op;
+	if (!spec || !z || !z->name || !spec->server_id || !cb)
+		return -1;
+	op = dd_op_new(dd, DD_CREATE, arg);
+	if (!op)
+		return -1;
+	op->cb = cb;
+	if (!dd_id_valid(spec->server_id))
+		return dd_refuse(
+		    op,
+		    "server id \"%s\" is not valid: use letters, digits, '_', '.' and '-'"
+		    " (at most 63, starting with a letter or digit)",
+		    spec->server_id);
+	if (strlen(z->name) >= sizeof(op->zone))
+		return dd_refuse(op, "zone name \"%s\" is too long", z->name);
+	if (strcmp(dd->network, "host") == 0 &&
+	    (z->port_min <= 0 || z->port_max < z->port_min || z->port_max > 65535))
+		return dd_refuse(op,
+		                 "zone %s has no port range for its servers (port_min %d, port_max "
+		                 "%d); host networking needs one",
+		                 z->name, z->port_min, z->port_max);
+	snprintf(op->zone, sizeof(op->zone), "%s", z->name);
+	snprintf(op->server_id, sizeof(op->server_id), "%s", spec->server_id);
+	dd_fmt(op->name, sizeof(op->name), "scaler-%s-%s", dd->host->cluster, spec->server_id);
+	op->port_min = z->port_min;
+	op->port_max = z->port_max;
+	snprintf(op->srv.id, sizeof(op->srv.id), "%s", spec->server_id);
+	snprintf(op->srv.zone, sizeof(op->srv.zone), "%s", z->name);
+	op->srv.created = dd_now();
+	return dd_start(op);
+}
+
+static int dd_remove(void *ctx, const struct scaler_server *srv, scaler_driver_cb cb, void *arg)
+{
+	struct dd *dd = ctx;
+	struct dd_op *op;
+	if (!srv || !srv->id[0])
+		return -1;
+	op = dd_op_new(dd, DD_REMOVE, arg);
+	if (!op)
+		return -1;
+	op->cb = cb;
+	op->srv = *srv;
+	/* by container id when known, else by the name create gave it */
+	if (srv->ref[0])
+		snprintf(op->container, sizeof(op->container), "%s", srv->ref);
+	else
+		dd_fmt(op->container, sizeof(op->container), "scaler-%s-%s", dd->host->cluster,
+		       srv->id);
+	return dd_start(op);
+}
+
+static int dd_list(void *ctx, scaler_driver_list_cb cb, void *arg)
+{
+	struct dd *dd = ctx;
+	struct dd_op *op;
+	if (!cb)
+		return -1;
+	op = dd_op_new(dd, DD_LIST, arg);
+	if (!op)
+		return -1;
+	op->list_cb = cb;
+	return dd_start(op);
+}
+
+static void dd_fini(void *ctx)
+{
+	struct dd *dd = ctx;
+	if (!dd)
+		return;
+	/* in-flight requests are cancelled; their callbacks are not called */
+	while (dd->ops) {
+		struct dd_op *op = dd->ops;
+		if (op->call)
+			dd->host->http_cancel(op->call);
+		dd_op_free(op);
+	}
+	free(dd->tls_ca);
+	free(dd->tls_cert);
+	free(dd->tls_key);
+	free(dd->image);
+	json_decref(dd->cmd);
+	json_decref(dd->env);
+	json_decref(dd->binds);
+	json_decref(dd->mounts);
+	free(dd);
+}
+
+/* New settings apply in place: the calls in flight finish with the new
+ * settings for their remaining steps. */
+static int dd_reload(void *ctx, const config_setting_t *conf)
+{
+	struct dd *dd = ctx, *n, old;
+	int same_engine;
+	if (dd_init(dd->host, conf, (void **)&n) < 0)
+		return -1;
+	same_engine =
+	    strcmp(n->socket_path, dd->socket_path) == 0 && strcmp(n->base_url, dd->base_url) == 0;
+	old = *dd;
+	*dd = *n;
+	dd->ops = old.ops;
+	dd->version_pending = old.version_pending;
+	if (same_engine)
+		snprintf(dd->version, sizeof(dd->version), "%s", old.version);
+	*n = old;
+	n->ops = NULL;
+	dd_fini(n); /* the old settings */
+	return 0;
+}
+
+static const struct scaler_driver_ops dd_ops = {
+    .size = sizeof(struct scaler_driver_ops),
+    .create = dd_create,
+    .remove = dd_remove,
+    .list = dd_list,
+};
+
+SCALER_PLUGIN_DEFINE(SCALER_KIND_DRIVER, DD_NAME, PACKAGE_VERSION, dd_init, dd_reload, dd_fini,
+                     driver, &dd_ops);

@@ -1,0 +1,265 @@
+"""Reconciliation (src/reconcile.c) of Redis records with what the process
+driver lists, through tests/driverctl `reconcile EPOCH` on a real
+redis-server. The health check is GET <address>/health_check."""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from scalertest import *
+
+CLUSTER = "rtest"
+
+
+def port_range(n=20):
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
+        ok = True
+        for p in range(base, base + n):
+            s = socket.socket()
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("0.0.0.0", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            return base, base + n - 1
+    raise RuntimeError("no free port range")
+
+
+_pids = []
+
+
+def _kill_all():
+    for pid in _pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+import atexit
+atexit.register(_kill_all)
+
+
+class World:
+    """A redis-server, a process-driver config, helpers for both."""
+
+    n = 0
+
+    def __init__(self):
+        World.n += 1
+        self.redis = Redis()
+        self.dir = os.path.join(tmpdir(), "world%d" % World.n)
+        www = os.path.join(self.dir, "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "health_check"), "w") as f:
+            f.write("ok\n")
+        pmin, pmax = port_range()
+        healthy = ["sh", "-c", 'exec %s -m http.server -b 127.0.0.1 -d %s "$PORT"' % (sys.executable, www)]
+        self.conf = self._conf("healthy", healthy, pmin, pmax)
+        # same state dir, a command that never answers: for unhealthy servers
+        self.conf_mute = self._conf("mute", ["sleep", "1000"], pmin, pmax)
+
+    def _conf(self, name, cmd, pmin, pmax):
+        path = os.path.join(self.dir, name + ".conf")
+        with open(path, "w") as f:
+            f.write('cluster = "%s";\nredis = "%s";\n' % (CLUSTER, self.redis.url()))
+            f.write('driver = { plugin = "process"; command = [%s]; state_dir = "%s"; log_dir = "%s";'
+                    ' stop_timeout = 2; };\n'
+                    % (", ".join(json.dumps(c) for c in cmd), os.path.join(self.dir, "state"),
+                       os.path.join(self.dir, "logs")))
+            f.write('zones = ( { name = "z1"; port_min = %d; port_max = %d; },\n'
+                    '          { name = "z2"; port_min = %d; port_max = %d; } );\n'
+                    % (pmin, pmax, pmin, pmax))
+        return path
+
+    def ctl(self, *cmds, conf=None, expect_ok=True):
+        argv = [binary("tests/driverctl"), "-d", plugin_dir(), "-c", conf or self.conf]
+        for i, c in enumerate(cmds):
+            if i:
+                argv.append(";")
+            argv += [str(a) for a in c]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        for x in replies:
+            srv = x.get("server")
+            if srv and srv.get("ref"):
+                _pids.append(int(srv["ref"].split(":")[0]))
+        if expect_ok:
+            check(all(x.get("ok") for x in replies) and len(replies) == len(cmds),
+                  "driverctl %s: expected success, got %r, stderr:\n%s" % (cmds, replies, r.stderr))
+        self.stderr = r.stderr
+        return replies
+
+    def create(self, zone, sid, mute=False):
+        srv = self.ctl(["create", zone, sid], conf=self.conf_mute if mute else None)[0]["server"]
+        if not mute:
+            wait_until(lambda: self._answers(srv["address"]), 10, "%s to answer" % sid)
+        return srv
+
+    @staticmethod
+    def _answers(address):
+        import urllib.request
+        try:
+            with urllib.request.urlopen(address + "/health_check", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def rcli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.redis.port), "--raw"] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip()
+
+    def epoch(self):
+        return int(self.rcli("INCR", CLUSTER + ":epoch"))
+
+    def record(self, zone, sid, state, address="http://127.0.0.1:1", ref=""):
+        rec = {"id": sid, "zone": zone, "address": address, "ref": ref, "created": time.time(),
+               "driver": "process", "state": state, "updated": time.time()}
+        self.rcli("HSET", "%s:servers:%s" % (CLUSTER, zone), sid, json.dumps(rec))
+        self.rcli("SADD", CLUSTER + ":zones", zone)
+
+    def records(self, zone):
+        out = subprocess.run(["redis-cli", "-p", str(self.redis.port), "--raw", "HGETALL",
+                              "%s:servers:%s" % (CLUSTER, zone)],
+                             capture_output=True, text=True).stdout.splitlines()
+        return {out[i]: json.loads(out[i + 1]) for i in range(0, len(out) - 1, 2)}
+
+    def events(self):
+        out = subprocess.run(["redis-cli", "-p", str(self.redis.port), "--raw", "XRANGE",
+                              CLUSTER + ":events", "-", "+"],
+                             capture_output=True, text=True).stdout.splitlines()
+        return [json.loads(l) for l in out if l.startswith("{")]
+
+    def reconcile(self, epoch, expect_ok=True):
+        return self.ctl(["reconcile", epoch], expect_ok=expect_ok)[0]["summary"]
+
+    def listed(self):
+        return {s["id"]: s for s in self.ctl(["list"])[0]["servers"]}
+
+
+def pid_alive(srv):
+    pid = int(srv["ref"].split(":")[0])
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@test
+def a_healthy_orphan_is_adopted_and_a_record_without_server_is_dropped():
+    w = World()
+    e = w.epoch()
+    orphan = w.create("z1", "orphan")
+    w.record("z1", "ghost", "serving", ref="999999:1")
+    s = w.reconcile(e)
+    check_eq((s["adopted"], s["records_dropped"], s["errors"], s["status"]), (1, 1, 0, "ok"),
+             "summary (adopted, records_dropped, errors, status)")
+    recs = w.records("z1")
+    check_eq(sorted(recs), ["orphan"], "records of z1 after reconciliation")
+    check_eq((recs["orphan"]["state"], recs["orphan"]["address"], recs["orphan"]["ref"],
+              recs["orphan"]["driver"]),
+             ("serving", orphan["address"], orphan["ref"], "process"), "the adopted record")
+    ev = [x for x in w.events() if x["kind"] == "reconcile"]
+    check_eq(sorted((x["server"], x["action"]) for x in ev),
+             [("ghost", "dropped the record of vanished"), ("orphan", "adopted orphan")],
+             "reconcile events")
+    check(pid_alive(orphan), "the adopted server still runs")
+    # a second run finds nothing to do
+    s = w.reconcile(e)
+    check_eq((s["adopted"], s["records_dropped"], s["records"], s["servers"]), (0, 0, 1, 1),
+             "second run: nothing to correct")
+
+
+@test
+def a_starting_record_with_a_healthy_server_becomes_serving():
+    w = World()
+    e = w.epoch()
+    srv = w.create("z1", "s1")
+    w.record("z1", "s1", "starting", address="", ref="")
+    w.record("z2", "s2", "starting")  # never created
+    s = w.reconcile(e)
+    check_eq((s["promoted"], s["records_dropped"]), (1, 1), "summary (promoted, records_dropped)")
+    rec = w.records("z1")["s1"]
+    check_eq((rec["state"], rec["address"], rec["ref"]), ("serving", srv["address"], srv["ref"]),
+             "promoted record takes the driver's address and ref")
+    check_eq(w.records("z2"), {}, "the starting record without a server is dropped")
+
+
+@test
+def a_starting_record_whose_server_is_not_healthy_yet_is_left_alone():
+    w = World()
+    e = w.epoch()
+    w.create("z1", "slow", mute=True)
+    w.record("z1", "slow", "starting")
+    s = w.reconcile(e)
+    check_eq(s["still_starting"], 1, "still_starting")
+    check_eq(w.records("z1")["slow"]["state"], "starting", "record state")
+    check("slow" in w.listed(), "the server still runs")
+
+
+@test
+def an_unhealthy_orphan_is_removed():
+    w = World()
+    e = w.epoch()
+    mute = w.create("z1", "mute", mute=True)
+    s = w.reconcile(e)
+    check_eq((s["orphans_removed"], s["adopted"]), (1, 0), "summary (orphans_removed, adopted)")
+    wait_until(lambda: not pid_alive(mute), 5, "the unhealthy orphan to be gone")
+    check_eq(w.records("z1"), {}, "no record for the removed orphan")
+
+
+@test
+def a_deleting_record_is_finished():
+    w = World()
+    e = w.epoch()
+    srv = w.create("z1", "d1")
+    w.record("z1", "d1", "deleting", address=srv["address"], ref=srv["ref"])
+    w.record("z1", "d2", "deleting")  # server already gone
+    s = w.reconcile(e)
+    check_eq(s["deletions_finished"], 2, "deletions_finished")
+    check(not pid_alive(srv), "the server of the deleting record is removed")
+    check_eq(w.records("z1"), {}, "both deleting records deleted")
+
+
+@test
+def a_stale_epoch_stops_reconciliation_and_changes_nothing():
+    w = World()
+    e = w.epoch()
+    w.epoch()  # another node took over
+    healthy = w.create("z1", "orphan")
+    mute = w.create("z1", "mute", mute=True)
+    w.record("z1", "ghost", "serving")
+    s = w.reconcile(e, expect_ok=False)
+    check_eq(s["status"], "stale", "status of a reconciliation with a stale epoch")
+    check("stale" in s["err"], "the error says stale: %r" % s["err"])
+    check_eq(sorted(w.records("z1")), ["ghost"], "records unchanged")
+    check(pid_alive(healthy) and pid_alive(mute), "no server removed by a stale node")
+
+
+@test
+def servers_and_records_of_unconfigured_zones_are_left_alone():
+    w = World()
+    e = w.epoch()
+    w.record("gone-zone", "x", "serving")
+    s = w.reconcile(e)
+    check_eq(s["ignored"], 1, "ignored")
+    check_eq(sorted(w.records("gone-zone")), ["x"], "record of an unconfigured zone kept")
+
+
+if __name__ == "__main__":
+    if not os.access(binary("tests/driverctl"), os.X_OK):
+        print("1..0 # SKIP tests/driverctl is not built")
+        sys.exit(0)
+    main()
