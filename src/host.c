@@ -200,6 +200,7 @@ struct host *host_new(struct ev_loop *loop, const struct host_params *p, char *e
 	h->cluster = host_strdup(p->cluster ? p->cluster : "scaler");
 	h->admin_url = host_strdup(p->admin_url ? p->admin_url : "");
 	h->token = p->token && *p->token ? host_strdup(p->token) : NULL;
+	h->state_dir = host_strdup(p->state_dir);
 	h->http = http_client_new(loop);
 	if (!h->http) {
 		snprintf(err, errlen, "cannot start the HTTP client");
@@ -234,6 +235,7 @@ struct host *host_new(struct ev_loop *loop, const struct host_params *p, char *e
 	s->epoch_take = host_epoch_take;
 	s->leader_set = host_leader_set;
 	s->leader_get = host_leader_get;
+	s->state_dir = h->state_dir;
 	host_current = h;
 	return h;
 }
@@ -254,5 +256,6 @@ void host_free(struct host *h)
 	free(h->cluster);
 	free(h->admin_url);
 	free(h->token);
+	free(h->state_dir);
 	free(h);
 }

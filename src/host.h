@@ -17,6 +17,7 @@ struct host_params {
 	const char *admin_url;
 	const char *token;     /* NULL: none */
 	const char *redis_url; /* NULL: no Redis (redis_command fails with -1) */
+	const char *state_dir; /* scaler.conf's state_dir, NULL: none */
 };
 
 struct host {
@@ -25,7 +26,7 @@ struct host {
 	struct http_client *http;
 	struct redis_conn *redis; /* NULL without redis_url */
 	struct store *store;      /* NULL without redis_url */
-	char *node_id, *cluster, *admin_url, *token;
+	char *node_id, *cluster, *admin_url, *token, *state_dir;
 };
 
 /* One host per process (plugins get &h->pub). NULL with err on bad input. */

@@ -129,7 +129,8 @@ static int test_config(const char *path)
 	struct host_params hp = {.node_id = c->node_id,
 	                         .cluster = c->cluster,
 	                         .admin_url = c->admin_url,
-	                         .token = c->token};
+	                         .token = c->token,
+	                         .state_dir = c->state_dir};
 	struct host *h = host_new(loop, &hp, err, sizeof(err));
 	if (!h) {
 		fprintf(stderr, "%s\n", err);
@@ -466,7 +467,8 @@ static int daemon_run(const char *conf_path, int force_debug)
 	                         .cluster = d.conf->cluster,
 	                         .admin_url = d.conf->admin_url,
 	                         .token = d.conf->token,
-	                         .redis_url = d.conf->redis_url};
+	                         .redis_url = d.conf->redis_url,
+	                         .state_dir = d.conf->state_dir};
 	d.host = host_new(d.loop, &hp, err, sizeof(err));
 	if (!d.host) {
 		log_err("%s", err);

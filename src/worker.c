@@ -187,7 +187,8 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, int debug
 	                         .cluster = w.conf->cluster,
 	                         .admin_url = w.conf->admin_url,
 	                         .token = w.conf->token,
-	                         .redis_url = w.conf->redis_url};
+	                         .redis_url = w.conf->redis_url,
+	                         .state_dir = w.conf->state_dir};
 	w.host = host_new(w.loop, &hp, err, sizeof(err));
 	if (!w.host) {
 		log_err("zone %s: %s", zone, err);

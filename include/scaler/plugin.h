@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define SCALER_ABI_MAJOR 1
-#define SCALER_ABI_MINOR 0
+#define SCALER_ABI_MINOR 1
 #define SCALER_PLUGIN_SYMBOL "scaler_plugin"
 
 struct ev_loop;
@@ -119,7 +119,15 @@ struct scaler_host {
 	int (*leader_get)(void (*cb)(void *arg, int status, const char *id, const char *url,
 	                             uint64_t leader_epoch, uint64_t current_epoch),
 	                  void *arg);
+
+	/* ABI 1.1: scaler.conf's state_dir, where plugins keep files of their
+	 * own (e.g. the process driver's server logs). Check host->size. */
+	const char *state_dir;
 };
+
+/* 1 when the host offers `member` (it was built with an ABI that has it). */
+#define SCALER_HOST_HAS(host, member) \
+	((host)->size >= offsetof(struct scaler_host, member) + sizeof((host)->member))
 
 /* ---- shared data -------------------------------------------------------- */
 

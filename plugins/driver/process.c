@@ -12,7 +12,7 @@
  * Settings (driver group):
  *   command       array of strings, default ["scaler-app"]; [0] looked up in PATH
  *   env           array of "NAME=value" added to the servers' environment
- *   log_dir       absolute path, default /var/lib/scaler/servers
+ *   log_dir       absolute path, default <state_dir of scaler.conf>/servers
  *   state_dir     absolute path, default log_dir
  *   host_address  host part of the servers' addresses, default 127.0.0.1
  *   stop_timeout  seconds from SIGTERM to SIGKILL, default 10
@@ -203,6 +203,19 @@ static int pd_alive(pid_t pid, unsigned long long starttime)
 	return pid > 0 && starttime && pd_starttime(pid) == starttime;
 }
 
+/* Signal a server's process group, unless its pid was recycled: a pid whose
+ * process now has another start time belongs to someone else. While any
+ * member of the group lives, the kernel does not hand out its number, so a
+ * group whose leader is gone is still ours. */
+static void pd_kill_group(pid_t pid, unsigned long long starttime, int sig)
+{
+	unsigned long long now = pd_starttime(pid);
+	if (pid <= 0 || (now != 0 && now != starttime))
+		return;
+	if (kill(-pid, sig) < 0 && errno == ESRCH && now != 0)
+		kill(pid, sig);
+}
+
 static int pd_parse_ref(const char *ref, pid_t *pid, unsigned long long *starttime)
 {
 	char *end;
@@ -287,7 +300,11 @@ static int pd_init(const struct scaler_host *host, const config_setting_t *conf,
 		return -1;
 	pd->host = host;
 	pd->stop_timeout = 10;
-	snprintf(pd->log_dir, sizeof(pd->log_dir), "%s", PD_DEFAULT_DIR);
+	/* default: <scaler.conf state_dir>/servers */
+	if (SCALER_HOST_HAS(host, state_dir) && host->state_dir && host->state_dir[0] == '/')
+		snprintf(pd->log_dir, sizeof(pd->log_dir), "%s/servers", host->state_dir);
+	else
+		snprintf(pd->log_dir, sizeof(pd->log_dir), "%s", PD_DEFAULT_DIR);
 	snprintf(pd->host_address, sizeof(pd->host_address), "127.0.0.1");
 	if (conf && host->conf_check_known(conf, pd_known) < 0)
 		goto fail;
@@ -659,7 +676,7 @@ static void pd_server_gone(struct pd_server *s, const char *how, const char *cre
 	s->create_cb = NULL;
 	s->gone = 1;
 	/* whatever the leader left behind in its process group */
-	kill(-s->pid, SIGKILL);
+	pd_kill_group(s->pid, s->starttime, SIGKILL);
 	if (s->child && !ev_is_default_loop(loop))
 		waitpid(s->pid, NULL, WNOHANG); /* the default loop reaps every child itself */
 	pd_server_stop_watchers(s);
@@ -765,7 +782,7 @@ static void pd_kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	s->pd->host->log(SCALER_LOG_WARNING, PD_NAME,
 	                 "server %s (pid %d) still runs %.1fs after SIGTERM; sending SIGKILL",
 	                 s->srv.id, (int)s->pid, s->pd->stop_timeout);
-	kill(-s->pid, SIGKILL);
+	pd_kill_group(s->pid, s->starttime, SIGKILL);
 }
 
 static int pd_remove(void *ctx, const struct scaler_server *srv, scaler_driver_cb cb, void *arg)
@@ -808,8 +825,7 @@ static int pd_remove(void *ctx, const struct scaler_server *srv, scaler_driver_c
 	if (s->removing)
 		return 0;
 	s->removing = 1;
-	if (kill(-s->pid, SIGTERM) < 0 && errno == ESRCH)
-		kill(s->pid, SIGTERM);
+	pd_kill_group(s->pid, s->starttime, SIGTERM);
 	pd->host->log(SCALER_LOG_INFO, PD_NAME, "stopping server %s (pid %d)", s->srv.id,
 	              (int)s->pid);
 	ev_timer_set(&s->kill_w, pd->stop_timeout, 0.);

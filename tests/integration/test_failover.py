@@ -95,10 +95,7 @@ zones = ( { name = "fz"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 
         # servers outlive scalerd on purpose; remove this test's ones
         raw = self.redis.cli_raw("HGETALL", "%s:servers:fz" % self.name)
         for v in raw[1::2]:
-            try:
-                os.killpg(int(json.loads(v)["ref"].split(":")[0]), signal.SIGKILL)
-            except (OSError, ValueError, KeyError):
-                pass
+            kill_process_server(json.loads(v).get("ref", ""))
         self.redis.stop()
 
 

@@ -82,19 +82,15 @@ zones = ( %s );
     def stop(self):
         # the process driver's servers outlive scalerd on purpose (a restarted
         # scalerd adopts them): remove them through the admin API's state
-        pids = []
+        refs = []
         for z in self.zones:
             try:
-                for s in self.servers(z):
-                    pids.append(int(s["ref"].split(":")[0]))
+                refs += [s["ref"] for s in self.servers(z)]
             except Exception:
                 pass
         self.proc.stop()
-        for pid in pids:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        for ref in refs:
+            kill_process_server(ref)
         self.redis.stop()
 
 

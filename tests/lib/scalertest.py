@@ -29,7 +29,7 @@ import traceback
 __all__ = [
     "test", "main", "skip", "check", "check_eq", "wait_until", "free_port",
     "http", "http_json", "spawn", "Proc", "Redis", "builddir", "srcdir", "tmpdir",
-    "plugin_dir", "binary", "write_file", "raw_http", "redis_cli", "log",
+    "plugin_dir", "binary", "write_file", "raw_http", "redis_cli", "log", "kill_process_server",
 ]
 
 _tests = []
@@ -258,6 +258,28 @@ def redis_cli(port, *args):
     if out.startswith('"') and out.endswith('"') and "\n" not in out:
         return out[1:-1]
     return out
+
+
+def _proc_starttime(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_process_server(ref):
+    """SIGKILL the process group of a process-driver server given its ref
+    ("pid:starttime"), only if that pid still is that server (pids recycle)."""
+    try:
+        pid, start = (int(x) for x in str(ref).split(":"))
+    except ValueError:
+        return
+    if _proc_starttime(pid) == start:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _cleanup():
