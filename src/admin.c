@@ -4,6 +4,7 @@
 
 #include "admin.h"
 
+#include <ctype.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,44 @@
 
 #define EVENTS_MAX 500
 #define EVENTS_WAIT_MAX 60.0
+
+/* A query parameter; *bad is set when it is present but unusable (too
+ * long or badly encoded), which is an error, not "absent". */
+static const char *admin_query(const struct http_request *req, const char *name, char *buf,
+                               size_t len, int *bad)
+{
+	const char *v = http_request_query(req, name, buf, len);
+	size_t n = strlen(name);
+	if (!v) {
+		for (const char *q = req->query; q && *q;) {
+			if (strncmp(q, name, n) == 0 && (q[n] == '=' || q[n] == '&' || !q[n]))
+				*bad = 1;
+			q = strchr(q, '&');
+			q = q ? q + 1 : NULL;
+		}
+	}
+	return v;
+}
+
+/* Redis stream ids: "0", "$" or MS[-SEQ] */
+static int admin_stream_id_valid(const char *id)
+{
+	if (strcmp(id, "$") == 0)
+		return 1;
+	const char *p = id;
+	if (!isdigit((unsigned char)*p))
+		return 0;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (*p == '-') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return 0;
+		while (isdigit((unsigned char)*p))
+			p++;
+	}
+	return *p == '\0' && p - id < 48;
+}
 
 static const char *role_name(enum daemon_role r)
 {
@@ -145,10 +184,21 @@ static void admin_events(struct daemon *d, struct http_exchange *x, const struct
 {
 	char zone[64], after[64], wait[32];
 	struct events_poll *p;
+	int bad = 0;
+	const char *z = admin_query(req, "zone", zone, sizeof(zone), &bad);
+	const char *a = admin_query(req, "after", after, sizeof(after), &bad);
+	const char *wt = admin_query(req, "wait", wait, sizeof(wait), &bad);
 
-	if (http_request_query(req, "zone", zone, sizeof(zone)) &&
-	    !conf_zone_find(d->conf, zone)) {
-		http_reply_error(x, 404, "unknown zone \"%s\"", zone);
+	if (bad) {
+		http_reply_error(x, 400, "invalid query: zone, after or wait is too long or badly encoded");
+		return;
+	}
+	if (z && !conf_zone_find(d->conf, z)) {
+		http_reply_error(x, 404, "unknown zone \"%s\"", z);
+		return;
+	}
+	if (a && !admin_stream_id_valid(a)) {
+		http_reply_error(x, 400, "after: must be an event id like 1700000000000-0");
 		return;
 	}
 	p = calloc(1, sizeof(*p));
@@ -158,15 +208,13 @@ static void admin_events(struct daemon *d, struct http_exchange *x, const struct
 	}
 	p->d = d;
 	p->x = x;
-	snprintf(p->zone, sizeof(p->zone), "%s",
-	         http_request_query(req, "zone", zone, sizeof(zone)) ? zone : "");
-	snprintf(p->after, sizeof(p->after), "%s",
-	         http_request_query(req, "after", after, sizeof(after)) ? after : "0");
+	snprintf(p->zone, sizeof(p->zone), "%s", z ? z : "");
+	snprintf(p->after, sizeof(p->after), "%s", a ? a : "0");
 	double w = 0;
-	if (http_request_query(req, "wait", wait, sizeof(wait))) {
+	if (wt) {
 		char *end;
-		w = strtod(wait, &end);
-		if (*end || w < 0 || w > EVENTS_WAIT_MAX) {
+		w = strtod(wt, &end);
+		if (*end || end == wt || !(w >= 0 && w <= EVENTS_WAIT_MAX)) {
 			http_reply_error(x, 400, "wait: must be a number of seconds from 0 to %.0f",
 			                 EVENTS_WAIT_MAX);
 			free(p);
@@ -242,15 +290,18 @@ static void admin_scale(struct daemon *d, struct http_exchange *x, json_t *body)
 		http_reply_error(x, 400, "count: must be an integer (or null to unpin)");
 		return;
 	}
-	if (dur && !json_is_null(dur) && (!json_is_number(dur) || json_number_value(dur) <= 0)) {
-		http_reply_error(x, 400, "for: must be a positive number of seconds");
+	if (dur && !json_is_null(dur) &&
+	    (!json_is_number(dur) || !(json_number_value(dur) > 0) ||
+	     json_number_value(dur) > 366 * 86400.)) {
+		http_reply_error(x, 400, "for: must be a positive number of seconds (at most a year)");
+		return;
+	}
+	if (json_is_integer(count) &&
+	    (json_integer_value(count) < 0 || json_integer_value(count) > 100000)) {
+		http_reply_error(x, 400, "count: must be from 0 to 100000");
 		return;
 	}
 	int n = json_is_null(count) ? -1 : (int)json_integer_value(count);
-	if (json_is_integer(count) && json_integer_value(count) < 0) {
-		http_reply_error(x, 400, "count: must be >= 0");
-		return;
-	}
 	int st = controller_pin(d->ctl, zone, n, dur && json_is_number(dur) ? json_number_value(dur) : 0,
 	                        &reply);
 	admin_reply(x, st, reply);
@@ -383,11 +434,16 @@ static void admin_handle(struct http_exchange *x, const struct http_request *req
 		admin_status(d, x);
 	} else if (strcmp(p, "/servers") == 0) {
 		char zone[64];
+		int bad = 0;
 		if (!method_is(req, "GET")) {
 			http_reply_error(x, 405, "use GET");
 			return;
 		}
-		const char *z = http_request_query(req, "zone", zone, sizeof(zone));
+		const char *z = admin_query(req, "zone", zone, sizeof(zone), &bad);
+		if (bad) {
+			http_reply_error(x, 400, "zone: too long or badly encoded");
+			return;
+		}
 		json_t *j = controller_servers_json(d->ctl, z);
 		if (!j) {
 			http_reply_error(x, 404, "unknown zone \"%s\"", z);

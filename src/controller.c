@@ -42,7 +42,7 @@ struct cserver {
 	struct store_server rec;
 	double metric;
 	int metric_valid;
-	int busy; /* a create/delete flow owns it */
+	struct flow *owner; /* the create/delete flow working on it, NULL when idle */
 };
 
 struct czone {
@@ -55,6 +55,7 @@ struct czone {
 	int removed;  /* gone from the config: free when refs drops to 0 */
 	int evaluating;
 	int loaded;   /* servers read from the store this term */
+	int loading;  /* that read is in flight */
 
 	struct cserver *srv;
 	size_t nsrv, capsrv;
@@ -129,6 +130,7 @@ static const struct scaler_host *ctl_host(const struct controller *c)
 
 static void czone_unref(struct czone *z);
 static void czone_evaluate(struct czone *z);
+static void czone_load(struct czone *z);
 
 static struct czone *czone_find(struct controller *c, const char *name)
 {
@@ -202,11 +204,11 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 		z->policy = pi;
 	}
 	z->cz = cz;
+	int active = ev_is_active(&z->tick);
+	ev_timer_stop(ctl_loop(z->c), &z->tick);
 	ev_timer_set(&z->tick, cz->interval, cz->interval);
-	if (ev_is_active(&z->tick)) {
-		ev_timer_stop(ctl_loop(z->c), &z->tick);
+	if (active)
 		ev_timer_start(ctl_loop(z->c), &z->tick);
-	}
 	return 0;
 }
 
@@ -436,11 +438,18 @@ static void ctl_push_monitor_all(struct controller *c)
 	}
 }
 
+/* Every few seconds the primary repeats the primary's URL and each zone's
+ * full server set to the balancers, so a balancer that lost both (a worker
+ * restarted while Redis was down) converges without waiting for a change. */
 static void ctl_on_monitor_push(struct ev_loop *loop, ev_timer *t, int revents)
 {
+	struct controller *c = t->data;
 	(void)loop;
 	(void)revents;
-	ctl_push_monitor_all(t->data);
+	ctl_push_monitor_all(c);
+	for (struct czone *z = c->zones; z; z = z->next)
+		if (!z->removed && z->loaded)
+			czone_push_all(z);
 }
 
 /* ---- flows: create and delete one server ------------------------------------------------- */
@@ -455,6 +464,8 @@ struct flow {
 	ev_timer timer;
 	struct scaler_http_call *call;
 	int drain;        /* delete: wait drain_timeout first */
+	char prev_state[16]; /* in-memory state before the write in progress */
+	void (*retry)(struct flow *f);
 	int refill;       /* delete: evaluate the zone afterwards (refill to min) */
 	char why[128];
 };
@@ -479,8 +490,8 @@ static void flow_free(struct flow *f)
 	ev_timer_stop(ctl_loop(f->z->c), &f->timer);
 	if (f->call)
 		ctl_host(f->z->c)->http_cancel(f->call);
-	if ((s = czone_server(f->z, f->rec.srv.id)))
-		s->busy = 0;
+	if ((s = czone_server(f->z, f->rec.srv.id)) && s->owner == f)
+		s->owner = NULL;
 	czone_unref(f->z);
 	free(f);
 }
@@ -504,16 +515,62 @@ static void ctl_driver_stat(struct controller *c, int op, double t0, int failed)
 		c->driver_errors[op]++;
 }
 
+/* Write the flow's record with a new state. The server counts in its new
+ * state at once (so decisions do not double up), except "serving": it
+ * takes measurements and traffic only once Redis has it. */
 static void flow_record(struct flow *f, const char *state, store_cb cb)
 {
 	struct controller *c = f->z->c;
+	struct cserver *s = czone_server(f->z, f->rec.srv.id);
+	snprintf(f->prev_state, sizeof(f->prev_state), "%s", s ? s->rec.state : "");
 	snprintf(f->rec.state, sizeof(f->rec.state), "%s", state);
 	f->rec.updated = unix_now();
-	struct cserver *s = czone_server_add(f->z, &f->rec);
-	if (s)
-		s->busy = 1;
+	s = czone_server_add(f->z, &f->rec);
+	if (s) {
+		s->owner = f;
+		if (strcmp(state, "serving") == 0)
+			snprintf(s->rec.state, sizeof(s->rec.state), "%s",
+			         f->prev_state[0] ? f->prev_state : "starting");
+	}
 	if (store_server_put(ctl_store(c), c->epoch, &f->rec, cb, f) < 0)
 		cb(f, STORE_ERR, "state store unreachable");
+}
+
+/* the write did not happen: memory goes back to what Redis has */
+static void flow_unrecord(struct flow *f)
+{
+	struct cserver *s = czone_server(f->z, f->rec.srv.id);
+	if (!s)
+		return;
+	if (!f->prev_state[0])
+		czone_server_forget(f->z, f->rec.srv.id);
+	else
+		snprintf(s->rec.state, sizeof(s->rec.state), "%s", f->prev_state);
+}
+
+static void flow_retry_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct flow *f = t->data;
+	(void)loop;
+	(void)revents;
+	if (flow_stale(f)) {
+		flow_free(f);
+		return;
+	}
+	f->retry(f);
+}
+
+/* Redis did not take a write a flow cannot do without: try again in a
+ * second while this node is primary; the flow keeps owning the server. */
+static void flow_retry_later(struct flow *f, void (*again)(struct flow *f), const char *what,
+                             const char *err)
+{
+	log_warn("zone %s: %s of %s not recorded (%s); retrying in 1 s", f->z->name, what,
+	         f->rec.srv.id, err ? err : "state store error");
+	f->retry = again;
+	ev_set_cb(&f->timer, flow_retry_timer);
+	ev_timer_set(&f->timer, 1.0, 0.);
+	ev_timer_start(ctl_loop(f->z->c), &f->timer);
 }
 
 static void flow_delete_record(struct flow *f, store_cb cb)
@@ -549,14 +606,24 @@ static void create_abandon_removed(void *arg, int status, const struct scaler_se
 	flow_delete_record(f, flow_record_gone);
 }
 
+static void flow_write_gone(struct flow *f)
+{
+	flow_delete_record(f, flow_record_gone);
+}
+
 static void flow_record_gone(void *arg, enum store_status st, const char *err)
 {
 	struct flow *f = arg;
-	if (st == STORE_STALE)
+	if (st == STORE_STALE) {
 		ctl_fenced(f->z->c, err);
-	else if (st != STORE_OK)
+	} else if (st != STORE_OK) {
+		if (!flow_stale(f)) {
+			flow_retry_later(f, flow_write_gone, "the removal", err);
+			return;
+		}
 		log_warn("zone %s: could not delete the record of %s: %s (reconciliation repairs it)",
 		         f->z->name, f->rec.srv.id, err ? err : store_status_name(st));
+	}
 	int refill = f->refill;
 	struct czone *z = f->z;
 	z->refs++;
@@ -583,6 +650,13 @@ static void create_fail(struct flow *f, const char *why)
 	flow_delete_record(f, flow_record_gone);
 }
 
+static void create_serving_recorded(void *arg, enum store_status st, const char *err);
+
+static void create_write_serving(struct flow *f)
+{
+	flow_record(f, "serving", create_serving_recorded);
+}
+
 static void create_serving_recorded(void *arg, enum store_status st, const char *err)
 {
 	struct flow *f = arg;
@@ -592,11 +666,17 @@ static void create_serving_recorded(void *arg, enum store_status st, const char 
 		return;
 	}
 	if (st != STORE_OK) {
-		/* still "starting" in Redis: reconciliation finishes it */
-		log_warn("zone %s: could not record %s as serving: %s", f->z->name, f->rec.srv.id, err);
-		flow_free(f);
+		if (flow_stale(f)) {
+			/* still "starting" in Redis: the next primary finishes it */
+			flow_free(f);
+			return;
+		}
+		flow_retry_later(f, create_write_serving, "the serving state", err);
 		return;
 	}
+	struct cserver *s = czone_server(f->z, f->rec.srv.id);
+	if (s)
+		snprintf(s->rec.state, sizeof(s->rec.state), "serving");
 	czone_push(f->z, f->rec.srv.address, NULL);
 	czone_event(f->z, "server_ready", czone_count(f->z, "serving") - 1,
 	            czone_count(f->z, "serving"), "healthy",
@@ -615,7 +695,7 @@ static void create_health_done(void *arg, const struct scaler_http_response *res
 		return;
 	}
 	if (resp->status >= 200 && resp->status < 300) {
-		flow_record(f, "serving", create_serving_recorded);
+		create_write_serving(f);
 		return;
 	}
 	if (ev_time() > f->deadline) {
@@ -778,6 +858,41 @@ static void delete_driver_done(void *arg, int status, const struct scaler_server
 	flow_delete_record(f, flow_record_gone);
 }
 
+static void delete_check_epoch(struct flow *f);
+
+static void delete_epoch_checked(void *arg, enum store_status st, uint64_t epoch, const char *err)
+{
+	struct flow *f = arg;
+	if (flow_stale(f)) {
+		flow_free(f);
+		return;
+	}
+	if (st == STORE_OK && epoch != f->z->c->epoch) {
+		char why[128];
+		snprintf(why, sizeof(why), "current epoch is %llu", (unsigned long long)epoch);
+		ctl_fenced(f->z->c, why);
+		flow_free(f);
+		return;
+	}
+	if (st != STORE_OK) {
+		flow_retry_later(f, delete_check_epoch, "the epoch check before removing", err);
+		return;
+	}
+	f->t0 = ev_time();
+	if (ctl_driver(f->z->c)->remove(f->z->c->d->driver.ctx, &f->rec.srv, delete_driver_done, f) <
+	    0)
+		delete_driver_done(f, -1, NULL, "the driver refused the request");
+}
+
+/* Removing a server is the one step Redis cannot fence: read the epoch
+ * again right before it, so a primary deposed during the drain removes
+ * nothing. */
+static void delete_check_epoch(struct flow *f)
+{
+	if (store_epoch_get(ctl_store(f->z->c), delete_epoch_checked, f) < 0)
+		delete_epoch_checked(f, STORE_ERR, 0, "state store unreachable");
+}
+
 static void delete_after_drain(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct flow *f = t->data;
@@ -787,10 +902,7 @@ static void delete_after_drain(struct ev_loop *loop, ev_timer *t, int revents)
 		flow_free(f);
 		return;
 	}
-	f->t0 = ev_time();
-	if (ctl_driver(f->z->c)->remove(f->z->c->d->driver.ctx, &f->rec.srv, delete_driver_done, f) <
-	    0)
-		delete_driver_done(f, -1, NULL, "the driver refused the request");
+	delete_check_epoch(f);
 }
 
 static void delete_recorded(void *arg, enum store_status st, const char *err)
@@ -804,6 +916,8 @@ static void delete_recorded(void *arg, enum store_status st, const char *err)
 	if (st != STORE_OK || flow_stale(f)) {
 		log_warn("zone %s: not deleting %s: %s", f->z->name, f->rec.srv.id,
 		         st != STORE_OK ? (err ? err : "state store error") : "no longer primary");
+		if (st != STORE_OK)
+			flow_unrecord(f); /* the next evaluation decides again */
 		flow_free(f);
 		return;
 	}
@@ -817,7 +931,7 @@ static void delete_recorded(void *arg, enum store_status st, const char *err)
 
 static int czone_delete(struct czone *z, struct cserver *s, int drain, int refill)
 {
-	if (s->busy)
+	if (s->owner)
 		return -1;
 	struct flow *f = flow_new(z);
 	if (!f)
@@ -835,7 +949,7 @@ static struct cserver *czone_victim(struct czone *z)
 	struct cserver *best = NULL;
 	for (size_t i = 0; i < z->nsrv; i++) {
 		struct cserver *s = &z->srv[i];
-		if (s->busy || strcmp(s->rec.state, "serving") != 0)
+		if (s->owner || strcmp(s->rec.state, "serving") != 0)
 			continue;
 		if (!best || (s->metric_valid && best->metric_valid && s->metric < best->metric) ||
 		    ((!s->metric_valid || !best->metric_valid || s->metric == best->metric) &&
@@ -992,7 +1106,11 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 		int want = z->pin_count < min ? min : z->pin_count > max ? max : z->pin_count;
 		snprintf(reason, sizeof(reason), "pinned at %d by an operator", z->pin_count);
 		/* a pin is an operator's order: no cooldown, no metrics needed */
-		if (want != cur) {
+		if (want != cur && z->cz->dry_run) {
+			czone_decision(z, "dry_run", cur, want, "pinned", reason);
+			czone_event(z, "dry_run", cur, want, "pinned", reason,
+			            json_pack("{s:s}", "would", want > cur ? "scale_up" : "scale_down"));
+		} else if (want != cur) {
 			czone_decision(z, want > cur ? "scale_up" : "scale_down", cur, want, "pinned",
 			               reason);
 			czone_event(z, want > cur ? "scale_up" : "scale_down", cur, want, "pinned", reason,
@@ -1076,20 +1194,47 @@ static void czone_fill(struct czone *z, int cur)
 		czone_create(z);
 }
 
+/* max was lowered (reload): remove the surplus whatever the metrics say */
+static void czone_trim(struct czone *z, int cur)
+{
+	char reason[128];
+	int max = z->cz->max;
+	snprintf(reason, sizeof(reason), "above the zone's maximum (%d > %d)", cur, max);
+	czone_decision(z, "scale_down", cur, max, "max", reason);
+	if (z->cz->dry_run) {
+		czone_event(z, "dry_run", cur, max, "max", reason, json_pack("{s:s}", "would", "trim"));
+		return;
+	}
+	czone_event(z, "scale_down", cur, max, "max", reason, NULL);
+	for (int i = max; i < cur; i++) {
+		struct cserver *v = czone_victim(z);
+		if (!v || czone_delete(z, v, 1, 0) < 0)
+			break;
+	}
+}
+
 static void czone_evaluate(struct czone *z)
 {
 	struct controller *c = z->c;
-	if (!c->active || z->removed || z->evaluating || c->reconcile || !z->loaded)
+	if (!c->active || z->removed || z->evaluating || c->reconcile)
 		return;
+	if (!z->loaded) {
+		czone_load(z);
+		return;
+	}
 	z->evaluations++;
 	int cur = czone_size(z);
 
 	/* wait for servers still starting or being deleted before deciding more */
 	for (size_t i = 0; i < z->nsrv; i++)
-		if (z->srv[i].busy)
+		if (z->srv[i].owner)
 			return;
 	if (cur < z->cz->min && !czone_pin_active(z)) {
 		czone_fill(z, cur);
+		return;
+	}
+	if (cur > z->cz->max && !czone_pin_active(z)) {
+		czone_trim(z, cur);
 		return;
 	}
 
@@ -1123,10 +1268,10 @@ static void czone_evaluate(struct czone *z)
 static void czone_resume(struct czone *z, struct cserver *s)
 {
 	struct flow *f;
-	if (s->busy || !(f = flow_new(z)))
+	if (s->owner || !(f = flow_new(z)))
 		return;
 	f->rec = s->rec;
-	s->busy = 1;
+	s->owner = f;
 	if (strcmp(s->rec.state, "deleting") == 0) {
 		log_info("zone %s: finishing the deletion of %s", z->name, s->rec.srv.id);
 		delete_recorded(f, STORE_OK, NULL);
@@ -1143,43 +1288,68 @@ static void czone_resume(struct czone *z, struct cserver *s)
 	}
 }
 
-static void ctl_loaded(void *arg, enum store_status st, const struct store_server *srv, size_t n)
+struct zone_load {
+	struct czone *z;
+	unsigned gen;
+};
+
+/* The zone's records, read when this node becomes primary (after
+ * reconciliation) or when a reload adds the zone; retried by the zone's
+ * tick until it succeeds. */
+static void czone_loaded(void *arg, enum store_status st, const struct store_server *srv,
+                         size_t n)
 {
-	struct controller *c = arg;
-	if (!c->active)
+	struct zone_load *l = arg;
+	struct czone *z = l->z;
+	struct controller *c = z->c;
+	z->loading = 0;
+	if (l->gen != c->gen || !c->active || z->removed) {
+		czone_unref(z);
+		free(l);
 		return;
+	}
+	free(l);
 	if (st != STORE_OK && st != STORE_NOTFOUND) {
-		log_err("cannot read the servers from the state store; retrying at the next interval");
+		log_err("zone %s: cannot read its servers from the state store; retrying", z->name);
+		czone_unref(z);
 		return;
 	}
-	for (struct czone *z = c->zones; z; z = z->next) {
-		z->nsrv = 0;
-		z->loaded = 1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct czone *z = czone_find(c, srv[i].srv.zone);
-		if (z)
-			czone_server_add(z, &srv[i]);
-		else
-			log_warn("server %s is recorded in zone %s, which is not configured; leaving it",
-			         srv[i].srv.id, srv[i].srv.zone);
-	}
-	for (struct czone *z = c->zones; z; z = z->next) {
-		if (z->removed)
-			continue;
-		for (size_t i = z->nsrv; i-- > 0;) /* backwards: resuming may forget one */
-			if (strcmp(z->srv[i].rec.state, "serving") != 0)
-				czone_resume(z, &z->srv[i]);
-		czone_push_all(z);
-		ev_timer_start(ctl_loop(c), &z->tick);
-		czone_evaluate(z); /* fills to min at once */
+	z->nsrv = 0;
+	for (size_t i = 0; i < n; i++)
+		czone_server_add(z, &srv[i]);
+	z->loaded = 1;
+	for (size_t i = z->nsrv; i-- > 0;) /* backwards: resuming may forget one */
+		if (strcmp(z->srv[i].rec.state, "serving") != 0)
+			czone_resume(z, &z->srv[i]);
+	czone_push_all(z);
+	czone_evaluate(z); /* fills to min at once */
+	czone_unref(z);
+}
+
+static void czone_load(struct czone *z)
+{
+	struct zone_load *l;
+	if (z->loading || !(l = calloc(1, sizeof(*l))))
+		return;
+	l->z = z;
+	l->gen = z->c->gen;
+	z->refs++;
+	z->loading = 1;
+	if (store_servers_list(ctl_store(z->c), z->name, czone_loaded, l) < 0) {
+		z->loading = 0;
+		z->refs--;
+		free(l);
 	}
 }
 
 static void ctl_load(struct controller *c)
 {
-	if (store_servers_list(ctl_store(c), NULL, ctl_loaded, c) < 0)
-		log_err("cannot read the servers from the state store");
+	for (struct czone *z = c->zones; z; z = z->next) {
+		if (z->removed)
+			continue;
+		ev_timer_start(ctl_loop(c), &z->tick);
+		czone_load(z);
+	}
 }
 
 static void ctl_reconciled(void *arg, const struct reconcile_summary *sum)
@@ -1238,6 +1408,12 @@ static int ctl_reconcile_health(void *ctx, const struct scaler_server *srv,
 
 void controller_start(struct controller *c, uint64_t epoch)
 {
+	if (c->reconcile) {
+		reconcile_cancel(c->reconcile);
+		c->reconcile = NULL;
+	}
+	for (struct czone *z = c->zones; z; z = z->next)
+		z->loaded = 0;
 	c->gen++;
 	c->active = 1;
 	c->epoch = epoch;
@@ -1327,7 +1503,8 @@ void controller_free(struct controller *c)
 void controller_reconfigure(struct controller *c, const struct conf *old, const struct conf *nc)
 {
 	(void)old;
-	for (struct czone *z = c->zones; z; z = z->next) {
+	for (struct czone *z = c->zones, *next; z; z = next) {
+		next = z->next; /* czone_unref may free and unlink z */
 		if (z->removed)
 			continue;
 		const struct conf_zone *cz = conf_zone_find(nc, z->name);
@@ -1347,10 +1524,9 @@ void controller_reconfigure(struct controller *c, const struct conf *old, const 
 		if (czone_find(c, nc->zones[i].name))
 			continue;
 		struct czone *z = czone_new(c, nc, &nc->zones[i]);
-		if (z && c->active) {
-			z->loaded = 1;
+		if (z && c->active && !c->reconcile) {
 			ev_timer_start(ctl_loop(c), &z->tick);
-			czone_evaluate(z);
+			czone_load(z);
 		}
 	}
 	if (c->active)
@@ -1446,7 +1622,7 @@ int controller_report(struct controller *c, const char *zone, json_t *dead, json
 			json_array_append_new(unknown, json_string(addr));
 			continue;
 		}
-		if (s->busy || strcmp(s->rec.state, "deleting") == 0) {
+		if (s->owner || strcmp(s->rec.state, "deleting") == 0) {
 			json_array_append_new(busy, json_string(addr));
 			continue;
 		}
@@ -1510,7 +1686,7 @@ int controller_drain(struct controller *c, const char *zone, const char *server,
 		*reply = json_pack("{s:s}", "error", "unknown server");
 		return 404;
 	}
-	if (s->busy || strcmp(s->rec.state, "serving") != 0) {
+	if (s->owner || strcmp(s->rec.state, "serving") != 0) {
 		*reply = json_pack("{s:s, s:s}", "error", "the server is busy or not serving", "state",
 		                   s->rec.state);
 		return 409;

@@ -49,6 +49,7 @@ struct daemon {
 	ev_signal sig_hup, sig_term, sig_int;
 	ev_timer sweep_timer;
 	int stopping;
+	int force_debug; /* -d: keep debug logging across reloads */
 };
 
 /* SIGHUP and POST /reload: parse → validate → diff → apply. 0 when the new

@@ -240,6 +240,19 @@ struct host *host_new(struct ev_loop *loop, const struct host_params *p, char *e
 	return h;
 }
 
+void host_close_redis(struct host *h)
+{
+	if (!h || !h->redis)
+		return;
+	struct redis_conn *r = h->redis;
+	struct store *st = h->store;
+	/* the store stays usable while its pending replies come back */
+	redis_conn_free(r);
+	h->redis = NULL;
+	h->store = NULL;
+	store_free(st);
+}
+
 void host_free(struct host *h)
 {
 	if (!h)

@@ -32,5 +32,8 @@ struct host {
 /* One host per process (plugins get &h->pub). NULL with err on bad input. */
 struct host *host_new(struct ev_loop *loop, const struct host_params *p, char *err, size_t errlen);
 void host_free(struct host *h);
+/* Close the Redis connection now (pending callbacks get errors); the host
+ * then behaves as if it had none. For an orderly exit. */
+void host_close_redis(struct host *h);
 
 #endif

@@ -168,7 +168,11 @@ static int config_snapshot_fd(struct conf *c)
 		return -1;
 	}
 	config_write(&c->cfg, f);
-	fclose(f);
+	if (ferror(f) | fclose(f)) {
+		log_err("cannot snapshot the configuration for the balancer workers");
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -177,6 +181,8 @@ static int config_snapshot_fd(struct conf *c)
 static void on_elected(void *arg, uint64_t epoch)
 {
 	struct daemon *d = arg;
+	if (d->stopping)
+		return; /* a node on its way out does not start acting */
 	log_notice("this node (%s) is primary with epoch %llu", d->conf->node_id,
 	           (unsigned long long)epoch);
 	d->role = ROLE_PRIMARY;
@@ -264,6 +270,10 @@ static const char *reload_fixed_setting(const struct conf *a, const struct conf 
 		return "cluster";
 	if (strcmp(a->redis_url, b->redis_url))
 		return "redis";
+	/* servers are recorded with the driver that made them: another driver
+	 * could neither list nor remove them */
+	if (strcmp(a->driver.name, b->driver.name))
+		return "driver.plugin";
 	if ((a->token == NULL) != (b->token == NULL) || (a->token && strcmp(a->token, b->token)))
 		return "node.token";
 	if (!same_group(&a->election, &b->election))
@@ -298,6 +308,12 @@ int daemon_reload(struct daemon *d, void *errors)
 	struct conf *nc;
 	const char *fixed;
 
+	if (d->stopping) {
+		log_warn("not reloading: scalerd is stopping");
+		if (errs)
+			json_array_append_new(errs, json_string("scalerd is stopping"));
+		return -1;
+	}
 	sd_notify_send("RELOADING=1");
 	log_notice("reloading %s", d->conf_path);
 	nc = conf_load(d->conf_path);
@@ -323,9 +339,18 @@ int daemon_reload(struct daemon *d, void *errors)
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct conf_plugin *op = KIND_CONF(d->conf, i), *np = KIND_CONF(nc, i);
+		const struct plugin_instance *pi = KIND_PI(&cur, i);
 		char err[1024];
 		if (same_group(op, np))
 			continue;
+		/* the same plugin applies new settings itself when it can, keeping
+		 * its state and the calls it has in flight */
+		if (strcmp(op->name, np->name) == 0 && pi->plugin && pi->plugin->desc->reload &&
+		    pi->plugin->desc->reload(pi->ctx, np->group) == 0) {
+			log_info("%s plugin \"%s\": settings reloaded", plugin_kind_name(kinds[i].kind),
+			         np->name);
+			continue;
+		}
 		if (plugin_instance_new(&fresh[i], conf_plugin_dir(nc), kinds[i].kind, np->name,
 		                        &d->host->pub, np->group, err, sizeof(err)) < 0) {
 			log_err("%s", err);
@@ -368,9 +393,10 @@ int daemon_reload(struct daemon *d, void *errors)
 		supervisor_set_config_fd(d->sup, fd);
 		close(fd);
 	}
-	log_set_level(log_level_parse(nc->log_level) >= 0
-	                  ? (enum scaler_log_level)log_level_parse(nc->log_level)
-	                  : SCALER_LOG_INFO);
+	if (!d->force_debug)
+		log_set_level(log_level_parse(nc->log_level) >= 0
+		                  ? (enum scaler_log_level)log_level_parse(nc->log_level)
+		                  : SCALER_LOG_INFO);
 	zones_apply(d, old, nc);
 	controller_reconfigure(d->ctl, old, nc);
 	/* Instances that were not swapped still point into the old config's
@@ -437,6 +463,7 @@ static int daemon_run(const char *conf_path, int force_debug)
 
 	memset(&d, 0, sizeof(d));
 	d.loop = ev_default_loop(EVFLAG_AUTO);
+	d.force_debug = force_debug;
 	snprintf(d.conf_path, sizeof(d.conf_path), "%s", conf_path);
 	ssize_t n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
 	if (n <= 0) {
@@ -487,12 +514,21 @@ static int daemon_run(const char *conf_path, int force_debug)
 	d.balancer = s.balancer;
 
 	d.ctl = controller_new(&d);
-	d.admin = admin_start(&d, err, sizeof(err));
+	err[0] = '\0';
+	d.admin = d.ctl ? admin_start(&d, err, sizeof(err)) : NULL;
 	if (!d.ctl || !d.admin) {
 		log_err("%s: node.admin: cannot serve the admin API on %s: %s", conf_path,
 		        d.conf->admin_listen, err);
 		goto out;
 	}
+
+	ev_signal_init(&d.sig_hup, on_sighup, SIGHUP);
+	ev_signal_init(&d.sig_term, on_sigterm, SIGTERM);
+	ev_signal_init(&d.sig_int, on_sigterm, SIGINT);
+	d.sig_hup.data = d.sig_term.data = d.sig_int.data = &d;
+	ev_signal_start(d.loop, &d.sig_hup);
+	ev_signal_start(d.loop, &d.sig_term);
+	ev_signal_start(d.loop, &d.sig_int);
 
 	d.sup = supervisor_new(d.loop, d.exe, conf_path);
 	int fd = config_snapshot_fd(d.conf);
@@ -506,13 +542,6 @@ static int daemon_run(const char *conf_path, int force_debug)
 	d.sweep_timer.data = &d;
 	ev_timer_start(d.loop, &d.sweep_timer);
 
-	ev_signal_init(&d.sig_hup, on_sighup, SIGHUP);
-	ev_signal_init(&d.sig_term, on_sigterm, SIGTERM);
-	ev_signal_init(&d.sig_int, on_sigterm, SIGINT);
-	d.sig_hup.data = d.sig_term.data = d.sig_int.data = &d;
-	ev_signal_start(d.loop, &d.sig_hup);
-	ev_signal_start(d.loop, &d.sig_term);
-	ev_signal_start(d.loop, &d.sig_int);
 
 	struct scaler_election_events ev = {
 	    .arg = &d, .elected = on_elected, .deposed = on_deposed, .primary = on_primary};
@@ -528,6 +557,9 @@ static int daemon_run(const char *conf_path, int force_debug)
 	log_notice("stopped");
 
 out:
+	/* Redis first, while everything its pending callbacks reach still
+	 * exists; those callbacks get errors and end their work */
+	host_close_redis(d.host);
 	if (d.admin)
 		http_server_free(d.admin);
 	if (d.ctl)

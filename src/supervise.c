@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +44,7 @@ struct supervisor {
 	char *conf_path;
 	int config_fd;
 	struct worker *workers;
+	int stopping; /* stop_all was called: start nothing new */
 	void (*all_done)(void *arg);
 	void *all_done_arg;
 };
@@ -154,6 +156,17 @@ static void sup_on_kill(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
+static void sup_close_from(int lowfd)
+{
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
+		return;
+#endif
+	long max = sysconf(_SC_OPEN_MAX);
+	for (int fd = lowfd; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+		close(fd);
+}
+
 static void sup_spawn(struct worker *w)
 {
 	struct supervisor *s = w->sup;
@@ -161,6 +174,7 @@ static void sup_spawn(struct worker *w)
 	pid_t pid;
 
 	snprintf(title, sizeof(title), "scaler:%s", w->zone);
+	pid_t parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		log_err("cannot start the balancer worker of zone %s: fork: %s", w->zone,
@@ -185,7 +199,11 @@ static void sup_spawn(struct worker *w)
 		} else {
 			fdarg[0] = '\0';
 		}
-		if (getppid() == 1)
+		/* nothing of scalerd's leaks into the worker: not every library
+		 * opens its sockets close-on-exec */
+		sup_close_from(SUP_CONFIG_FD + 1);
+		/* scalerd died between fork and prctl */
+		if (getppid() != parent)
 			_exit(0);
 		if (fdarg[0])
 			execl(s->exe, s->exe, "--balancer", w->zone, "-c", s->conf_path, "--config-fd",
@@ -207,6 +225,8 @@ int supervisor_zone_start(struct supervisor *s, const char *zone)
 	struct worker *w = sup_find(s, zone);
 	if (w)
 		return 0;
+	if (s->stopping)
+		return -1;
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -1;
@@ -261,6 +281,7 @@ int supervisor_zone_restarts(const struct supervisor *s, const char *zone)
 
 void supervisor_stop_all(struct supervisor *s, double timeout, void (*done)(void *arg), void *arg)
 {
+	s->stopping = 1;
 	s->all_done = done;
 	s->all_done_arg = arg;
 	if (!s->workers) {

@@ -105,6 +105,7 @@ static void worker_restore_try(struct worker *w)
 		         "the primary pushes the set",
 		         w->zone->name);
 		w->restored = 1;
+		ev_timer_stop(w->loop, &w->restore_retry);
 		return;
 	}
 	if (!w->have_servers && !w->servers_pending)

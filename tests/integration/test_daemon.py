@@ -1,6 +1,7 @@
 """scalerd as a daemon: config test mode, supervision of the balancer
 workers, reload on SIGHUP, graceful stop."""
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -231,6 +232,36 @@ def plugins_export_only_their_descriptor():
                              capture_output=True, text=True).stdout
         syms = sorted(l.split()[-1] for l in out.splitlines() if l.strip())
         check_eq(syms, ["scaler_plugin"], "dynamic symbols defined by " + so)
+
+
+@test
+def a_sighup_during_the_stop_does_not_hang_it():
+    a = ("zh",) + three_ports()
+    d = Daemon([a], name="scalerd-hupstop")
+    wait_until(lambda: d.worker_pid("zh"), 10, "the zone's worker")
+    d.proc.signal(signal.SIGTERM)
+    time.sleep(0.1)
+    d.proc.signal(signal.SIGHUP)
+    check_eq(d.proc.wait(15), 0, "exit status after SIGTERM then SIGHUP")
+    d.redis.stop()
+
+
+@test
+def workers_run_when_scalerd_is_pid_1():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        skip("needs root and unshare(1) to run scalerd as pid 1 of a pid namespace")
+    redis = Redis()
+    admin, listen, zadmin = free_port(), free_port(), free_port()
+    conf = write_file("pid1.conf", conf_text(redis, admin, [("zp", listen, zadmin)]))
+    p = spawn(["unshare", "--pid", "--fork", "--mount-proc", SCALERD, "-c", conf], name="scalerd-pid1")
+    try:
+        wait_until(lambda: answers(zadmin), 10, "the zone's balancer under a scalerd that is pid 1")
+        time.sleep(0.5)
+        z = zone_status(admin, "zp")
+        check_eq(z["balancer_restarts"], 0, "worker restarts under pid 1")
+    finally:
+        p.stop()
+        redis.stop()
 
 
 @test

@@ -15,7 +15,8 @@ TOKEN = "scaling-token"
 
 
 class Cluster:
-    def __init__(self, zones=("zone1", "zone2", "zone3"), dry=(), name="scaling", command=None):
+    def __init__(self, zones=("zone1", "zone2", "zone3"), dry=(), name="scaling", command=None,
+                 bounds=(1, 3)):
         self.redis = Redis()
         self.admin = free_port()
         self.state = os.path.join(tmpdir(), name + "-state")
@@ -26,8 +27,8 @@ class Cluster:
             listen, zadmin = free_port(), free_port()
             base = 21000 + 300 * (sum(map(ord, name)) % 50) + 100 * i
             self.zones[z] = (listen, zadmin)
-            zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 1; max = 3;'
-                      ' ports = [%d, %d]; %s }' % (z, listen, zadmin, base, base + 99,
+            zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = %d; max = %d;'
+                      ' ports = [%d, %d]; %s }' % (z, listen, zadmin, bounds[0], bounds[1], base, base + 99,
                                                   "dry_run = true;" if z in dry else ""))
         self.conf = write_file(name + ".conf", """
 node = { id = 1; admin = "127.0.0.1:%d"; token = "%s"; };
@@ -214,6 +215,21 @@ def dead_reports_need_the_token_and_unknown_servers_are_ignored():
 
 
 @test
+def scale_requests_are_validated():
+    c = cluster()
+    auth = {"Authorization": "Bearer " + TOKEN}
+    for body, want in (({"zone": "zone2", "count": 4294967296}, 400), ({"zone": "zone2", "count": -1}, 400),
+                       ({"zone": "zone2", "count": "2"}, 400), ({"zone": "zone2", "count": 9}, 400),
+                       ({"zone": "zone2", "count": 2, "for": -5}, 400), ({"zone": "nosuch", "count": 1}, 404),
+                       ({"zone": "zone2"}, 400)):
+        st, _ = http_json("POST", c.url("/scale"), body, headers=auth)
+        check_eq(st, want, "POST /scale %r" % body)
+    st, _ = http_json("POST", c.url("/scale"), {"zone": "zone2", "count": 2})
+    check_eq(st, 401, "POST /scale without the token")
+    check_eq(len(c.servers("zone2")), 1, "servers of zone2 after refused scale requests")
+
+
+@test
 def status_and_metrics_explain_the_zones():
     c = cluster()
     st, status = http_json("GET", c.url("/status"))
@@ -256,6 +272,23 @@ def a_restarted_scalerd_adopts_the_running_servers():
 def zz_stop_cluster():
     if C:
         C.stop()
+
+
+@test
+def lowering_max_by_reload_removes_the_surplus():
+    c = Cluster(zones=("trim",), name="trim", bounds=(2, 2))
+    try:
+        wait_until(lambda: len(c.serving("trim")) == 2, 20, "2 serving servers")
+        with open(c.conf) as f:
+            text = f.read()
+        with open(c.conf, "w") as f:
+            f.write(text.replace("min = 2; max = 2;", "min = 1; max = 1;"))
+        c.proc.signal(signal.SIGHUP)
+        wait_until(lambda: len(c.servers("trim")) == 1, 15, "the zone trimmed to its new max (1)")
+        check(any(e["kind"] == "scale_down" and e["rule"] == "max" for e in c.events("trim")),
+              "a scale_down event with rule max")
+    finally:
+        c.stop()
 
 
 @test
