@@ -1001,7 +1001,13 @@ static void czone_act(struct czone *z, int cur, int want, const char *rule, cons
 {
 	const struct conf_zone *cz = z->cz;
 	double now = ev_now(ctl_loop(z->c));
-	char why[512];
+	char why[512], base[300];
+
+	/* the policy's sentence, without its full stop, so a cause can follow */
+	snprintf(base, sizeof(base), "%s", reason);
+	size_t bl = strlen(base);
+	if (bl && base[bl - 1] == '.')
+		base[bl - 1] = '\0';
 
 	if (want == cur) {
 		czone_hold(z, cur, rule, reason, 0);
@@ -1009,7 +1015,7 @@ static void czone_act(struct czone *z, int cur, int want, const char *rule, cons
 		return;
 	}
 	if (want > cur && now - z->last_up < cz->cooldown_up) {
-		snprintf(why, sizeof(why), "%s; scale-up cooldown: %.1f s left", reason,
+		snprintf(why, sizeof(why), "%s; scale-up cooldown: %.1f s left", base,
 		         cz->cooldown_up - (now - z->last_up));
 		czone_hold(z, cur, "cooldown_up", why, 1);
 		json_decref(values);
@@ -1018,13 +1024,13 @@ static void czone_act(struct czone *z, int cur, int want, const char *rule, cons
 	if (want < cur) {
 		if (any_missing) {
 			snprintf(why, sizeof(why), "%s; not scaling down while a server's metric is missing",
-			         reason);
+			         base);
 			czone_hold(z, cur, "metrics missing", why, 1);
 			json_decref(values);
 			return;
 		}
 		if (now - z->last_down < cz->cooldown_down) {
-			snprintf(why, sizeof(why), "%s; scale-down cooldown: %.1f s left", reason,
+			snprintf(why, sizeof(why), "%s; scale-down cooldown: %.1f s left", base,
 			         cz->cooldown_down - (now - z->last_down));
 			czone_hold(z, cur, "cooldown_down", why, 1);
 			json_decref(values);

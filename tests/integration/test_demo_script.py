@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""scripts/demo, smoke-tested: `scripts/demo --smoke` uses the build tree
+(no apt-get, no build), free ports, runs only the scale-up step with zone1's
+max at 2, and stops everything it started."""
+import os
+import re
+import subprocess
+
+from scalertest import *
+
+DEMO = os.path.join(srcdir(), "scripts", "demo")
+
+
+def tagged(tag):
+    """Processes whose environment carries SCALER_DEMO_ID=tag."""
+    want = ("SCALER_DEMO_ID=" + tag).encode()
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % p, "rb") as f:
+                if want not in f.read().split(b"\0"):
+                    continue
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+            with open("/proc/%s/stat" % p) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        found.append("%s %s" % (p, cmd))
+    return found
+
+
+@test
+def demo_help_exits_0_and_an_unknown_option_exits_1():
+    r = subprocess.run([DEMO, "--help"], capture_output=True, text=True, timeout=30)
+    check_eq(r.returncode, 0, "exit status of scripts/demo --help")
+    check("--no-scenario" in r.stdout and "--smoke" in r.stdout,
+          "--help names the modes: %r" % r.stdout[:300])
+    r = subprocess.run([DEMO, "--bogus"], capture_output=True, text=True, timeout=30)
+    check_eq(r.returncode, 1, "exit status of scripts/demo --bogus")
+    check("--bogus" in r.stderr, "the error names the option: %r" % r.stderr)
+
+
+@test
+def demo_smoke_scales_zone1_up_and_leaves_no_process_behind():
+    import shutil
+    if not shutil.which("redis-server"):
+        skip("redis-server is not installed (apt-get install redis-server)")
+    tag = "smoke-test-%d" % os.getpid()
+    env = dict(os.environ, SCALER_DEMO_ID=tag, top_builddir=builddir())
+    try:
+        r = subprocess.run([DEMO, "--smoke"], env=env, capture_output=True, text=True, timeout=420)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        for line in tagged(tag):
+            pid = int(line.split()[0])
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        raise CheckFailed("scripts/demo --smoke did not finish within 420 s; output:\n" + out[-3000:])
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        log(out[-4000:])
+    check_eq(r.returncode, 0, "exit status of scripts/demo --smoke")
+    check(re.search(r"^\s*event \S+\s+zone1\s+scale_up\s+1 -> 2\b", r.stdout, re.M),
+          "a scale_up event of zone1 (1 -> 2) among the printed events")
+    check(re.search(r"^PASS: zone1 scaled up to 2", r.stdout, re.M), "the PASS line")
+    check("no process of this demo is left" in r.stdout, "the demo checked for leftovers")
+    wait_until(lambda: not tagged(tag), 5, "no process of the demo left (tag %s)" % tag)
+
+
+if __name__ == "__main__":
+    main()
