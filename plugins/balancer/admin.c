@@ -1,0 +1,311 @@
+/* The zone balancer's admin API (seed-compatible):
+ *   GET /health_check           200 ok
+ *   GET /servers[?state=all]    alive URLs, or every server with its state
+ *   PUT /servers                {"adds":[...],"deletes":[...]} (atomic)
+ *   GET /monitor, PUT /monitor  the primary's URL {"url":...,"epoch":N}
+ *   GET /metrics                Prometheus text
+ * Mutating endpoints need the bearer token when one is configured. */
+#include "config.h"
+
+#include "bal.h"
+#include "http_server.h"
+#include "net.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *adm_server_json(const struct server *s)
+{
+	return json_pack("{s:s, s:s, s:i, s:f, s:s?, s:i, s:I}", "url", s->url, "state",
+	                 srv_state_name(s->state), "consecutive_failures", s->fails, "last_check",
+	                 s->last_check, "last_error", s->last_error[0] ? s->last_error : NULL,
+	                 "active_connections", s->active, "requests_served", (json_int_t)s->served);
+}
+
+static void adm_get_servers(struct bal *b, struct http_exchange *x, const struct http_request *req)
+{
+	char state[32];
+	const char *st = http_request_query(req, "state", state, sizeof(state));
+	json_t *arr = json_array();
+	if (st && strcmp(st, "all") == 0) {
+		for (const struct server *s = b->servers; s; s = s->next)
+			json_array_append_new(arr, adm_server_json(s));
+	} else if (st && strcmp(st, "alive") != 0) {
+		json_decref(arr);
+		http_reply_error(x, 400, "state must be \"all\" or \"alive\" (got \"%s\")", st);
+		return;
+	} else {
+		for (int i = 0; i < b->nalive; i++)
+			json_array_append_new(arr, json_string(b->alive[i]->url));
+	}
+	http_reply_json(x, 200, arr);
+}
+
+/* Check one of the lists of PUT /servers; -1 after replying 400. */
+static int adm_url_list(struct http_exchange *x, json_t *list, const char *key)
+{
+	char canon[256], host[256];
+	int port;
+	if (!list)
+		return 0;
+	if (!json_is_array(list)) {
+		http_reply_error(x, 400, "\"%s\" must be an array of URLs", key);
+		return -1;
+	}
+	size_t i;
+	json_t *v;
+	json_array_foreach(list, i, v)
+	{
+		if (!json_is_string(v)) {
+			http_reply_error(x, 400, "\"%s\"[%zu] must be a string", key, i);
+			return -1;
+		}
+		if (srv_url_parse(json_string_value(v), canon, sizeof(canon), host, sizeof(host),
+		                  &port) < 0) {
+			http_reply_error(x, 400,
+			                 "\"%s\"[%zu]: invalid server URL \"%s\" (expected "
+			                 "http://host:port)",
+			                 key, i, json_string_value(v));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct http_request *req)
+{
+	if (!http_require_token(x, req, b->host->token))
+		return;
+	json_t *body = http_request_json(x, req);
+	if (!body)
+		return;
+	if (!json_is_object(body)) {
+		json_decref(body);
+		http_reply_error(x, 400,
+		                 "the body must be a JSON object {\"adds\":[...],"
+		                 "\"deletes\":[...]}");
+		return;
+	}
+	const char *key;
+	json_t *val;
+	json_object_foreach(body, key, val)
+	{
+		if (strcmp(key, "adds") && strcmp(key, "deletes") && strcmp(key, "removes")) {
+			http_reply_error(
+			    x, 400, "unknown key \"%s\" (expected \"adds\", \"deletes\")", key);
+			json_decref(body);
+			return;
+		}
+	}
+	json_t *adds = json_object_get(body, "adds");
+	json_t *dels = json_object_get(body, "deletes");
+	json_t *rems = json_object_get(body, "removes"); /* the seed's name */
+	if (adm_url_list(x, adds, "adds") < 0 || adm_url_list(x, dels, "deletes") < 0 ||
+	    adm_url_list(x, rems, "removes") < 0) {
+		json_decref(body);
+		return;
+	}
+	size_t i;
+	json_t *v;
+	char err[512];
+	json_t *added = json_array(), *deleted = json_array();
+	int failed = 0;
+	json_array_foreach(adds, i, v)
+	{
+		const char *u = json_string_value(v);
+		if (srv_find(b, u))
+			continue;
+		struct server *s = srv_add(b, u, 0, err, sizeof(err));
+		if (!s) {
+			failed = 1;
+			break;
+		}
+		json_array_append_new(added, json_string(s->url));
+	}
+	if (failed) {
+		/* undo the adds so the request changes nothing it did not report */
+		json_array_foreach(added, i, v)
+		{
+			struct server *s = srv_find(b, json_string_value(v));
+			if (s)
+				srv_remove(s);
+		}
+		json_decref(added);
+		json_decref(deleted);
+		json_decref(body);
+		http_reply_error(x, 400, "%s", err);
+		return;
+	}
+	json_t *lists[2] = {dels, rems};
+	for (int l = 0; l < 2; l++)
+		json_array_foreach(lists[l], i, v)
+		{
+			struct server *s = srv_find(b, json_string_value(v));
+			if (s) {
+				json_array_append_new(deleted, json_string(s->url));
+				srv_remove(s);
+			}
+		}
+	json_decref(body);
+	http_reply_json(x, 200, json_pack("{s:o, s:o}", "added", added, "deleted", deleted));
+}
+
+static void adm_put_monitor(struct bal *b, struct http_exchange *x, const struct http_request *req)
+{
+	char canon[256], host[256];
+	int port;
+	if (!http_require_token(x, req, b->host->token))
+		return;
+	json_t *body = http_request_json(x, req);
+	if (!body)
+		return;
+	json_t *url = json_is_object(body) ? json_object_get(body, "url") : NULL;
+	json_t *epoch = json_is_object(body) ? json_object_get(body, "epoch") : NULL;
+	if (!json_is_string(url)) {
+		http_reply_error(x, 400,
+		                 "the body must be {\"url\": \"http://host:port\", \"epoch\": N}");
+	} else if (srv_url_parse(json_string_value(url), canon, sizeof(canon), host, sizeof(host),
+	                         &port) < 0) {
+		http_reply_error(x, 400, "invalid primary URL \"%s\" (expected http://host:port)",
+		                 json_string_value(url));
+	} else if (epoch && (!json_is_integer(epoch) || json_integer_value(epoch) < 0)) {
+		http_reply_error(x, 400, "\"epoch\" must be a non-negative integer");
+	} else if (epoch && (uint64_t)json_integer_value(epoch) < b->monitor_epoch) {
+		http_reply_error(x, 409,
+		                 "stale epoch %" PRId64 ": this balancer has epoch %" PRIu64,
+		                 (int64_t)json_integer_value(epoch), b->monitor_epoch);
+	} else {
+		free(b->monitor_url);
+		b->monitor_url = strdup(canon);
+		if (epoch)
+			b->monitor_epoch = (uint64_t)json_integer_value(epoch);
+		b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: primary is %s (epoch %" PRIu64 ")",
+		             b->zone, canon, b->monitor_epoch);
+		http_reply_json(
+		    x, 200,
+		    json_pack("{s:s, s:I}", "url", canon, "epoch", (json_int_t)b->monitor_epoch));
+	}
+	json_decref(body);
+}
+
+static void adm_metrics(struct bal *b, struct http_exchange *x)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (!f) {
+		http_reply_error(x, 500, "out of memory");
+		return;
+	}
+	int pools[4] = {0, 0, 0, 0};
+	for (const struct server *s = b->servers; s; s = s->next)
+		pools[s->state]++;
+	fprintf(f, "# HELP scaler_balancer_responses_total Responses sent to clients, by status "
+	           "class.\n# TYPE scaler_balancer_responses_total counter\n");
+	for (int i = 1; i <= 5; i++)
+		fprintf(f,
+		        "scaler_balancer_responses_total{zone=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
+		        b->zone, i, b->st.responses[i]);
+	fprintf(f,
+	        "# HELP scaler_balancer_retries_total Requests sent again to another server.\n"
+	        "# TYPE scaler_balancer_retries_total counter\n"
+	        "scaler_balancer_retries_total{zone=\"%s\"} %" PRIu64 "\n"
+	        "# HELP scaler_balancer_upstream_connect_errors_total Failed connections to "
+	        "servers.\n"
+	        "# TYPE scaler_balancer_upstream_connect_errors_total counter\n"
+	        "scaler_balancer_upstream_connect_errors_total{zone=\"%s\"} %" PRIu64 "\n"
+	        "# HELP scaler_balancer_timeouts_total Client and server timeouts.\n"
+	        "# TYPE scaler_balancer_timeouts_total counter\n"
+	        "scaler_balancer_timeouts_total{zone=\"%s\"} %" PRIu64 "\n"
+	        "# HELP scaler_balancer_connections_accepted_total Client connections accepted.\n"
+	        "# TYPE scaler_balancer_connections_accepted_total counter\n"
+	        "scaler_balancer_connections_accepted_total{zone=\"%s\"} %" PRIu64 "\n",
+	        b->zone, b->st.retries, b->zone, b->st.connect_errors, b->zone, b->st.timeouts,
+	        b->zone, b->st.accepted);
+	fprintf(f, "# HELP scaler_balancer_servers Servers by pool.\n"
+	           "# TYPE scaler_balancer_servers gauge\n");
+	for (int i = 0; i < 4; i++)
+		fprintf(f, "scaler_balancer_servers{zone=\"%s\",pool=\"%s\"} %d\n", b->zone,
+		        srv_state_name((enum srv_state)i), pools[i]);
+	fprintf(f,
+	        "# HELP scaler_balancer_client_connections Open client connections.\n"
+	        "# TYPE scaler_balancer_client_connections gauge\n"
+	        "scaler_balancer_client_connections{zone=\"%s\"} %d\n"
+	        "# HELP scaler_balancer_upstream_connections Open connections to servers.\n"
+	        "# TYPE scaler_balancer_upstream_connections gauge\n"
+	        "scaler_balancer_upstream_connections{zone=\"%s\"} %d\n",
+	        b->zone, b->nconns, b->zone, b->nupstream);
+	fprintf(f, "# HELP scaler_balancer_server_active_requests Requests in flight per server.\n"
+	           "# TYPE scaler_balancer_server_active_requests gauge\n");
+	for (const struct server *s = b->servers; s; s = s->next)
+		fprintf(f, "scaler_balancer_server_active_requests{zone=\"%s\",server=\"%s\"} %d\n",
+		        b->zone, s->url, s->active);
+	fclose(f);
+	http_reply(x, 200, "text/plain; version=0.0.4", out, len, NULL);
+	free(out);
+}
+
+static void adm_handler(struct http_exchange *x, const struct http_request *req, void *arg)
+{
+	struct bal *b = arg;
+	int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+	int put = strcmp(req->method, "PUT") == 0;
+	const char *p = req->path;
+	static const char *const allow_get[] = {"Allow: GET, HEAD", NULL};
+	static const char *const allow_both[] = {"Allow: GET, HEAD, PUT", NULL};
+
+	if (strcmp(p, "/health_check") == 0) {
+		if (get)
+			http_reply(x, 200, "text/plain", "ok", 2, NULL);
+		else
+			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_get);
+	} else if (strcmp(p, "/servers") == 0) {
+		if (get)
+			adm_get_servers(b, x, req);
+		else if (put)
+			adm_put_servers(b, x, req);
+		else
+			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_both);
+	} else if (strcmp(p, "/monitor") == 0) {
+		if (get)
+			http_reply_json(x, 200,
+			                json_pack("{s:s?, s:I}", "url", b->monitor_url, "epoch",
+			                          (json_int_t)b->monitor_epoch));
+		else if (put)
+			adm_put_monitor(b, x, req);
+		else
+			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_both);
+	} else if (strcmp(p, "/metrics") == 0) {
+		if (get)
+			adm_metrics(b, x);
+		else
+			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_get);
+	} else {
+		http_reply_error(x, 404, "no such endpoint: %s", p);
+	}
+}
+
+int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen)
+{
+	if ((!b->host->token || !b->host->token[0]) && !net_addr_is_loopback(hostport)) {
+		snprintf(err, errlen,
+		         "admin address %s is not loopback and no API token is configured; set a "
+		         "token or listen on 127.0.0.1",
+		         hostport);
+		return -1;
+	}
+	struct http_server_limits lim = {.max_header = 16384, .max_body = 1 << 20};
+	b->admin = http_server_new(b->loop, hostport, &lim, adm_handler, b, err, errlen);
+	return b->admin ? 0 : -1;
+}
+
+void admin_stop(struct bal *b)
+{
+	if (b->admin) {
+		http_server_free(b->admin);
+		b->admin = NULL;
+	}
+}

@@ -1,0 +1,220 @@
+/* The builtin balancer: one zone's data plane (a libev HTTP/1 reverse proxy
+ * with alive / disconnected / dead server pools) and its admin API.
+ *
+ *   http1.c    strict HTTP/1 head parser and chunked-body scanner
+ *   proxy.c    client and upstream connections, the request path
+ *   servers.c  server table, pools, selection, health checks, dead reports
+ *   admin.c    the zone's admin API (GET/PUT /servers, /monitor, /metrics)
+ *   builtin.c  plugin descriptor, settings, controller-side pushes
+ */
+#ifndef SCALER_BAL_H
+#define SCALER_BAL_H
+
+#include <scaler/plugin.h>
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define BAL_WHO "balancer"
+
+/* ---- http1.c ------------------------------------------------------------ */
+
+#define H1_MAX_DROP 10 /* hop-by-hop header lines removed from one head */
+
+enum h1_body {
+	H1_BODY_NONE,    /* no body */
+	H1_BODY_LENGTH,  /* Content-Length bytes */
+	H1_BODY_CHUNKED, /* chunked, ends with the last chunk and trailers */
+	H1_BODY_CLOSE,   /* response only: until the server closes */
+};
+
+struct h1_head {
+	uint32_t len;        /* bytes of the whole head including the empty line */
+	uint8_t version;     /* 10 or 11 */
+	uint8_t body;        /* enum h1_body */
+	uint8_t conn_close;  /* Connection: close (or 1.0 without keep-alive) */
+	uint8_t upgrade;     /* Upgrade: websocket with Connection: upgrade */
+	uint8_t idempotent;  /* request: method may be repeated safely */
+	uint8_t head_method; /* request: HEAD (its response has no body) */
+	uint8_t ndrop;
+	uint16_t status;     /* response: status code */
+	uint16_t method_len; /* request: bytes of the method */
+	uint64_t content_length;
+	uint32_t drop_off[H1_MAX_DROP]; /* header lines to remove (offset, length) */
+	uint32_t drop_len[H1_MAX_DROP];
+};
+
+/* Parse a request head at buf[0..len). Returns the head length when
+ * complete, 0 when more bytes are needed, or a negative HTTP status
+ * (-400, -431, -501, -505) when the head must be refused. `scan` keeps the
+ * scan position between calls (start at 0). */
+int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan, struct h1_head *h);
+/* Same for a response head; -502 on anything malformed. */
+int h1_parse_response(const char *buf, size_t len, size_t max_head, size_t *scan,
+                      struct h1_head *h);
+
+/* Incremental scanner of a chunked body (the bytes pass through unchanged). */
+struct h1_chunk {
+	uint64_t left; /* data bytes left in the current chunk */
+	uint8_t state;
+	uint8_t digits;
+	uint8_t done; /* the body (and its trailers) ended */
+	uint8_t last; /* in the last chunk's trailer section */
+	uint32_t trailer_bytes;
+};
+/* Consume up to n bytes; returns how many belong to the body (< n only
+ * when the body ended), or -1 on a framing error. */
+ssize_t h1_chunk_scan(struct h1_chunk *c, const char *p, size_t n);
+
+/* ---- settings (builtin.c) ----------------------------------------------- */
+
+enum bal_algo { BAL_ROUND_ROBIN, BAL_LEAST_CONN, BAL_RANDOM2 };
+
+struct bal_conf {
+	enum bal_algo algo;
+	double health_interval, health_timeout, recheck_interval, report_interval;
+	char health_path[256];
+	int retries;      /* failed rechecks before dead */
+	int max_attempts; /* servers tried for one request */
+	double connect_timeout, server_timeout, client_timeout, idle_timeout;
+	double upstream_idle_timeout, tunnel_timeout;
+	int upstream_keepalive; /* idle connections kept per server */
+	size_t max_header_size;
+	uint64_t max_body_size;
+	size_t retry_body_size; /* request bytes kept so a retry can resend them */
+	int max_connections;
+};
+
+/* ---- servers.c ---------------------------------------------------------- */
+
+enum srv_state { SRV_PENDING, SRV_ALIVE, SRV_DISCONNECTED, SRV_DEAD };
+
+struct uconn;
+struct hcheck;
+struct srv_dns;
+struct bal;
+
+struct server {
+	struct server *next; /* every server of the table */
+	struct bal *b;
+	char url[256]; /* canonical http://host:port */
+	char hostport[262];
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum srv_state state;
+	int fails;         /* consecutive failed checks */
+	int rechecks;      /* failed rechecks while disconnected */
+	double last_check; /* unix time, 0 = never */
+	char last_error[160];
+	int active;                           /* requests in flight */
+	uint64_t served;                      /* responses relayed */
+	int conns;                            /* upstream connections open */
+	int removed;                          /* deleted: freed when conns reaches 0 */
+	int alive_idx;                        /* index in b->alive, -1 when not alive */
+	struct uconn *idle_first, *idle_last; /* idle keep-alive connections, oldest first */
+	int nidle;
+	ev_timer check_timer;
+	struct hcheck *check;  /* in flight */
+	struct srv_dns *dns;   /* name being resolved; addrlen is 0 until done */
+	char host[256];
+	int port;
+};
+
+/* 0 and canonical url in out when s is http://host:port (optional '/'). */
+int srv_url_parse(const char *s, char *out, size_t outlen, char *host, size_t hostlen, int *port);
+struct server *srv_find(struct bal *b, const char *url);
+/* Add (idempotent). start_alive: serve at once (static/restored servers
+ * given by address), else pending until the first health check passes; a
+ * host name is resolved without blocking first. NULL on a bad URL. */
+struct server *srv_add(struct bal *b, const char *url, int start_alive, char *err, size_t errlen);
+void srv_remove(struct server *s);
+void srv_set_state(struct server *s, enum srv_state st, const char *why);
+/* Pick an alive server not in `tried`; NULL when none. */
+struct server *srv_pick(struct bal *b, struct server *const *tried, int ntried);
+void srv_conn_closed(struct server *s); /* a connection to s went away */
+void srv_start_checks(struct bal *b);
+void srv_stop_checks(struct bal *b);
+void srv_free_all(struct bal *b);
+const char *srv_state_name(enum srv_state st);
+void report_start(struct bal *b);
+void report_stop(struct bal *b);
+
+/* ---- proxy.c ------------------------------------------------------------ */
+
+int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen);
+void proxy_shutdown(struct bal *b);
+void proxy_free(struct bal *b);
+int proxy_port(struct bal *b);
+int proxy_active(const struct bal *b);
+/* Close the idle keep-alive connections to s (deleted or not alive). */
+void proxy_close_idle(struct server *s);
+
+/* ---- admin.c ------------------------------------------------------------ */
+
+int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen);
+void admin_stop(struct bal *b);
+
+/* ---- the instance ------------------------------------------------------- */
+
+struct bal_stats {
+	uint64_t responses[6]; /* by status class 1xx..5xx, [0] unused */
+	uint64_t retries;
+	uint64_t connect_errors;
+	uint64_t accepted;
+	uint64_t client_errors; /* requests refused by the parser */
+	uint64_t timeouts;
+};
+
+struct cconn;
+struct buf;
+struct http_server;
+
+struct bal {
+	const struct scaler_host *host;
+	struct ev_loop *loop;
+	struct bal_conf conf;
+	char zone[64];
+	char listen[270], admin_addr[270];
+
+	/* servers */
+	struct server *servers;
+	struct server **alive;
+	int nalive, alive_cap;
+	unsigned rr;
+	uint64_t rnd;
+
+	/* primary */
+	char *monitor_url;
+	uint64_t monitor_epoch;
+	ev_timer report_timer;
+	struct scaler_http_call *report_call;
+	struct report_ctx *report_ctx;
+
+	/* data plane */
+	int listen_fd;
+	ev_io accept_w;
+	ev_timer accept_pause;
+	ev_timer sweep;
+	struct cconn *conns; /* every client connection */
+	int nconns;
+	int nupstream;
+	struct buf *free_bufs;
+	int nfree_bufs;
+	size_t buf_size;
+	struct cconn *free_cconns;
+	struct uconn *free_uconns;
+	int shutting_down;
+	int serving;
+
+	/* admin */
+	struct http_server *admin;
+
+	struct bal_stats st;
+};
+
+double bal_wallclock(void);
+
+#endif

@@ -1,0 +1,403 @@
+/* balancer_builtin: the plugin descriptor, its settings, the worker-side
+ * life cycle (serve / restore / shutdown) and the controller-side pushes to
+ * a zone's admin API. */
+#include "config.h"
+
+#include "bal.h"
+#include "net.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const bi_known[] = {"plugin",
+                                       "algorithm",
+                                       "health_interval",
+                                       "health_timeout",
+                                       "health_path",
+                                       "recheck_interval",
+                                       "retries",
+                                       "report_interval",
+                                       "max_attempts",
+                                       "connect_timeout",
+                                       "server_timeout",
+                                       "client_timeout",
+                                       "idle_timeout",
+                                       "tunnel_timeout",
+                                       "upstream_idle_timeout",
+                                       "upstream_keepalive",
+                                       "max_header_size",
+                                       "max_body_size",
+                                       "retry_body_size",
+                                       "max_connections",
+                                       NULL};
+
+static void bi_defaults(struct bal_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->algo = BAL_ROUND_ROBIN;
+	c->health_interval = 10.0;
+	c->health_timeout = 2.0;
+	snprintf(c->health_path, sizeof(c->health_path), "/health_check");
+	c->recheck_interval = 30.0;
+	c->retries = 3;
+	c->report_interval = 60.0;
+	c->max_attempts = 3;
+	c->connect_timeout = 2.0;
+	c->server_timeout = 30.0;
+	c->client_timeout = 10.0;
+	c->idle_timeout = 60.0;
+	c->tunnel_timeout = 3600.0;
+	c->upstream_idle_timeout = 30.0;
+	c->upstream_keepalive = 1024;
+	c->max_header_size = 16384;
+	c->max_body_size = 64ull << 20;
+	c->retry_body_size = 64 << 10;
+	c->max_connections = 20000;
+}
+
+/* A number of seconds in [lo, hi]; ints and floats both accepted. */
+static int bi_seconds(const struct scaler_host *h, const config_setting_t *g, const char *name,
+                      double lo, double hi, double *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, name);
+	if (!s)
+		return 0;
+	double v;
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		v = (double)config_setting_get_int64(s);
+		break;
+	case CONFIG_TYPE_FLOAT:
+		v = config_setting_get_float(s);
+		break;
+	default:
+		return h->conf_error(s, "must be a number of seconds (e.g. %s = %g;)", name, *out);
+	}
+	if (!(v >= lo && v <= hi))
+		return h->conf_error(s, "must be between %g and %g seconds (got %g)", lo, hi, v);
+	*out = v;
+	return 0;
+}
+
+static int bi_integer(const struct scaler_host *h, const config_setting_t *g, const char *name,
+                      long long lo, long long hi, long long *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, name);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64)
+		return h->conf_error(s, "must be an integer (e.g. %s = %lld;)", name, *out);
+	long long v = config_setting_get_int64(s);
+	if (v < lo || v > hi)
+		return h->conf_error(s, "must be between %lld and %lld (got %lld)", lo, hi, v);
+	*out = v;
+	return 0;
+}
+
+static int bi_parse(const struct scaler_host *h, const config_setting_t *g, struct bal_conf *c)
+{
+	bi_defaults(c);
+	if (!g)
+		return 0;
+	int rc = h->conf_check_known(g, bi_known) < 0; /* and report the rest too */
+	const config_setting_t *s = config_setting_get_member(g, "algorithm");
+	if (s) {
+		const char *v = config_setting_get_string(s);
+		if (!v)
+			rc |=
+			    h->conf_error(s, "must be a string: \"round_robin\", \"least_conn\" or "
+			                     "\"random2\"");
+		else if (strcmp(v, "round_robin") == 0 || strcmp(v, "roundrobin") == 0)
+			c->algo = BAL_ROUND_ROBIN;
+		else if (strcmp(v, "least_conn") == 0)
+			c->algo = BAL_LEAST_CONN;
+		else if (strcmp(v, "random2") == 0)
+			c->algo = BAL_RANDOM2;
+		else
+			rc |= h->conf_error(s,
+			                    "unknown algorithm \"%s\" (expected \"round_robin\", "
+			                    "\"least_conn\" or \"random2\")",
+			                    v);
+	}
+	s = config_setting_get_member(g, "health_path");
+	if (s) {
+		const char *v = config_setting_get_string(s);
+		int ok = v && v[0] == '/' && strlen(v) < sizeof(c->health_path);
+		for (const char *p = v; ok && *p; p++)
+			ok = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f;
+		if (!ok)
+			rc |= h->conf_error(s, "must be a path starting with '/' without spaces "
+			                       "(e.g. health_path = \"/health_check\";)");
+		else
+			snprintf(c->health_path, sizeof(c->health_path), "%s", v);
+	}
+	rc |= bi_seconds(h, g, "health_interval", 0.01, 86400, &c->health_interval);
+	rc |= bi_seconds(h, g, "health_timeout", 0.01, 600, &c->health_timeout);
+	rc |= bi_seconds(h, g, "recheck_interval", 0.01, 86400, &c->recheck_interval);
+	rc |= bi_seconds(h, g, "report_interval", 0.01, 86400, &c->report_interval);
+	rc |= bi_seconds(h, g, "connect_timeout", 0.01, 600, &c->connect_timeout);
+	rc |= bi_seconds(h, g, "server_timeout", 0.01, 86400, &c->server_timeout);
+	rc |= bi_seconds(h, g, "client_timeout", 0.01, 86400, &c->client_timeout);
+	rc |= bi_seconds(h, g, "idle_timeout", 0.01, 86400, &c->idle_timeout);
+	rc |= bi_seconds(h, g, "tunnel_timeout", 0.01, 7 * 86400, &c->tunnel_timeout);
+	rc |= bi_seconds(h, g, "upstream_idle_timeout", 0.01, 86400, &c->upstream_idle_timeout);
+	long long v;
+	v = c->retries;
+	rc |= bi_integer(h, g, "retries", 1, 1000, &v);
+	c->retries = (int)v;
+	v = c->max_attempts;
+	rc |= bi_integer(h, g, "max_attempts", 1, 8, &v);
+	c->max_attempts = (int)v;
+	v = c->upstream_keepalive;
+	rc |= bi_integer(h, g, "upstream_keepalive", 0, 100000, &v);
+	c->upstream_keepalive = (int)v;
+	v = (long long)c->max_header_size;
+	rc |= bi_integer(h, g, "max_header_size", 1024, 1 << 20, &v);
+	c->max_header_size = (size_t)v;
+	v = (long long)c->max_body_size;
+	rc |= bi_integer(h, g, "max_body_size", 0, 1ll << 40, &v);
+	c->max_body_size = (uint64_t)v;
+	v = (long long)c->retry_body_size;
+	rc |= bi_integer(h, g, "retry_body_size", 0, 64 << 20, &v);
+	c->retry_body_size = (size_t)v;
+	v = c->max_connections;
+	rc |= bi_integer(h, g, "max_connections", 1, 10000000, &v);
+	c->max_connections = (int)v;
+	return rc ? -1 : 0;
+}
+
+static int bi_init(const struct scaler_host *host, const config_setting_t *conf, void **ctx)
+{
+	struct bal *b = calloc(1, sizeof(*b));
+	if (!b) {
+		host->log(SCALER_LOG_ERR, BAL_WHO, "out of memory");
+		return -1;
+	}
+	if (bi_parse(host, conf, &b->conf) < 0) {
+		free(b);
+		return -1;
+	}
+	b->host = host;
+	b->loop = host->loop;
+	b->listen_fd = -1;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	b->rnd = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ull;
+	*ctx = b;
+	return 0;
+}
+
+static int bi_reload(void *ctx, const config_setting_t *conf)
+{
+	(void)ctx;
+	(void)conf;
+	return -1; /* scalerd restarts the worker of a changed zone */
+}
+
+static void bi_fini(void *ctx)
+{
+	struct bal *b = ctx;
+	if (!b)
+		return;
+	report_stop(b);
+	admin_stop(b);
+	proxy_free(b);
+	srv_free_all(b);
+	free(b->monitor_url);
+	free(b);
+}
+
+static int bi_serve(void *ctx, const struct scaler_zone *zone)
+{
+	struct bal *b = ctx;
+	char err[512];
+	snprintf(b->zone, sizeof(b->zone), "%s", zone->name ? zone->name : "zone");
+	if (!zone->listen || !zone->admin) {
+		b->host->log(SCALER_LOG_ERR, BAL_WHO,
+		             "zone %s: listen and admin addresses are needed", b->zone);
+		return -1;
+	}
+	snprintf(b->listen, sizeof(b->listen), "%s", zone->listen);
+	snprintf(b->admin_addr, sizeof(b->admin_addr), "%s", zone->admin);
+	b->serving = 1;
+	for (const char *const *s = zone->servers; s && *s; s++)
+		if (!srv_add(b, *s, 1, err, sizeof(err))) {
+			b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);
+			goto fail;
+		}
+	if (admin_start(b, zone->admin, err, sizeof(err)) < 0) {
+		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: admin API: %s", b->zone, err);
+		goto fail;
+	}
+	if (proxy_listen(b, zone->listen, err, sizeof(err)) < 0) {
+		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);
+		goto fail;
+	}
+	report_start(b);
+	b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: proxying %s (%d static server(s))",
+	             b->zone, zone->listen, b->nalive);
+	return 0;
+fail:
+	b->serving = 0;
+	admin_stop(b);
+	srv_free_all(b);
+	return -1;
+}
+
+static void bi_shutdown(void *ctx)
+{
+	struct bal *b = ctx;
+	report_stop(b);
+	srv_stop_checks(b);
+	admin_stop(b);
+	proxy_shutdown(b);
+}
+
+static void bi_restore(void *ctx, const char *const *servers, size_t n, const char *monitor_url,
+                       uint64_t epoch)
+{
+	struct bal *b = ctx;
+	char err[512];
+	for (size_t i = 0; i < n; i++)
+		if (servers[i] && !srv_find(b, servers[i]) &&
+		    !srv_add(b, servers[i], 1, err, sizeof(err)))
+			b->host->log(SCALER_LOG_WARNING, BAL_WHO, "zone %s: restore: %s", b->zone,
+			             err);
+	if (monitor_url && monitor_url[0] && epoch >= b->monitor_epoch) {
+		free(b->monitor_url);
+		b->monitor_url = strdup(monitor_url);
+		b->monitor_epoch = epoch;
+	}
+}
+
+/* ---- controller side ---------------------------------------------------- */
+
+struct bi_push {
+	scaler_balancer_cb cb;
+	void *arg;
+	char what[32];
+};
+
+static void bi_push_done(void *arg, const struct scaler_http_response *resp)
+{
+	struct bi_push *p = arg;
+	char err[512];
+	if (resp->status >= 200 && resp->status < 300) {
+		p->cb(p->arg, 0, NULL);
+	} else {
+		if (resp->status)
+			snprintf(err, sizeof(err), "%s: status %ld: %.*s", p->what, resp->status,
+			         (int)(resp->body_len > 300 ? 300 : resp->body_len),
+			         resp->body ? resp->body : "");
+		else
+			snprintf(err, sizeof(err), "%s: %s", p->what,
+			         resp->error ? resp->error : "no response");
+		p->cb(p->arg, -1, err);
+	}
+	free(p);
+}
+
+/* PUT a JSON body to the zone's admin API. */
+static int bi_put(struct bal *b, const struct scaler_zone *zone, const char *path, json_t *body,
+                  scaler_balancer_cb cb, void *arg)
+{
+	char host[256], url[600], auth[600];
+	int port;
+	if (!body)
+		return -1;
+	if (!zone || !zone->admin ||
+	    net_parse_hostport(zone->admin, host, sizeof(host), &port) < 0) {
+		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: invalid admin address \"%s\"",
+		             zone && zone->name ? zone->name : "?",
+		             zone && zone->admin ? zone->admin : "");
+		json_decref(body);
+		return -1;
+	}
+	/* a wildcard listen address is reached through loopback */
+	const char *h = host;
+	if (!host[0] || strcmp(host, "0.0.0.0") == 0)
+		h = "127.0.0.1";
+	else if (strcmp(host, "::") == 0)
+		h = "[::1]";
+	if (strchr(h, ':') && h[0] != '[')
+		snprintf(url, sizeof(url), "http://[%s]:%d%s", h, port, path);
+	else
+		snprintf(url, sizeof(url), "http://%s:%d%s", h, port, path);
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	struct bi_push *p = calloc(1, sizeof(*p));
+	if (!text || !p) {
+		free(text);
+		free(p);
+		return -1;
+	}
+	p->cb = cb;
+	p->arg = arg;
+	snprintf(p->what, sizeof(p->what), "PUT %s", path);
+	const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
+	if (b->host->token && b->host->token[0]) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", b->host->token);
+		headers[1] = auth;
+	}
+	struct scaler_http_request req = {
+	    .method = "PUT",
+	    .url = url,
+	    .headers = headers,
+	    .body = text,
+	    .body_len = strlen(text),
+	    .timeout = 5.0,
+	};
+	struct scaler_http_call *call = b->host->http_request(&req, bi_push_done, p);
+	free(text);
+	if (!call) {
+		free(p);
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *bi_url_array(const char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		if (v[i])
+			json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static int bi_push_servers(void *ctx, const struct scaler_zone *zone, const char *const *adds,
+                           size_t nadds, const char *const *deletes, size_t ndeletes,
+                           scaler_balancer_cb cb, void *arg)
+{
+	json_t *body = json_pack("{s:o, s:o}", "adds", bi_url_array(adds, nadds), "deletes",
+	                         bi_url_array(deletes, ndeletes));
+	return bi_put(ctx, zone, "/servers", body, cb, arg);
+}
+
+static int bi_push_monitor(void *ctx, const struct scaler_zone *zone, const char *url,
+                           uint64_t epoch, scaler_balancer_cb cb, void *arg)
+{
+	if (!url)
+		return -1;
+	json_t *body = json_pack("{s:s, s:I}", "url", url, "epoch", (json_int_t)epoch);
+	return bi_put(ctx, zone, "/monitor", body, cb, arg);
+}
+
+static const struct scaler_balancer_ops bi_ops = {
+    .size = sizeof(struct scaler_balancer_ops),
+    .serve = bi_serve,
+    .shutdown = bi_shutdown,
+    .restore = bi_restore,
+    .push_servers = bi_push_servers,
+    .push_monitor = bi_push_monitor,
+};
+
+SCALER_PLUGIN_DEFINE(SCALER_KIND_BALANCER, "builtin", PACKAGE_VERSION, bi_init, bi_reload, bi_fini,
+                     balancer, &bi_ops);

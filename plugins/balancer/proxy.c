@@ -1,0 +1,1410 @@
+/* The request path: client connections in, upstream connections out.
+ *
+ * Speed comes from few system calls (STYLE.md, "Fast paths"): one read per
+ * readable event into a per-connection buffer, one sendmsg per direction
+ * with the request/response head forwarded as the bytes that arrived and
+ * the few changed headers spliced in by the iovec, watchers that stay armed,
+ * buffers and connection structs from free lists, and upstream keep-alive.
+ *
+ * One request of a client connection is in flight at a time; pipelined
+ * requests wait in its buffer. The request's bytes stay in the buffer until
+ * its response starts, so a failed attempt can be replayed on another
+ * server (bodies up to retry_body_size). */
+#include "config.h"
+
+#include "bal.h"
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define OUTQ_MAX 28
+#define BUF_FREE_MAX 256
+#define CLOSING_LINGER 2.0
+
+struct buf {
+	struct buf *next;
+	uint32_t cap;
+	uint8_t big; /* malloc'd for a large retryable request, not pooled */
+	char data[];
+};
+
+struct outq {
+	struct iovec iov[OUTQ_MAX];
+	uint8_t i, n; /* pending entries [i, n) */
+};
+
+enum c_phase {
+	C_IDLE,     /* between requests, nothing buffered */
+	C_HEAD,     /* part of a request head arrived */
+	C_EXCHANGE, /* a request is being relayed */
+	C_TUNNEL,   /* upgraded (WebSocket): raw bytes both ways */
+	C_CLOSING,  /* error sent: wait for the client to read it, then close */
+};
+
+enum u_state { U_CONNECTING, U_BUSY, U_IDLE };
+
+struct uconn {
+	struct uconn *prev, *next; /* server's idle list */
+	struct bal *b;
+	struct server *srv;
+	struct cconn *c;
+	int fd;
+	ev_io io;
+	struct buf *in;
+	uint32_t in_len, in_off; /* [in_off, in_len) not yet relayed */
+	size_t scan;
+	uint8_t state;
+	uint8_t reused;    /* served a response before */
+	uint8_t head_done; /* final response head seen */
+	uint8_t resp_done;
+	uint8_t no_reuse;
+	uint8_t body;
+	uint64_t body_left;
+	struct h1_chunk ck;
+	struct h1_head rs;
+	double since;
+	struct outq out; /* request bytes to the server */
+};
+
+struct cconn {
+	struct cconn *prev, *next; /* b->conns */
+	struct bal *b;
+	struct uconn *u; /* the server connection of the exchange */
+	int fd;
+	ev_io io;
+	struct buf *in;
+	uint32_t in_len;
+	uint32_t rq_start, rq_end, rq_sent; /* current request in the buffer */
+	size_t scan;
+	uint8_t phase;
+	uint8_t rq_done;    /* every byte of the request arrived */
+	uint8_t rq_trimmed; /* sent bytes were dropped to make room: no retry */
+	uint8_t head_sent;  /* the head went to the current upstream */
+	uint8_t resp_started;
+	uint8_t close_after;
+	uint8_t eof;
+	uint8_t read_blocked;
+	uint8_t ntried;
+	uint8_t last_timeout; /* the last attempt timed out connecting */
+	uint8_t xff_len;
+	uint64_t rq_body_left, rq_total;
+	struct h1_chunk ck;
+	struct h1_head rq;
+	struct server *tried[8];
+	double since, wsince;
+	struct outq out; /* response bytes to the client */
+	char xff[72];
+};
+
+static void c_close(struct cconn *c);
+static void c_next(struct cconn *c);
+static void c_dispatch(struct cconn *c);
+static void c_send_upstream(struct cconn *c);
+static void c_error(struct cconn *c, int status);
+static void c_arm(struct cconn *c);
+static void c_out_drained(struct cconn *c);
+static void u_arm(struct uconn *u);
+static void u_close(struct uconn *u);
+static void u_process(struct uconn *u);
+static void u_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* ---- buffers and free lists --------------------------------------------- */
+
+static struct buf *buf_get(struct bal *b)
+{
+	struct buf *x = b->free_bufs;
+	if (x) {
+		b->free_bufs = x->next;
+		b->nfree_bufs--;
+		return x;
+	}
+	x = malloc(sizeof(*x) + b->buf_size);
+	if (!x)
+		return NULL;
+	x->cap = (uint32_t)b->buf_size;
+	x->big = 0;
+	return x;
+}
+
+static void buf_put(struct bal *b, struct buf *x)
+{
+	if (!x)
+		return;
+	if (x->big || b->nfree_bufs >= BUF_FREE_MAX) {
+		free(x);
+		return;
+	}
+	x->next = b->free_bufs;
+	b->free_bufs = x;
+	b->nfree_bufs++;
+}
+
+/* ---- output queues ------------------------------------------------------ */
+
+static inline void outq_add(struct outq *q, const void *p, size_t len)
+{
+	if (len == 0)
+		return;
+	q->iov[q->n].iov_base = (void *)p;
+	q->iov[q->n].iov_len = len;
+	q->n++;
+}
+
+/* 1: everything written; 0: the socket is full; -1: error */
+static int outq_flush(int fd, struct outq *q)
+{
+	while (q->i < q->n) {
+		struct msghdr mh;
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = q->iov + q->i;
+		mh.msg_iovlen = (size_t)(q->n - q->i);
+		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -1;
+		}
+		size_t left = (size_t)w;
+		while (left > 0 && q->i < q->n) {
+			struct iovec *v = &q->iov[q->i];
+			if (left >= v->iov_len) {
+				left -= v->iov_len;
+				q->i++;
+			} else {
+				v->iov_base = (char *)v->iov_base + left;
+				v->iov_len -= left;
+				left = 0;
+			}
+		}
+	}
+	q->i = q->n = 0;
+	return 1;
+}
+
+static inline int outq_pending(const struct outq *q)
+{
+	return q->i < q->n;
+}
+
+/* Append buf[off..off+len) minus the head's dropped lines (head at `head`,
+ * `hlen` bytes without the final CRLF) to q. */
+static void outq_add_head(struct outq *q, const char *head, const struct h1_head *h)
+{
+	uint32_t pos = 0, end = h->len - 2;
+	for (int i = 0; i < h->ndrop; i++) {
+		outq_add(q, head + pos, h->drop_off[i] - pos);
+		pos = h->drop_off[i] + h->drop_len[i];
+	}
+	outq_add(q, head + pos, end - pos);
+}
+
+/* ---- error responses ---------------------------------------------------- */
+
+static const struct {
+	int status;
+	const char *reason, *body;
+} c_errors[] = {
+    {400, "Bad Request", "bad request: the request is malformed or its framing is ambiguous"},
+    {408, "Request Timeout", "request timeout: the request did not arrive in time"},
+    {413, "Content Too Large", "content too large: the request body exceeds the limit"},
+    {431, "Request Header Fields Too Large", "request header fields too large"},
+    {501, "Not Implemented", "not implemented: this method or transfer coding is not supported"},
+    {502, "Bad Gateway", "bad gateway: no server could complete the request"},
+    {503, "Service Unavailable", "service unavailable: no server is alive in this zone"},
+    {504, "Gateway Timeout", "gateway timeout: the server did not answer in time"},
+    {505, "HTTP Version Not Supported", "HTTP version not supported"},
+};
+
+static char c_errtext[sizeof(c_errors) / sizeof(c_errors[0])][320];
+static size_t c_errlen[sizeof(c_errors) / sizeof(c_errors[0])];
+
+static void c_errors_init(void)
+{
+	if (c_errlen[0])
+		return;
+	for (size_t i = 0; i < sizeof(c_errors) / sizeof(c_errors[0]); i++) {
+		size_t blen = strlen(c_errors[i].body) + 1;
+		int n = snprintf(c_errtext[i], sizeof(c_errtext[i]),
+		                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: "
+		                 "%zu\r\nConnection: close\r\n\r\n%s\n",
+		                 c_errors[i].status, c_errors[i].reason, blen, c_errors[i].body);
+		c_errlen[i] = (size_t)n;
+	}
+}
+
+/* ---- upstream connections ----------------------------------------------- */
+
+static void u_idle_unlink(struct uconn *u)
+{
+	struct server *s = u->srv;
+	if (u->prev)
+		u->prev->next = u->next;
+	else
+		s->idle_first = u->next;
+	if (u->next)
+		u->next->prev = u->prev;
+	else
+		s->idle_last = u->prev;
+	u->prev = u->next = NULL;
+	s->nidle--;
+}
+
+static void u_close(struct uconn *u)
+{
+	struct bal *b = u->b;
+	struct server *s = u->srv;
+	if (u->state == U_IDLE)
+		u_idle_unlink(u);
+	ev_io_stop(b->loop, &u->io);
+	close(u->fd);
+	buf_put(b, u->in);
+	u->in = NULL;
+	b->nupstream--;
+	u->next = b->free_uconns;
+	b->free_uconns = u;
+	srv_conn_closed(s);
+}
+
+static void u_arm(struct uconn *u)
+{
+	int ev;
+	if (u->state == U_CONNECTING)
+		ev = EV_WRITE;
+	else if (u->state == U_IDLE)
+		ev = EV_READ;
+	else
+		ev = (outq_pending(&u->out) ? EV_WRITE : 0) |
+		     ((u->c && outq_pending(&u->c->out)) ? 0 : EV_READ);
+	if (ev == (u->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&u->io))
+		return;
+	ev_io_stop(u->b->loop, &u->io);
+	ev_io_set(&u->io, u->fd, ev);
+	if (ev)
+		ev_io_start(u->b->loop, &u->io);
+}
+
+/* A new connection to s; NULL with errno set when it failed at once. */
+static struct uconn *u_connect(struct bal *b, struct server *s)
+{
+	int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int connected = 1;
+	if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) < 0) {
+		if (errno != EINPROGRESS) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return NULL;
+		}
+		connected = 0;
+	}
+	struct uconn *u = b->free_uconns;
+	if (u)
+		b->free_uconns = u->next;
+	else if (!(u = malloc(sizeof(*u)))) {
+		close(fd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(u, 0, offsetof(struct uconn, out));
+	u->out.i = u->out.n = 0;
+	u->b = b;
+	u->srv = s;
+	u->fd = fd;
+	u->state = connected ? U_BUSY : U_CONNECTING;
+	u->since = ev_now(b->loop);
+	ev_io_init(&u->io, u_io_cb, fd, 0);
+	/* responses first: finishing requests in flight before reading new
+	 * ones keeps the latency tail short under load */
+	ev_set_priority(&u->io, 1);
+	u->io.data = u;
+	s->conns++;
+	b->nupstream++;
+	return u;
+}
+
+/* Put u back on its server's idle list (or close it). */
+static void u_release(struct uconn *u, int reusable)
+{
+	struct bal *b = u->b;
+	struct server *s = u->srv;
+	u->c = NULL;
+	if (!reusable || s->removed || s->state != SRV_ALIVE ||
+	    s->nidle >= b->conf.upstream_keepalive || b->shutting_down) {
+		u_close(u);
+		return;
+	}
+	buf_put(b, u->in);
+	u->in = NULL;
+	u->in_len = u->in_off = 0;
+	u->state = U_IDLE;
+	u->reused = 1;
+	u->since = ev_now(b->loop);
+	u->prev = s->idle_last;
+	u->next = NULL;
+	if (s->idle_last)
+		s->idle_last->next = u;
+	else
+		s->idle_first = u;
+	s->idle_last = u;
+	s->nidle++;
+	u_arm(u);
+}
+
+void proxy_close_idle(struct server *s)
+{
+	while (s->idle_first)
+		u_close(s->idle_first);
+}
+
+/* Upstream failed before a response could be relayed: retry or answer. */
+static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
+{
+	struct bal *b = u->b;
+	struct cconn *c = u->c;
+	struct server *s = u->srv;
+	int was_reused = u->reused;
+	int got_bytes = u->head_done || u->in_len > 0; /* the server answered, in part */
+	int fully_sent =
+	    c && c->rq_done && c->head_sent && !outq_pending(&u->out) && c->rq_sent == c->rq_end;
+
+	if (connect_failed) {
+		/* only a failed connect says the server is gone: a reset after the
+		 * request went out may be that request's fault, and must not take
+		 * every server out of rotation one retry at a time */
+		char why[160];
+		b->st.connect_errors++;
+		snprintf(why, sizeof(why), "connect: %s", timed_out ? "timed out" : strerror(err));
+		if (s->state == SRV_ALIVE)
+			srv_set_state(s, SRV_DISCONNECTED, why);
+		else
+			snprintf(s->last_error, sizeof(s->last_error), "%s", why);
+	}
+	s->active--;
+	u->c = NULL;
+	u_close(u);
+	if (!c)
+		return;
+	c->u = NULL;
+	c->last_timeout = (uint8_t)timed_out;
+	int retry = !c->resp_started && !got_bytes && !c->rq_trimmed &&
+	            (connect_failed || was_reused || c->rq.idempotent || !fully_sent);
+	if (retry && c->ntried < b->conf.max_attempts) {
+		b->st.retries++;
+		c_dispatch(c);
+	} else if (!c->resp_started) {
+		c_error(c, timed_out ? 504 : 502);
+	} else {
+		c_close(c);
+	}
+}
+
+/* ---- client connections ------------------------------------------------- */
+
+static void c_arm(struct cconn *c)
+{
+	int ev =
+	    (outq_pending(&c->out) ? EV_WRITE : 0) | ((c->eof || c->read_blocked) ? 0 : EV_READ);
+	if (ev == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io))
+		return;
+	ev_io_stop(c->b->loop, &c->io);
+	ev_io_set(&c->io, c->fd, ev);
+	if (ev)
+		ev_io_start(c->b->loop, &c->io);
+}
+
+static void c_close(struct cconn *c)
+{
+	struct bal *b = c->b;
+	struct uconn *u = c->u;
+	if (u) {
+		u->srv->active--;
+		u->c = NULL;
+		c->u = NULL;
+		u_close(u);
+	}
+	ev_io_stop(b->loop, &c->io);
+	close(c->fd);
+	buf_put(b, c->in);
+	c->in = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		b->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = b->free_cconns;
+	b->free_cconns = c;
+	b->nconns--;
+	if (!b->shutting_down && b->listen_fd >= 0 && !ev_is_active(&b->accept_w) &&
+	    !ev_is_active(&b->accept_pause))
+		ev_io_start(b->loop, &b->accept_w);
+	if (b->shutting_down && b->nconns == 0)
+		ev_timer_stop(b->loop, &b->sweep);
+}
+
+static int c_err_index(int status)
+{
+	for (size_t i = 0; i < sizeof(c_errors) / sizeof(c_errors[0]); i++)
+		if (c_errors[i].status == status)
+			return (int)i;
+	return 0;
+}
+
+/* Answer with an error and close once the client has read it. */
+static void c_error(struct cconn *c, int status)
+{
+	struct bal *b = c->b;
+	if (c->u) {
+		struct uconn *u = c->u;
+		u->srv->active--;
+		u->c = NULL;
+		c->u = NULL;
+		u_close(u);
+	}
+	if (status < 500)
+		b->st.client_errors++;
+	b->st.responses[status / 100]++;
+	int i = c_err_index(status);
+	c->out.i = c->out.n = 0;
+	outq_add(&c->out, c_errtext[i], c_errlen[i]);
+	c->phase = C_CLOSING;
+	c->since = ev_now(b->loop);
+	c->read_blocked = 0;
+	int r = outq_flush(c->fd, &c->out);
+	if (r < 0) {
+		c_close(c);
+		return;
+	}
+	if (r > 0)
+		shutdown(c->fd, SHUT_WR);
+	c_arm(c);
+}
+
+/* Scan newly arrived request body bytes; -1 after answering an error. */
+static int c_scan_body(struct cconn *c)
+{
+	if (c->rq_done)
+		return 0;
+	uint32_t avail = c->in_len - c->rq_end;
+	if (avail == 0)
+		return 0;
+	uint64_t take;
+	if (c->rq.body == H1_BODY_LENGTH) {
+		take = avail < c->rq_body_left ? avail : c->rq_body_left;
+		c->rq_body_left -= take;
+		if (c->rq_body_left == 0)
+			c->rq_done = 1;
+	} else {
+		ssize_t t = h1_chunk_scan(&c->ck, c->in->data + c->rq_end, avail);
+		if (t < 0) {
+			if (c->resp_started)
+				c_close(c);
+			else
+				c_error(c, 400);
+			return -1;
+		}
+		take = (uint64_t)t;
+		c->rq_total += take;
+		if (c->rq_total > c->b->conf.max_body_size) {
+			if (c->resp_started)
+				c_close(c);
+			else
+				c_error(c, 413);
+			return -1;
+		}
+		if (c->ck.done)
+			c->rq_done = 1;
+	}
+	c->rq_end += (uint32_t)take;
+	return 0;
+}
+
+/* A complete request head is in the buffer: set up the exchange. */
+static void c_parse(struct cconn *c)
+{
+	struct bal *b = c->b;
+	int r = h1_parse_request(c->in->data + c->rq_start, c->in_len - c->rq_start,
+	                         b->conf.max_header_size, &c->scan, &c->rq);
+	if (r == 0) {
+		if (c->phase == C_IDLE) {
+			c->phase = C_HEAD;
+			c->since = ev_now(b->loop);
+		}
+		return;
+	}
+	if (r < 0) {
+		c_error(c, -r);
+		return;
+	}
+	if (c->phase == C_IDLE)
+		c->since = ev_now(b->loop);
+	c->phase = C_EXCHANGE;
+	c->rq_end = c->rq_start + (uint32_t)r;
+	c->rq_sent = c->rq_start;
+	c->rq_done = c->rq.body == H1_BODY_NONE;
+	c->rq_trimmed = c->head_sent = c->resp_started = 0;
+	c->ntried = 0;
+	c->last_timeout = 0;
+	c->rq_total = 0;
+	c->close_after = c->rq.conn_close || c->rq.version == 10 || b->shutting_down;
+	if (c->rq.body == H1_BODY_LENGTH) {
+		if (c->rq.content_length > b->conf.max_body_size) {
+			c_error(c, 413);
+			return;
+		}
+		c->rq_body_left = c->rq.content_length;
+	} else if (c->rq.body == H1_BODY_CHUNKED) {
+		memset(&c->ck, 0, sizeof(c->ck));
+	}
+	if (c_scan_body(c) < 0)
+		return;
+	c_dispatch(c);
+}
+
+/* Send the current request to a server (another one on a retry). */
+static void c_dispatch(struct cconn *c)
+{
+	struct bal *b = c->b;
+	for (;;) {
+		struct server *s = srv_pick(b, c->tried, c->ntried);
+		if (!s) {
+			c_error(c, c->ntried == 0 ? 503 : (c->last_timeout ? 504 : 502));
+			return;
+		}
+		if (c->ntried < (int)(sizeof(c->tried) / sizeof(c->tried[0])))
+			c->tried[c->ntried] = s;
+		c->ntried++;
+		struct uconn *u = s->idle_last;
+		if (u) {
+			u_idle_unlink(u);
+			u->state = U_BUSY;
+		} else {
+			u = u_connect(b, s);
+			if (!u) {
+				int e = errno;
+				if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM ||
+				    e == EADDRNOTAVAIL) {
+					b->host->log(SCALER_LOG_ERR, BAL_WHO, "connect to %s: %s",
+					             s->url, strerror(e));
+					c_error(c, 502);
+					return;
+				}
+				b->st.connect_errors++;
+				char why[160];
+				snprintf(why, sizeof(why), "connect: %s", strerror(e));
+				srv_set_state(s, SRV_DISCONNECTED, why);
+				if (c->ntried >= b->conf.max_attempts) {
+					c_error(c, 502);
+					return;
+				}
+				b->st.retries++;
+				continue;
+			}
+		}
+		u->c = c;
+		u->since = ev_now(b->loop);
+		u->head_done = u->resp_done = u->no_reuse = 0;
+		u->scan = 0;
+		u->out.i = u->out.n = 0;
+		c->u = u;
+		s->active++;
+		c->rq_sent = c->rq_start;
+		c->head_sent = 0;
+		if (u->state == U_BUSY)
+			c_send_upstream(c);
+		else
+			u_arm(u);
+		return;
+	}
+}
+
+/* Queue the request bytes not yet sent to the upstream and write them. */
+static void c_send_upstream(struct cconn *c)
+{
+	struct uconn *u = c->u;
+	if (!u || u->state != U_BUSY || outq_pending(&u->out))
+		return;
+	if (!c->head_sent) {
+		const char *head = c->in->data + c->rq_start;
+		outq_add_head(&u->out, head, &c->rq);
+		outq_add(&u->out, c->xff, c->xff_len);
+		if (c->rq.upgrade)
+			outq_add(&u->out, "Connection: upgrade\r\n", 21);
+		outq_add(&u->out, "\r\n", 2);
+		c->rq_sent = c->rq_start + c->rq.len;
+		c->head_sent = 1;
+	}
+	if (c->rq_end > c->rq_sent) {
+		outq_add(&u->out, c->in->data + c->rq_sent, c->rq_end - c->rq_sent);
+		c->rq_sent = c->rq_end;
+	}
+	if (!outq_pending(&u->out)) {
+		u_arm(u);
+		return;
+	}
+	int r = outq_flush(u->fd, &u->out);
+	if (r < 0) {
+		u_fail(u, errno, 0, 0);
+		return;
+	}
+	u->since = ev_now(u->b->loop);
+	if (r == 0) {
+		c->read_blocked = 1; /* until the server takes what we have */
+		c_arm(c);
+	}
+	u_arm(u);
+}
+
+/* Make room in the client buffer; 0 when there is none to be had. */
+static int c_make_room(struct cconn *c)
+{
+	struct bal *b = c->b;
+	struct buf *x = c->in;
+	int sending = c->u && outq_pending(&c->u->out);
+	if (sending)
+		return 0;
+	if (c->rq_start > 0 && c->phase != C_TUNNEL) {
+		uint32_t d = c->rq_start;
+		memmove(x->data, x->data + d, c->in_len - d);
+		c->in_len -= d;
+		c->rq_start = 0;
+		c->rq_end -= d;
+		c->rq_sent = c->rq_sent > d ? c->rq_sent - d : 0;
+		/* c->scan is relative to rq_start: unchanged */
+		return 1;
+	}
+	if (c->phase != C_EXCHANGE || c->rq_done)
+		return 0;
+	if (!c->resp_started && !c->rq_trimmed && x->cap < b->conf.retry_body_size + b->buf_size) {
+		size_t ncap = (size_t)x->cap * 2;
+		if (ncap > b->conf.retry_body_size + b->buf_size)
+			ncap = b->conf.retry_body_size + b->buf_size;
+		struct buf *y = malloc(sizeof(*y) + ncap);
+		if (y) {
+			memcpy(y->data, x->data, c->in_len);
+			y->cap = (uint32_t)ncap;
+			y->big = 1;
+			c->in = y;
+			buf_put(b, x);
+			return 1;
+		}
+	}
+	if (c->head_sent && c->rq_sent > c->rq_start) {
+		/* the body is larger than what a retry may resend: stream it */
+		uint32_t d = c->rq_sent;
+		memmove(x->data, x->data + d, c->in_len - d);
+		c->in_len -= d;
+		c->rq_start = 0;
+		c->rq_end -= d;
+		c->rq_sent = 0;
+		c->rq_trimmed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static void c_tunnel_to_upstream(struct cconn *c);
+
+static void c_read(struct cconn *c)
+{
+	struct bal *b = c->b;
+	if (!c->in) {
+		c->in = buf_get(b);
+		if (!c->in) {
+			c_close(c);
+			return;
+		}
+		c->in_len = c->rq_start = c->rq_end = c->rq_sent = 0;
+	}
+	if (c->in_len == c->in->cap && !c_make_room(c)) {
+		c->read_blocked = 1;
+		c_arm(c);
+		return;
+	}
+	ssize_t n = read(c->fd, c->in->data + c->in_len, c->in->cap - c->in_len);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		c_close(c);
+		return;
+	}
+	if (n == 0) {
+		if (c->phase == C_EXCHANGE && c->rq_done) {
+			/* half-closed after its requests: answer them, then close */
+			c->eof = 1;
+			c_arm(c);
+			return;
+		}
+		c_close(c);
+		return;
+	}
+	c->in_len += (uint32_t)n;
+	switch (c->phase) {
+	case C_IDLE:
+	case C_HEAD:
+		c_parse(c);
+		break;
+	case C_EXCHANGE:
+		c->since = ev_now(b->loop);
+		if (c_scan_body(c) < 0)
+			return;
+		if (c->u)
+			c_send_upstream(c);
+		break;
+	case C_TUNNEL:
+		c->since = ev_now(b->loop);
+		c_tunnel_to_upstream(c);
+		break;
+	case C_CLOSING:
+		c->in_len = 0; /* discard */
+		break;
+	}
+}
+
+/* Forward the buffered client bytes of a tunnel. */
+static void c_tunnel_to_upstream(struct cconn *c)
+{
+	struct uconn *u = c->u;
+	if (!u || outq_pending(&u->out))
+		return;
+	if (c->in_len > c->rq_sent)
+		outq_add(&u->out, c->in->data + c->rq_sent, c->in_len - c->rq_sent);
+	c->rq_sent = c->in_len;
+	int r = outq_flush(u->fd, &u->out);
+	if (r < 0) {
+		c_close(c);
+		return;
+	}
+	if (r > 0) {
+		c->in_len = c->rq_sent = c->rq_start = c->rq_end = 0;
+		if (c->read_blocked) {
+			c->read_blocked = 0;
+			c_arm(c);
+		}
+	} else {
+		c->read_blocked = 1;
+		c_arm(c);
+	}
+	u_arm(u);
+}
+
+/* The response of the current exchange has been relayed completely. */
+static void c_finish(struct cconn *c)
+{
+	struct bal *b = c->b;
+	struct uconn *u = c->u;
+	struct server *s = u->srv;
+	s->active--;
+	s->served++;
+	c->u = NULL;
+	int reusable = !u->no_reuse && !u->rs.conn_close && u->body != H1_BODY_CLOSE &&
+	               c->rq_done && c->head_sent && c->rq_sent == c->rq_end &&
+	               !outq_pending(&u->out);
+	u_release(u, reusable);
+	if (!c->rq_done)
+		c->close_after = 1;
+	if (c->close_after || b->shutting_down || (c->eof && c->rq_end >= c->in_len)) {
+		c_close(c);
+		return;
+	}
+	c_next(c);
+}
+
+/* Prepare for the next request: drop the finished one from the buffer. */
+static void c_next(struct cconn *c)
+{
+	struct bal *b = c->b;
+	c->phase = C_IDLE;
+	c->scan = 0;
+	c->since = ev_now(b->loop);
+	if (c->rq_end >= c->in_len) {
+		buf_put(b, c->in);
+		c->in = NULL;
+		c->in_len = c->rq_start = c->rq_end = c->rq_sent = 0;
+	} else {
+		c->rq_start = c->rq_end;
+		if (c->in->big || c->rq_start > c->in->cap / 2) {
+			/* move pipelined bytes to a pooled buffer / to the front */
+			struct buf *x = c->in->big ? buf_get(b) : c->in;
+			uint32_t left = c->in_len - c->rq_start;
+			if (!x || left > x->cap) {
+				c_close(c);
+				return;
+			}
+			memmove(x->data, c->in->data + c->rq_start, left);
+			if (x != c->in)
+				buf_put(b, c->in);
+			c->in = x;
+			c->in_len = left;
+			c->rq_start = 0;
+		}
+		c->rq_end = c->rq_sent = c->rq_start;
+	}
+	if (c->read_blocked) {
+		c->read_blocked = 0;
+		c_arm(c);
+	}
+	if (c->in && c->in_len > c->rq_start)
+		c_parse(c);
+	if (c->eof && (c->phase == C_IDLE || c->phase == C_HEAD))
+		c_close(c); /* nothing more can arrive */
+}
+
+static void c_out_drained(struct cconn *c)
+{
+	struct uconn *u = c->u;
+	if (c->phase == C_CLOSING) {
+		shutdown(c->fd, SHUT_WR);
+		c_arm(c);
+		return;
+	}
+	if (u) {
+		if (u->in && u->in_off == u->in_len)
+			u->in_off = u->in_len = 0;
+		if (u->resp_done) {
+			c_finish(c);
+			return;
+		}
+		u_arm(u);
+	}
+	c_arm(c);
+}
+
+static void c_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct cconn *c = w->data;
+	(void)loop;
+	if (revents & EV_WRITE) {
+		int r = outq_flush(c->fd, &c->out);
+		if (r < 0) {
+			c_close(c);
+			return;
+		}
+		c->wsince = ev_now(c->b->loop); /* writable: the client reads */
+		if (r > 0)
+			c_out_drained(c);
+		return; /* a read, if any, comes on the next iteration */
+	}
+	if (revents & EV_READ)
+		c_read(c);
+}
+
+/* ---- the response side -------------------------------------------------- */
+
+static void u_relay(struct uconn *u)
+{
+	struct cconn *c = u->c;
+	int r = outq_flush(c->fd, &c->out);
+	if (r < 0) {
+		c_close(c);
+		return;
+	}
+	if (r > 0) {
+		c_out_drained(c);
+	} else {
+		c->wsince = ev_now(c->b->loop);
+		c_arm(c);
+		u_arm(u);
+	}
+}
+
+static void u_response_head(struct uconn *u, int len)
+{
+	struct cconn *c = u->c;
+	struct bal *b = u->b;
+	const char *head = u->in->data + u->in_off;
+	struct h1_head *rs = &u->rs;
+
+	if (rs->status >= 100 && rs->status < 200 && rs->status != 101) {
+		/* interim response (100 Continue): relay to 1.1 clients, read on;
+		 * the queue keeps room for the final head */
+		if (c->rq.version == 11 && c->out.n + 2 * (H1_MAX_DROP + 3) < OUTQ_MAX) {
+			outq_add_head(&c->out, head, rs);
+			outq_add(&c->out, "\r\n", 2);
+		}
+		u->in_off += (uint32_t)len;
+		u->scan = 0;
+		return;
+	}
+	u->head_done = 1;
+	b->st.responses[rs->status / 100 < 6 ? rs->status / 100 : 5]++;
+	if (rs->status == 101) {
+		if (!rs->upgrade || !c->rq.upgrade) {
+			u->no_reuse = 1;
+			c->close_after = 1;
+			rs->body = H1_BODY_CLOSE;
+		} else {
+			u->body = H1_BODY_NONE;
+			c->phase = C_TUNNEL;
+			outq_add_head(&c->out, head, rs);
+			outq_add(&c->out, "\r\n", 2);
+			u->in_off += (uint32_t)len;
+			return;
+		}
+	}
+	if (c->rq.head_method || rs->status == 204 || rs->status == 304)
+		rs->body = H1_BODY_NONE;
+	u->body = rs->body;
+	if (u->body == H1_BODY_LENGTH)
+		u->body_left = rs->content_length;
+	else if (u->body == H1_BODY_CHUNKED)
+		memset(&u->ck, 0, sizeof(u->ck));
+	else if (u->body == H1_BODY_CLOSE)
+		c->close_after = 1;
+	if (b->shutting_down)
+		c->close_after = 1;
+	outq_add_head(&c->out, head, rs);
+	if (c->close_after)
+		outq_add(&c->out, "Connection: close\r\n\r\n", 21);
+	else
+		outq_add(&c->out, "\r\n", 2);
+	u->in_off += (uint32_t)len;
+	if (u->body == H1_BODY_NONE)
+		u->resp_done = 1;
+}
+
+static void u_process(struct uconn *u)
+{
+	struct cconn *c = u->c;
+	struct bal *b = u->b;
+
+	while (!u->head_done) {
+		int r = h1_parse_response(u->in->data + u->in_off, u->in_len - u->in_off,
+		                          u->in->cap, &u->scan, &u->rs);
+		if (r == 0) {
+			if (u->in_len == u->in->cap) {
+				if (u->in_off == 0 || outq_pending(&c->out))
+					goto bad;
+				memmove(u->in->data, u->in->data + u->in_off,
+				        u->in_len - u->in_off);
+				u->in_len -= u->in_off;
+				u->scan = 0;
+				u->in_off = 0;
+			}
+			break;
+		}
+		if (r < 0)
+			goto bad;
+		c->resp_started = 1;
+		u_response_head(u, r);
+		if (c->phase == C_TUNNEL) {
+			if (u->in_len > u->in_off)
+				outq_add(&c->out, u->in->data + u->in_off, u->in_len - u->in_off);
+			u->in_off = u->in_len;
+			c->rq_sent = c->rq_end;
+			u->resp_done = 0;
+			u_relay(u);
+			if (c->phase == C_TUNNEL && c->in_len > c->rq_sent && c->u)
+				c_tunnel_to_upstream(c);
+			return;
+		}
+	}
+	if (u->head_done && !u->resp_done && u->in_len > u->in_off) {
+		uint32_t avail = u->in_len - u->in_off, take = avail;
+		if (u->body == H1_BODY_LENGTH) {
+			if (take > u->body_left)
+				take = (uint32_t)u->body_left;
+			u->body_left -= take;
+			if (!u->body_left)
+				u->resp_done = 1;
+		} else if (u->body == H1_BODY_CHUNKED) {
+			ssize_t t = h1_chunk_scan(&u->ck, u->in->data + u->in_off, avail);
+			if (t < 0) {
+				u->no_reuse = 1;
+				c_close(c);
+				return;
+			}
+			take = (uint32_t)t;
+			if (u->ck.done)
+				u->resp_done = 1;
+		}
+		outq_add(&c->out, u->in->data + u->in_off, take);
+		u->in_off += take;
+		if (u->resp_done && u->in_off < u->in_len)
+			u->no_reuse = 1; /* bytes after the response: do not trust it */
+	}
+	if (outq_pending(&c->out)) {
+		u_relay(u);
+	} else if (u->resp_done) {
+		c_out_drained(c);
+	} else {
+		if (u->in_off == u->in_len)
+			u->in_off = u->in_len = 0;
+	}
+	return;
+bad:
+	b->host->log(SCALER_LOG_WARNING, BAL_WHO, "%s sent a malformed response", u->srv->url);
+	u->no_reuse = 1;
+	if (c->resp_started) {
+		c_close(c);
+	} else {
+		c_error(c, 502);
+	}
+}
+
+static void u_eof(struct uconn *u, int err)
+{
+	struct cconn *c = u->c;
+	if (!c) {
+		u_close(u);
+		return;
+	}
+	if (c->phase == C_TUNNEL) {
+		c_close(c);
+		return;
+	}
+	if (!c->resp_started && !u->head_done) {
+		u_fail(u, err ? err : ECONNRESET, 0, 0);
+		return;
+	}
+	if (u->head_done && u->body == H1_BODY_CLOSE && !u->resp_done && !err) {
+		u->resp_done = 1;
+		u->no_reuse = 1;
+		if (outq_pending(&c->out))
+			return; /* finished when the client has it all */
+		c_out_drained(c);
+		return;
+	}
+	/* the response was cut short: the client cannot be told otherwise */
+	c_close(c);
+}
+
+static void u_connected(struct uconn *u)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		u_fail(u, err, 1, 0);
+		return;
+	}
+	u->state = U_BUSY;
+	u->since = ev_now(u->b->loop);
+	c_send_upstream(u->c);
+}
+
+static void u_read(struct uconn *u)
+{
+	struct bal *b = u->b;
+	if (!u->in) {
+		u->in = buf_get(b);
+		if (!u->in) {
+			u_eof(u, ENOMEM);
+			return;
+		}
+		u->in_len = u->in_off = 0;
+	}
+	if (u->in_len == u->in->cap) {
+		if (u->c && outq_pending(&u->c->out)) {
+			u_arm(u);
+			return;
+		}
+		u_eof(u, ENOBUFS);
+		return;
+	}
+	ssize_t n = read(u->fd, u->in->data + u->in_len, u->in->cap - u->in_len);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		u_eof(u, errno);
+		return;
+	}
+	if (n == 0) {
+		u_eof(u, 0);
+		return;
+	}
+	if (u->state == U_IDLE || !u->c) {
+		u_close(u); /* a server may not speak unasked */
+		return;
+	}
+	u->in_len += (uint32_t)n;
+	u->since = ev_now(b->loop);
+	struct cconn *c = u->c;
+	if (c->phase == C_TUNNEL) {
+		outq_add(&c->out, u->in->data + u->in_off, u->in_len - u->in_off);
+		u->in_off = u->in_len;
+		u_relay(u);
+		return;
+	}
+	u_process(u);
+}
+
+static void u_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct uconn *u = w->data;
+	(void)loop;
+	if (u->state == U_CONNECTING) {
+		if (revents & (EV_WRITE | EV_READ))
+			u_connected(u);
+		return;
+	}
+	if (revents & EV_WRITE) {
+		int r = outq_flush(u->fd, &u->out);
+		if (r < 0) {
+			if (u->c && u->c->phase == C_TUNNEL)
+				c_close(u->c);
+			else
+				u_fail(u, errno, 0, 0);
+			return;
+		}
+		u->since = ev_now(u->b->loop);
+		if (r > 0 && u->c) {
+			struct cconn *c = u->c;
+			u_arm(u);
+			if (c->read_blocked) {
+				c->read_blocked = 0;
+				c_arm(c);
+			}
+			if (c->phase == C_TUNNEL) {
+				c->in_len = c->rq_sent = c->rq_start = c->rq_end = 0;
+			} else if (c->rq_end > c->rq_sent) {
+				c_send_upstream(c);
+			}
+		}
+		return;
+	}
+	if (revents & EV_READ)
+		u_read(u);
+}
+
+/* ---- accept, timeouts, shutdown ----------------------------------------- */
+
+static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct bal *b = w->data;
+	(void)revents;
+	for (;;) {
+		if (b->nconns >= b->conf.max_connections) {
+			ev_io_stop(loop, &b->accept_w);
+			return;
+		}
+		struct sockaddr_storage sa;
+		socklen_t slen = sizeof(sa);
+		int fd = accept4(b->listen_fd, (struct sockaddr *)&sa, &slen,
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				b->host->log(SCALER_LOG_ERR, BAL_WHO,
+				             "accept: %s; pausing for 0.1 s", strerror(errno));
+				ev_io_stop(loop, &b->accept_w);
+				ev_timer_start(loop, &b->accept_pause);
+			}
+			return;
+		}
+		struct cconn *c = b->free_cconns;
+		if (c)
+			b->free_cconns = c->next;
+		else if (!(c = malloc(sizeof(*c)))) {
+			close(fd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		memset(c, 0, offsetof(struct cconn, out));
+		c->out.i = c->out.n = 0;
+		c->b = b;
+		c->fd = fd;
+		c->phase = C_IDLE;
+		c->since = ev_now(loop);
+		char ip[INET6_ADDRSTRLEN] = "unknown";
+		if (sa.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, ip, sizeof(ip));
+		else if (sa.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, ip,
+			          sizeof(ip));
+		int n = snprintf(c->xff, sizeof(c->xff),
+		                 "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n", ip);
+		c->xff_len = (uint8_t)(n < (int)sizeof(c->xff) ? n : (int)sizeof(c->xff) - 1);
+		c->next = b->conns;
+		c->prev = NULL;
+		if (b->conns)
+			b->conns->prev = c;
+		b->conns = c;
+		b->nconns++;
+		b->st.accepted++;
+		ev_io_init(&c->io, c_io_cb, fd, EV_READ);
+		c->io.data = c;
+		ev_io_start(loop, &c->io);
+	}
+}
+
+static void p_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct bal *b = w->data;
+	(void)revents;
+	if (b->listen_fd >= 0 && !b->shutting_down)
+		ev_io_start(loop, &b->accept_w);
+}
+
+static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct bal *b = w->data;
+	const struct bal_conf *cf = &b->conf;
+	double now = ev_now(loop);
+	(void)revents;
+
+	struct cconn *next;
+	for (struct cconn *c = b->conns; c; c = next) {
+		next = c->next;
+		struct uconn *u = c->u;
+		switch (c->phase) {
+		case C_IDLE:
+			if (now - c->since > (b->shutting_down ? 0 : cf->idle_timeout))
+				c_close(c);
+			break;
+		case C_HEAD:
+			if (now - c->since > cf->client_timeout) {
+				b->st.timeouts++;
+				c_error(c, 408);
+			}
+			break;
+		case C_EXCHANGE:
+			if (u && u->state == U_CONNECTING && now - u->since > cf->connect_timeout) {
+				b->st.timeouts++;
+				u_fail(u, ETIMEDOUT, 1, 1);
+			} else if (u && now - u->since > cf->server_timeout &&
+			           (c->rq_done || outq_pending(&u->out)) &&
+			           (!outq_pending(&c->out) ||
+			            now - c->wsince > cf->server_timeout)) {
+				/* the server neither read nor wrote for server_timeout
+				 * while it had work (not while the client uploads) */
+				b->st.timeouts++;
+				if (c->resp_started) {
+					c_close(c);
+				} else {
+					/* not retried: the server may be working on it */
+					u->no_reuse = 1;
+					c_error(c, 504);
+				}
+			} else if (!c->rq_done && now - c->since > cf->client_timeout &&
+			           !(u && outq_pending(&u->out))) {
+				b->st.timeouts++;
+				if (c->resp_started)
+					c_close(c);
+				else
+					c_error(c, 408);
+			} else if (outq_pending(&c->out) && now - c->wsince > cf->client_timeout) {
+				c_close(c); /* the client stopped reading */
+			}
+			break;
+		case C_TUNNEL: {
+			double last = c->since;
+			if (u && u->since > last)
+				last = u->since;
+			if (now - last > cf->tunnel_timeout)
+				c_close(c);
+			break;
+		}
+		case C_CLOSING:
+			if (now - c->since > CLOSING_LINGER)
+				c_close(c);
+			break;
+		}
+	}
+	for (struct server *s = b->servers; s; s = s->next)
+		while (s->idle_first && now - s->idle_first->since > cf->upstream_idle_timeout)
+			u_close(s->idle_first);
+}
+
+int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen)
+{
+	c_errors_init();
+	b->buf_size = b->conf.max_header_size < 16384 ? 16384 : b->conf.max_header_size;
+	b->listen_fd = net_listen(hostport, 4096, err, errlen);
+	if (b->listen_fd < 0)
+		return -1;
+	ev_io_init(&b->accept_w, p_accept_cb, b->listen_fd, EV_READ);
+	b->accept_w.data = b;
+	ev_io_start(b->loop, &b->accept_w);
+	ev_timer_init(&b->accept_pause, p_accept_resume, 0.1, 0.);
+	b->accept_pause.data = b;
+	const struct bal_conf *cf = &b->conf;
+	double tick = cf->connect_timeout;
+	if (cf->client_timeout < tick)
+		tick = cf->client_timeout;
+	if (cf->server_timeout < tick)
+		tick = cf->server_timeout;
+	tick /= 4;
+	if (tick > 0.5)
+		tick = 0.5;
+	if (tick < 0.02)
+		tick = 0.02;
+	ev_timer_init(&b->sweep, p_sweep_cb, tick, tick);
+	b->sweep.data = b;
+	ev_timer_start(b->loop, &b->sweep);
+	return 0;
+}
+
+int proxy_port(struct bal *b)
+{
+	return b->listen_fd >= 0 ? net_local_port(b->listen_fd) : -1;
+}
+
+void proxy_shutdown(struct bal *b)
+{
+	b->shutting_down = 1;
+	if (b->listen_fd >= 0) {
+		ev_io_stop(b->loop, &b->accept_w);
+		ev_timer_stop(b->loop, &b->accept_pause);
+		close(b->listen_fd);
+		b->listen_fd = -1;
+	}
+	struct cconn *next;
+	for (struct cconn *c = b->conns; c; c = next) {
+		next = c->next;
+		if (c->phase == C_IDLE)
+			c_close(c);
+	}
+	for (struct server *s = b->servers; s; s = s->next)
+		proxy_close_idle(s);
+	if (b->nconns == 0)
+		ev_timer_stop(b->loop, &b->sweep);
+}
+
+void proxy_free(struct bal *b)
+{
+	proxy_shutdown(b);
+	while (b->conns)
+		c_close(b->conns);
+	ev_timer_stop(b->loop, &b->sweep);
+	while (b->free_cconns) {
+		struct cconn *c = b->free_cconns;
+		b->free_cconns = c->next;
+		free(c);
+	}
+	while (b->free_uconns) {
+		struct uconn *u = b->free_uconns;
+		b->free_uconns = u->next;
+		free(u);
+	}
+	while (b->free_bufs) {
+		struct buf *x = b->free_bufs;
+		b->free_bufs = x->next;
+		free(x);
+	}
+	b->nfree_bufs = 0;
+}
+
+int proxy_active(const struct bal *b)
+{
+	return b->nconns;
+}
