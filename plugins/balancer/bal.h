@@ -117,8 +117,8 @@ struct server {
 	struct uconn *idle_first, *idle_last; /* idle keep-alive connections, oldest first */
 	int nidle;
 	ev_timer check_timer;
-	struct hcheck *check;  /* in flight */
-	struct srv_dns *dns;   /* name being resolved; addrlen is 0 until done */
+	struct hcheck *check; /* in flight */
+	struct srv_dns *dns;  /* name being resolved; addrlen is 0 until done */
 	char host[256];
 	int port;
 };
@@ -147,8 +147,6 @@ void report_stop(struct bal *b);
 int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen);
 void proxy_shutdown(struct bal *b);
 void proxy_free(struct bal *b);
-int proxy_port(struct bal *b);
-int proxy_active(const struct bal *b);
 /* Close the idle keep-alive connections to s (deleted or not alive). */
 void proxy_close_idle(struct server *s);
 

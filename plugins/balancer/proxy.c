@@ -561,7 +561,7 @@ static void c_parse(struct cconn *c)
 	c->ntried = 0;
 	c->last_timeout = 0;
 	c->rq_total = 0;
-	c->close_after = c->rq.conn_close || c->rq.version == 10 || b->shutting_down;
+	c->close_after = c->rq.conn_close || b->shutting_down; /* 1.0: unless keep-alive */
 	if (c->rq.body == H1_BODY_LENGTH) {
 		if (c->rq.content_length > b->conf.max_body_size) {
 			c_error(c, 413);
@@ -645,6 +645,8 @@ static void c_send_upstream(struct cconn *c)
 		outq_add(&u->out, c->xff, c->xff_len);
 		if (c->rq.upgrade)
 			outq_add(&u->out, "Connection: upgrade\r\n", 21);
+		else if (c->rq.version == 10)
+			outq_add(&u->out, "Connection: keep-alive\r\n", 24); /* keep the pool */
 		outq_add(&u->out, "\r\n", 2);
 		c->rq_sent = c->rq_start + c->rq.len;
 		c->head_sent = 1;
@@ -968,9 +970,14 @@ static void u_response_head(struct uconn *u, int len)
 		c->close_after = 1;
 	if (b->shutting_down)
 		c->close_after = 1;
+	/* an HTTP/1.0 client stays only with a length it can read */
+	if (c->rq.version == 10 && u->body != H1_BODY_LENGTH && u->body != H1_BODY_NONE)
+		c->close_after = 1;
 	outq_add_head(&c->out, head, rs);
 	if (c->close_after)
 		outq_add(&c->out, "Connection: close\r\n\r\n", 21);
+	else if (c->rq.version == 10)
+		outq_add(&c->out, "Connection: keep-alive\r\n\r\n", 26);
 	else
 		outq_add(&c->out, "\r\n", 2);
 	u->in_off += (uint32_t)len;
@@ -1354,11 +1361,6 @@ int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen)
 	return 0;
 }
 
-int proxy_port(struct bal *b)
-{
-	return b->listen_fd >= 0 ? net_local_port(b->listen_fd) : -1;
-}
-
 void proxy_shutdown(struct bal *b)
 {
 	b->shutting_down = 1;
@@ -1402,9 +1404,4 @@ void proxy_free(struct bal *b)
 		free(x);
 	}
 	b->nfree_bufs = 0;
-}
-
-int proxy_active(const struct bal *b)
-{
-	return b->nconns;
 }

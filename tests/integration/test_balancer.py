@@ -173,6 +173,18 @@ def an_http_1_0_client_gets_its_answer_and_the_connection_closes():
 
 
 @test
+def an_http_1_0_keep_alive_client_keeps_its_connection():
+    a, b, bal = two()
+    req = b"GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    res = keepalive_exchange(bal.port, [req, req])
+    check_eq([r[0] for r in res], [200, 200], "two answers on one HTTP/1.0 connection")
+    check_eq(res[0][1].get("connection"), ["keep-alive"], "the response says keep-alive")
+    check_eq(json.loads(res[0][2])["version"], "HTTP/1.0", "version the server saw")
+    res = request(bal.port, b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    check_eq(res[0][0], 200, "status of a response without length to a 1.0 client")
+
+
+@test
 def connection_close_from_the_client_closes_after_the_response():
     a, b, bal = two()
     s = socket.create_connection(("127.0.0.1", bal.port), timeout=3)
