@@ -365,16 +365,94 @@ static long long cf_int_value(const config_setting_t *s)
 	                                                   : config_setting_get_int(s);
 }
 
+/* The value of number setting `s` (int or float) in *v; -1 after `error`
+ * when it is not a finite number. `name` starts the messages in the style of
+ * conf_number ("timeout must be ..."); NULL for the core's own settings. */
+static int cf_number_value(conf_error_fn error, const config_setting_t *s, const char *name,
+                           double *v)
+{
+	const char *sp = name ? " " : "";
+
+	if (!name)
+		name = "";
+	if (cf_is_int(s))
+		*v = (double)cf_int_value(s);
+	else if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+		*v = config_setting_get_float(s);
+	else
+		return error(s, "%s%smust be a number (got %s)", name, sp, cf_type_name(s));
+	if (!isfinite(*v))
+		return error(s, "%s%smust be a finite number", name, sp);
+	return 0;
+}
+
+/* The value of integer setting `s` in [lo, hi] in *v; -1 after `error`.
+ * `name` as for cf_number_value. */
+static int cf_integer_value(conf_error_fn error, const config_setting_t *s, const char *name,
+                            long long lo, long long hi, long long *v)
+{
+	const char *sp = name ? " " : "";
+
+	if (!name)
+		name = "";
+	if (!cf_is_int(s))
+		return error(s, "%s%smust be an integer (got %s)", name, sp, cf_type_name(s));
+	*v = cf_int_value(s);
+	if (*v >= lo && *v <= hi)
+		return 0;
+	if (*sp) /* conf_number's range message */
+		return error(s, "%s must be between %lld and %lld, not %lld", name, lo, hi, *v);
+	return error(s, "must be between %lld and %lld (got %lld)", lo, hi, *v);
+}
+
+/* Where conf_number and conf_integer report: conf_error unless a host in a
+ * test records the messages its own way. */
+static conf_error_fn cf_number_error = conf_error;
+
+void conf_number_reporter(conf_error_fn error)
+{
+	cf_number_error = error ? error : conf_error;
+}
+
+int conf_number(const config_setting_t *group, const char *name, double def, double lo, double hi,
+                double *out)
+{
+	const config_setting_t *s = cf_member(group, name);
+	double v;
+
+	*out = def;
+	if (!s)
+		return 0;
+	if (cf_number_value(cf_number_error, s, name, &v) < 0)
+		return -1;
+	if (v < lo || v > hi)
+		return cf_number_error(s, "%s must be between %g and %g, not %g", name, lo, hi, v);
+	*out = v;
+	return 0;
+}
+
+int conf_integer(const config_setting_t *group, const char *name, long long def, long long lo,
+                 long long hi, long long *out)
+{
+	const config_setting_t *s = cf_member(group, name);
+	long long v;
+
+	*out = def;
+	if (!s)
+		return 0;
+	if (cf_integer_value(cf_number_error, s, name, lo, hi, &v) < 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 static int cf_int_setting(struct cf *x, const config_setting_t *s, long long lo, long long hi,
                           int *out)
 {
-	if (!cf_is_int(s)) {
-		cf_err(x, s, "must be an integer (got %s)", cf_type_name(s));
-		return -1;
-	}
-	long long v = cf_int_value(s);
-	if (v < lo || v > hi) {
-		cf_err(x, s, "must be between %lld and %lld (got %lld)", lo, hi, v);
+	long long v;
+
+	if (cf_integer_value(conf_error, s, NULL, lo, hi, &v) < 0) {
+		x->nerr++;
 		return -1;
 	}
 	*out = (int)v;
@@ -398,14 +476,8 @@ static int cf_number(const config_setting_t *group, const char *name, double min
 
 	if (!s)
 		return 0;
-	if (cf_is_int(s))
-		v = (double)cf_int_value(s);
-	else if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
-		v = config_setting_get_float(s);
-	else
-		return conf_error(s, "must be a number (got %s)", cf_type_name(s));
-	if (!isfinite(v))
-		return conf_error(s, "must be a finite number");
+	if (cf_number_value(conf_error, s, NULL, &v) < 0)
+		return -1;
 	if (strict && !(v > min))
 		return conf_error(s, "must be > %g (got %g)", min, v);
 	if (!strict && v < min)

@@ -105,6 +105,18 @@ int conf_error(const config_setting_t *setting, const char *fmt, ...)
 int conf_check_known(const config_setting_t *group, const char *const *known);
 /* "zones.[1].max" style path of a setting into buf. */
 const char *conf_setting_path(const config_setting_t *s, char *buf, size_t len);
+/* struct scaler_host's conf_number and conf_integer: "NAME must be a number
+ * (got a string)", "NAME must be between LO and HI, not V", through
+ * conf_error or the function given to conf_number_reporter. */
+int conf_number(const config_setting_t *group, const char *name, double def, double lo, double hi,
+                double *out);
+int conf_integer(const config_setting_t *group, const char *name, long long def, long long lo,
+                 long long hi, long long *out);
+typedef int (*conf_error_fn)(const config_setting_t *setting, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* From now on conf_number and conf_integer report through `error` (NULL:
+ * conf_error again), for hosts in tests that record messages their own way. */
+void conf_number_reporter(conf_error_fn error);
 
 /* Read a number setting (int or float) as double; 0 when absent (value
  * untouched), 1 when read, -1 after conf_error when not a finite number or

@@ -120,9 +120,21 @@ struct scaler_host {
 	                             uint64_t leader_epoch, uint64_t current_epoch),
 	                  void *arg);
 
-	/* ABI 1.1: scaler.conf's state_dir, where plugins keep files of their
-	 * own (e.g. the process driver's server logs). Check host->size. */
+	/* ABI 1.1 from here on (state_dir, conf_number, conf_integer): check
+	 * host->size (SCALER_HOST_HAS) before using them.
+	 * scaler.conf's state_dir, where plugins keep files of their own (e.g.
+	 * the process driver's server logs). */
 	const char *state_dir;
+	/* Read a number setting `name` of `group` (int or float; absent, or
+	 * `group` NULL → *out = def, returns 0). Not a number, not finite, or
+	 * outside [lo, hi] → conf_error naming FILE:LINE: SETTING ("NAME must be
+	 * a number (got a string)", "NAME must be between LO and HI, not V")
+	 * and -1. */
+	int (*conf_number)(const config_setting_t *group, const char *name, double def, double lo,
+	                   double hi, double *out);
+	/* The same for an integer setting in [lo, hi]. */
+	int (*conf_integer)(const config_setting_t *group, const char *name, long long def,
+	                    long long lo, long long hi, long long *out);
 };
 
 /* 1 when the host offers `member` (it was built with an ABI that has it). */

@@ -60,47 +60,6 @@ static void bi_defaults(struct bal_conf *c)
 	c->max_connections = 20000;
 }
 
-/* A number of seconds in [lo, hi]; ints and floats both accepted. */
-static int bi_seconds(const struct scaler_host *h, const config_setting_t *g, const char *name,
-                      double lo, double hi, double *out)
-{
-	const config_setting_t *s = config_setting_get_member(g, name);
-	if (!s)
-		return 0;
-	double v;
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		v = (double)config_setting_get_int64(s);
-		break;
-	case CONFIG_TYPE_FLOAT:
-		v = config_setting_get_float(s);
-		break;
-	default:
-		return h->conf_error(s, "must be a number of seconds (e.g. %s = %g;)", name, *out);
-	}
-	if (!(v >= lo && v <= hi))
-		return h->conf_error(s, "must be between %g and %g seconds (got %g)", lo, hi, v);
-	*out = v;
-	return 0;
-}
-
-static int bi_integer(const struct scaler_host *h, const config_setting_t *g, const char *name,
-                      long long lo, long long hi, long long *out)
-{
-	const config_setting_t *s = config_setting_get_member(g, name);
-	if (!s)
-		return 0;
-	if (config_setting_type(s) != CONFIG_TYPE_INT &&
-	    config_setting_type(s) != CONFIG_TYPE_INT64)
-		return h->conf_error(s, "must be an integer (e.g. %s = %lld;)", name, *out);
-	long long v = config_setting_get_int64(s);
-	if (v < lo || v > hi)
-		return h->conf_error(s, "must be between %lld and %lld (got %lld)", lo, hi, v);
-	*out = v;
-	return 0;
-}
-
 static int bi_parse(const struct scaler_host *h, const config_setting_t *g, struct bal_conf *c)
 {
 	bi_defaults(c);
@@ -138,37 +97,39 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 		else
 			snprintf(c->health_path, sizeof(c->health_path), "%s", v);
 	}
-	rc |= bi_seconds(h, g, "health_interval", 0.01, 86400, &c->health_interval);
-	rc |= bi_seconds(h, g, "health_timeout", 0.01, 600, &c->health_timeout);
-	rc |= bi_seconds(h, g, "recheck_interval", 0.01, 86400, &c->recheck_interval);
-	rc |= bi_seconds(h, g, "report_interval", 0.01, 86400, &c->report_interval);
-	rc |= bi_seconds(h, g, "connect_timeout", 0.01, 600, &c->connect_timeout);
-	rc |= bi_seconds(h, g, "server_timeout", 0.01, 86400, &c->server_timeout);
-	rc |= bi_seconds(h, g, "client_timeout", 0.01, 86400, &c->client_timeout);
-	rc |= bi_seconds(h, g, "idle_timeout", 0.01, 86400, &c->idle_timeout);
-	rc |= bi_seconds(h, g, "tunnel_timeout", 0.01, 7 * 86400, &c->tunnel_timeout);
-	rc |= bi_seconds(h, g, "upstream_idle_timeout", 0.01, 86400, &c->upstream_idle_timeout);
+	rc |= h->conf_number(g, "health_interval", c->health_interval, 0.01, 86400,
+	                     &c->health_interval);
+	rc |= h->conf_number(g, "health_timeout", c->health_timeout, 0.01, 600, &c->health_timeout);
+	rc |= h->conf_number(g, "recheck_interval", c->recheck_interval, 0.01, 86400,
+	                     &c->recheck_interval);
+	rc |= h->conf_number(g, "report_interval", c->report_interval, 0.01, 86400,
+	                     &c->report_interval);
+	rc |= h->conf_number(g, "connect_timeout", c->connect_timeout, 0.01, 600,
+	                     &c->connect_timeout);
+	rc |=
+	    h->conf_number(g, "server_timeout", c->server_timeout, 0.01, 86400, &c->server_timeout);
+	rc |=
+	    h->conf_number(g, "client_timeout", c->client_timeout, 0.01, 86400, &c->client_timeout);
+	rc |= h->conf_number(g, "idle_timeout", c->idle_timeout, 0.01, 86400, &c->idle_timeout);
+	rc |= h->conf_number(g, "tunnel_timeout", c->tunnel_timeout, 0.01, 7 * 86400,
+	                     &c->tunnel_timeout);
+	rc |= h->conf_number(g, "upstream_idle_timeout", c->upstream_idle_timeout, 0.01, 86400,
+	                     &c->upstream_idle_timeout);
 	long long v;
-	v = c->retries;
-	rc |= bi_integer(h, g, "retries", 1, 1000, &v);
+	rc |= h->conf_integer(g, "retries", c->retries, 1, 1000, &v);
 	c->retries = (int)v;
-	v = c->max_attempts;
-	rc |= bi_integer(h, g, "max_attempts", 1, 8, &v);
+	rc |= h->conf_integer(g, "max_attempts", c->max_attempts, 1, 8, &v);
 	c->max_attempts = (int)v;
-	v = c->upstream_keepalive;
-	rc |= bi_integer(h, g, "upstream_keepalive", 0, 100000, &v);
+	rc |= h->conf_integer(g, "upstream_keepalive", c->upstream_keepalive, 0, 100000, &v);
 	c->upstream_keepalive = (int)v;
-	v = (long long)c->max_header_size;
-	rc |= bi_integer(h, g, "max_header_size", 1024, 1 << 20, &v);
+	rc |=
+	    h->conf_integer(g, "max_header_size", (long long)c->max_header_size, 1024, 1 << 20, &v);
 	c->max_header_size = (size_t)v;
-	v = (long long)c->max_body_size;
-	rc |= bi_integer(h, g, "max_body_size", 0, 1ll << 40, &v);
+	rc |= h->conf_integer(g, "max_body_size", (long long)c->max_body_size, 0, 1ll << 40, &v);
 	c->max_body_size = (uint64_t)v;
-	v = (long long)c->retry_body_size;
-	rc |= bi_integer(h, g, "retry_body_size", 0, 64 << 20, &v);
+	rc |= h->conf_integer(g, "retry_body_size", (long long)c->retry_body_size, 0, 64 << 20, &v);
 	c->retry_body_size = (size_t)v;
-	v = c->max_connections;
-	rc |= bi_integer(h, g, "max_connections", 1, 10000000, &v);
+	rc |= h->conf_integer(g, "max_connections", c->max_connections, 1, 10000000, &v);
 	c->max_connections = (int)v;
 	return rc ? -1 : 0;
 }

@@ -143,32 +143,6 @@ static const char *dd_conf_string(const struct dd *dd, const config_setting_t *c
 	return config_setting_get_string(s);
 }
 
-static int dd_conf_number(const struct dd *dd, const config_setting_t *conf, const char *name,
-                          double min, double max, double *out)
-{
-	const config_setting_t *s = conf ? config_setting_get_member(conf, name) : NULL;
-	double v;
-	if (!s)
-		return 0;
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_INT:
-		v = config_setting_get_int(s);
-		break;
-	case CONFIG_TYPE_INT64:
-		v = (double)config_setting_get_int64(s);
-		break;
-	case CONFIG_TYPE_FLOAT:
-		v = config_setting_get_float(s);
-		break;
-	default:
-		return dd->host->conf_error(s, "expected a number");
-	}
-	if (!(v >= min && v <= max))
-		return dd->host->conf_error(s, "expected a number from %g to %g", min, max);
-	*out = v;
-	return 1;
-}
-
 /* Array of strings; need_eq: each "NAME=value"; colon: each "a:b[:c]". */
 static json_t *dd_conf_strings(const struct dd *dd, const config_setting_t *s, int need_eq,
                                int colon)
@@ -346,15 +320,13 @@ static int dd_init(const struct scaler_host *host, const config_setting_t *conf,
 		}
 		snprintf(dd->network, sizeof(dd->network), "%s", v);
 	}
-	num = dd->container_port;
-	if (dd_conf_number(dd, conf, "container_port", 1, 65535, &num) < 0)
+	if (host->conf_number(conf, "container_port", dd->container_port, 1, 65535, &num) < 0)
 		goto fail;
 	dd->container_port = (int)num;
-	num = 0;
-	if (dd_conf_number(dd, conf, "cpu_shares", 2, 262144, &num) < 0)
+	if (host->conf_number(conf, "cpu_shares", dd->cpu_shares, 2, 262144, &num) < 0)
 		goto fail;
 	dd->cpu_shares = (int)num;
-	if (dd_conf_number(dd, conf, "cpus", 0.01, 1024, &dd->cpus) < 0)
+	if (host->conf_number(conf, "cpus", dd->cpus, 0.01, 1024, &dd->cpus) < 0)
 		goto fail;
 	if ((s = conf ? config_setting_get_member(conf, "memory") : NULL)) {
 		if (config_setting_type(s) == CONFIG_TYPE_STRING)
@@ -407,11 +379,10 @@ static int dd_init(const struct scaler_host *host, const config_setting_t *conf,
 		}
 		json_decref(vols);
 	}
-	num = dd->stop_timeout;
-	if (dd_conf_number(dd, conf, "stop_timeout", 0, 3600, &num) < 0)
+	if (host->conf_number(conf, "stop_timeout", dd->stop_timeout, 0, 3600, &num) < 0)
 		goto fail;
 	dd->stop_timeout = (int)ceil(num);
-	if (dd_conf_number(dd, conf, "api_timeout", 1, 3600, &dd->api_timeout) < 0)
+	if (host->conf_number(conf, "api_timeout", dd->api_timeout, 1, 3600, &dd->api_timeout) < 0)
 		goto fail;
 	if (bad || !dd->image || !dd->env)
 		goto fail;

@@ -914,7 +914,6 @@ static int bully_conf_parse(const struct scaler_host *host, uint64_t self,
 	    "plugin", "peers", "check_interval", "timeout", "failures_before_election", "preempt",
 	    "lease",  NULL};
 	const config_setting_t *s;
-	int lease_set;
 
 	memset(c, 0, sizeof(*c));
 	c->check_interval = 5.0; /* the seed's check period */
@@ -923,14 +922,17 @@ static int bully_conf_parse(const struct scaler_host *host, uint64_t self,
 	c->preempt = 1;
 	if (g && host->conf_check_known(g, known) < 0)
 		return -1;
-	if (election_conf_seconds(host, g, "check_interval", 0.01, &c->check_interval) < 0 ||
-	    election_conf_seconds(host, g, "timeout", 0.01, &c->timeout) < 0)
+	if (host->conf_number(g, "check_interval", c->check_interval, 0.01, ELECTION_SECONDS_MAX,
+	                      &c->check_interval) < 0 ||
+	    host->conf_number(g, "timeout", c->timeout, 0.01, ELECTION_SECONDS_MAX, &c->timeout) <
+	        0)
 		return -1;
-	c->lease = 3 * c->check_interval;
-	if ((lease_set = election_conf_seconds(host, g, "lease", 0.01, &c->lease)) < 0)
+	if (host->conf_number(g, "lease", 3 * c->check_interval, 0.01, ELECTION_SECONDS_MAX,
+	                      &c->lease) < 0)
 		return -1;
-	if (lease_set && c->lease <= c->check_interval)
-		return host->conf_error(config_setting_get_member(g, "lease"),
+	s = g ? config_setting_get_member(g, "lease") : NULL;
+	if (s && c->lease <= c->check_interval)
+		return host->conf_error(s,
 		                        "must be longer than check_interval (%g s): the primary "
 		                        "renews its lease once per check_interval",
 		                        c->check_interval);

@@ -55,35 +55,8 @@ static inline int election_json_epoch(const json_t *v, uint64_t *out)
 	return 0;
 }
 
-/* Read a duration (int or float setting) of at least `min` seconds.
- * 0 when absent (out untouched), 1 when read, -1 after conf_error. */
-static inline int election_conf_seconds(const struct scaler_host *host,
-                                        const config_setting_t *group, const char *name, double min,
-                                        double *out)
-{
-	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
-	double v;
-
-	if (!s)
-		return 0;
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_INT:
-		v = config_setting_get_int(s);
-		break;
-	case CONFIG_TYPE_INT64:
-		v = (double)config_setting_get_int64(s);
-		break;
-	case CONFIG_TYPE_FLOAT:
-		v = config_setting_get_float(s);
-		break;
-	default:
-		return host->conf_error(s, "must be a number of seconds");
-	}
-	if (!(v >= min) || v > 86400.0)
-		return host->conf_error(s, "must be between %g and 86400 seconds, not %g", min, v);
-	*out = v;
-	return 1;
-}
+/* The longest duration setting an election plugin takes (seconds). */
+#define ELECTION_SECONDS_MAX 86400.0
 
 /* Store a malloc'd JSON reply and its HTTP status. Decrefs `j`. */
 static inline void election_reply(int *status, char **reply, int code, json_t *j)

@@ -209,7 +209,8 @@ static int single_init(const struct scaler_host *host, const config_setting_t *c
 
 	if (conf && host->conf_check_known(conf, known) < 0)
 		return -1;
-	if (election_conf_seconds(host, conf, "retry_max", SINGLE_RETRY_MIN, &retry_max) < 0)
+	if (host->conf_number(conf, "retry_max", retry_max, SINGLE_RETRY_MIN, ELECTION_SECONDS_MAX,
+	                      &retry_max) < 0)
 		return -1;
 	if (!(s = calloc(1, sizeof(*s))))
 		return -1;
@@ -231,7 +232,8 @@ static int single_reload(void *ctx, const config_setting_t *conf)
 
 	if (conf && s->host->conf_check_known(conf, known) < 0)
 		return -1;
-	if (election_conf_seconds(s->host, conf, "retry_max", SINGLE_RETRY_MIN, &retry_max) < 0)
+	if (s->host->conf_number(conf, "retry_max", retry_max, SINGLE_RETRY_MIN,
+	                         ELECTION_SECONDS_MAX, &retry_max) < 0)
 		return -1;
 	s->retry_max = retry_max;
 	return 0;

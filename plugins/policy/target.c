@@ -71,71 +71,26 @@ static const char *const tgt_known[] = {"plugin",
                                         "max_step_down_percent",
                                         NULL};
 
-/* A finite number (int or float) in [lo, hi]; absent → def. */
-static int tgt_number(const struct scaler_host *host, const config_setting_t *group,
-                      const char *name, double def, double lo, double hi, double *out)
-{
-	config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
-	double v;
-
-	*out = def;
-	if (!s)
-		return 0;
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		v = (double)config_setting_get_int64(s);
-		break;
-	case CONFIG_TYPE_FLOAT:
-		v = config_setting_get_float(s);
-		break;
-	default:
-		return host->conf_error(s, "%s must be a number", name);
-	}
-	if (!isfinite(v) || v < lo || v > hi)
-		return host->conf_error(s, "%s must be between %g and %g, not %g", name, lo, hi, v);
-	*out = v;
-	return 0;
-}
-
-/* An integer in [lo, hi]; absent → def. */
-static int tgt_integer(const struct scaler_host *host, const config_setting_t *group,
-                       const char *name, int def, int lo, int hi, int *out)
-{
-	config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
-	long long v;
-
-	*out = def;
-	if (!s)
-		return 0;
-	if (config_setting_type(s) != CONFIG_TYPE_INT &&
-	    config_setting_type(s) != CONFIG_TYPE_INT64)
-		return host->conf_error(s, "%s must be an integer", name);
-	v = config_setting_get_int64(s);
-	if (v < lo || v > hi)
-		return host->conf_error(s, "%s must be between %d and %d, not %lld", name, lo, hi,
-		                        v);
-	*out = (int)v;
-	return 0;
-}
-
 static int tgt_parse(const struct scaler_host *host, const config_setting_t *conf,
                      struct tgt_settings *set)
 {
 	int bad = 0;
+	long long up, down;
 
 	if (conf && !config_setting_is_group(conf))
 		return host->conf_error(conf, "the policy settings must be a group { ... }");
 	if (conf && host->conf_check_known(conf, tgt_known) < 0)
 		bad = -1;
-	bad |= tgt_number(host, conf, "target", 50, 0, 1e6, &set->target);
-	bad |= tgt_number(host, conf, "tolerance", 0.1, 0, 0.99, &set->tolerance);
-	bad |= tgt_number(host, conf, "stabilization_down", 300, 0, 86400, &set->stab_down);
-	bad |= tgt_number(host, conf, "stabilization_up", 0, 0, 86400, &set->stab_up);
-	bad |= tgt_integer(host, conf, "max_step_up", 0, 0, 100000, &set->step_up);
-	bad |= tgt_integer(host, conf, "max_step_down", 0, 0, 100000, &set->step_down);
-	bad |= tgt_number(host, conf, "max_step_up_percent", 0, 0, 10000, &set->pct_up);
-	bad |= tgt_number(host, conf, "max_step_down_percent", 0, 0, 100, &set->pct_down);
+	bad |= host->conf_number(conf, "target", 50, 0, 1e6, &set->target);
+	bad |= host->conf_number(conf, "tolerance", 0.1, 0, 0.99, &set->tolerance);
+	bad |= host->conf_number(conf, "stabilization_down", 300, 0, 86400, &set->stab_down);
+	bad |= host->conf_number(conf, "stabilization_up", 0, 0, 86400, &set->stab_up);
+	bad |= host->conf_integer(conf, "max_step_up", 0, 0, 100000, &up);
+	bad |= host->conf_integer(conf, "max_step_down", 0, 0, 100000, &down);
+	set->step_up = (int)up;
+	set->step_down = (int)down;
+	bad |= host->conf_number(conf, "max_step_up_percent", 0, 0, 10000, &set->pct_up);
+	bad |= host->conf_number(conf, "max_step_down_percent", 0, 0, 100, &set->pct_down);
 	if (bad)
 		return -1;
 	if (set->target <= 0)

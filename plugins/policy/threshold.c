@@ -40,68 +40,23 @@ struct thr_ctx {
 static const char *const thr_known[] = {
     "plugin", "max_cpu", "min_cpu", "step", "within_bounds_trigger", NULL};
 
-/* A finite number (int or float) in [lo, hi]; absent → def. */
-static int thr_number(const struct scaler_host *host, const config_setting_t *group,
-                      const char *name, double def, double lo, double hi, double *out)
-{
-	config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
-	double v;
-
-	*out = def;
-	if (!s)
-		return 0;
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		v = (double)config_setting_get_int64(s);
-		break;
-	case CONFIG_TYPE_FLOAT:
-		v = config_setting_get_float(s);
-		break;
-	default:
-		return host->conf_error(s, "%s must be a number", name);
-	}
-	if (!isfinite(v) || v < lo || v > hi)
-		return host->conf_error(s, "%s must be between %g and %g, not %g", name, lo, hi, v);
-	*out = v;
-	return 0;
-}
-
-/* An integer in [lo, hi]; absent → def. */
-static int thr_integer(const struct scaler_host *host, const config_setting_t *group,
-                       const char *name, int def, int lo, int hi, int *out)
-{
-	config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
-	long long v;
-
-	*out = def;
-	if (!s)
-		return 0;
-	if (config_setting_type(s) != CONFIG_TYPE_INT &&
-	    config_setting_type(s) != CONFIG_TYPE_INT64)
-		return host->conf_error(s, "%s must be an integer", name);
-	v = config_setting_get_int64(s);
-	if (v < lo || v > hi)
-		return host->conf_error(s, "%s must be between %d and %d, not %lld", name, lo, hi,
-		                        v);
-	*out = (int)v;
-	return 0;
-}
-
 static int thr_parse(const struct scaler_host *host, const config_setting_t *conf,
                      struct thr_settings *set)
 {
 	int bad = 0;
+	long long step, trigger;
 
 	if (conf && !config_setting_is_group(conf))
 		return host->conf_error(conf, "the policy settings must be a group { ... }");
 	if (conf && host->conf_check_known(conf, thr_known) < 0)
 		bad = -1;
 	/* every bad value gets its own message, so check them all */
-	bad |= thr_number(host, conf, "max_cpu", 70, 0, 1e6, &set->max_cpu);
-	bad |= thr_number(host, conf, "min_cpu", 10, 0, 1e6, &set->min_cpu);
-	bad |= thr_integer(host, conf, "step", 1, 1, 1000, &set->step);
-	bad |= thr_integer(host, conf, "within_bounds_trigger", 1, 1, 1000, &set->trigger);
+	bad |= host->conf_number(conf, "max_cpu", 70, 0, 1e6, &set->max_cpu);
+	bad |= host->conf_number(conf, "min_cpu", 10, 0, 1e6, &set->min_cpu);
+	bad |= host->conf_integer(conf, "step", 1, 1, 1000, &step);
+	bad |= host->conf_integer(conf, "within_bounds_trigger", 1, 1, 1000, &trigger);
+	set->step = (int)step;
+	set->trigger = (int)trigger;
 	if (bad)
 		return -1;
 	if (set->min_cpu >= set->max_cpu) {

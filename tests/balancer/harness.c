@@ -12,6 +12,7 @@
  *   bal-harness --push-monitor PLUGIN.so ADMIN URL EPOCH */
 #include "config.h"
 
+#include "conf.h"
 #include "http_client.h"
 #include "log.h"
 
@@ -171,6 +172,8 @@ int main(int argc, char **argv)
 	    .log = log_msg,
 	    .conf_error = hh_conf_error,
 	    .conf_check_known = hh_conf_check_known,
+	    .conf_number = conf_number,
+	    .conf_integer = conf_integer,
 	    .http_request = hh_http_request,
 	    .http_cancel = http_client_cancel,
 	};

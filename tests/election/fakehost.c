@@ -3,6 +3,8 @@
 
 #include "fakehost.h"
 
+#include "conf.h"
+
 #include <dlfcn.h>
 #include <ev.h>
 #include <stdarg.h>
@@ -236,6 +238,8 @@ struct fake_host *fake_host_new(const char *node_id, const char *admin_url, cons
 	h->pub.log = fake_log;
 	h->pub.conf_error = fake_conf_error;
 	h->pub.conf_check_known = fake_conf_check_known;
+	h->pub.conf_number = conf_number;
+	h->pub.conf_integer = conf_integer;
 	h->pub.http_request = fake_http_request;
 	h->pub.http_cancel = fake_http_cancel;
 	h->pub.epoch_take = fake_epoch_take;
@@ -246,6 +250,7 @@ struct fake_host *fake_host_new(const char *node_id, const char *admin_url, cons
 	h->idle.data = h;
 	config_init(&h->cfg);
 	fake_current = h;
+	conf_number_reporter(fake_conf_error);
 	return h;
 }
 

@@ -2,6 +2,8 @@
 
 #include "testhost.h"
 
+#include "conf.h"
+
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -139,6 +141,9 @@ void testhost_init(struct scaler_host *host, struct ev_loop *loop)
 	host->log = th_log;
 	host->conf_error = th_conf_error;
 	host->conf_check_known = th_conf_check_known;
+	host->conf_number = conf_number;
+	host->conf_integer = conf_integer;
+	conf_number_reporter(th_conf_error);
 }
 
 const struct scaler_plugin *testhost_load(const char *kind, const char *name, char *err,

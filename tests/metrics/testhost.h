@@ -1,5 +1,6 @@
 /* A minimal scaler host for tests that load plugins through dlopen: log,
- * conf_error and conf_check_known record what they are told, so a test can
+ * conf_error and conf_check_known record what they are told (conf_number and
+ * conf_integer, the real ones, report through that conf_error), so a test can
  * assert on the messages a plugin gives an operator. */
 #ifndef SCALER_TESTHOST_H
 #define SCALER_TESTHOST_H

@@ -104,7 +104,9 @@ START_TEST(init_gets_its_group_and_refuses_unknown_settings)
 {
 	struct scaler_host host = {.abi_major = SCALER_ABI_MAJOR,
 	                           .conf_error = conf_error,
-	                           .conf_check_known = conf_check_known};
+	                           .conf_check_known = conf_check_known,
+	                           .conf_number = conf_number,
+	                           .conf_integer = conf_integer};
 	config_t cfg;
 	struct plugin_instance pi;
 
