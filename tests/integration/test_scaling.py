@@ -183,17 +183,42 @@ def an_unhealthy_server_is_reported_dead_and_replaced():
 
 
 @test
-def a_killed_balancer_worker_serves_the_same_servers_within_2_seconds():
+def a_balancer_worker_killed_under_load_serves_the_same_servers_within_2_seconds():
+    import threading
     c = cluster()
     st, status = http_json("GET", c.url("/status"))
     z1 = [z for z in status["zones"] if z["name"] == "zone1"][0]
     want = sorted(s["address"] for s in z1["servers"] if s["state"] == "serving")
-    os.kill(z1["balancer_pid"], signal.SIGKILL)
-    t0 = time.monotonic()
-    wait_until(lambda: sorted(c.balancer_alive("zone1") or []) == want, 2.0,
-               "the restarted worker to serve %r" % want, interval=0.02)
-    through_balancer(c, "zone1")
-    log("restarted worker served its servers after %.2f s" % (time.monotonic() - t0))
+    results = []  # (monotonic time, answered 200)
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                ok = http("GET", "http://127.0.0.1:%d/stats" % c.zones["zone1"][0], timeout=1)[0] == 200
+            except OSError:
+                ok = False
+            results.append((time.monotonic(), ok))
+            time.sleep(0.005)
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        time.sleep(0.5)
+        os.kill(z1["balancer_pid"], signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_until(lambda: sorted(c.balancer_alive("zone1") or []) == want, 2.0,
+                   "the restarted worker to serve %r" % want, interval=0.02)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join()
+    failed = [r for r in results if not r[1]]
+    check(all(ok for at, ok in results if at < t0), "requests before the kill all answered")
+    recovered = max((at for at, ok in failed), default=t0) - t0
+    log("%d requests, %d failed; served again %.2f s after the kill" % (len(results), len(failed), recovered))
+    check(recovered < 2.0, "requests failing for %.2f s after the kill (expected < 2 s)" % recovered)
+    check(results[-1][1] and sum(1 for at, ok in results if at > t0 + 2.0 and not ok) == 0,
+          "every request answered from 2 s after the kill")
 
 
 @test
