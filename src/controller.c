@@ -323,11 +323,21 @@ static int czone_size(const struct czone *z)
 
 /* ---- events ---------------------------------------------------------------------- */
 
+struct ctl_event {
+	struct controller *c;
+	unsigned gen;
+};
+
+static void ctl_fenced(struct controller *c, const char *err);
+
 static void ctl_event_done(void *arg, enum store_status st, const char *err)
 {
-	(void)arg;
-	if (st != STORE_OK)
+	struct ctl_event *e = arg;
+	if (st == STORE_STALE && e->gen == e->c->gen && e->c->active)
+		ctl_fenced(e->c, err);
+	else if (st != STORE_OK && st != STORE_STALE)
 		log_warn("could not record an event: %s", err ? err : store_status_name(st));
+	free(e);
 }
 
 static void czone_event(struct czone *z, const char *kind, int from, int to, const char *rule,
@@ -339,8 +349,16 @@ static void czone_event(struct czone *z, const char *kind, int from, int to, con
 	json_object_set_new(x, "node", json_string(z->c->d->conf->node_id));
 	json_object_set_new(x, "epoch", json_integer((json_int_t)z->c->epoch));
 	log_info("zone %s: %s %d -> %d: %s", z->name, kind, from, to, reason);
-	if (s)
-		store_event_add(s, z->name, kind, from, to, reason, x, ctl_event_done, NULL);
+	struct ctl_event *e = s ? calloc(1, sizeof(*e)) : NULL;
+	if (e) {
+		e->c = z->c;
+		e->gen = z->c->gen;
+		/* fenced: an event a deposed primary tries to record is refused
+		 * like its writes (and deposes it) */
+		if (store_event_add_fenced(s, z->c->epoch, z->name, kind, from, to, reason, x,
+		                           ctl_event_done, e) < 0)
+			free(e);
+	}
 	json_decref(x);
 }
 

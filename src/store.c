@@ -53,6 +53,10 @@ static const char st_lua_server_del[] =
              "if redis.call('HLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end\n"
              "return n\n";
 
+/* KEYS: epoch, events. ARGV: epoch, cap, json */
+static const char st_lua_event_add[] =
+    ST_FENCE "return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'json', ARGV[3])\n";
+
 /* KEYS: zones. ARGV: prefix of the zone hashes. Every record of every zone. */
 static const char st_lua_servers_all[] =
     "local out = {}\n"
@@ -536,7 +540,14 @@ int store_servers_list(struct store *s, const char *zone, store_servers_cb cb, v
 int store_event_add(struct store *s, const char *zone, const char *kind, int from, int to,
                     const char *reason, json_t *extra, store_cb cb, void *arg)
 {
-	char cap[24];
+	return store_event_add_fenced(s, 0, zone, kind, from, to, reason, extra, cb, arg);
+}
+
+int store_event_add_fenced(struct store *s, uint64_t epoch, const char *zone, const char *kind,
+                           int from, int to, const char *reason, json_t *extra, store_cb cb,
+                           void *arg)
+{
+	char cap[24], ep[24];
 	json_t *ev =
 	    json_pack("{s:f, s:s?, s:s, s:i, s:i, s:s}", "time", st_now(), "zone", zone, "kind",
 	              kind ? kind : "", "from", from, "to", to, "reason", reason ? reason : "");
@@ -552,9 +563,18 @@ int store_event_add(struct store *s, const char *zone, const char *kind, int fro
 		return -1;
 	}
 	q->cb.done = cb;
+	q->epoch = epoch;
 	snprintf(cap, sizeof(cap), "%zu", s->events_cap);
-	const char *argv[] = {"XADD", s->k_events, "MAXLEN", "~", cap, "*", "json", text};
-	int rc = st_send(q, st_done_cb, 8, argv);
+	int rc;
+	if (epoch) {
+		snprintf(ep, sizeof(ep), "%llu", (unsigned long long)epoch);
+		const char *argv[] = {"EVAL", st_lua_event_add, "2", s->k_epoch, s->k_events,
+		                      ep,     cap,              text};
+		rc = st_send(q, st_done_cb, 8, argv);
+	} else {
+		const char *argv[] = {"XADD", s->k_events, "MAXLEN", "~", cap, "*", "json", text};
+		rc = st_send(q, st_done_cb, 8, argv);
+	}
 	free(text);
 	return rc;
 }

@@ -71,6 +71,11 @@ int store_servers_list(struct store *s, const char *zone, store_servers_cb cb, v
  * from, to, reason; `extra` (may be NULL) is merged in. Capped at ~10000. */
 int store_event_add(struct store *s, const char *zone, const char *kind, int from, int to,
                     const char *reason, json_t *extra, store_cb cb, void *arg);
+/* The same, recorded only while `epoch` is current (STORE_STALE otherwise):
+ * a deposed primary leaves no decision behind. */
+int store_event_add_fenced(struct store *s, uint64_t epoch, const char *zone, const char *kind,
+                           int from, int to, const char *reason, json_t *extra, store_cb cb,
+                           void *arg);
 /* Events after stream id `after` ("0" for all, "$" for none), at most max,
  * of `zone` (NULL for all). */
 int store_events_read(struct store *s, const char *zone, const char *after, size_t max,

@@ -630,6 +630,38 @@ static void pending_cb(void *arg, const void *reply)
 	*(int *)arg = reply ? 1 : 2;
 }
 
+START_TEST(a_fenced_event_is_recorded_only_with_the_current_epoch)
+{
+	uint64_t e1 = take_epoch();
+	struct result before = read_events("zf", "0", 100);
+	struct result a = {0};
+	ck_assert_int_eq(store_event_add_fenced(st, e1, "zf", "scale_up", 1, 2, "current", NULL,
+	                                        done_cb, &a),
+	                 0);
+	run_until(&a.done, 5, "fenced event with the current epoch");
+	ck_assert_msg(a.st == STORE_OK, "fenced event with the current epoch: got %d (%s)", a.st,
+	              a.err);
+	take_epoch(); /* somebody else takes over */
+	struct result b = {0};
+	ck_assert_int_eq(store_event_add_fenced(st, e1, "zf", "scale_down", 2, 1, "stale", NULL,
+	                                        done_cb, &b),
+	                 0);
+	run_until(&b.done, 5, "fenced event with a stale epoch");
+	ck_assert_msg(b.st == STORE_STALE, "fenced event with a stale epoch: expected STORE_STALE, "
+	                                   "got %d",
+	              b.st);
+	struct result after = read_events("zf", "0", 100);
+	size_t nb = json_array_size(before.events), na = json_array_size(after.events);
+	ck_assert_msg(na == nb + 1,
+	              "expected only the current epoch's event recorded: %zu before, %zu after", nb,
+	              na);
+	json_t *last = json_array_get(after.events, na - 1);
+	ck_assert_str_eq(json_string_value(json_object_get(last, "reason")), "current");
+	json_decref(before.events);
+	json_decref(after.events);
+}
+END_TEST
+
 START_TEST(a_pending_command_gets_null_when_redis_dies)
 {
 	int got = 0;
@@ -801,6 +833,7 @@ static Suite *store_suite(void)
 	tcase_add_test(live, server_records_are_put_listed_and_deleted_per_zone);
 	tcase_add_test(live, a_malformed_record_in_redis_is_skipped);
 	tcase_add_test(live, events_are_added_read_by_zone_and_capped);
+	tcase_add_test(live, a_fenced_event_is_recorded_only_with_the_current_epoch);
 	tcase_add_test(live, a_pending_command_gets_null_when_redis_dies);
 	tcase_add_test(live, redis_restarted_mid_run_reconnects_and_nothing_is_lost);
 	tcase_add_test(live, a_frozen_redis_is_dropped_after_the_reply_timeout_and_rejoined);
