@@ -1014,6 +1014,19 @@ static void czone_hold(struct czone *z, int cur, const char *rule, const char *r
 		z->last_hold[0] = '\0';
 }
 
+/* Create or remove servers to go from cur to want (victims: least loaded,
+ * newest on a tie; drained first). */
+static void czone_resize(struct czone *z, int cur, int want)
+{
+	for (int i = cur; i < want; i++)
+		czone_create(z);
+	for (int i = want; i < cur; i++) {
+		struct cserver *v = czone_victim(z);
+		if (!v || czone_delete(z, v, 1, 0) < 0)
+			break;
+	}
+}
+
 static void czone_act(struct czone *z, int cur, int want, const char *rule, const char *reason,
                       json_t *values, int any_missing)
 {
@@ -1067,17 +1080,11 @@ static void czone_act(struct czone *z, int cur, int want, const char *rule, cons
 	if (want > cur) {
 		z->ups++;
 		z->last_up = now;
-		for (int i = cur; i < want; i++)
-			czone_create(z);
 	} else {
 		z->downs++;
 		z->last_down = now;
-		for (int i = want; i < cur; i++) {
-			struct cserver *v = czone_victim(z);
-			if (!v || czone_delete(z, v, 1, 0) < 0)
-				break;
-		}
 	}
+	czone_resize(z, cur, want);
 }
 
 static void eval_free(struct eval *e)
@@ -1139,13 +1146,7 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 			               reason);
 			czone_event(z, want > cur ? "scale_up" : "scale_down", cur, want, "pinned", reason,
 			            NULL);
-			for (int i = cur; i < want; i++)
-				czone_create(z);
-			for (int i = want; i < cur; i++) {
-				struct cserver *v = czone_victim(z);
-				if (!v || czone_delete(z, v, 1, 0) < 0)
-					break;
-			}
+			czone_resize(z, cur, want);
 		} else {
 			czone_hold(z, cur, "pinned", reason, 0);
 		}
@@ -1203,38 +1204,17 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	eval_free(e);
 }
 
-static void czone_fill(struct czone *z, int cur)
+/* A zone outside its bounds goes back within them whatever the metrics say. */
+static void czone_bound(struct czone *z, int cur, int to, const char *rule, const char *kind,
+                        const char *would, const char *reason)
 {
-	char reason[128];
-	int min = z->cz->min;
-	snprintf(reason, sizeof(reason), "below the zone's minimum (%d < %d)", cur, min);
-	czone_decision(z, "fill", cur, min, "min", reason);
+	czone_decision(z, kind, cur, to, rule, reason);
 	if (z->cz->dry_run) {
-		czone_event(z, "dry_run", cur, min, "min", reason, json_pack("{s:s}", "would", "fill"));
+		czone_event(z, "dry_run", cur, to, rule, reason, json_pack("{s:s}", "would", would));
 		return;
 	}
-	czone_event(z, "fill", cur, min, "min", reason, NULL);
-	for (int i = cur; i < min; i++)
-		czone_create(z);
-}
-
-/* max was lowered (reload): remove the surplus whatever the metrics say */
-static void czone_trim(struct czone *z, int cur)
-{
-	char reason[128];
-	int max = z->cz->max;
-	snprintf(reason, sizeof(reason), "above the zone's maximum (%d > %d)", cur, max);
-	czone_decision(z, "scale_down", cur, max, "max", reason);
-	if (z->cz->dry_run) {
-		czone_event(z, "dry_run", cur, max, "max", reason, json_pack("{s:s}", "would", "trim"));
-		return;
-	}
-	czone_event(z, "scale_down", cur, max, "max", reason, NULL);
-	for (int i = max; i < cur; i++) {
-		struct cserver *v = czone_victim(z);
-		if (!v || czone_delete(z, v, 1, 0) < 0)
-			break;
-	}
+	czone_event(z, kind, cur, to, rule, reason, NULL);
+	czone_resize(z, cur, to);
 }
 
 static void czone_evaluate(struct czone *z)
@@ -1253,12 +1233,16 @@ static void czone_evaluate(struct czone *z)
 	for (size_t i = 0; i < z->nsrv; i++)
 		if (z->srv[i].owner)
 			return;
+	char reason[128];
 	if (cur < z->cz->min && !czone_pin_active(z)) {
-		czone_fill(z, cur);
+		snprintf(reason, sizeof(reason), "below the zone's minimum (%d < %d)", cur, z->cz->min);
+		czone_bound(z, cur, z->cz->min, "min", "fill", "fill", reason);
 		return;
 	}
 	if (cur > z->cz->max && !czone_pin_active(z)) {
-		czone_trim(z, cur);
+		/* max was lowered by a reload */
+		snprintf(reason, sizeof(reason), "above the zone's maximum (%d > %d)", cur, z->cz->max);
+		czone_bound(z, cur, z->cz->max, "max", "scale_down", "trim", reason);
 		return;
 	}
 
