@@ -355,6 +355,10 @@ def events_follow_long_polls_after_the_last_event_and_prints_new_ones():
                      "kind": "scale_down", "from": 2, "to": 1, "reason": "average cpu 3 <= min_cpu 10"})
         line = p.stdout.readline()
         check("scale_down" in line and "min_cpu" in line, "new event printed: %r" % line)
+        # it polls again at once; wait for that request so none is still in
+        # flight (and logged into the next test) when it is killed
+        wait_until(lambda: len([r for r in f.requests if "wait" in r["query"]]) >= 2, 5,
+                   "scalerctl's next long poll")
     finally:
         p.kill()
         p.wait()
