@@ -199,3 +199,24 @@ config_setting_t *testhost_group(config_t *cf, const char *text, char *err, size
 		snprintf(err, errlen, "no group");
 	return g;
 }
+
+int testhost_plugin_init(struct scaler_host *host, const struct scaler_plugin *p, config_t *cf,
+                         const char *text, void **ctx)
+{
+	config_setting_t *g = NULL;
+	char err[512];
+
+	testhost_init(host, NULL);
+	testhost_clear();
+	if (text) {
+		g = testhost_group(cf, text, err, sizeof(err));
+		if (!g) {
+			/* a broken fixture is the test's own bug: stop loudly */
+			fprintf(stderr, "test config \"%s\" does not parse: %s\n", text, err);
+			abort();
+		}
+	} else {
+		config_init(cf);
+	}
+	return p->init(host, g, ctx);
+}

@@ -28,4 +28,10 @@ const struct scaler_plugin *testhost_load(const char *kind, const char *name, ch
  * group; NULL with the parse error in err. Call config_destroy(cf) after. */
 config_setting_t *testhost_group(config_t *cf, const char *text, char *err, size_t errlen);
 
+/* Reset host and messages, then init plugin p with `text` as its group body
+ * (NULL: no group at all); cf holds the config (config_destroy it after).
+ * Returns init's result; a text that does not parse aborts the test. */
+int testhost_plugin_init(struct scaler_host *host, const struct scaler_plugin *p, config_t *cf,
+                         const char *text, void **ctx);
+
 #endif

@@ -25,20 +25,10 @@ static const struct scaler_plugin *load(void)
 	return p;
 }
 
+/* init with `text` as the group body (NULL: no group at all) */
 static int init(const struct scaler_plugin *p, config_t *cf, const char *text, void **ctx)
 {
-	config_setting_t *g = NULL;
-	char err[512];
-
-	testhost_init(&host, NULL);
-	testhost_clear();
-	if (text) {
-		g = testhost_group(cf, text, err, sizeof(err));
-		ck_assert_msg(g, "test config does not parse: %s", err);
-	} else {
-		config_init(cf);
-	}
-	return p->init(&host, g, ctx);
+	return testhost_plugin_init(&host, p, cf, text, ctx);
 }
 
 struct step {

@@ -25,18 +25,7 @@ static const struct scaler_plugin *load(void)
 /* init with `text` as the group body (NULL: no group at all) */
 static int init(const struct scaler_plugin *p, config_t *cf, const char *text, void **ctx)
 {
-	config_setting_t *g = NULL;
-	char err[512];
-
-	testhost_init(&host, NULL);
-	testhost_clear();
-	config_init(cf);
-	if (text) {
-		config_destroy(cf);
-		g = testhost_group(cf, text, err, sizeof(err));
-		ck_assert_msg(g, "test config does not parse: %s", err);
-	}
-	return p->init(&host, g, ctx);
+	return testhost_plugin_init(&host, p, cf, text, ctx);
 }
 
 struct step {
