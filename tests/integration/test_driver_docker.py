@@ -3,8 +3,6 @@
 driven through the real plugin loader by tests/driverctl."""
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -17,25 +15,6 @@ eng = None
 image = None
 
 
-def port_range(n=10):
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - n)
-        ok = True
-        for p in range(base, base + n):
-            s = socket.socket()
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("0.0.0.0", p))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-            if not ok:
-                break
-        if ok:
-            return base, base + n - 1
-    raise RuntimeError("no free port range")
-
 
 class Driver:
     counter = 0
@@ -43,7 +22,7 @@ class Driver:
     def __init__(self, cluster=None, settings=None, ports=None):
         Driver.counter += 1
         self.cluster = cluster or "dt%d-%d" % (os.getpid(), Driver.counter)
-        self.port_min, self.port_max = ports or port_range()
+        self.port_min, self.port_max = ports or free_port_range(10)
         s = {"host": eng.host, "image": image, "env": ["SCALER_TEST=yes"], "stop_timeout": 2}
         s.update(settings or {})
         self.conf = os.path.join(tmpdir(), "docker-%d.conf" % Driver.counter)

@@ -26,27 +26,6 @@ def app_command(www):
     return ["sh", "-c", 'exec %s -m http.server -b 127.0.0.1 -d %s "$PORT"' % (sys.executable, www)]
 
 
-def port_range(n=20):
-    """n consecutive free ports below the ephemeral range (best effort)."""
-    import random
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - n)
-        ok = True
-        for p in range(base, base + n):
-            s = socket.socket()
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("0.0.0.0", p))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-            if not ok:
-                break
-        if ok:
-            return base, base + n - 1
-    raise RuntimeError("no free port range")
-
 
 class Driver:
     """A process-driver config plus helpers to run driverctl against it."""
@@ -62,7 +41,7 @@ class Driver:
         os.makedirs(self.www)
         with open(os.path.join(self.www, "health_check"), "w") as f:
             f.write("ok\n")
-        self.port_min, self.port_max = ports or port_range()
+        self.port_min, self.port_max = ports or free_port_range(20)
         cmd = command or app_command(self.www)
         envs = env or ["SCALER_TEST=yes"]
         self.conf = os.path.join(self.dir, "driverctl.conf")
@@ -327,7 +306,7 @@ def bad_input_is_refused_with_a_clear_error():
 
 @test
 def ports_skip_busy_ones_and_a_full_range_is_an_error():
-    base, _ = port_range(3)
+    base, _ = free_port_range(3)
     d = Driver(ports=(base, base + 1))
     busy = socket.socket()
     busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -3,9 +3,7 @@ driver lists, through tests/driverctl `reconcile EPOCH` on a real
 redis-server. The health check is GET <address>/health_check."""
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +12,6 @@ from scalertest import *
 
 CLUSTER = "rtest"
 
-
-def port_range(n=20):
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - n)
-        ok = True
-        for p in range(base, base + n):
-            s = socket.socket()
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("0.0.0.0", p))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-            if not ok:
-                break
-        if ok:
-            return base, base + n - 1
-    raise RuntimeError("no free port range")
 
 
 _pids = []
@@ -63,7 +42,7 @@ class World:
         os.makedirs(www)
         with open(os.path.join(www, "health_check"), "w") as f:
             f.write("ok\n")
-        pmin, pmax = port_range()
+        pmin, pmax = free_port_range(20)
         healthy = ["sh", "-c", 'exec %s -m http.server -b 127.0.0.1 -d %s "$PORT"' % (sys.executable, www)]
         self.conf = self._conf("healthy", healthy, pmin, pmax)
         # same state dir, a command that never answers: for unhealthy servers

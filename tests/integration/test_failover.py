@@ -24,8 +24,7 @@ class Nodes:
         self.listen, self.zadmin = free_port(), free_port()
         self.procs = {}
         self.preempt = preempt
-        base = 23000 + 100 * (sum(map(ord, name)) % 40)
-        self.ports_range = (base, base + 99)
+        self.ports_range = free_port_range(100)
 
     def url(self, i):
         return "http://127.0.0.1:%d" % self.ports[i]

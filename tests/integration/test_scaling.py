@@ -25,7 +25,7 @@ class Cluster:
         zs = []
         for i, z in enumerate(zones):
             listen, zadmin = free_port(), free_port()
-            base = 21000 + 300 * (sum(map(ord, name)) % 50) + 100 * i
+            base, _ = free_port_range(100)
             self.zones[z] = (listen, zadmin)
             zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = %d; max = %d;'
                       ' ports = [%d, %d]; %s }' % (z, listen, zadmin, bounds[0], bounds[1], base, base + 99,

@@ -52,7 +52,7 @@ class DockerCluster:
         zs = []
         for i, z in enumerate(("zone1", "zone2")):
             listen, zadmin = free_port(), free_port()
-            base = 24000 + 500 * (free_port() % 10) + 100 * i
+            base, _ = free_port_range(100)
             self.zones[z] = (listen, zadmin)
             zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 1; max = 2;'
                       ' ports = [%d, %d]; }' % (z, listen, zadmin, base, base + 99))

@@ -27,7 +27,7 @@ import time
 import traceback
 
 __all__ = [
-    "test", "main", "skip", "check", "check_eq", "wait_until", "free_port",
+    "test", "main", "skip", "check", "check_eq", "wait_until", "free_port", "free_port_range",
     "http", "http_json", "spawn", "Proc", "Redis", "builddir", "srcdir", "tmpdir",
     "plugin_dir", "binary", "write_file", "raw_http", "redis_cli", "log", "kill_process_server",
 ]
@@ -122,6 +122,29 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def free_port_range(n=20):
+    """(low, high): n consecutive ports free now, below the ephemeral range
+    (best effort: someone may take one later; drivers skip busy ports)."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
+        ok = True
+        for p in range(base, base + n):
+            s = socket.socket()
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("0.0.0.0", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            return base, base + n - 1
+    raise RuntimeError("no free range of %d ports" % n)
 
 
 def http(method, url, body=None, headers=None, timeout=5.0):
