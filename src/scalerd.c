@@ -59,11 +59,6 @@ static double now_unix(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static const char *conf_plugin_dir(const struct conf *c)
-{
-	return c->plugin_dir;
-}
-
 /* ---- plugins of a config ----------------------------------------------- */
 
 struct plugin_set {
@@ -100,7 +95,7 @@ static int plugin_set_load(struct plugin_set *s, const struct conf *c, const str
 	memset(s, 0, sizeof(*s));
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct conf_plugin *cp = KIND_CONF(c, i);
-		if (plugin_instance_new(KIND_PI(s, i), conf_plugin_dir(c), kinds[i].kind, cp->name, h,
+		if (plugin_instance_new(KIND_PI(s, i), c->plugin_dir, kinds[i].kind, cp->name, h,
 		                        cp->group, err, sizeof(err)) < 0) {
 			log_err("%s", err);
 			failed = 1;
@@ -351,7 +346,7 @@ int daemon_reload(struct daemon *d, void *errors)
 			         np->name);
 			continue;
 		}
-		if (plugin_instance_new(&fresh[i], conf_plugin_dir(nc), kinds[i].kind, np->name,
+		if (plugin_instance_new(&fresh[i], nc->plugin_dir, kinds[i].kind, np->name,
 		                        &d->host->pub, np->group, err, sizeof(err)) < 0) {
 			log_err("%s", err);
 			if (errs)
