@@ -23,9 +23,11 @@ class Cluster:
         os.makedirs(self.state, exist_ok=True)
         self.zones = {}
         zs = []
+        # one block of ports, 100 per zone: zones' ranges must not overlap
+        first, _ = free_port_range(100 * len(zones))
         for i, z in enumerate(zones):
             listen, zadmin = free_port(), free_port()
-            base, _ = free_port_range(100)
+            base = first + 100 * i
             self.zones[z] = (listen, zadmin)
             zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = %d; max = %d;'
                       ' ports = [%d, %d]; %s }' % (z, listen, zadmin, bounds[0], bounds[1], base, base + 99,

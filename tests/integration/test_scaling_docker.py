@@ -50,9 +50,11 @@ class DockerCluster:
         self.name = "dk%d" % free_port()
         self.zones = {}
         zs = []
+        # one block of ports, 100 per zone: zones' ranges must not overlap
+        first, _ = free_port_range(100 * len(("zone1", "zone2")))
         for i, z in enumerate(("zone1", "zone2")):
             listen, zadmin = free_port(), free_port()
-            base, _ = free_port_range(100)
+            base = first + 100 * i
             self.zones[z] = (listen, zadmin)
             zs.append('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 1; max = 2;'
                       ' ports = [%d, %d]; }' % (z, listen, zadmin, base, base + 99))
