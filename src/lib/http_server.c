@@ -15,15 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HS_READ_BUF 16384
-#define HS_MAX_PIPELINE 64       /* requests awaiting their reply before we stop reading */
-#define HS_MAX_HEADERS 100       /* more → 431 */
+#define HS_READ_BUF 16384  /* one per server: connections own only what they have not parsed */
+#define HS_MAX_HEADERS 100 /* more → 431 */
 #define HS_OUT_HIGH (256u << 10) /* unsent response bytes before we stop reading */
 #define HS_LINGER_SECS 2.0       /* seconds to drain a refused request before closing */
 #define HS_LINGER_BYTES (4u << 20)
+#define HS_DEFAULT_MAX_CONNS 10000
+#define HS_EVICT_LOG_EVERY 60.0 /* seconds between two notices about closing idle clients */
 
 struct hs_buf {
 	char *data;
@@ -80,7 +82,8 @@ struct http_exchange {
 
 struct hs_conn {
 	struct http_server *srv;
-	struct hs_conn *prev, *next;
+	struct hs_conn *prev, *next; /* in srv->fresh or srv->used, oldest first */
+	int used;                    /* a request was handed to the handler: in srv->used */
 	int fd;
 	ev_io rio, wio;
 	ev_timer timer;
@@ -98,14 +101,20 @@ struct hs_conn {
 	double linger_deadline;
 	size_t lingered;
 
-	char *in;
+	char *in; /* the server's read buffer while parsing it, else what was left unparsed */
+	int in_owned;
+	int in_waiting; /* bytes arrived behind the request in the handler */
+	int in_eof;     /* the client stopped sending while a request was in the handler */
 	size_t in_off, in_len;
 
 	struct hs_build b;
-	struct http_exchange *q_head, *q_tail;
-	int q_len;
+	struct http_exchange *q_head, *q_tail; /* one request in the handler, then refusals */
 	struct hs_buf out;
 	size_t out_off;
+};
+
+struct hs_list {
+	struct hs_conn *head, *tail; /* oldest first */
 };
 
 struct http_server {
@@ -117,8 +126,15 @@ struct http_server {
 	struct http_server_limits lim;
 	http_handler handler;
 	void *arg;
-	struct hs_conn *conns;
+	/* connections that never had a request handled, then the others by last use:
+	 * at max_conns the oldest idle one makes room for a new client */
+	struct hs_list fresh, used;
 	int nconns;
+	double evict_logged;
+	unsigned long evicted;
+	char *rbuf;  /* HS_READ_BUF bytes shared by every connection */
+	char *token; /* the auth rule: NULL = off */
+	int public_reads;
 };
 
 static const http_parser_settings hs_settings;
@@ -269,7 +285,6 @@ static void hs_queue_push(struct hs_conn *c, struct http_exchange *x)
 	else
 		c->q_head = x;
 	c->q_tail = x;
-	c->q_len++;
 }
 
 /* ---- connections --------------------------------------------------------- */
@@ -286,14 +301,56 @@ static void hs_conn_free(struct hs_conn *c)
 {
 	hs_build_reset(&c->b);
 	hs_buf_free(&c->out);
-	free(c->in);
+	if (c->in_owned)
+		free(c->in);
 	free(c);
 }
 
+static struct hs_list *hs_conn_list(struct hs_conn *c)
+{
+	return c->used ? &c->srv->used : &c->srv->fresh;
+}
+
+static void hs_list_unlink(struct hs_list *l, struct hs_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void hs_list_append(struct hs_list *l, struct hs_conn *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+/* A request is handed to the handler: the connection is now the most
+ * recently used one. */
+static void hs_conn_touch(struct hs_conn *c)
+{
+	hs_list_unlink(hs_conn_list(c), c);
+	c->used = 1;
+	hs_list_append(&c->srv->used, c);
+}
+
+static struct hs_conn *hs_server_victim(const struct http_server *srv);
+
+/* Accepting waits only while every connection has a request in progress. */
 static void hs_server_resume_accept(struct http_server *srv)
 {
 	if (srv->fd >= 0 && !ev_is_active(&srv->lio) && !ev_is_active(&srv->retry) &&
-	    srv->nconns < srv->lim.max_conns)
+	    (srv->nconns < srv->lim.max_conns || hs_server_victim(srv)))
 		ev_io_start(srv->loop, &srv->lio);
 }
 
@@ -311,12 +368,7 @@ static void hs_conn_close(struct hs_conn *c)
 	ev_timer_stop(srv->loop, &c->timer);
 	close(c->fd);
 	c->fd = -1;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	hs_list_unlink(hs_conn_list(c), c);
 	srv->nconns--;
 
 	struct http_exchange *x = c->q_head, *next;
@@ -329,7 +381,6 @@ static void hs_conn_close(struct hs_conn *c)
 			x->conn = NULL; /* freed by its reply */
 	}
 	c->q_head = c->q_tail = NULL;
-	c->q_len = 0;
 	hs_server_resume_accept(srv);
 	if (c->busy == 0)
 		hs_conn_free(c);
@@ -361,7 +412,6 @@ static void hs_conn_flush(struct hs_conn *c)
 		c->q_head = x->next;
 		if (!c->q_head)
 			c->q_tail = NULL;
-		c->q_len--;
 		if (hs_buf_append(&c->out, x->resp, x->resp_len) < 0) {
 			log_err("http: %s: out of memory for a response", c->peer);
 			hs_exchange_free(x);
@@ -445,6 +495,10 @@ static void hs_conn_update(struct hs_conn *c)
 
 	if (c->closed)
 		return;
+	if (c->in_eof && c->state == HS_OPEN && !c->q_head && c->in_off == c->in_len) {
+		c->in_request = 0; /* what was read is answered: no more will come */
+		c->state = HS_DRAIN;
+	}
 	if (c->state == HS_DRAIN && !c->q_head && c->out_off == c->out.len) {
 		if (!c->linger_after) {
 			hs_conn_close(c);
@@ -453,8 +507,9 @@ static void hs_conn_update(struct hs_conn *c)
 		hs_conn_start_linger(c);
 	}
 	want_write = c->out_off < c->out.len;
-	want_read = c->state == HS_LINGER ||
-	            (c->state == HS_OPEN && c->q_len < HS_MAX_PIPELINE && c->in_off == c->in_len &&
+	/* while a request is in the handler, read only to see the client leave */
+	want_read = c->state == HS_LINGER || (c->q_head && !c->in_waiting && !c->in_eof) ||
+	            (c->state == HS_OPEN && !c->q_head && c->in_off == c->in_len &&
 	             c->out.len - c->out_off < HS_OUT_HIGH);
 	if (want_read && !ev_is_active(&c->rio))
 		ev_io_start(loop, &c->rio);
@@ -480,6 +535,8 @@ static void hs_conn_update(struct hs_conn *c)
 		ev_timer_set(&c->timer, after > 0 ? after : 0, 0);
 		ev_timer_start(loop, &c->timer);
 	}
+	if (!c->q_head && !ev_is_active(&c->srv->lio))
+		hs_server_resume_accept(c->srv); /* this one may now make room */
 }
 
 static void hs_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -518,6 +575,43 @@ static void hs_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	hs_conn_release(c);
 }
 
+/* Copy what is left unparsed of the shared read buffer, so that an idle
+ * connection holds no buffer at all. */
+static void hs_conn_keep_input(struct hs_conn *c)
+{
+	size_t left = c->in_len - c->in_off;
+
+	if (c->in_owned)
+		return;
+	if (c->closed || left == 0) {
+		c->in = NULL;
+		c->in_off = c->in_len = 0;
+		return;
+	}
+	char *p = malloc(left);
+	if (!p) {
+		log_err("http: %s: out of memory keeping %zu bytes of a request", c->peer, left);
+		c->in = NULL;
+		hs_conn_close(c);
+		return;
+	}
+	memcpy(p, c->in + c->in_off, left);
+	c->in = p;
+	c->in_owned = 1;
+	c->in_off = 0;
+	c->in_len = left;
+}
+
+/* Everything read was parsed: the connection holds no input. */
+static void hs_conn_drop_input(struct hs_conn *c)
+{
+	if (c->in_owned)
+		free(c->in);
+	c->in = NULL;
+	c->in_owned = 0;
+	c->in_off = c->in_len = 0;
+}
+
 static void hs_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct hs_conn *c = w->data;
@@ -525,8 +619,7 @@ static void hs_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	hs_conn_hold(c);
 	if (c->state == HS_LINGER) {
-		char sink[HS_READ_BUF];
-		n = recv(c->fd, sink, sizeof(sink), 0);
+		n = recv(c->fd, c->srv->rbuf, HS_READ_BUF, 0);
 		if (n > 0)
 			c->lingered += (size_t)n;
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
@@ -535,13 +628,27 @@ static void hs_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		hs_conn_release(c);
 		return;
 	}
+	if (c->q_head) {
+		char byte;
+		n = recv(c->fd, &byte, 1, MSG_PEEK);
+		if (n > 0) {
+			c->in_waiting = 1; /* read once the answer is out */
+		} else if (n == 0) {
+			c->in_eof = 1; /* answer what was read, then close */
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			log_debug("http: %s: left before its answer: %s", c->peer, strerror(errno));
+			hs_conn_close(c);
+		}
+		hs_conn_release(c);
+		return;
+	}
 	if (c->state != HS_OPEN || c->in_off < c->in_len ||
 	    c->out.len - c->out_off >= HS_OUT_HIGH) {
 		hs_conn_release(c);
 		return;
 	}
-	c->in_off = c->in_len = 0;
-	n = recv(c->fd, c->in, HS_READ_BUF, 0);
+	c->in_waiting = 0;
+	n = recv(c->fd, c->srv->rbuf, HS_READ_BUF, 0);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			log_debug("http: %s: read: %s", c->peer, strerror(errno));
@@ -552,9 +659,13 @@ static void hs_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->in_request = 0;
 		c->state = HS_DRAIN;
 	} else {
+		hs_conn_drop_input(c);
+		c->in = c->srv->rbuf;
+		c->in_off = 0;
 		c->in_len = (size_t)n;
 		c->last_activity = ev_now(loop);
 		hs_conn_process(c);
+		hs_conn_keep_input(c);
 	}
 	hs_conn_release(c);
 }
@@ -835,6 +946,21 @@ static const http_parser_settings hs_settings = {
     .on_message_complete = hs_on_message_complete,
 };
 
+/* The auth rule every listener built on this server shares: with a token,
+ * only /health_check is open, and with public_reads GET and HEAD too.
+ * 0 after answering 401. */
+static int hs_authorized(const struct http_server *srv, struct http_exchange *x)
+{
+	const struct http_request *req = &x->req;
+
+	if (!srv->token || strcmp(req->path, "/health_check") == 0)
+		return 1;
+	if (srv->public_reads &&
+	    (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0))
+		return 1;
+	return http_require_token(x, req, srv->token);
+}
+
 /* Turn the parsed request into an exchange and call the handler. */
 static void hs_conn_dispatch(struct hs_conn *c)
 {
@@ -874,7 +1000,9 @@ static void hs_conn_dispatch(struct hs_conn *c)
 	if (!x->keep_alive)
 		c->state = HS_DRAIN; /* read nothing after a request that closes */
 	hs_queue_push(c, x);
-	c->srv->handler(x, &x->req, c->srv->arg);
+	hs_conn_touch(c);
+	if (hs_authorized(c->srv, x))
+		c->srv->handler(x, &x->req, c->srv->arg);
 }
 
 static void hs_conn_process(struct hs_conn *c)
@@ -884,8 +1012,8 @@ static void hs_conn_process(struct hs_conn *c)
 	c->processing = 1;
 	hs_conn_hold(c);
 	/* a client that sends without reading waits until its responses drain */
-	while (!c->closed && c->state == HS_OPEN && c->in_off < c->in_len &&
-	       c->q_len < HS_MAX_PIPELINE && c->out.len - c->out_off < HS_OUT_HIGH) {
+	while (!c->closed && c->state == HS_OPEN && c->in_off < c->in_len && !c->q_head &&
+	       c->out.len - c->out_off < HS_OUT_HIGH) {
 		size_t n = http_parser_execute(&c->parser, &hs_settings, c->in + c->in_off,
 		                               c->in_len - c->in_off);
 		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -913,8 +1041,8 @@ static void hs_conn_process(struct hs_conn *c)
 		else if (n == 0)
 			break;
 	}
-	if (!c->closed && c->in_off == c->in_len)
-		c->in_off = c->in_len = 0;
+	if (!c->closed && c->in_off == c->in_len && c->in_owned)
+		hs_conn_drop_input(c);
 	c->processing = 0;
 	hs_conn_release(c);
 }
@@ -929,11 +1057,44 @@ static void hs_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	hs_server_resume_accept(srv);
 }
 
+/* A connection that may be closed to let a new client in: one that never had
+ * a request handled (the oldest first), else the least recently used one
+ * with no request in progress and nothing left to send. */
+static struct hs_conn *hs_server_victim(const struct http_server *srv)
+{
+	if (srv->fresh.head)
+		return srv->fresh.head;
+	for (struct hs_conn *c = srv->used.head; c; c = c->next)
+		if (!c->q_head && c->out_off == c->out.len && !c->in_request)
+			return c;
+	return NULL;
+}
+
+static void hs_server_evict(struct http_server *srv, struct hs_conn *victim)
+{
+	double now = ev_now(srv->loop);
+
+	srv->evicted++;
+	if (now >= srv->evict_logged + HS_EVICT_LOG_EVERY) {
+		log_warn("http: port %d: %d connections are open (the limit): closing idle ones to "
+		         "let new clients in (%lu so far)",
+		         srv->port, srv->nconns, srv->evicted);
+		srv->evict_logged = now;
+	}
+	log_debug("http: %s: closed to make room for a new client", victim->peer);
+	hs_conn_close(victim);
+}
+
 static void hs_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct http_server *srv = w->data;
 
-	while (srv->nconns < srv->lim.max_conns) {
+	for (;;) {
+		struct hs_conn *victim = NULL;
+		if (srv->nconns >= srv->lim.max_conns && !(victim = hs_server_victim(srv))) {
+			ev_io_stop(loop, &srv->lio); /* all busy: resumed when one closes */
+			return;
+		}
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd =
@@ -943,6 +1104,12 @@ static void hs_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
+			/* out of descriptors: an idle client gives its one back */
+			if ((errno == EMFILE || errno == ENFILE) &&
+			    (victim || (victim = hs_server_victim(srv)))) {
+				hs_server_evict(srv, victim);
+				continue;
+			}
 			log_err("http: accept on port %d: %s", srv->port, strerror(errno));
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
@@ -953,15 +1120,13 @@ static void hs_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		struct hs_conn *c = calloc(1, sizeof(*c));
-		if (c)
-			c->in = malloc(HS_READ_BUF);
-		if (!c || !c->in) {
+		if (!c) {
 			log_err("http: out of memory accepting a connection");
-			if (c)
-				free(c);
 			close(fd);
 			return;
 		}
+		if (victim)
+			hs_server_evict(srv, victim);
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->srv = srv;
@@ -975,17 +1140,25 @@ static void hs_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ev_io_init(&c->wio, hs_conn_write_cb, fd, EV_WRITE);
 		ev_init(&c->timer, hs_conn_timer_cb);
 		c->rio.data = c->wio.data = c->timer.data = c;
-		c->next = srv->conns;
-		if (srv->conns)
-			srv->conns->prev = c;
-		srv->conns = c;
+		hs_list_append(&srv->fresh, c);
 		srv->nconns++;
 		hs_conn_update(c);
 	}
-	ev_io_stop(loop, &srv->lio); /* at max_conns: resumed when one closes */
 }
 
 /* ---- public ---------------------------------------------------------------- */
+
+/* 10,000 connections, or half the descriptors the process may open: the
+ * rest of the process needs some too. */
+static int hs_default_max_conns(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur / 2 >= HS_DEFAULT_MAX_CONNS)
+		return HS_DEFAULT_MAX_CONNS;
+	return rl.rlim_cur / 2 > 16 ? (int)(rl.rlim_cur / 2) : 16;
+}
 
 struct http_server *http_server_new(struct ev_loop *loop, const char *listen,
                                     const struct http_server_limits *limits, http_handler handler,
@@ -1014,15 +1187,19 @@ struct http_server *http_server_new(struct ev_loop *loop, const char *listen,
 	if (lim.idle_timeout == 0)
 		lim.idle_timeout = 60;
 	if (!lim.max_conns)
-		lim.max_conns = 10000;
+		lim.max_conns = hs_default_max_conns();
 
 	srv = calloc(1, sizeof(*srv));
-	if (!srv) {
+	if (srv)
+		srv->rbuf = malloc(HS_READ_BUF);
+	if (!srv || !srv->rbuf) {
+		free(srv);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	srv->fd = net_listen(listen, 511, err, errlen);
 	if (srv->fd < 0) {
+		free(srv->rbuf);
 		free(srv);
 		return NULL;
 	}
@@ -1039,6 +1216,20 @@ struct http_server *http_server_new(struct ev_loop *loop, const char *listen,
 	return srv;
 }
 
+int http_server_set_auth(struct http_server *srv, const char *token, int public_reads)
+{
+	char *t = token && *token ? strdup(token) : NULL;
+
+	if (token && *token && !t)
+		return -1;
+	if (srv->token)
+		explicit_bzero(srv->token, strlen(srv->token));
+	free(srv->token);
+	srv->token = t;
+	srv->public_reads = public_reads;
+	return 0;
+}
+
 int http_server_port(const struct http_server *srv)
 {
 	return srv ? srv->port : -1;
@@ -1052,8 +1243,14 @@ void http_server_free(struct http_server *srv)
 	ev_timer_stop(srv->loop, &srv->retry);
 	close(srv->fd);
 	srv->fd = -1;
-	while (srv->conns)
-		hs_conn_close(srv->conns);
+	while (srv->fresh.head)
+		hs_conn_close(srv->fresh.head);
+	while (srv->used.head)
+		hs_conn_close(srv->used.head);
+	if (srv->token)
+		explicit_bzero(srv->token, strlen(srv->token));
+	free(srv->token);
+	free(srv->rbuf);
 	free(srv);
 }
 
@@ -1154,25 +1351,50 @@ void http_reply(struct http_exchange *x, int status, const char *content_type, c
 	hs_conn_release(c);
 }
 
+/* Length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), 0 when it is not one. */
+static int hs_utf8_len(const unsigned char *p)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	int n;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (p[0] == 0xe0)
+		lo = 0xa0; /* overlong below U+0800 */
+	else if (p[0] == 0xed)
+		hi = 0x9f; /* U+D800..U+DFFF are surrogates */
+	else if (p[0] == 0xf0)
+		lo = 0x90; /* overlong below U+10000 */
+	else if (p[0] == 0xf4)
+		hi = 0x8f; /* above U+10FFFF */
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
 /* Replace bytes that are not valid UTF-8 so jansson accepts the text. */
 static void hs_utf8_sanitize(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
 
 	while (*p) {
-		int n = *p < 0x80         ? 0
-		        : (*p >> 5) == 6  ? 1
-		        : (*p >> 4) == 14 ? 2
-		        : (*p >> 3) == 30 ? 3
-		                          : -1;
-		int ok = n >= 0;
-		for (int i = 1; ok && i <= n; i++)
-			ok = (p[i] & 0xc0) == 0x80;
-		if (!ok) {
+		int n = hs_utf8_len(p);
+		if (!n)
 			*p++ = '?';
-			continue;
-		}
-		p += n + 1;
+		else
+			p += n;
 	}
 }
 

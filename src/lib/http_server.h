@@ -15,35 +15,47 @@ struct http_server_limits {
 	size_t max_body;     /* bytes of body; over → 413 (default 1 MiB) */
 	double read_timeout; /* a started request must arrive within this; → 408 (default 10 s) */
 	double idle_timeout; /* keep-alive idle connection closed after (default 60 s) */
-	int max_conns;       /* 0 = 10000 */
+	/* 0 = 10000, or half of RLIMIT_NOFILE when that is less. At the limit a
+	 * new client closes the oldest connection that never had a request
+	 * handled, else the least recently used idle one; only when every
+	 * connection has a request in progress does accepting wait. */
+	int max_conns;
 };
 
 struct http_header {
-	const char *name;  /* as received */
+	const char *name; /* as received */
 	const char *value;
 };
 
 struct http_request {
-	const char *method;  /* "GET", "PUT", ... */
-	const char *path;    /* decoded path without the query, e.g. "/servers" */
-	const char *query;   /* raw query without '?', "" when none */
+	const char *method; /* "GET", "PUT", ... */
+	const char *path;   /* decoded path without the query, e.g. "/servers" */
+	const char *query;  /* raw query without '?', "" when none */
 	const struct http_header *headers;
 	size_t nheaders;
-	const char *body;    /* NUL-terminated for convenience; body_len is the truth */
+	const char *body; /* NUL-terminated for convenience; body_len is the truth */
 	size_t body_len;
-	const char *peer;    /* "127.0.0.1:54321" */
+	const char *peer; /* "127.0.0.1:54321" */
 	int peer_is_loopback;
 };
 
 /* Called once per complete request. The handler answers with one of the
- * http_reply* calls, now or later (async); responses to pipelined requests
- * are sent in request order. The request stays valid until the reply. */
+ * http_reply* calls, now or later (async). A connection has one request in
+ * the handler at a time: the next pipelined one is read once it is answered,
+ * so one client never costs more than one request's work. The request stays
+ * valid until the reply. */
 typedef void (*http_handler)(struct http_exchange *x, const struct http_request *req, void *arg);
 
 /* listen is "host:port" (IPv4, [IPv6] or a name); port 0 picks a free one. */
 struct http_server *http_server_new(struct ev_loop *loop, const char *listen,
                                     const struct http_server_limits *limits, http_handler handler,
                                     void *arg, char *err, size_t errlen);
+/* The auth rule of every admin listener: with a token (not NULL, not ""),
+ * every request but /health_check needs "Authorization: Bearer <token>"
+ * (the header only, never a query or a cookie) and gets 401 without it;
+ * public_reads lets GET and HEAD through without one. The server keeps a
+ * copy; call again to change it. -1 when out of memory (nothing changed). */
+int http_server_set_auth(struct http_server *srv, const char *token, int public_reads);
 /* The bound port (useful with port 0). */
 int http_server_port(const struct http_server *srv);
 /* Stop listening and close every connection; pending exchanges are dropped. */

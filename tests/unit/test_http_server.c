@@ -22,6 +22,8 @@ static ev_async ts_stop;
 static int ts_port;
 static atomic_int ts_replied_late; /* async replies sent after the client left */
 static atomic_int ts_handled;
+static atomic_int ts_in_handler;     /* async requests not answered yet */
+static atomic_int ts_in_handler_max; /* the most there were at once */
 
 struct ts_later {
 	ev_timer timer;
@@ -35,6 +37,7 @@ static void ts_later_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (!http_exchange_alive(l->x))
 		atomic_fetch_add(&ts_replied_late, 1);
+	atomic_fetch_sub(&ts_in_handler, 1);
 	http_reply(l->x, 200, "text/plain", l->text, strlen(l->text), NULL);
 	free(l);
 }
@@ -51,6 +54,9 @@ static void ts_handler(struct http_exchange *x, const struct http_request *req, 
 		snprintf(l->text, sizeof(l->text), "%s",
 		         http_request_query(req, "text", buf, sizeof(buf)) ?: "async");
 		l->x = x;
+		int now = atomic_fetch_add(&ts_in_handler, 1) + 1;
+		if (now > atomic_load(&ts_in_handler_max))
+			atomic_store(&ts_in_handler_max, now);
 		ev_timer_init(&l->timer, ts_later_cb, delay, 0);
 		l->timer.data = l;
 		ev_timer_start(ts_loop, &l->timer);
@@ -98,6 +104,10 @@ static void ts_handler(struct http_exchange *x, const struct http_request *req, 
 		http_reply(x, 200, "text/plain", buf, strlen(buf), NULL);
 		return;
 	}
+	if (strncmp(req->path, "/err/", 5) == 0) {
+		http_reply_error(x, 404, "no such endpoint: %s", req->path);
+		return;
+	}
 	if (strcmp(req->path, "/nocontent") == 0) {
 		http_reply(x, 204, NULL, NULL, 0, NULL);
 		return;
@@ -118,21 +128,30 @@ static void *ts_run(void *arg)
 	return NULL;
 }
 
-static void ts_start(const struct http_server_limits *lim)
+/* token: the auth rule's token (NULL: none) */
+static void ts_start_auth(const struct http_server_limits *lim, const char *token, int public_reads)
 {
 	char err[256] = "";
 
 	log_setup("test_http_server", SCALER_LOG_WARNING, 0);
 	atomic_store(&ts_replied_late, 0);
 	atomic_store(&ts_handled, 0);
+	atomic_store(&ts_in_handler, 0);
+	atomic_store(&ts_in_handler_max, 0);
 	ts_loop = ev_loop_new(EVFLAG_AUTO);
 	ts_srv = http_server_new(ts_loop, "127.0.0.1:0", lim, ts_handler, NULL, err, sizeof(err));
 	ck_assert_msg(ts_srv != NULL, "expected the server to listen on 127.0.0.1:0, got: %s", err);
+	ck_assert(http_server_set_auth(ts_srv, token, public_reads) == 0);
 	ts_port = http_server_port(ts_srv);
 	ck_assert_msg(ts_port > 0, "expected a bound port, got %d", ts_port);
 	ev_async_init(&ts_stop, ts_stop_cb);
 	ev_async_start(ts_loop, &ts_stop);
 	ck_assert(pthread_create(&ts_thread, NULL, ts_run, NULL) == 0);
+}
+
+static void ts_start(const struct http_server_limits *lim)
+{
+	ts_start_auth(lim, NULL, 0);
 }
 
 static void setup_default(void)
@@ -673,27 +692,34 @@ START_TEST(reply_after_the_client_left_is_discarded)
 }
 END_TEST
 
-START_TEST(max_conns_holds_further_connections_until_one_closes)
+START_TEST(a_request_in_progress_is_never_closed_for_a_new_client)
 {
 	struct tu_conn *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
 	struct tu_resp r;
 	struct pollfd p;
 
 	tu_connect(a, ts_port);
-	tu_send_str(a, "GET /sync/a HTTP/1.1\r\nHost: t\r\n\r\n");
-	tu_read_response(a, &r);
-	tu_resp_free(&r);
-	tu_connect(b, ts_port); /* sits in the backlog */
+	tu_send_str(a, "GET /async?delay=0.6&text=a HTTP/1.1\r\nHost: t\r\n\r\n");
+	for (double until = tu_now() + 10; atomic_load(&ts_handled) < 1 && tu_now() < until;)
+		usleep(5000);
+	tu_connect(b, ts_port); /* sits in the backlog while a's request runs */
 	tu_send_str(b, "GET /sync/b HTTP/1.1\r\nHost: t\r\n\r\n");
 	p.fd = b->fd;
 	p.events = POLLIN;
-	ck_assert_msg(poll(&p, 1, 300) == 0, "expected no answer while at max_conns = 1");
-	tu_close(a);
+	ck_assert_msg(poll(&p, 1, 300) == 0,
+	              "expected no answer to b while a's request is in progress at max_conns = 1");
+	tu_read_response(a, &r);
+	ck_assert_msg(r.status == 200 && strcmp(r.body, "a") == 0,
+	              "expected a's request answered, not cut off for b; got %d %s", r.status,
+	              r.body);
+	tu_resp_free(&r);
+	/* a is idle now: b takes its place */
 	tu_read_response(b, &r);
 	ck_assert_msg(r.status == 200 && strcmp(r.body, "b") == 0,
-	              "expected the held connection served after the first closed, got %d",
-	              r.status);
+	              "expected b served once a was idle, got %d", r.status);
 	tu_resp_free(&r);
+	ck_assert_msg(tu_wait_eof(a, 5), "expected the idle a closed to make room for b");
+	tu_close(a);
 	tu_close(b);
 	free(a);
 	free(b);
@@ -704,6 +730,239 @@ static void setup_one_conn(void)
 {
 	struct http_server_limits lim = {.max_conns = 1};
 	ts_start(&lim);
+}
+
+START_TEST(at_max_conns_a_new_client_closes_the_oldest_that_never_sent_a_request)
+{
+	enum { N = 8 };
+	struct tu_conn *used = malloc(sizeof(*used)), *idle = calloc(N, sizeof(*idle));
+	struct tu_conn *late = calloc(2, sizeof(*late));
+	struct tu_resp r;
+
+	/* a keep-alive client that was served, then idle ones up to the limit */
+	tu_connect(used, ts_port);
+	tu_send_str(used, "GET /sync/used HTTP/1.1\r\nHost: t\r\n\r\n");
+	tu_read_response(used, &r);
+	tu_resp_free(&r);
+	for (int i = 0; i < N - 1; i++) {
+		tu_connect(&idle[i], ts_port);
+		usleep(2000); /* accepted in this order */
+	}
+	/* two newcomers are served: the two oldest idle clients make room */
+	for (int k = 0; k < 2; k++) {
+		tu_connect(&late[k], ts_port);
+		tu_send_str(&late[k], "GET /sync/late HTTP/1.1\r\nHost: t\r\n\r\n");
+		tu_read_response(&late[k], &r);
+		ck_assert_msg(r.status == 200 && strcmp(r.body, "late") == 0,
+		              "expected newcomer %d answered at max_conns, got %d", k + 1,
+		              r.status);
+		tu_resp_free(&r);
+		ck_assert_msg(tu_wait_eof(&idle[k], 5),
+		              "expected the idle client accepted %s closed for newcomer %d",
+		              k ? "second" : "first", k + 1);
+	}
+	for (int i = 2; i < N - 1; i++) {
+		struct pollfd p = {.fd = idle[i].fd, .events = POLLIN};
+		ck_assert_msg(poll(&p, 1, 0) == 0,
+		              "expected idle client %d (accepted after the closed ones) still open",
+		              i);
+	}
+	tu_send_str(used, "GET /sync/again HTTP/1.1\r\nHost: t\r\n\r\n");
+	tu_read_response(used, &r);
+	ck_assert_msg(r.status == 200 && strcmp(r.body, "again") == 0,
+	              "expected the client that was served kept before those that never asked, got "
+	              "%d",
+	              r.status);
+	tu_resp_free(&r);
+	tu_close(used);
+	for (int i = 0; i < N - 1; i++)
+		tu_close(&idle[i]);
+	tu_close(&late[0]);
+	tu_close(&late[1]);
+	free(used);
+	free(idle);
+	free(late);
+}
+END_TEST
+
+static void setup_eight_conns(void)
+{
+	struct http_server_limits lim = {.max_conns = 8};
+	ts_start(&lim);
+}
+
+/* ---- one request per connection in the handler ---------------------------- */
+
+START_TEST(pipelined_requests_reach_the_handler_one_at_a_time)
+{
+	struct tu_conn *c = malloc(sizeof(*c));
+	struct tu_resp r;
+	char all[64 * 64];
+	size_t len = 0;
+
+	for (int i = 0; i < 64; i++)
+		len += (size_t)snprintf(all + len, sizeof(all) - len,
+		                        "GET /async?delay=0.01&text=%d HTTP/1.1\r\n\r\n", i);
+	tu_connect(c, ts_port);
+	tu_send(c, all, len);
+	for (int i = 0; i < 64; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "%d", i);
+		tu_read_response(c, &r);
+		ck_assert_msg(r.status == 200 && strcmp(r.body, want) == 0,
+		              "response %d: expected 200 \"%s\", got %d \"%s\"", i, want, r.status,
+		              r.body);
+		tu_resp_free(&r);
+	}
+	ck_assert_msg(atomic_load(&ts_in_handler_max) == 1,
+	              "expected one request of the connection in the handler at a time, saw %d",
+	              atomic_load(&ts_in_handler_max));
+	tu_close(c);
+	free(c);
+}
+END_TEST
+
+/* ---- text that is not UTF-8 ------------------------------------------------- */
+
+START_TEST(paths_that_are_not_utf8_get_404_and_no_error_log)
+{
+	static const struct {
+		const char *path, *want;
+	} cases[] = {
+	    {"/err/%C0%80", "/err/??"},                       /* overlong NUL */
+	    {"/err/%C1%BF", "/err/??"},                       /* overlong 2-byte */
+	    {"/err/%E0%80%80", "/err/???"},                   /* overlong 3-byte */
+	    {"/err/%F0%80%80%80", "/err/????"},               /* overlong 4-byte */
+	    {"/err/%ED%A0%80", "/err/???"},                   /* a surrogate */
+	    {"/err/%F4%90%80%80", "/err/????"},               /* above U+10FFFF */
+	    {"/err/%FF%FE", "/err/??"},                       /* never in UTF-8 */
+	    {"/err/%E2%82", "/err/??"},                       /* cut short */
+	    {"/err/%C3%A9t%C3%A9", "/err/\xc3\xa9t\xc3\xa9"}, /* valid stays */
+	    {"/err/%F0%9F%98%80", "/err/\xf0\x9f\x98\x80"},
+	};
+	char logpath[] = "/tmp/test_http_server_log.XXXXXX";
+	int logfd = mkstemp(logpath);
+	int saved = dup(2);
+
+	ck_assert(logfd >= 0 && saved >= 0);
+	unlink(logpath);
+	dup2(logfd, 2);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tu_resp r;
+		char req[256], want[128];
+		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", cases[i].path);
+		snprintf(want, sizeof(want), "no such endpoint: %s", cases[i].want);
+		ts_exchange(req, &r);
+		dup2(saved, 2);
+		ts_expect_error(&r, 404, want);
+		dup2(logfd, 2);
+		tu_resp_free(&r);
+	}
+	dup2(saved, 2);
+	char logged[4096] = "";
+	ssize_t n = pread(logfd, logged, sizeof(logged) - 1, 0);
+	logged[n > 0 ? n : 0] = '\0';
+	close(logfd);
+	close(saved);
+	ck_assert_msg(n <= 0, "expected nothing logged for paths that are not UTF-8, got:\n%s",
+	              logged);
+}
+END_TEST
+
+/* ---- the auth rule ------------------------------------------------------------ */
+
+static int ts_status(const char *request)
+{
+	struct tu_conn *c = malloc(sizeof(*c));
+	struct tu_resp r;
+
+	tu_connect(c, ts_port);
+	tu_send_str(c, request);
+	ck_assert_msg(tu_read_response_ex(c, &r, strncmp(request, "HEAD ", 5) == 0) == 0,
+	              "expected a response to %.40s", request);
+	tu_close(c);
+	free(c);
+	int st = r.status;
+	tu_resp_free(&r);
+	return st;
+}
+
+#define TS_TOKEN "Authorization: Bearer s3cret-token\r\n"
+
+START_TEST(with_a_token_everything_but_health_check_needs_it)
+{
+	static const char *const open_reqs[] = {
+	    "GET /health_check HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "HEAD /health_check HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	static const char *const closed_reqs[] = {
+	    "GET /sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "HEAD /sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+	    "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+	    "DELETE /sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	    /* the header only: never a query parameter or a cookie */
+	    "GET /sync/x?access_token=s3cret-token HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /sync/x HTTP/1.1\r\nHost: t\r\nCookie: token=s3cret-token\r\n\r\n",
+	    "GET /sync/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret\r\n\r\n",
+	    "GET /health_check/../sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(open_reqs) / sizeof(open_reqs[0]); i++)
+		ck_assert_msg(ts_status(open_reqs[i]) != 401, "expected no token needed for %.30s",
+		              open_reqs[i]);
+	for (size_t i = 0; i < sizeof(closed_reqs) / sizeof(closed_reqs[0]); i++) {
+		int st = ts_status(closed_reqs[i]);
+		ck_assert_msg(st == 401, "expected 401 without the token for %.60s, got %d",
+		              closed_reqs[i], st);
+	}
+	ck_assert_int_eq(atomic_load(&ts_handled), 2);
+	int st = ts_status("GET /sync/x HTTP/1.1\r\nHost: t\r\n" TS_TOKEN "\r\n");
+	ck_assert_msg(st == 200, "expected 200 for GET with the token, got %d", st);
+	st = ts_status("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n" TS_TOKEN "\r\n");
+	ck_assert_msg(st == 200, "expected 200 for PUT with the token, got %d", st);
+}
+END_TEST
+
+START_TEST(public_reads_open_get_and_head_but_not_writes)
+{
+	static const char *const reads[] = {
+	    "GET /sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "HEAD /sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /health_check HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	static const char *const writes[] = {
+	    "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+	    "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+	    "DELETE /sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "OPTIONS /sync/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		int st = ts_status(reads[i]);
+		ck_assert_msg(st != 401, "expected %.30s open with public_reads, got %d", reads[i],
+		              st);
+	}
+	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+		int st = ts_status(writes[i]);
+		ck_assert_msg(st == 401, "expected 401 for %.30s without the token, got %d",
+		              writes[i], st);
+	}
+	int st =
+	    ts_status("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n" TS_TOKEN "\r\n");
+	ck_assert_msg(st == 200, "expected 200 for POST with the token, got %d", st);
+}
+END_TEST
+
+static void setup_token(void)
+{
+	struct http_server_limits lim = {.read_timeout = 0.3, .idle_timeout = 5};
+	ts_start_auth(&lim, "s3cret-token", 0);
+}
+
+static void setup_token_public_reads(void)
+{
+	struct http_server_limits lim = {.read_timeout = 0.3, .idle_timeout = 5};
+	ts_start_auth(&lim, "s3cret-token", 1);
 }
 
 /* ---- server creation and net.c ------------------------------------------------- */
@@ -864,6 +1123,20 @@ static Suite *http_server_suite(void)
 	tcase_add_test(tc, head_gets_no_body_and_204_has_no_length);
 	tcase_add_test(tc, expect_100_continue_is_answered);
 	tcase_add_test(tc, reply_after_the_client_left_is_discarded);
+	tcase_add_test(tc, pipelined_requests_reach_the_handler_one_at_a_time);
+	tcase_add_test(tc, paths_that_are_not_utf8_get_404_and_no_error_log);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("auth");
+	tcase_add_checked_fixture(tc, setup_token, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, with_a_token_everything_but_health_check_needs_it);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("auth_public_reads");
+	tcase_add_checked_fixture(tc, setup_token_public_reads, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, public_reads_open_get_and_head_but_not_writes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("idle");
@@ -875,7 +1148,13 @@ static Suite *http_server_suite(void)
 	tc = tcase_create("max_conns");
 	tcase_add_checked_fixture(tc, setup_one_conn, teardown);
 	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, max_conns_holds_further_connections_until_one_closes);
+	tcase_add_test(tc, a_request_in_progress_is_never_closed_for_a_new_client);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("max_conns_eight");
+	tcase_add_checked_fixture(tc, setup_eight_conns, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, at_max_conns_a_new_client_closes_the_oldest_that_never_sent_a_request);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("net");
