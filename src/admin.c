@@ -190,7 +190,8 @@ static void admin_events(struct daemon *d, struct http_exchange *x, const struct
 	const char *wt = admin_query(req, "wait", wait, sizeof(wait), &bad);
 
 	if (bad) {
-		http_reply_error(x, 400, "invalid query: zone, after or wait is too long or badly encoded");
+		http_reply_error(x, 400,
+		                 "invalid query: zone, after or wait is too long or badly encoded");
 		return;
 	}
 	if (z && !conf_zone_find(d->conf, z)) {
@@ -236,11 +237,12 @@ static void admin_reload(struct daemon *d, struct http_exchange *x)
 		json_decref(errs);
 		http_reply_json(x, 200, json_pack("{s:s}", "result", "reloaded"));
 	} else {
-		http_reply_json(x, 400,
-		                json_pack("{s:s, s:o}", "error",
-		                          "configuration refused; the running configuration stays in "
-		                          "force",
-		                          "errors", errs));
+		http_reply_json(
+		    x, 400,
+		    json_pack("{s:s, s:o}", "error",
+		              "configuration refused; the running configuration stays in "
+		              "force",
+		              "errors", errs));
 	}
 }
 
@@ -293,7 +295,8 @@ static void admin_scale(struct daemon *d, struct http_exchange *x, json_t *body)
 	if (dur && !json_is_null(dur) &&
 	    (!json_is_number(dur) || !(json_number_value(dur) > 0) ||
 	     json_number_value(dur) > 366 * 86400.)) {
-		http_reply_error(x, 400, "for: must be a positive number of seconds (at most a year)");
+		http_reply_error(x, 400,
+		                 "for: must be a positive number of seconds (at most a year)");
 		return;
 	}
 	if (json_is_integer(count) &&
@@ -302,8 +305,8 @@ static void admin_scale(struct daemon *d, struct http_exchange *x, json_t *body)
 		return;
 	}
 	int n = json_is_null(count) ? -1 : (int)json_integer_value(count);
-	int st = controller_pin(d->ctl, zone, n, dur && json_is_number(dur) ? json_number_value(dur) : 0,
-	                        &reply);
+	int st = controller_pin(d->ctl, zone, n,
+	                        dur && json_is_number(dur) ? json_number_value(dur) : 0, &reply);
 	admin_reply(x, st, reply);
 }
 
@@ -350,21 +353,26 @@ static void admin_metrics(struct daemon *d, struct http_exchange *x)
 		return;
 	}
 	fprintf(f, "# HELP scaler_up 1 while scalerd runs.\n# TYPE scaler_up gauge\nscaler_up 1\n");
-	fprintf(f, "# HELP scaler_primary 1 while this node is primary.\n# TYPE scaler_primary "
-	           "gauge\nscaler_primary %d\n",
+	fprintf(f,
+	        "# HELP scaler_primary 1 while this node is primary.\n# TYPE scaler_primary "
+	        "gauge\nscaler_primary %d\n",
 	        d->role == ROLE_PRIMARY);
-	fprintf(f, "# HELP scaler_epoch Leadership epoch this node knows.\n# TYPE scaler_epoch "
-	           "gauge\nscaler_epoch %llu\n",
+	fprintf(f,
+	        "# HELP scaler_epoch Leadership epoch this node knows.\n# TYPE scaler_epoch "
+	        "gauge\nscaler_epoch %llu\n",
 	        (unsigned long long)(d->role == ROLE_PRIMARY ? d->epoch : d->primary_epoch));
-	fprintf(f, "# HELP scaler_config_reloads_total Configuration reloads applied.\n# TYPE "
-	           "scaler_config_reloads_total counter\nscaler_config_reloads_total %u\n",
+	fprintf(f,
+	        "# HELP scaler_config_reloads_total Configuration reloads applied.\n# TYPE "
+	        "scaler_config_reloads_total counter\nscaler_config_reloads_total %u\n",
 	        d->reloads);
-	fprintf(f, "# HELP scaler_config_reload_failures_total Configuration reloads refused.\n# TYPE "
-	           "scaler_config_reload_failures_total counter\n"
-	           "scaler_config_reload_failures_total %u\n",
+	fprintf(f,
+	        "# HELP scaler_config_reload_failures_total Configuration reloads refused.\n# TYPE "
+	        "scaler_config_reload_failures_total counter\n"
+	        "scaler_config_reload_failures_total %u\n",
 	        d->reload_failures);
-	fprintf(f, "# HELP scaler_balancer_restarts_total Balancer worker restarts by zone.\n# TYPE "
-	           "scaler_balancer_restarts_total counter\n");
+	fprintf(f,
+	        "# HELP scaler_balancer_restarts_total Balancer worker restarts by zone.\n# TYPE "
+	        "scaler_balancer_restarts_total counter\n");
 	for (size_t i = 0; i < d->conf->nzones; i++)
 		if (conf_hosts_zone(d->conf, d->conf->zones[i].name))
 			fprintf(f, "scaler_balancer_restarts_total{zone=\"%s\"} %d\n",
@@ -378,9 +386,9 @@ static void admin_metrics(struct daemon *d, struct http_exchange *x)
 		json_t *j = s ? json_loads(s, 0, NULL) : NULL;
 		free(s);
 		/* counters of the election plugins only grow; the rest are gauges */
-		static const char *const counters[] = {"elections", "elections_won", "deposed",
-		                                       "messages_refused", "checks_failed", "retries",
-		                                       NULL};
+		static const char *const counters[] = {
+		    "elections",     "elections_won", "deposed", "messages_refused",
+		    "checks_failed", "retries",       NULL};
 		const char *k;
 		json_t *v;
 		json_object_foreach(j, k, v)
@@ -392,12 +400,15 @@ static void admin_metrics(struct daemon *d, struct http_exchange *x)
 				counter |= strcmp(counters[i], k) == 0;
 			double val = json_is_boolean(v) ? json_is_true(v) : json_number_value(v);
 			if (counter)
-				fprintf(f, "# TYPE scaler_election_%s_total counter\n"
-				           "scaler_election_%s_total %.17g\n",
+				fprintf(f,
+				        "# TYPE scaler_election_%s_total counter\n"
+				        "scaler_election_%s_total %.17g\n",
 				        k, k, val);
 			else
-				fprintf(f, "# TYPE scaler_election_%s gauge\nscaler_election_%s %.17g\n", k,
-				        k, val);
+				fprintf(
+				    f,
+				    "# TYPE scaler_election_%s gauge\nscaler_election_%s %.17g\n",
+				    k, k, val);
 		}
 		json_decref(j);
 	}
@@ -502,7 +513,9 @@ static void admin_handle(struct http_exchange *x, const struct http_request *req
 
 struct http_server *admin_start(struct daemon *d, char *err, size_t errlen)
 {
-	struct http_server_limits lim = {
-	    .max_header = 32 * 1024, .max_body = 1024 * 1024, .read_timeout = 10, .idle_timeout = 60};
+	struct http_server_limits lim = {.max_header = 32 * 1024,
+	                                 .max_body = 1024 * 1024,
+	                                 .read_timeout = 10,
+	                                 .idle_timeout = 60};
 	return http_server_new(d->loop, d->conf->admin_listen, &lim, admin_handle, d, err, errlen);
 }

@@ -31,8 +31,8 @@
 #include "reconcile.h"
 #include "store.h"
 
-#define START_TIMEOUT 30.0  /* a new server must pass a health check within this */
-#define START_POLL 0.2      /* health check period while a server starts */
+#define START_TIMEOUT 30.0 /* a new server must pass a health check within this */
+#define START_POLL 0.2     /* health check period while a server starts */
 #define HEALTH_TIMEOUT 2.0
 #define MONITOR_PUSH_EVERY 10.0
 
@@ -51,11 +51,11 @@ struct czone {
 	const struct conf_zone *cz; /* in the config in force */
 	struct plugin_instance policy;
 	ev_timer tick;
-	int refs;     /* flows in flight that point here */
-	int removed;  /* gone from the config: free when refs drops to 0 */
+	int refs;    /* flows in flight that point here */
+	int removed; /* gone from the config: free when refs drops to 0 */
 	int evaluating;
-	int loaded;   /* servers read from the store this term */
-	int loading;  /* that read is in flight */
+	int loaded;  /* servers read from the store this term */
+	int loading; /* that read is in flight */
 
 	struct cserver *srv;
 	size_t nsrv, capsrv;
@@ -85,7 +85,7 @@ struct controller {
 	struct czone *zones;
 	ev_timer monitor_push;
 	struct reconcile *reconcile; /* run in progress */
-	struct rc_zones *rc_zones; /* zone lists handed to runs, kept until exit */
+	struct rc_zones *rc_zones;   /* zone lists handed to runs, kept until exit */
 
 	unsigned long driver_calls[3], driver_errors[3];
 	double driver_seconds[3];
@@ -166,8 +166,9 @@ int controller_check_policies(const struct conf *conf, const struct scaler_host 
 		const struct conf_zone *cz = &conf->zones[i];
 		if (!cz->policy)
 			continue;
-		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, cz->policy_plugin,
-		                        host, cz->policy_conf, err, sizeof(err)) < 0) {
+		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
+		                        cz->policy_plugin, host, cz->policy_conf, err,
+		                        sizeof(err)) < 0) {
 			log_err("zone %s: %s", cz->name, err);
 			failed = 1;
 		} else {
@@ -195,8 +196,9 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 	int kept = cur && strcmp(z->policy.plugin->name, cz->policy_plugin) == 0 && cur->reload &&
 	           cur->reload(z->policy.ctx, cz->policy_conf) == 0;
 	if (!kept) {
-		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, cz->policy_plugin,
-		                        ctl_host(z->c), cz->policy_conf, err, sizeof(err)) < 0) {
+		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
+		                        cz->policy_plugin, ctl_host(z->c), cz->policy_conf, err,
+		                        sizeof(err)) < 0) {
 			log_err("zone %s: %s", cz->name, err);
 			return -1;
 		}
@@ -380,8 +382,9 @@ static void ctl_fenced(struct controller *c, const char *err)
 	struct daemon *d = c->d;
 	uint64_t cur = store_stale_current(err);
 	c->fenced++;
-	log_err("a state store write was refused as stale (epoch %llu, current %llu): stepping down",
-	        (unsigned long long)c->epoch, (unsigned long long)cur);
+	log_err(
+	    "a state store write was refused as stale (epoch %llu, current %llu): stepping down",
+	    (unsigned long long)c->epoch, (unsigned long long)cur);
 	const struct scaler_election_ops *eo = d->election.plugin->desc->ops.election;
 	controller_stop(c, "fenced by a newer epoch");
 	d->role = ROLE_BACKUP;
@@ -395,8 +398,9 @@ static void ctl_push_done(void *arg, int status, const char *err)
 {
 	char *what = arg;
 	if (status != 0)
-		log_warn("balancer push (%s) failed: %s; the worker also restores from the state store",
-		         what, err ? err : "error");
+		log_warn(
+		    "balancer push (%s) failed: %s; the worker also restores from the state store",
+		    what, err ? err : "error");
 	else
 		log_debug("balancer push (%s) done", what);
 	free(what);
@@ -433,7 +437,8 @@ static void czone_push_all(struct czone *z)
 		if (strcmp(z->srv[i].rec.state, "serving") == 0)
 			adds[n++] = z->srv[i].rec.srv.address;
 	char *what = strdup(z->name);
-	if (bo->push_servers(d->balancer.ctx, &z->cz->pub, adds, n, NULL, 0, ctl_push_done, what) < 0)
+	if (bo->push_servers(d->balancer.ctx, &z->cz->pub, adds, n, NULL, 0, ctl_push_done, what) <
+	    0)
 		free(what);
 	free(adds);
 }
@@ -476,15 +481,15 @@ struct flow {
 	struct czone *z;
 	unsigned gen;
 	struct store_server rec;
-	double t0;        /* driver call start, for latency */
-	double started;   /* flow start */
-	double deadline;  /* health wait */
+	double t0;       /* driver call start, for latency */
+	double started;  /* flow start */
+	double deadline; /* health wait */
 	ev_timer timer;
 	struct scaler_http_call *call;
-	int drain;        /* delete: wait drain_timeout first */
+	int drain;           /* delete: wait drain_timeout first */
 	char prev_state[16]; /* in-memory state before the write in progress */
 	void (*retry)(struct flow *f);
-	int refill;       /* delete: evaluate the zone afterwards (refill to min) */
+	int refill; /* delete: evaluate the zone afterwards (refill to min) */
 	char why[128];
 };
 
@@ -639,8 +644,9 @@ static void flow_record_gone(void *arg, enum store_status st, const char *err)
 			flow_retry_later(f, flow_write_gone, "the removal", err);
 			return;
 		}
-		log_warn("zone %s: could not delete the record of %s: %s (reconciliation repairs it)",
-		         f->z->name, f->rec.srv.id, err ? err : store_status_name(st));
+		log_warn(
+		    "zone %s: could not delete the record of %s: %s (reconciliation repairs it)",
+		    f->z->name, f->rec.srv.id, err ? err : store_status_name(st));
 	}
 	int refill = f->refill;
 	struct czone *z = f->z;
@@ -655,13 +661,13 @@ static void create_fail(struct flow *f, const char *why)
 {
 	struct czone *z = f->z;
 	z->create_errors++;
-	czone_event(z, "create_failed", czone_size(z), czone_size(z) - 1, "driver",
-	            why, json_pack("{s:s}", "server", f->rec.srv.id));
+	czone_event(z, "create_failed", czone_size(z), czone_size(z) - 1, "driver", why,
+	            json_pack("{s:s}", "server", f->rec.srv.id));
 	if (f->rec.srv.ref[0]) {
 		/* it exists: remove it so nothing half-created stays behind */
 		f->t0 = ev_time();
-		if (ctl_driver(z->c)->remove(z->c->d->driver.ctx, &f->rec.srv, create_abandon_removed,
-		                             f) == 0)
+		if (ctl_driver(z->c)->remove(z->c->d->driver.ctx, &f->rec.srv,
+		                             create_abandon_removed, f) == 0)
 			return;
 	}
 	czone_server_forget(z, f->rec.srv.id);
@@ -718,7 +724,8 @@ static void create_health_done(void *arg, const struct scaler_http_response *res
 	}
 	if (ev_time() > f->deadline) {
 		char why[512];
-		snprintf(why, sizeof(why), "server %s at %s did not pass a health check within %.0f s (%s)",
+		snprintf(why, sizeof(why),
+		         "server %s at %s did not pass a health check within %.0f s (%s)",
 		         f->rec.srv.id, f->rec.srv.address, START_TIMEOUT,
 		         resp->error ? resp->error : "unhealthy");
 		create_fail(f, why);
@@ -859,9 +866,10 @@ static void delete_driver_done(void *arg, int status, const struct scaler_server
 	ctl_driver_stat(f->z->c, OP_REMOVE, f->t0, status != 0);
 	if (status != 0) {
 		f->z->delete_errors++;
-		log_err("zone %s: driver could not remove server %s: %s (stays \"deleting\"; retried "
-		        "by reconciliation)",
-		        f->z->name, f->rec.srv.id, err ? err : "error");
+		log_err(
+		    "zone %s: driver could not remove server %s: %s (stays \"deleting\"; retried "
+		    "by reconciliation)",
+		    f->z->name, f->rec.srv.id, err ? err : "error");
 		czone_event(f->z, "delete_failed", 0, 0, "driver", err ? err : "driver error",
 		            json_pack("{s:s}", "server", f->rec.srv.id));
 		flow_free(f);
@@ -897,8 +905,8 @@ static void delete_epoch_checked(void *arg, enum store_status st, uint64_t epoch
 		return;
 	}
 	f->t0 = ev_time();
-	if (ctl_driver(f->z->c)->remove(f->z->c->d->driver.ctx, &f->rec.srv, delete_driver_done, f) <
-	    0)
+	if (ctl_driver(f->z->c)->remove(f->z->c->d->driver.ctx, &f->rec.srv, delete_driver_done,
+	                                f) < 0)
 		delete_driver_done(f, -1, NULL, "the driver refused the request");
 }
 
@@ -1054,8 +1062,8 @@ static void czone_act(struct czone *z, int cur, int want, const char *rule, cons
 	}
 	if (want < cur) {
 		if (any_missing) {
-			snprintf(why, sizeof(why), "%s; not scaling down while a server's metric is missing",
-			         base);
+			snprintf(why, sizeof(why),
+			         "%s; not scaling down while a server's metric is missing", base);
 			czone_hold(z, cur, "metrics missing", why, 1);
 			json_decref(values);
 			return;
@@ -1125,9 +1133,9 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 				s->metric_valid = !res->values[i].missing;
 				s->metric = res->values[i].value;
 			}
-			json_object_set_new(values, res->values[i].server_id,
-			                    res->values[i].missing ? json_null()
-			                                           : json_real(res->values[i].value));
+			json_object_set_new(
+			    values, res->values[i].server_id,
+			    res->values[i].missing ? json_null() : json_real(res->values[i].value));
 		}
 		if (res->n < e->n)
 			any_missing = 1;
@@ -1139,13 +1147,14 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 		/* a pin is an operator's order: no cooldown, no metrics needed */
 		if (want != cur && z->cz->dry_run) {
 			czone_decision(z, "dry_run", cur, want, "pinned", reason);
-			czone_event(z, "dry_run", cur, want, "pinned", reason,
-			            json_pack("{s:s}", "would", want > cur ? "scale_up" : "scale_down"));
+			czone_event(
+			    z, "dry_run", cur, want, "pinned", reason,
+			    json_pack("{s:s}", "would", want > cur ? "scale_up" : "scale_down"));
 		} else if (want != cur) {
-			czone_decision(z, want > cur ? "scale_up" : "scale_down", cur, want, "pinned",
-			               reason);
-			czone_event(z, want > cur ? "scale_up" : "scale_down", cur, want, "pinned", reason,
-			            NULL);
+			czone_decision(z, want > cur ? "scale_up" : "scale_down", cur, want,
+			               "pinned", reason);
+			czone_event(z, want > cur ? "scale_up" : "scale_down", cur, want, "pinned",
+			            reason, NULL);
 			czone_resize(z, cur, want);
 		} else {
 			czone_hold(z, cur, "pinned", reason, 0);
@@ -1157,7 +1166,8 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 
 	if (status != 0 || !res || !res->average_valid) {
 		snprintf(reason, sizeof(reason), "no usable metrics (%s); holding at %d",
-		         status != 0 ? (err ? err : "query failed") : "every server's metric is missing",
+		         status != 0 ? (err ? err : "query failed")
+		                     : "every server's metric is missing",
 		         cur);
 		log_debug("zone %s: evaluation: %s", z->name, reason);
 		czone_hold(z, cur, "metrics missing", reason, 1);
@@ -1210,7 +1220,8 @@ static void czone_bound(struct czone *z, int cur, int to, const char *rule, cons
 {
 	czone_decision(z, kind, cur, to, rule, reason);
 	if (z->cz->dry_run) {
-		czone_event(z, "dry_run", cur, to, rule, reason, json_pack("{s:s}", "would", would));
+		czone_event(z, "dry_run", cur, to, rule, reason,
+		            json_pack("{s:s}", "would", would));
 		return;
 	}
 	czone_event(z, kind, cur, to, rule, reason, NULL);
@@ -1235,13 +1246,15 @@ static void czone_evaluate(struct czone *z)
 			return;
 	char reason[128];
 	if (cur < z->cz->min && !czone_pin_active(z)) {
-		snprintf(reason, sizeof(reason), "below the zone's minimum (%d < %d)", cur, z->cz->min);
+		snprintf(reason, sizeof(reason), "below the zone's minimum (%d < %d)", cur,
+		         z->cz->min);
 		czone_bound(z, cur, z->cz->min, "min", "fill", "fill", reason);
 		return;
 	}
 	if (cur > z->cz->max && !czone_pin_active(z)) {
 		/* max was lowered by a reload */
-		snprintf(reason, sizeof(reason), "above the zone's maximum (%d > %d)", cur, z->cz->max);
+		snprintf(reason, sizeof(reason), "above the zone's maximum (%d > %d)", cur,
+		         z->cz->max);
 		czone_bound(z, cur, z->cz->max, "max", "scale_down", "trim", reason);
 		return;
 	}
@@ -1284,7 +1297,8 @@ static void czone_resume(struct czone *z, struct cserver *s)
 		log_info("zone %s: finishing the deletion of %s", z->name, s->rec.srv.id);
 		delete_recorded(f, STORE_OK, NULL);
 	} else if (!s->rec.srv.address[0]) {
-		log_info("zone %s: dropping %s, recorded before it was created", z->name, s->rec.srv.id);
+		log_info("zone %s: dropping %s, recorded before it was created", z->name,
+		         s->rec.srv.id);
 		czone_server_forget(z, s->rec.srv.id);
 		flow_delete_record(f, flow_record_gone);
 	} else {
@@ -1304,8 +1318,7 @@ struct zone_load {
 /* The zone's records, read when this node becomes primary (after
  * reconciliation) or when a reload adds the zone; retried by the zone's
  * tick until it succeeds. */
-static void czone_loaded(void *arg, enum store_status st, const struct store_server *srv,
-                         size_t n)
+static void czone_loaded(void *arg, enum store_status st, const struct store_server *srv, size_t n)
 {
 	struct zone_load *l = arg;
 	struct czone *z = l->z;
@@ -1374,10 +1387,11 @@ static void ctl_reconciled(void *arg, const struct reconcile_summary *sum)
 		log_warn("reconciliation did not finish (%s); continuing with the recorded state",
 		         sum->err[0] ? sum->err : reconcile_status_name(sum->status));
 	else
-		log_info("reconciliation: %zu record(s), %zu server(s): %zu adopted, %zu orphan(s) "
-		         "removed, %zu stale record(s) dropped, %zu promoted, %zu deletion(s) finished",
-		         sum->records, sum->servers, sum->adopted, sum->orphans_removed,
-		         sum->records_dropped, sum->promoted, sum->deletions_finished);
+		log_info(
+		    "reconciliation: %zu record(s), %zu server(s): %zu adopted, %zu orphan(s) "
+		    "removed, %zu stale record(s) dropped, %zu promoted, %zu deletion(s) finished",
+		    sum->records, sum->servers, sum->adopted, sum->orphans_removed,
+		    sum->records_dropped, sum->promoted, sum->deletions_finished);
 	ctl_load(c);
 }
 
@@ -1467,7 +1481,8 @@ void controller_stop(struct controller *c, const char *reason)
 	}
 }
 
-/* ---- lifecycle and reload ---------------------------------------------------------------------- */
+/* ---- lifecycle and reload ----------------------------------------------------------------------
+ */
 
 struct controller *controller_new(struct daemon *d)
 {
@@ -1475,7 +1490,8 @@ struct controller *controller_new(struct daemon *d)
 	if (!c)
 		return NULL;
 	c->d = d;
-	ev_timer_init(&c->monitor_push, ctl_on_monitor_push, MONITOR_PUSH_EVERY, MONITOR_PUSH_EVERY);
+	ev_timer_init(&c->monitor_push, ctl_on_monitor_push, MONITOR_PUSH_EVERY,
+	              MONITOR_PUSH_EVERY);
 	c->monitor_push.data = c;
 	for (size_t i = 0; i < d->conf->nzones; i++)
 		if (!czone_new(c, d->conf, &d->conf->zones[i])) {
@@ -1517,8 +1533,9 @@ void controller_reconfigure(struct controller *c, const struct conf *old, const 
 			continue;
 		const struct conf_zone *cz = conf_zone_find(nc, z->name);
 		if (!cz) {
-			log_info("zone %s removed: its servers stay until deleted by hand or re-added",
-			         z->name);
+			log_info(
+			    "zone %s removed: its servers stay until deleted by hand or re-added",
+			    z->name);
 			z->removed = 1;
 			ev_timer_stop(ctl_loop(c), &z->tick);
 			czone_unref(z); /* the controller's reference */
@@ -1541,7 +1558,8 @@ void controller_reconfigure(struct controller *c, const struct conf *old, const 
 		ctl_push_monitor_all(c);
 }
 
-/* ---- admin API ----------------------------------------------------------------------------------- */
+/* ---- admin API
+ * ----------------------------------------------------------------------------------- */
 
 static json_t *cserver_json(const struct cserver *s)
 {
@@ -1564,12 +1582,14 @@ json_t *controller_zones_json(struct controller *c)
 			for (size_t k = 0; k < z->nsrv; k++)
 				json_array_append_new(servers, cserver_json(&z->srv[k]));
 			if (z->last.time > 0)
-				last = json_pack("{s:f, s:s, s:i, s:i, s:s, s:s}", "time", z->last.time,
-				                 "kind", z->last.kind, "from", z->last.from, "to", z->last.to,
-				                 "rule", z->last.rule, "reason", z->last.reason);
+				last = json_pack("{s:f, s:s, s:i, s:i, s:s, s:s}", "time",
+				                 z->last.time, "kind", z->last.kind, "from",
+				                 z->last.from, "to", z->last.to, "rule",
+				                 z->last.rule, "reason", z->last.reason);
 			if (z->pin_count >= 0)
 				pin = json_pack("{s:i, s:o}", "count", z->pin_count, "until",
-				                z->pin_until > 0 ? json_real(z->pin_until) : json_null());
+				                z->pin_until > 0 ? json_real(z->pin_until)
+				                                 : json_null());
 			double up = cz->cooldown_up - (now - z->last_up);
 			double down = cz->cooldown_down - (now - z->last_down);
 			cd = up > down ? up : down;
@@ -1577,11 +1597,11 @@ json_t *controller_zones_json(struct controller *c)
 				cd = 0;
 		}
 		json_array_append_new(
-		    arr, json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:o, s:o, s:f, s:o, s:o}", "name",
-		                   cz->name, "listen", cz->listen, "admin", cz->admin, "min", cz->min,
-		                   "max", cz->max, "interval", cz->interval, "dry_run", cz->dry_run,
-		                   "servers", servers, "last_decision", last, "cooldown_remaining", cd,
-		                   "pinned", pin, "policy",
+		    arr, json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:o, s:o, s:f, s:o, s:o}",
+		                   "name", cz->name, "listen", cz->listen, "admin", cz->admin,
+		                   "min", cz->min, "max", cz->max, "interval", cz->interval,
+		                   "dry_run", cz->dry_run, "servers", servers, "last_decision",
+		                   last, "cooldown_remaining", cd, "pinned", pin, "policy",
 		                   json_string(cz->policy_plugin)));
 	}
 	return arr;
@@ -1626,7 +1646,8 @@ int controller_report(struct controller *c, const char *zone, json_t *dead, json
 		const char *addr = json_string_value(v);
 		struct cserver *s = czone_server_by_address(z, addr);
 		if (!s) {
-			log_warn("zone %s: dead report names an unknown server %s; ignored", zone, addr);
+			log_warn("zone %s: dead report names an unknown server %s; ignored", zone,
+			         addr);
 			json_array_append_new(unknown, json_string(addr));
 			continue;
 		}
@@ -1695,8 +1716,8 @@ int controller_drain(struct controller *c, const char *zone, const char *server,
 		return 404;
 	}
 	if (s->owner || strcmp(s->rec.state, "serving") != 0) {
-		*reply = json_pack("{s:s, s:s}", "error", "the server is busy or not serving", "state",
-		                   s->rec.state);
+		*reply = json_pack("{s:s, s:s}", "error", "the server is busy or not serving",
+		                   "state", s->rec.state);
 		return 409;
 	}
 	czone_event(z, "drain", czone_size(z), czone_size(z) - 1, "operator",
@@ -1713,7 +1734,8 @@ void controller_metrics(struct controller *c, FILE *f)
 	           "# TYPE scaler_evaluations_total counter\n");
 	for (struct czone *z = c->zones; z; z = z->next)
 		if (!z->removed)
-			fprintf(f, "scaler_evaluations_total{zone=\"%s\"} %lu\n", z->name, z->evaluations);
+			fprintf(f, "scaler_evaluations_total{zone=\"%s\"} %lu\n", z->name,
+			        z->evaluations);
 	fprintf(f, "# HELP scaler_decisions_total Decisions by zone and kind.\n"
 	           "# TYPE scaler_decisions_total counter\n");
 	for (struct czone *z = c->zones; z; z = z->next) {
@@ -1723,21 +1745,24 @@ void controller_metrics(struct controller *c, FILE *f)
 		        z->ups);
 		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"scale_down\"} %lu\n", z->name,
 		        z->downs);
-		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"hold\"} %lu\n", z->name, z->holds);
+		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"hold\"} %lu\n", z->name,
+		        z->holds);
 	}
-	fprintf(f, "# HELP scaler_servers Servers by zone and state.\n# TYPE scaler_servers gauge\n");
+	fprintf(f,
+	        "# HELP scaler_servers Servers by zone and state.\n# TYPE scaler_servers gauge\n");
 	for (struct czone *z = c->zones; z; z = z->next) {
 		if (z->removed)
 			continue;
 		const char *states[] = {"starting", "serving", "deleting"};
 		for (size_t i = 0; i < 3; i++)
-			fprintf(f, "scaler_servers{zone=\"%s\",state=\"%s\"} %d\n", z->name, states[i],
-			        czone_count(z, states[i]));
+			fprintf(f, "scaler_servers{zone=\"%s\",state=\"%s\"} %d\n", z->name,
+			        states[i], czone_count(z, states[i]));
 	}
 	fprintf(f, "# HELP scaler_driver_calls_total Driver calls by operation.\n"
 	           "# TYPE scaler_driver_calls_total counter\n");
 	for (int i = 0; i < 3; i++)
-		fprintf(f, "scaler_driver_calls_total{op=\"%s\"} %lu\n", op_names[i], c->driver_calls[i]);
+		fprintf(f, "scaler_driver_calls_total{op=\"%s\"} %lu\n", op_names[i],
+		        c->driver_calls[i]);
 	fprintf(f, "# HELP scaler_driver_errors_total Failed driver calls by operation.\n"
 	           "# TYPE scaler_driver_errors_total counter\n");
 	for (int i = 0; i < 3; i++)
@@ -1751,17 +1776,21 @@ void controller_metrics(struct controller *c, FILE *f)
 		fprintf(f, "scaler_driver_call_seconds_count{op=\"%s\"} %lu\n", op_names[i],
 		        c->driver_calls[i]);
 	}
-	fprintf(f, "# HELP scaler_metric_queries_total Metrics queries.\n"
-	           "# TYPE scaler_metric_queries_total counter\nscaler_metric_queries_total %lu\n",
+	fprintf(f,
+	        "# HELP scaler_metric_queries_total Metrics queries.\n"
+	        "# TYPE scaler_metric_queries_total counter\nscaler_metric_queries_total %lu\n",
 	        c->metric_queries);
-	fprintf(f, "# HELP scaler_metric_errors_total Failed metrics queries.\n"
-	           "# TYPE scaler_metric_errors_total counter\nscaler_metric_errors_total %lu\n",
+	fprintf(f,
+	        "# HELP scaler_metric_errors_total Failed metrics queries.\n"
+	        "# TYPE scaler_metric_errors_total counter\nscaler_metric_errors_total %lu\n",
 	        c->metric_errors);
-	fprintf(f, "# HELP scaler_metric_query_seconds Metrics query latency.\n"
-	           "# TYPE scaler_metric_query_seconds summary\n"
-	           "scaler_metric_query_seconds_sum %.6f\nscaler_metric_query_seconds_count %lu\n",
+	fprintf(f,
+	        "# HELP scaler_metric_query_seconds Metrics query latency.\n"
+	        "# TYPE scaler_metric_query_seconds summary\n"
+	        "scaler_metric_query_seconds_sum %.6f\nscaler_metric_query_seconds_count %lu\n",
 	        c->metric_seconds, c->metric_queries);
-	fprintf(f, "# HELP scaler_fenced_writes_total State store writes refused as stale.\n"
-	           "# TYPE scaler_fenced_writes_total counter\nscaler_fenced_writes_total %lu\n",
+	fprintf(f,
+	        "# HELP scaler_fenced_writes_total State store writes refused as stale.\n"
+	        "# TYPE scaler_fenced_writes_total counter\nscaler_fenced_writes_total %lu\n",
 	        c->fenced);
 }

@@ -30,7 +30,7 @@ struct daemon {
 	char exe[4096];
 	char conf_path[4096];
 	struct conf *conf;
-	double loaded_at;   /* unix time of the config in force */
+	double loaded_at; /* unix time of the config in force */
 	unsigned reloads, reload_failures;
 
 	struct host *host;
@@ -41,7 +41,7 @@ struct daemon {
 	struct retired *retired;
 
 	enum daemon_role role;
-	uint64_t epoch;          /* our epoch while primary */
+	uint64_t epoch; /* our epoch while primary */
 	char primary_id[64];
 	char primary_url[256];
 	uint64_t primary_epoch;

@@ -75,8 +75,8 @@ static int host_redis_command_argv(scaler_redis_cb cb, void *arg, int argc, cons
 struct host_lead_call {
 	void (*epoch_cb)(void *arg, int status, uint64_t epoch);
 	void (*set_cb)(void *arg, int status, uint64_t current_epoch);
-	void (*get_cb)(void *arg, int status, const char *id, const char *url, uint64_t leader_epoch,
-	               uint64_t current_epoch);
+	void (*get_cb)(void *arg, int status, const char *id, const char *url,
+	               uint64_t leader_epoch, uint64_t current_epoch);
 	void *arg;
 };
 
@@ -113,8 +113,7 @@ struct host_set_call {
 	uint64_t epoch;
 };
 
-static void host_leader_epoch_done(void *arg, enum store_status st, uint64_t epoch,
-                                   const char *err)
+static void host_leader_epoch_done(void *arg, enum store_status st, uint64_t epoch, const char *err)
 {
 	struct host_set_call *c = arg;
 	(void)err;
@@ -137,8 +136,8 @@ static void host_leader_set_done(void *arg, enum store_status st, const char *er
 	free(c);
 }
 
-static int host_leader_set(uint64_t epoch, void (*cb)(void *arg, int status, uint64_t current_epoch),
-                           void *arg)
+static int host_leader_set(uint64_t epoch,
+                           void (*cb)(void *arg, int status, uint64_t current_epoch), void *arg)
 {
 	struct host_set_call *c;
 	if (!host_current->store || !(c = calloc(1, sizeof(*c))))

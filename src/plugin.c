@@ -49,8 +49,8 @@ struct plugin *plugin_load(const char *dir, enum scaler_kind kind, const char *n
 		         plugin_kind_name(kind), name ? name : "");
 		return NULL;
 	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s_%s.so", dir, plugin_kind_name(kind), name) >=
-	    sizeof(path)) {
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s_%s.so", dir, plugin_kind_name(kind),
+	                     name) >= sizeof(path)) {
 		snprintf(err, errlen, "plugin directory path too long: %s", dir);
 		return NULL;
 	}
@@ -62,7 +62,8 @@ struct plugin *plugin_load(const char *dir, enum scaler_kind kind, const char *n
 		return NULL;
 	}
 	if (S_ISLNK(st.st_mode)) {
-		snprintf(err, errlen, "%s: refusing to load a symbolic link; install the plugin file itself",
+		snprintf(err, errlen,
+		         "%s: refusing to load a symbolic link; install the plugin file itself",
 		         path);
 		return NULL;
 	}
@@ -71,7 +72,8 @@ struct plugin *plugin_load(const char *dir, enum scaler_kind kind, const char *n
 		return NULL;
 	}
 	if (st.st_mode & S_IWOTH) {
-		snprintf(err, errlen, "%s: refusing a world-writable plugin file; chmod o-w it", path);
+		snprintf(err, errlen, "%s: refusing a world-writable plugin file; chmod o-w it",
+		         path);
 		return NULL;
 	}
 
@@ -90,32 +92,38 @@ struct plugin *plugin_load(const char *dir, enum scaler_kind kind, const char *n
 		goto fail;
 	}
 	if (d->abi_major != SCALER_ABI_MAJOR || d->abi_minor > SCALER_ABI_MINOR) {
-		snprintf(err, errlen,
-		         "%s: plugin ABI %u.%u does not match scalerd's ABI %d.%d; rebuild the plugin "
-		         "against this scalerd's scaler/plugin.h",
-		         path, d->abi_major, d->abi_minor, SCALER_ABI_MAJOR, SCALER_ABI_MINOR);
+		snprintf(
+		    err, errlen,
+		    "%s: plugin ABI %u.%u does not match scalerd's ABI %d.%d; rebuild the plugin "
+		    "against this scalerd's scaler/plugin.h",
+		    path, d->abi_major, d->abi_minor, SCALER_ABI_MAJOR, SCALER_ABI_MINOR);
 		goto fail;
 	}
 	if (d->size < offsetof(struct scaler_plugin, ops) + sizeof(d->ops)) {
-		snprintf(err, errlen,
-		         "%s: plugin descriptor is %zu bytes, scalerd needs %zu; rebuild the plugin",
-		         path, d->size, sizeof(struct scaler_plugin));
+		snprintf(
+		    err, errlen,
+		    "%s: plugin descriptor is %zu bytes, scalerd needs %zu; rebuild the plugin",
+		    path, d->size, sizeof(struct scaler_plugin));
 		goto fail;
 	}
 	if (d->kind != kind) {
-		snprintf(err, errlen,
-		         "%s: is a %s plugin, but it was configured as the %s plugin; name a %s plugin "
-		         "there",
-		         path, plugin_kind_name(d->kind), plugin_kind_name(kind), plugin_kind_name(kind));
+		snprintf(
+		    err, errlen,
+		    "%s: is a %s plugin, but it was configured as the %s plugin; name a %s plugin "
+		    "there",
+		    path, plugin_kind_name(d->kind), plugin_kind_name(kind),
+		    plugin_kind_name(kind));
 		goto fail;
 	}
 	if (!d->name || strcmp(d->name, name) != 0) {
-		snprintf(err, errlen, "%s: plugin calls itself \"%s\", expected \"%s\"; rename the file",
-		         path, d->name ? d->name : "(null)", name);
+		snprintf(err, errlen,
+		         "%s: plugin calls itself \"%s\", expected \"%s\"; rename the file", path,
+		         d->name ? d->name : "(null)", name);
 		goto fail;
 	}
 	if (!d->init || !d->fini || !d->ops.driver) {
-		snprintf(err, errlen, "%s: plugin descriptor lacks init, fini or its operations", path);
+		snprintf(err, errlen, "%s: plugin descriptor lacks init, fini or its operations",
+		         path);
 		goto fail;
 	}
 

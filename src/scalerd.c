@@ -33,23 +33,23 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "Usage: scalerd [-c FILE] [-t] [-d]\n"
-	        "       scalerd --balancer ZONE [-c FILE]\n"
-	        "\n"
-	        "Keeps a stateless HTTP service sized to its load, zone by zone.\n"
-	        "\n"
-	        "  -c, --config FILE   configuration file (default " DEFAULT_CONF ")\n"
-	        "  -t, --test          check the configuration and the plugins it names, then exit\n"
-	        "                      (0: valid, 1: errors, printed one per line)\n"
-	        "  -d, --debug         log at debug level (overrides log.level)\n"
-	        "      --syslog        log to syslog instead of stderr\n"
-	        "      --balancer ZONE run the balancer worker of ZONE (started by scalerd itself)\n"
-	        "  -V, --version       print the version and exit\n"
-	        "  -h, --help          print this help and exit\n"
-	        "\n"
-	        "Signals: HUP reloads the configuration, TERM and INT stop gracefully.\n"
-	        "See scalerd(8) and scaler.conf(5).\n");
+	fprintf(
+	    f, "Usage: scalerd [-c FILE] [-t] [-d]\n"
+	       "       scalerd --balancer ZONE [-c FILE]\n"
+	       "\n"
+	       "Keeps a stateless HTTP service sized to its load, zone by zone.\n"
+	       "\n"
+	       "  -c, --config FILE   configuration file (default " DEFAULT_CONF ")\n"
+	       "  -t, --test          check the configuration and the plugins it names, then exit\n"
+	       "                      (0: valid, 1: errors, printed one per line)\n"
+	       "  -d, --debug         log at debug level (overrides log.level)\n"
+	       "      --syslog        log to syslog instead of stderr\n"
+	       "      --balancer ZONE run the balancer worker of ZONE (started by scalerd itself)\n"
+	       "  -V, --version       print the version and exit\n"
+	       "  -h, --help          print this help and exit\n"
+	       "\n"
+	       "Signals: HUP reloads the configuration, TERM and INT stop gracefully.\n"
+	       "See scalerd(8) and scaler.conf(5).\n");
 }
 
 static double now_unix(void)
@@ -314,8 +314,9 @@ int daemon_reload(struct daemon *d, void *errors)
 	nc = conf_load(d->conf_path);
 	if (!nc) {
 		if (errs)
-			json_array_append_new(errs, json_string("configuration has errors; see the "
-			                                        "log for each (FILE:LINE: SETTING)"));
+			json_array_append_new(errs,
+			                      json_string("configuration has errors; see the "
+			                                  "log for each (FILE:LINE: SETTING)"));
 		goto refused;
 	}
 	if ((fixed = reload_fixed_setting(d->conf, nc))) {
@@ -342,8 +343,8 @@ int daemon_reload(struct daemon *d, void *errors)
 		 * its state and the calls it has in flight */
 		if (strcmp(op->name, np->name) == 0 && pi->plugin && pi->plugin->desc->reload &&
 		    pi->plugin->desc->reload(pi->ctx, np->group) == 0) {
-			log_info("%s plugin \"%s\": settings reloaded", plugin_kind_name(kinds[i].kind),
-			         np->name);
+			log_info("%s plugin \"%s\": settings reloaded",
+			         plugin_kind_name(kinds[i].kind), np->name);
 			continue;
 		}
 		if (plugin_instance_new(&fresh[i], nc->plugin_dir, kinds[i].kind, np->name,
@@ -357,7 +358,8 @@ int daemon_reload(struct daemon *d, void *errors)
 	if (controller_check_policies(nc, &d->host->pub) < 0) {
 		failed = 1;
 		if (errs)
-			json_array_append_new(errs, json_string("invalid policy settings; see the log"));
+			json_array_append_new(errs,
+			                      json_string("invalid policy settings; see the log"));
 	}
 	if (failed) {
 		for (size_t i = 0; i < 4; i++)
@@ -537,7 +539,6 @@ static int daemon_run(const char *conf_path, int force_debug)
 	d.sweep_timer.data = &d;
 	ev_timer_start(d.loop, &d.sweep_timer);
 
-
 	struct scaler_election_events ev = {
 	    .arg = &d, .elected = on_elected, .deposed = on_deposed, .primary = on_primary};
 	if (d.election.plugin->desc->ops.election->start(d.election.ctx, &ev) < 0) {
@@ -576,12 +577,15 @@ out:
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-	    {"debug", no_argument, NULL, 'd'},        {"syslog", no_argument, NULL, 's'},
-	    {"balancer", required_argument, NULL, 'b'}, {"config-fd", required_argument, NULL, 'F'},
-	    {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"test", no_argument, NULL, 't'},
+	                                     {"debug", no_argument, NULL, 'd'},
+	                                     {"syslog", no_argument, NULL, 's'},
+	                                     {"balancer", required_argument, NULL, 'b'},
+	                                     {"config-fd", required_argument, NULL, 'F'},
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *conf_path = DEFAULT_CONF, *zone = NULL;
 	int test = 0, debug = 0, use_syslog = 0, config_fd = -1, c;
 

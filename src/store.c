@@ -568,8 +568,8 @@ int store_event_add_fenced(struct store *s, uint64_t epoch, const char *zone, co
 	int rc;
 	if (epoch) {
 		snprintf(ep, sizeof(ep), "%llu", (unsigned long long)epoch);
-		const char *argv[] = {"EVAL", st_lua_event_add, "2", s->k_epoch, s->k_events,
-		                      ep,     cap,              text};
+		const char *argv[] = {
+		    "EVAL", st_lua_event_add, "2", s->k_epoch, s->k_events, ep, cap, text};
 		rc = st_send(q, st_done_cb, 8, argv);
 	} else {
 		const char *argv[] = {"XADD", s->k_events, "MAXLEN", "~", cap, "*", "json", text};

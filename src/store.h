@@ -21,8 +21,8 @@ struct store;
 
 enum store_status {
 	STORE_OK = 0,
-	STORE_ERR = -1,      /* Redis unreachable or replied an error */
-	STORE_STALE = -2,    /* fenced: the writer's epoch is not current */
+	STORE_ERR = -1,   /* Redis unreachable or replied an error */
+	STORE_STALE = -2, /* fenced: the writer's epoch is not current */
 	STORE_NOTFOUND = -3,
 };
 
@@ -45,26 +45,26 @@ typedef void (*store_leader_cb)(void *arg, enum store_status st, const struct st
                                 uint64_t current_epoch);
 typedef void (*store_servers_cb)(void *arg, enum store_status st,
                                  const struct store_server *servers, size_t n);
-typedef void (*store_events_cb)(void *arg, enum store_status st, json_t *events /* array, borrowed */,
-                                const char *last_id);
+typedef void (*store_events_cb)(void *arg, enum store_status st,
+                                json_t *events /* array, borrowed */, const char *last_id);
 
 struct store *store_new(struct redis_conn *r, const char *cluster);
 void store_free(struct store *s);
 
 /* Leadership. */
-int store_epoch_take(struct store *s, store_epoch_cb cb, void *arg);      /* INCR, new epoch */
+int store_epoch_take(struct store *s, store_epoch_cb cb, void *arg); /* INCR, new epoch */
 int store_epoch_get(struct store *s, store_epoch_cb cb, void *arg);
 int store_leader_set(struct store *s, uint64_t epoch, const char *id, const char *url, store_cb cb,
-                     void *arg);                                        /* fenced */
+                     void *arg); /* fenced */
 int store_leader_get(struct store *s, store_leader_cb cb, void *arg);
 
 /* Servers. zone NULL lists every zone. Deleting a record that is not
  * there is done (STORE_OK): deletions can be retried. Records that do not
  * parse are skipped (and logged) by the list. */
 int store_server_put(struct store *s, uint64_t epoch, const struct store_server *srv, store_cb cb,
-                     void *arg);                                        /* fenced */
-int store_server_del(struct store *s, uint64_t epoch, const char *zone, const char *id,
-                     store_cb cb, void *arg);                           /* fenced */
+                     void *arg); /* fenced */
+int store_server_del(struct store *s, uint64_t epoch, const char *zone, const char *id, store_cb cb,
+                     void *arg); /* fenced */
 int store_servers_list(struct store *s, const char *zone, store_servers_cb cb, void *arg);
 
 /* Events: one JSON object per action, fields at least time, zone, kind,

@@ -28,13 +28,13 @@ struct worker {
 	char zone[64];
 	pid_t pid;
 	ev_child child;
-	ev_timer restart;  /* pending restart after backoff */
-	ev_timer kill;     /* SIGKILL after the stop timeout */
+	ev_timer restart; /* pending restart after backoff */
+	ev_timer kill;    /* SIGKILL after the stop timeout */
 	double started;
 	double backoff;
-	int restarts;      /* since scalerd started */
-	int quick_exits;   /* consecutive exits before SUP_STABLE */
-	int stopping;      /* being stopped: do not restart, free when reaped */
+	int restarts;    /* since scalerd started */
+	int quick_exits; /* consecutive exits before SUP_STABLE */
+	int stopping;    /* being stopped: do not restart, free when reaped */
 	struct worker *next;
 };
 
@@ -134,11 +134,13 @@ static void sup_on_child(struct ev_loop *loop, ev_child *c, int revents)
 	} else {
 		w->quick_exits++;
 		if (w->quick_exits > 1)
-			w->backoff = w->backoff * 2 > SUP_BACKOFF_MAX ? SUP_BACKOFF_MAX : w->backoff * 2;
+			w->backoff =
+			    w->backoff * 2 > SUP_BACKOFF_MAX ? SUP_BACKOFF_MAX : w->backoff * 2;
 		if (w->quick_exits >= 3)
-			log_err("balancer worker of zone %s is crash-looping (%d exits in a row within "
-			        "%.0f s of start); next try in %.1f s",
-			        w->zone, w->quick_exits, SUP_STABLE, w->backoff);
+			log_err(
+			    "balancer worker of zone %s is crash-looping (%d exits in a row within "
+			    "%.0f s of start); next try in %.1f s",
+			    w->zone, w->quick_exits, SUP_STABLE, w->backoff);
 	}
 	ev_timer_set(&w->restart, w->backoff, 0.);
 	ev_timer_start(loop, &w->restart);
@@ -206,10 +208,11 @@ static void sup_spawn(struct worker *w)
 		if (getppid() != parent)
 			_exit(0);
 		if (fdarg[0])
-			execl(s->exe, s->exe, "--balancer", w->zone, "-c", s->conf_path, "--config-fd",
-			      fdarg, (char *)NULL);
+			execl(s->exe, s->exe, "--balancer", w->zone, "-c", s->conf_path,
+			      "--config-fd", fdarg, (char *)NULL);
 		else
-			execl(s->exe, s->exe, "--balancer", w->zone, "-c", s->conf_path, (char *)NULL);
+			execl(s->exe, s->exe, "--balancer", w->zone, "-c", s->conf_path,
+			      (char *)NULL);
 		_exit(127);
 	}
 	w->pid = pid;

@@ -174,7 +174,8 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, int debug
 		return 1;
 	if (!debug) {
 		int lvl = log_level_parse(w.conf->log_level);
-		log_setup("scalerd-balancer", lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
+		log_setup("scalerd-balancer",
+		          lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
 		          w.conf->log_syslog);
 	}
 	w.zone = conf_zone_find(w.conf, zone);

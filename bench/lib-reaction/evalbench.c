@@ -258,8 +258,8 @@ static int bb_init(const struct scaler_host *host, const config_setting_t *conf,
 static int bb_serve(void *ctx, const struct scaler_zone *zone)
 {
 	(void)ctx;
-	eb_host->log(SCALER_LOG_ERR, "balancer benchnull", "zone %s: this bench plugin serves nothing",
-	             zone->name);
+	eb_host->log(SCALER_LOG_ERR, "balancer benchnull",
+	             "zone %s: this bench plugin serves nothing", zone->name);
 	return -1;
 }
 

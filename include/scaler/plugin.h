@@ -51,24 +51,24 @@ enum scaler_log_level {
 
 /* An outbound HTTP request (curl multi on the host loop). */
 struct scaler_http_request {
-	const char *method;      /* "GET" when NULL */
-	const char *url;         /* http://host:port/path, or http://localhost/path with unix_socket */
-	const char *unix_socket; /* optional: connect through this AF_UNIX path */
+	const char *method; /* "GET" when NULL */
+	const char *url;    /* http://host:port/path, or http://localhost/path with unix_socket */
+	const char *unix_socket;    /* optional: connect through this AF_UNIX path */
 	const char *const *headers; /* optional NULL-terminated "Name: value" list */
-	const char *body;        /* optional */
+	const char *body;           /* optional */
 	size_t body_len;
-	double timeout;          /* seconds, whole request; 0 = 10 s */
-	const char *ca_cert;     /* optional TLS settings */
+	double timeout;      /* seconds, whole request; 0 = 10 s */
+	const char *ca_cert; /* optional TLS settings */
 	const char *client_cert;
 	const char *client_key;
 };
 
 struct scaler_http_response {
-	long status;        /* 0 when no HTTP response was received */
-	const char *body;   /* NUL-terminated, valid only during the callback */
+	long status;      /* 0 when no HTTP response was received */
+	const char *body; /* NUL-terminated, valid only during the callback */
 	size_t body_len;
-	const char *error;  /* transport error when status == 0, else NULL */
-	double elapsed;     /* seconds */
+	const char *error; /* transport error when status == 0, else NULL */
+	double elapsed;    /* seconds */
 };
 
 typedef void (*scaler_http_cb)(void *arg, const struct scaler_http_response *resp);
@@ -84,10 +84,10 @@ struct scaler_host {
 	size_t size; /* sizeof(struct scaler_host) of the host */
 
 	struct ev_loop *loop;
-	const char *node_id;    /* this node's id (decimal string) */
-	const char *cluster;    /* cluster name: prefix of Redis keys, label value */
-	const char *admin_url;  /* this node's advertised admin URL */
-	const char *token;      /* API bearer token, NULL when none is configured */
+	const char *node_id;   /* this node's id (decimal string) */
+	const char *cluster;   /* cluster name: prefix of Redis keys, label value */
+	const char *admin_url; /* this node's advertised admin URL */
+	const char *token;     /* API bearer token, NULL when none is configured */
 
 	void (*log)(enum scaler_log_level level, const char *who, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
@@ -145,29 +145,29 @@ struct scaler_host {
 
 struct scaler_zone {
 	const char *name;
-	const char *listen;      /* host:port users connect to */
-	const char *admin;       /* host:port of the balancer's admin API */
+	const char *listen; /* host:port users connect to */
+	const char *admin;  /* host:port of the balancer's admin API */
 	int min, max;
-	int port_min, port_max;  /* ports servers of this zone may take (host networking) */
-	const char *const *servers; /* static servers from scaler.conf, NULL-terminated */
+	int port_min, port_max;       /* ports servers of this zone may take (host networking) */
+	const char *const *servers;   /* static servers from scaler.conf, NULL-terminated */
 	const config_setting_t *conf; /* the zone's group, for per-zone overrides */
 };
 
 /* One server as drivers see it. */
 struct scaler_server {
-	char id[64];          /* unique in the cluster, e.g. "zone1-7f3a2c" */
+	char id[64]; /* unique in the cluster, e.g. "zone1-7f3a2c" */
 	char zone[64];
-	char address[256];    /* http://host:port */
-	char ref[128];        /* driver's reference: container id, "pid:starttime" */
-	double created;       /* unix time */
-	int running;          /* list/inspect: 1 when the server exists and runs */
+	char address[256]; /* http://host:port */
+	char ref[128];     /* driver's reference: container id, "pid:starttime" */
+	double created;    /* unix time */
+	int running;       /* list/inspect: 1 when the server exists and runs */
 };
 
 /* ---- kind: driver ------------------------------------------------------- */
 
 struct scaler_server_spec {
 	const struct scaler_zone *zone;
-	const char *server_id;   /* chosen by the host */
+	const char *server_id; /* chosen by the host */
 };
 
 /* status 0 = done; -1 = failed, err says why (the provider's own message). */
@@ -196,8 +196,8 @@ struct scaler_metric_value {
 struct scaler_metrics_result {
 	const struct scaler_metric_value *values;
 	size_t n;
-	double average;     /* mean of the non-missing values */
-	int average_valid;  /* 0 when every value is missing */
+	double average;    /* mean of the non-missing values */
+	int average_valid; /* 0 when every value is missing */
 };
 
 typedef void (*scaler_metrics_cb)(void *arg, int status, const struct scaler_metrics_result *res,
@@ -214,17 +214,17 @@ struct scaler_metrics_ops {
 /* The host makes one policy instance per zone, configured with the zone's
  * `policy` group when it has one, else the global one. */
 struct scaler_policy_input {
-	int current;         /* servers now */
-	int min, max;        /* zone bounds */
-	double average;      /* zone average of the metric */
+	int current;    /* servers now */
+	int min, max;   /* zone bounds */
+	double average; /* zone average of the metric */
 	int average_valid;
-	double now;          /* monotonic seconds, for windows */
+	double now; /* monotonic seconds, for windows */
 };
 
 struct scaler_policy_decision {
-	int desired;         /* before the host's clamp to min/max */
-	char rule[64];       /* short name of the rule applied ("above max_cpu") */
-	char reason[256];    /* one sentence for people */
+	int desired;      /* before the host's clamp to min/max */
+	char rule[64];    /* short name of the rule applied ("above max_cpu") */
+	char reason[256]; /* one sentence for people */
 };
 
 struct scaler_policy_ops {
@@ -287,9 +287,9 @@ struct scaler_balancer_ops {
 struct scaler_plugin {
 	uint32_t abi_major;
 	uint32_t abi_minor;
-	size_t size;             /* sizeof(struct scaler_plugin) the plugin was built with */
+	size_t size; /* sizeof(struct scaler_plugin) the plugin was built with */
 	enum scaler_kind kind;
-	const char *name;        /* must equal the <name> in <kind>_<name>.so */
+	const char *name; /* must equal the <name> in <kind>_<name>.so */
 	const char *version;
 
 	/* Parse and validate `conf` (may be NULL: all defaults), no side
@@ -311,16 +311,16 @@ struct scaler_plugin {
 
 #define SCALER_PLUGIN_DEFINE(kind_, name_, version_, init_, reload_, fini_, opsfield_, ops_) \
 	__attribute__((visibility("default"))) const struct scaler_plugin scaler_plugin = {  \
-	    .abi_major = SCALER_ABI_MAJOR,                                                  \
-	    .abi_minor = SCALER_ABI_MINOR,                                                  \
-	    .size = sizeof(struct scaler_plugin),                                           \
-	    .kind = (kind_),                                                                \
-	    .name = (name_),                                                                \
-	    .version = (version_),                                                          \
-	    .init = (init_),                                                                \
-	    .reload = (reload_),                                                            \
-	    .fini = (fini_),                                                                \
-	    .ops = {.opsfield_ = (ops_)},                                                   \
+	    .abi_major = SCALER_ABI_MAJOR,                                                   \
+	    .abi_minor = SCALER_ABI_MINOR,                                                   \
+	    .size = sizeof(struct scaler_plugin),                                            \
+	    .kind = (kind_),                                                                 \
+	    .name = (name_),                                                                 \
+	    .version = (version_),                                                           \
+	    .init = (init_),                                                                 \
+	    .reload = (reload_),                                                             \
+	    .fini = (fini_),                                                                 \
+	    .ops = {.opsfield_ = (ops_)},                                                    \
 	}
 
 #ifdef __cplusplus

@@ -15,9 +15,8 @@ static int log_syslog;
 static char log_ident[64] = "scaler";
 
 static const char *const log_names[] = {
-    [SCALER_LOG_ERR] = "err",       [SCALER_LOG_WARNING] = "warning",
-    [SCALER_LOG_NOTICE] = "notice", [SCALER_LOG_INFO] = "info",
-    [SCALER_LOG_DEBUG] = "debug",
+    [SCALER_LOG_ERR] = "err",   [SCALER_LOG_WARNING] = "warning", [SCALER_LOG_NOTICE] = "notice",
+    [SCALER_LOG_INFO] = "info", [SCALER_LOG_DEBUG] = "debug",
 };
 
 void log_setup(const char *ident, enum scaler_log_level level, int use_syslog)

@@ -14,7 +14,8 @@
 #define TEST_ABI_MAJOR SCALER_ABI_MAJOR
 #endif
 
-__attribute__((unused)) static int tp_init(const struct scaler_host *host, const config_setting_t *conf, void **ctx)
+__attribute__((unused)) static int tp_init(const struct scaler_host *host,
+                                           const config_setting_t *conf, void **ctx)
 {
 	static const char *const known[] = {"plugin", "answer", NULL};
 	int answer = 42;

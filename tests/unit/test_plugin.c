@@ -25,7 +25,8 @@ static void expect_refused(enum scaler_kind kind, const char *dir, const char *n
 
 START_TEST(a_good_plugin_loads_with_its_descriptor)
 {
-	struct plugin *p = plugin_load(TEST_PLUGIN_DIR, SCALER_KIND_DRIVER, "good", err, sizeof(err));
+	struct plugin *p =
+	    plugin_load(TEST_PLUGIN_DIR, SCALER_KIND_DRIVER, "good", err, sizeof(err));
 	ck_assert_msg(p != NULL, "expected driver_good.so to load, got: %s", err);
 	ck_assert_str_eq(p->name, "good");
 	ck_assert_int_eq(p->kind, SCALER_KIND_DRIVER);
@@ -70,7 +71,8 @@ START_TEST(names_outside_the_allowed_alphabet_are_refused)
 {
 	const char *bad[] = {"../good", "Good", "go od", "", "a/b", "x.so"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		expect_refused(SCALER_KIND_DRIVER, TEST_PLUGIN_DIR, bad[i], "invalid driver plugin name");
+		expect_refused(SCALER_KIND_DRIVER, TEST_PLUGIN_DIR, bad[i],
+		               "invalid driver plugin name");
 	ck_assert(plugin_name_valid("docker"));
 	ck_assert(plugin_name_valid("my_driver-2"));
 }
@@ -112,8 +114,9 @@ START_TEST(init_gets_its_group_and_refuses_unknown_settings)
 
 	config_init(&cfg);
 	ck_assert(config_read_string(&cfg, "driver = { plugin = \"good\"; answer = 42; };"));
-	ck_assert_int_eq(plugin_instance_new(&pi, TEST_PLUGIN_DIR, SCALER_KIND_DRIVER, "good", &host,
-	                                     config_lookup(&cfg, "driver"), err, sizeof(err)),
+	ck_assert_int_eq(plugin_instance_new(&pi, TEST_PLUGIN_DIR, SCALER_KIND_DRIVER, "good",
+	                                     &host, config_lookup(&cfg, "driver"), err,
+	                                     sizeof(err)),
 	                 0);
 	ck_assert_ptr_eq(pi.ctx, &host);
 	plugin_instance_free(&pi);
@@ -122,8 +125,9 @@ START_TEST(init_gets_its_group_and_refuses_unknown_settings)
 
 	config_init(&cfg);
 	ck_assert(config_read_string(&cfg, "driver = { plugin = \"good\"; colour = 1; };"));
-	ck_assert_int_eq(plugin_instance_new(&pi, TEST_PLUGIN_DIR, SCALER_KIND_DRIVER, "good", &host,
-	                                     config_lookup(&cfg, "driver"), err, sizeof(err)),
+	ck_assert_int_eq(plugin_instance_new(&pi, TEST_PLUGIN_DIR, SCALER_KIND_DRIVER, "good",
+	                                     &host, config_lookup(&cfg, "driver"), err,
+	                                     sizeof(err)),
 	                 -1);
 	ck_assert_msg(strstr(err, "invalid settings"), "got: %s", err);
 	ck_assert_ptr_null(pi.plugin);

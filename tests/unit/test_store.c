@@ -635,20 +635,21 @@ START_TEST(a_fenced_event_is_recorded_only_with_the_current_epoch)
 	uint64_t e1 = take_epoch();
 	struct result before = read_events("zf", "0", 100);
 	struct result a = {0};
-	ck_assert_int_eq(store_event_add_fenced(st, e1, "zf", "scale_up", 1, 2, "current", NULL,
-	                                        done_cb, &a),
-	                 0);
+	ck_assert_int_eq(
+	    store_event_add_fenced(st, e1, "zf", "scale_up", 1, 2, "current", NULL, done_cb, &a),
+	    0);
 	run_until(&a.done, 5, "fenced event with the current epoch");
 	ck_assert_msg(a.st == STORE_OK, "fenced event with the current epoch: got %d (%s)", a.st,
 	              a.err);
 	take_epoch(); /* somebody else takes over */
 	struct result b = {0};
-	ck_assert_int_eq(store_event_add_fenced(st, e1, "zf", "scale_down", 2, 1, "stale", NULL,
-	                                        done_cb, &b),
-	                 0);
+	ck_assert_int_eq(
+	    store_event_add_fenced(st, e1, "zf", "scale_down", 2, 1, "stale", NULL, done_cb, &b),
+	    0);
 	run_until(&b.done, 5, "fenced event with a stale epoch");
-	ck_assert_msg(b.st == STORE_STALE, "fenced event with a stale epoch: expected STORE_STALE, "
-	                                   "got %d",
+	ck_assert_msg(b.st == STORE_STALE,
+	              "fenced event with a stale epoch: expected STORE_STALE, "
+	              "got %d",
 	              b.st);
 	struct result after = read_events("zf", "0", 100);
 	size_t nb = json_array_size(before.events), na = json_array_size(after.events);
