@@ -2,7 +2,7 @@
 """The man pages document what the programs accept, and nothing else.
 
 - scaler.conf(5) documents every setting that the parser and the built-in
-  plugins accept (the `known[]` / `*_known[]` arrays of src/conf.c and
+  plugins accept (the `known[]` / `*_known[]` arrays of src/conf/conf.c and
   plugins/*/*.c), section by section, and documents no setting they refuse;
 - every plugin setting etc/scaler.conf mentions (comments included) is one
   that plugin accepts;
@@ -122,7 +122,7 @@ def known_arrays(path):
     return out
 
 
-# src/conf.c: which section each array of which function is.
+# src/conf/conf.c: which section each array of which function is.
 CORE_ARRAYS = {
     ("cf_root", "known"): "core",
     ("cf_root", "log_known"): "log",
@@ -137,10 +137,10 @@ def accepted_settings():
     "KIND NAME" for plugins ("driver process"), "KIND NAME GROUP" for a group
     inside a plugin's settings ("election bully peers")."""
     acc = {}
-    for arr, func, line, names in known_arrays("src/conf.c"):
+    for arr, func, line, names in known_arrays("src/conf/conf.c"):
         sec = CORE_ARRAYS.get((func, arr))
         check(sec is not None,
-              "src/conf.c:%d: array %s in %s() is not mapped to a section of "
+              "src/conf/conf.c:%d: array %s in %s() is not mapped to a section of "
               "scaler.conf(5); add it to CORE_ARRAYS in %s" % (line, arr, func, __file__))
         acc.setdefault(sec, set()).update(names)
     plugins_dir = src("plugins")
@@ -204,8 +204,8 @@ def all_plugins():
 def plugin_kinds():
     """{kind: default plugin} from cf_plugin(x, root, "kind", "default", ...)."""
     kinds = dict(re.findall(r"cf_plugin\s*\(\s*x\s*,\s*root\s*,\s*\"(\w+)\"\s*,\s*\"(\w+)\"",
-                            read("src/conf.c")))
-    check(len(kinds) >= 5, "cannot find the plugin kinds in src/conf.c: %r" % kinds)
+                            read("src/conf/conf.c")))
+    check(len(kinds) >= 5, "cannot find the plugin kinds in src/conf/conf.c: %r" % kinds)
     return kinds
 
 

@@ -1,4 +1,4 @@
-"""Reconciliation (src/reconcile.c) of Redis records with what the process
+"""Reconciliation (src/control/reconcile.c) of Redis records with what the process
 driver lists, through tests/driverctl `reconcile EPOCH` on a real
 redis-server. The health check is GET <address>/health_check."""
 import json
