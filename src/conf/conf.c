@@ -1,18 +1,15 @@
-/* scaler.conf: libconfig parsing, validation into struct conf, and the
- * error helpers plugins use for their own groups. Every error is one log
- * line "FILE:LINE: SETTING: message"; conf_load reports every error it
+/* scaler.conf: libconfig parsing and validation into struct conf (the
+ * helpers plugins use too are in src/lib/conf_util.c). Every error is one
+ * log line "FILE:LINE: SETTING: message"; conf_load reports every error it
  * finds before giving up, so one run shows an operator everything to fix. */
 #include "config.h"
 
 #include "conf.h"
 #include "log.h"
-#include "net.h"
+#include "token_file.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,152 +34,17 @@ struct cf {
 	int nerr;
 };
 
-/* ---- error reporting ---------------------------------------------------- */
-
-static const char *cf_file(const config_setting_t *s)
-{
-	for (; s; s = config_setting_parent(s))
-		if (config_setting_source_file(s))
-			return config_setting_source_file(s);
-	return "(config)";
-}
-
-const char *conf_setting_path(const config_setting_t *s, char *buf, size_t len)
-{
-	const config_setting_t *chain[64];
-	size_t n = 0, off = 0;
-
-	if (!buf || len == 0)
-		return "";
-	buf[0] = '\0';
-	for (; s && !config_setting_is_root(s) && n < sizeof(chain) / sizeof(chain[0]);
-	     s = config_setting_parent(s))
-		chain[n++] = s;
-	while (n-- > 0) {
-		const config_setting_t *p = chain[n];
-		const config_setting_t *parent = config_setting_parent(p);
-		const char *sep = off ? "." : "";
-		int w;
-
-		if (parent && !config_setting_is_group(parent))
-			w = snprintf(buf + off, len - off, "%s[%d]", sep, config_setting_index(p));
-		else
-			w = snprintf(buf + off, len - off, "%s%s", sep,
-			             config_setting_name(p) ? config_setting_name(p) : "?");
-		if (w < 0 || (size_t)w >= len - off) {
-			buf[off] = '\0'; /* cut at a whole component */
-			break;
-		}
-		off += (size_t)w;
-	}
-	return buf;
-}
-
-/* While conf_load validates, errors are collected and then logged sorted
- * by file and line, so that they read from the top of the file down. */
-struct cf_msg {
-	const char *file;
-	unsigned line;
-	size_t seq;
-	char *text;
-};
-
-struct cf_msgs {
-	struct cf_msg *v;
-	size_t n, cap;
-};
-
-static struct cf_msgs *cf_collect;
-
-static void cf_emit(const char *file, unsigned line, const char *text)
-{
-	struct cf_msgs *m = cf_collect;
-
-	if (m && m->n == m->cap) {
-		size_t cap = m->cap ? 2 * m->cap : 16;
-		struct cf_msg *v = realloc(m->v, cap * sizeof(*v));
-		if (v) {
-			m->v = v;
-			m->cap = cap;
-		}
-	}
-	if (m && m->n < m->cap) {
-		char *copy = strdup(text);
-		if (copy) {
-			m->v[m->n] = (struct cf_msg){file, line, m->n, copy};
-			m->n++;
-			return;
-		}
-	}
-	log_msg(SCALER_LOG_ERR, NULL, "%s", text);
-}
-
-static int cf_msg_cmp(const void *pa, const void *pb)
-{
-	const struct cf_msg *a = pa, *b = pb;
-	int r = strcmp(a->file, b->file);
-
-	if (r)
-		return r;
-	if (a->line != b->line)
-		return a->line < b->line ? -1 : 1;
-	return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-static void cf_flush(struct cf_msgs *m)
-{
-	if (m->n)
-		qsort(m->v, m->n, sizeof(*m->v), cf_msg_cmp);
-	for (size_t i = 0; i < m->n; i++) {
-		log_msg(SCALER_LOG_ERR, NULL, "%s", m->v[i].text);
-		free(m->v[i].text);
-	}
-	free(m->v);
-	m->v = NULL;
-	m->n = m->cap = 0;
-}
-
-/* Log one error about `s`: "FILE:LINE: PATH: message". */
-__attribute__((format(printf, 2, 0))) static void cf_vreport(const config_setting_t *s,
-                                                             const char *fmt, va_list ap)
-{
-	char where[512], msg[1024], text[1700];
-	unsigned line = s ? config_setting_source_line(s) : 0;
-	const char *file = cf_file(s);
-
-	conf_setting_path(s, where, sizeof(where));
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-
-	if (line > 0 && where[0])
-		snprintf(text, sizeof(text), "%s:%u: %s: %s", file, line, where, msg);
-	else if (line > 0)
-		snprintf(text, sizeof(text), "%s:%u: %s", file, line, msg);
-	else if (where[0])
-		snprintf(text, sizeof(text), "%s: %s: %s", file, where, msg);
-	else
-		snprintf(text, sizeof(text), "%s: %s", file, msg);
-	cf_emit(file, line, text);
-}
-
-int conf_error(const config_setting_t *setting, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	cf_vreport(setting, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 __attribute__((format(printf, 3, 4))) static void cf_err(struct cf *x, const config_setting_t *s,
                                                          const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
 	x->nerr++;
 	va_start(ap, fmt);
-	cf_vreport(s, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	conf_error(s, "%s", msg);
 }
 
 /* A required member of `group` is absent: reported at the group's line. */
@@ -195,113 +57,11 @@ static void cf_missing(struct cf *x, const config_setting_t *group, const char *
 	conf_setting_path(group, path, sizeof(path));
 	if (line > 0)
 		snprintf(text, sizeof(text), "%s:%u: %s%s%s: required setting is missing",
-		         cf_file(group), line, path, path[0] ? "." : "", name);
+		         conf_setting_file(group), line, path, path[0] ? "." : "", name);
 	else
 		snprintf(text, sizeof(text), "%s: %s%s%s: required setting is missing",
-		         cf_file(group), path, path[0] ? "." : "", name);
-	cf_emit(cf_file(group), line, text);
-}
-
-static const char *cf_type_name(const config_setting_t *s)
-{
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		return "an integer";
-	case CONFIG_TYPE_FLOAT:
-		return "a float";
-	case CONFIG_TYPE_STRING:
-		return "a string";
-	case CONFIG_TYPE_BOOL:
-		return "a boolean";
-	case CONFIG_TYPE_GROUP:
-		return "a group";
-	case CONFIG_TYPE_ARRAY:
-		return "an array";
-	case CONFIG_TYPE_LIST:
-		return "a list";
-	default:
-		return "nothing";
-	}
-}
-
-/* Edit distance of two short names (for "did you mean"); capped at 9. */
-static int cf_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	int row[33];
-
-	if (la > 32 || lb > 32)
-		return 9;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = (int)j;
-	for (size_t i = 1; i <= la; i++) {
-		int diag = row[0];
-		row[0] = (int)i;
-		for (size_t j = 1; j <= lb; j++) {
-			int up = row[j];
-			int best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[lb];
-}
-
-/* Report every member of `group` not in `known`; the number reported. */
-static int cf_unknown(const config_setting_t *group, const char *const *known)
-{
-	int n = 0;
-
-	for (int i = 0; i < config_setting_length(group); i++) {
-		const config_setting_t *m = config_setting_get_elem(group, (unsigned)i);
-		const char *name = config_setting_name(m), *near = NULL;
-		int best = 3; /* suggest only close names */
-		size_t k;
-
-		for (k = 0; known[k]; k++)
-			if (name && strcmp(name, known[k]) == 0)
-				break;
-		if (known[k])
-			continue;
-		n++;
-		for (k = 0; name && known[k]; k++) {
-			int d = cf_distance(name, known[k]);
-			if (d < best) {
-				best = d;
-				near = known[k];
-			}
-		}
-		if (near) {
-			conf_error(m, "unknown setting (did you mean %s?)", near);
-			continue;
-		}
-		char list[512];
-		size_t off = 0;
-		list[0] = '\0';
-		for (k = 0; known[k] && off < sizeof(list); k++) {
-			int w = snprintf(list + off, sizeof(list) - off, "%s%s", k ? ", " : "",
-			                 known[k]);
-			if (w < 0)
-				break;
-			off += (size_t)w;
-		}
-		conf_error(m, "unknown setting (known here: %s)", list);
-	}
-	return n;
-}
-
-int conf_check_known(const config_setting_t *group, const char *const *known)
-{
-	if (!group)
-		return 0;
-	if (!config_setting_is_group(group))
-		return conf_error(group, "must be a group (got %s)", cf_type_name(group));
-	return cf_unknown(group, known) ? -1 : 0;
+		         conf_setting_file(group), path, path[0] ? "." : "", name);
+	conf_emit(conf_setting_file(group), line, text);
 }
 
 /* ---- typed getters: 1 read, 0 absent, -1 error (counted) --------------- */
@@ -321,7 +81,7 @@ static int cf_string(struct cf *x, const config_setting_t *group, const char *na
 	if (!s)
 		return 0;
 	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-		cf_err(x, s, "must be a string (got %s)", cf_type_name(s));
+		cf_err(x, s, "must be a string (got %s)", conf_type_name(s));
 		return -1;
 	}
 	*out = config_setting_get_string(s);
@@ -346,104 +106,11 @@ static int cf_bool(struct cf *x, const config_setting_t *group, const char *name
 	if (!s)
 		return 0;
 	if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
-		cf_err(x, s, "must be true or false (got %s)", cf_type_name(s));
+		cf_err(x, s, "must be true or false (got %s)", conf_type_name(s));
 		return -1;
 	}
 	*out = config_setting_get_bool(s);
 	return 1;
-}
-
-static int cf_is_int(const config_setting_t *s)
-{
-	return config_setting_type(s) == CONFIG_TYPE_INT ||
-	       config_setting_type(s) == CONFIG_TYPE_INT64;
-}
-
-static long long cf_int_value(const config_setting_t *s)
-{
-	return config_setting_type(s) == CONFIG_TYPE_INT64 ? config_setting_get_int64(s)
-	                                                   : config_setting_get_int(s);
-}
-
-/* The value of number setting `s` (int or float) in *v; -1 after `error`
- * when it is not a finite number. `name` starts the messages in the style of
- * conf_number ("timeout must be ..."); NULL for the core's own settings. */
-static int cf_number_value(conf_error_fn error, const config_setting_t *s, const char *name,
-                           double *v)
-{
-	const char *sp = name ? " " : "";
-
-	if (!name)
-		name = "";
-	if (cf_is_int(s))
-		*v = (double)cf_int_value(s);
-	else if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
-		*v = config_setting_get_float(s);
-	else
-		return error(s, "%s%smust be a number (got %s)", name, sp, cf_type_name(s));
-	if (!isfinite(*v))
-		return error(s, "%s%smust be a finite number", name, sp);
-	return 0;
-}
-
-/* The value of integer setting `s` in [lo, hi] in *v; -1 after `error`.
- * `name` as for cf_number_value. */
-static int cf_integer_value(conf_error_fn error, const config_setting_t *s, const char *name,
-                            long long lo, long long hi, long long *v)
-{
-	const char *sp = name ? " " : "";
-
-	if (!name)
-		name = "";
-	if (!cf_is_int(s))
-		return error(s, "%s%smust be an integer (got %s)", name, sp, cf_type_name(s));
-	*v = cf_int_value(s);
-	if (*v >= lo && *v <= hi)
-		return 0;
-	if (*sp) /* conf_number's range message */
-		return error(s, "%s must be between %lld and %lld, not %lld", name, lo, hi, *v);
-	return error(s, "must be between %lld and %lld (got %lld)", lo, hi, *v);
-}
-
-/* Where conf_number and conf_integer report: conf_error unless a host in a
- * test records the messages its own way. */
-static conf_error_fn cf_number_error = conf_error;
-
-void conf_number_reporter(conf_error_fn error)
-{
-	cf_number_error = error ? error : conf_error;
-}
-
-int conf_number(const config_setting_t *group, const char *name, double def, double lo, double hi,
-                double *out)
-{
-	const config_setting_t *s = cf_member(group, name);
-	double v;
-
-	*out = def;
-	if (!s)
-		return 0;
-	if (cf_number_value(cf_number_error, s, name, &v) < 0)
-		return -1;
-	if (v < lo || v > hi)
-		return cf_number_error(s, "%s must be between %g and %g, not %g", name, lo, hi, v);
-	*out = v;
-	return 0;
-}
-
-int conf_integer(const config_setting_t *group, const char *name, long long def, long long lo,
-                 long long hi, long long *out)
-{
-	const config_setting_t *s = cf_member(group, name);
-	long long v;
-
-	*out = def;
-	if (!s)
-		return 0;
-	if (cf_integer_value(cf_number_error, s, name, lo, hi, &v) < 0)
-		return -1;
-	*out = v;
-	return 0;
 }
 
 static int cf_int_setting(struct cf *x, const config_setting_t *s, long long lo, long long hi,
@@ -451,7 +118,7 @@ static int cf_int_setting(struct cf *x, const config_setting_t *s, long long lo,
 {
 	long long v;
 
-	if (cf_integer_value(conf_error, s, NULL, lo, hi, &v) < 0) {
+	if (conf_integer_value(conf_error, s, NULL, lo, hi, &v) < 0) {
 		x->nerr++;
 		return -1;
 	}
@@ -467,242 +134,14 @@ static int cf_int(struct cf *x, const config_setting_t *group, const char *name,
 	return s ? cf_int_setting(x, s, lo, hi, out) : 0;
 }
 
-/* A number of seconds (int or float); strict: must be > min, else >= min. */
-static int cf_number(const config_setting_t *group, const char *name, double min, int strict,
-                     double *out)
-{
-	const config_setting_t *s = cf_member(group, name);
-	double v;
-
-	if (!s)
-		return 0;
-	if (cf_number_value(conf_error, s, NULL, &v) < 0)
-		return -1;
-	if (strict && !(v > min))
-		return conf_error(s, "must be > %g (got %g)", min, v);
-	if (!strict && v < min)
-		return conf_error(s, "must be >= %g (got %g)", min, v);
-	*out = v;
-	return 1;
-}
-
-int conf_get_seconds(const config_setting_t *group, const char *name, double min, double *out)
-{
-	return cf_number(group, name, min, 0, out);
-}
-
 static int cf_seconds(struct cf *x, const config_setting_t *group, const char *name, double min,
                       int strict, double *out)
 {
-	int r = cf_number(group, name, min, strict, out);
+	int r = conf_seconds(group, name, min, strict, out);
 
 	if (r < 0)
 		x->nerr++;
 	return r;
-}
-
-/* ---- value syntax ------------------------------------------------------- */
-
-static int cf_charset(const char *s, const char *extra, int upper)
-{
-	if (!*s)
-		return 0;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (islower(ch) || isdigit(ch) || (upper && isupper(ch)) || strchr(extra, ch))
-			continue;
-		return 0;
-	}
-	return 1;
-}
-
-static int cf_wildcard_host(const char *h)
-{
-	return !*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "*") == 0;
-}
-
-/* Why "host:port" / "[v6]:port" is refused, for the error message. */
-static const char *cf_hostport_why(const char *s)
-{
-	const char *colon, *h, *hend;
-	char host[300];
-
-	if (s[0] == '[') {
-		if (!(hend = strchr(s, ']')))
-			return "missing ']' after the IPv6 address";
-		h = s + 1;
-		colon = hend + 1;
-		if (*colon != ':')
-			return "missing :port after the IPv6 address";
-	} else {
-		if (!(colon = strrchr(s, ':')))
-			return "missing :port";
-		if (memchr(s, ':', (size_t)(colon - s)))
-			return "IPv6 addresses are written in brackets: [::1]:port";
-		h = s;
-		hend = colon;
-	}
-	size_t n = (size_t)(hend - h);
-	if (n >= sizeof(host) || n > 253)
-		return "host name too long";
-	memcpy(host, h, n);
-	host[n] = '\0';
-	if (s[0] == '[') {
-		struct in6_addr a6;
-		if (inet_pton(AF_INET6, host, &a6) != 1)
-			return "invalid IPv6 address";
-	} else if (n && strcmp(host, "*") != 0 && !cf_charset(host, ".-_", 1)) {
-		return "invalid host name (letters, digits, '.', '-', '_')";
-	} else if (n && strspn(host, "0123456789.") == n) {
-		struct in_addr a4;
-		if (inet_pton(AF_INET, host, &a4) != 1)
-			return "invalid IPv4 address";
-	}
-	const char *p = colon + 1;
-	if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5)
-		return "port must be a number between 1 and 65535";
-	long v = strtol(p, NULL, 10);
-	if (v < 1 || v > 65535)
-		return "port must be between 1 and 65535";
-	return "expected host:port or [v6]:port";
-}
-
-/* Split "host:port" or "[v6]:port" into host (brackets removed; "" for
- * every address, written "*:port" or ":port") and port, by the rules
- * scalerd's listeners use (net_parse_hostport); a dotted-decimal host must
- * also be a valid IPv4 address. 0 on success, else -1 with *why set. */
-static int cf_hostport(const char *s, char *host, size_t hostlen, int *port, const char **why)
-{
-	if (net_parse_hostport(s, host, hostlen, port) < 0) {
-		*why = cf_hostport_why(s);
-		return -1;
-	}
-	if (*host && strspn(host, "0123456789.") == strlen(host)) {
-		struct in_addr a;
-		if (inet_pton(AF_INET, host, &a) != 1) {
-			*why = "invalid IPv4 address";
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* host:port of something to connect to: every-address hosts make no sense. */
-static int cf_connect_hostport(const char *s, char *host, size_t hostlen, int *port,
-                               const char **why)
-{
-	if (cf_hostport(s, host, hostlen, port, why) < 0)
-		return -1;
-	if (!*host) {
-		*why = "missing host";
-		return -1;
-	}
-	return 0;
-}
-
-/* http://host:port (static servers); http[s]://host[:port][/path] when
- * `path_ok` (the advertised admin URL). */
-static int cf_http_url(const char *u, int path_ok, const char **why)
-{
-	char auth[300], host[260];
-	const char *rest;
-	int port;
-
-	if (strncmp(u, "http://", 7) == 0)
-		rest = u + 7;
-	else if (path_ok && strncmp(u, "https://", 8) == 0)
-		rest = u + 8;
-	else {
-		*why = path_ok ? "must start with http:// or https://" : "must be http://host:port";
-		return -1;
-	}
-	size_t n = strcspn(rest, "/?#");
-	if (rest[n] && !path_ok) {
-		*why = "must be http://host:port (no path)";
-		return -1;
-	}
-	if (n == 0 || n >= sizeof(auth)) {
-		*why = "missing host";
-		return -1;
-	}
-	memcpy(auth, rest, n);
-	auth[n] = '\0';
-	if (cf_connect_hostport(auth, host, sizeof(host), &port, why) == 0)
-		return 0;
-	if (path_ok && !strchr(auth, ':') && cf_charset(auth, ".-_", 1))
-		return 0; /* host without port */
-	if (path_ok && auth[0] == '[' && auth[n - 1] == ']') {
-		struct in6_addr a6;
-		auth[n - 1] = '\0';
-		if (inet_pton(AF_INET6, auth + 1, &a6) == 1)
-			return 0; /* [v6] without port */
-	}
-	return -1;
-}
-
-/* redis://[:password@]host:port[/db] or unix:/path[?db=N] */
-static int cf_redis_url(const char *u, const char **why)
-{
-	static const char *const shape =
-	    "must be redis://[:password@]host:port[/db] or unix:/path[?db=N]";
-
-	if (strncmp(u, "unix:", 5) == 0) {
-		const char *path = u + 5, *q = strchr(path, '?');
-		if (path[0] != '/' || path[1] == '\0' || path[1] == '?') {
-			*why = "unix: needs an absolute socket path (unix:/run/redis/redis.sock)";
-			return -1;
-		}
-		if (q) {
-			if (strncmp(q, "?db=", 4) != 0 || !q[4] ||
-			    strspn(q + 4, "0123456789") != strlen(q + 4) || strlen(q + 4) > 9) {
-				*why = "the only option after '?' is db=N (a number)";
-				return -1;
-			}
-		}
-		return 0;
-	}
-	if (strncmp(u, "redis://", 8) != 0) {
-		*why = shape;
-		return -1;
-	}
-	const char *auth = u + 8, *at = strrchr(auth, '@');
-	if (at) {
-		if (auth[0] != ':') {
-			*why = "credentials are written redis://:password@host:port";
-			return -1;
-		}
-		auth = at + 1;
-	}
-	char hp[300], host[260];
-	size_t n = strcspn(auth, "/");
-	int port;
-	if (n >= sizeof(hp)) {
-		*why = "host too long";
-		return -1;
-	}
-	memcpy(hp, auth, n);
-	hp[n] = '\0';
-	if (cf_connect_hostport(hp, host, sizeof(host), &port, why) < 0)
-		return -1;
-	if (auth[n] == '/') {
-		const char *db = auth + n + 1;
-		if (*db && (strspn(db, "0123456789") != strlen(db) || strlen(db) > 9)) {
-			*why = "the database after '/' must be a number";
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* A bearer token goes into an HTTP header: visible ASCII only. */
-static int cf_token_ok(const char *t)
-{
-	if (!*t)
-		return 0;
-	for (; *t; t++)
-		if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f)
-			return 0;
-	return 1;
 }
 
 /* ---- node --------------------------------------------------------------- */
@@ -716,8 +155,8 @@ static void cf_node_id(struct cf *x, const config_setting_t *node)
 		cf_missing(x, node, "id");
 		return;
 	}
-	if (cf_is_int(s)) {
-		long long v = cf_int_value(s);
+	if (conf_is_int(s)) {
+		long long v = conf_int_value(s);
 		if (v < 1) {
 			cf_err(x, s, "must be >= 1 (got %lld)", v);
 			return;
@@ -739,16 +178,14 @@ static void cf_node_id(struct cf *x, const config_setting_t *node)
 		snprintf(c->node_id, sizeof(c->node_id), "%llu", n);
 		return;
 	}
-	cf_err(x, s, "must be an integer >= 1 or a string of digits (got %s)", cf_type_name(s));
+	cf_err(x, s, "must be an integer >= 1 or a string of digits (got %s)", conf_type_name(s));
 }
 
 static void cf_token_file(struct cf *x, const config_setting_t *s, const char *path)
 {
 	struct conf *c = x->c;
-	char buf[4097];
 	struct stat st;
-	ssize_t n;
-	int fd;
+	char why[4400];
 
 	if (!*path) {
 		cf_err(x, s, "must not be empty");
@@ -756,44 +193,15 @@ static void cf_token_file(struct cf *x, const config_setting_t *s, const char *p
 	}
 	if (cf_copy(x, s, path, c->token_file, sizeof(c->token_file)) < 0)
 		return;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		cf_err(x, s, "cannot open %s: %s", path, strerror(errno));
-		return;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		cf_err(x, s, "%s is not a regular file", path);
-		close(fd);
+	if (!(c->token = token_file_read(path, &st, why, sizeof(why)))) {
+		cf_err(x, s, "%s", why);
 		return;
 	}
 	if (st.st_mode & S_IRWXO)
 		log_msg(SCALER_LOG_WARNING, NULL,
 		        "%s:%u: node.token_file: %s is accessible by other "
 		        "users; chmod o-rwx it",
-		        cf_file(s), config_setting_source_line(s), path);
-	n = read(fd, buf, sizeof(buf) - 1);
-	int err = errno;
-	close(fd);
-	if (n < 0) {
-		cf_err(x, s, "cannot read %s: %s", path, strerror(err));
-		return;
-	}
-	buf[n] = '\0';
-	/* first line, trimmed */
-	buf[strcspn(buf, "\r\n")] = '\0';
-	char *b = buf, *e;
-	while (*b == ' ' || *b == '\t')
-		b++;
-	e = b + strlen(b);
-	while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-		*--e = '\0';
-	if (!*b)
-		cf_err(x, s, "the first line of %s is empty", path);
-	else if (!cf_token_ok(b))
-		cf_err(x, s, "the token in %s contains spaces or control characters", path);
-	else if (!(c->token = strdup(b)))
-		cf_err(x, s, "out of memory");
-	explicit_bzero(buf, sizeof(buf));
+		        conf_setting_file(s), config_setting_source_line(s), path);
 }
 
 static void cf_node(struct cf *x, const config_setting_t *root)
@@ -813,36 +221,37 @@ static void cf_node(struct cf *x, const config_setting_t *root)
 	}
 	if (!config_setting_is_group(node)) {
 		cf_err(x, node, "must be a group (got %s): node = { id = 1; };",
-		       cf_type_name(node));
+		       conf_type_name(node));
 		return;
 	}
-	x->nerr += cf_unknown(node, known);
+	x->nerr += conf_report_unknown(node, known);
 	cf_node_id(x, node);
 
 	if (cf_string(x, node, "admin", &v, &s) > 0) {
-		if (cf_hostport(v, host, sizeof(host), &port, &why) < 0)
+		if (conf_hostport(v, host, sizeof(host), &port, &why) < 0)
 			cf_err(x, s, "\"%s\": %s", v, why);
 		else
 			cf_copy(x, s, v, c->admin_listen, sizeof(c->admin_listen));
 	}
 	if (cf_string(x, node, "url", &v, &s) > 0) {
-		if (cf_http_url(v, 1, &why) < 0)
+		if (conf_http_url(v, 1, &why) < 0)
 			cf_err(x, s, "\"%s\": %s", v, why);
 		else
 			cf_copy(x, s, v, c->admin_url, sizeof(c->admin_url));
 	} else if (!s) {
 		snprintf(c->admin_url, sizeof(c->admin_url), "http://%s", c->admin_listen);
-		if (cf_hostport(c->admin_listen, host, sizeof(host), &port, &why) == 0 &&
-		    cf_wildcard_host(host))
+		if (conf_hostport(c->admin_listen, host, sizeof(host), &port, &why) == 0 &&
+		    conf_wildcard_host(host))
 			log_msg(SCALER_LOG_WARNING, NULL,
 			        "%s:%u: node.url: not set and node.admin listens on every address; "
 			        "other nodes are told %s, set node.url to a reachable address",
-			        cf_file(node), config_setting_source_line(node), c->admin_url);
+			        conf_setting_file(node), config_setting_source_line(node),
+			        c->admin_url);
 	}
 
 	int has_token = cf_string(x, node, "token", &v, &ts);
 	if (has_token > 0) {
-		if (!cf_token_ok(v))
+		if (!conf_token_ok(v))
 			cf_err(x, ts,
 			       "must be non-empty visible ASCII (no spaces or control characters)");
 		else if (!(c->token = strdup(v)))
@@ -860,7 +269,7 @@ static void cf_node(struct cf *x, const config_setting_t *root)
 		if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
 		    config_setting_type(s) != CONFIG_TYPE_LIST) {
 			cf_err(x, s, "must be a list of zone names (got %s): zones = [\"zone1\"];",
-			       cf_type_name(s));
+			       conf_type_name(s));
 			return;
 		}
 		int n = config_setting_length(s);
@@ -872,7 +281,7 @@ static void cf_node(struct cf *x, const config_setting_t *root)
 		for (int i = 0, k = 0; i < n; i++) {
 			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-				cf_err(x, e, "must be a string (got %s)", cf_type_name(e));
+				cf_err(x, e, "must be a string (got %s)", conf_type_name(e));
 				continue;
 			}
 			if (!(c->zones_hosted[k++] = strdup(config_setting_get_string(e))))
@@ -892,7 +301,7 @@ static int cf_plugin_name(struct cf *x, const config_setting_t *group, char *out
 
 	if (r <= 0)
 		return r;
-	if (!cf_charset(v, "_-", 0) || strlen(v) >= CONF_NAME_MAX) {
+	if (!conf_charset(v, "_-", 0) || strlen(v) >= CONF_NAME_MAX) {
 		cf_err(x, s, "\"%s\": plugin names are 1 to %d characters of a-z, 0-9, '_', '-'", v,
 		       CONF_NAME_MAX - 1);
 		return -1;
@@ -912,7 +321,7 @@ static void cf_plugin(struct cf *x, const config_setting_t *root, const char *ki
 		return;
 	if (!config_setting_is_group(g)) {
 		cf_err(x, g, "must be a group (got %s): %s = { plugin = \"%s\"; };",
-		       cf_type_name(g), kind, def);
+		       conf_type_name(g), kind, def);
 		return;
 	}
 	p->group = g;
@@ -933,7 +342,7 @@ static void cf_zone_plugin(struct cf *x, const config_setting_t *zg, const char 
 	if (!g)
 		return;
 	if (!config_setting_is_group(g)) {
-		cf_err(x, g, "must be a group (got %s)", cf_type_name(g));
+		cf_err(x, g, "must be a group (got %s)", conf_type_name(g));
 		return;
 	}
 	*zone_group = g;
@@ -951,7 +360,7 @@ static void cf_zone_servers(struct cf *x, struct conf_zone *z, const config_sett
 	    config_setting_type(s) != CONFIG_TYPE_LIST) {
 		cf_err(x, s,
 		       "must be a list of URLs (got %s): servers = [\"http://127.0.0.1:9001\"];",
-		       cf_type_name(s));
+		       conf_type_name(s));
 		return;
 	}
 	int n = config_setting_length(s);
@@ -967,11 +376,11 @@ static void cf_zone_servers(struct cf *x, struct conf_zone *z, const config_sett
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-			cf_err(x, e, "must be a string (got %s)", cf_type_name(e));
+			cf_err(x, e, "must be a string (got %s)", conf_type_name(e));
 			continue;
 		}
 		const char *v = config_setting_get_string(e);
-		if (cf_http_url(v, 0, &why) < 0) {
+		if (conf_http_url(v, 0, &why) < 0) {
 			cf_err(x, e, "\"%s\": %s", v, why);
 			continue;
 		}
@@ -1049,16 +458,16 @@ static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *z
 
 	if (!config_setting_is_group(zg)) {
 		cf_err(x, zg, "must be a group (got %s): { name = \"zone1\"; listen = ...; }",
-		       cf_type_name(zg));
+		       conf_type_name(zg));
 		return;
 	}
-	x->nerr += cf_unknown(zg, known);
+	x->nerr += conf_report_unknown(zg, known);
 
 	int r = cf_string(x, zg, "name", &v, &s);
 	if (r == 0)
 		cf_missing(x, zg, "name");
 	else if (r > 0) {
-		if (!cf_charset(v, "_.-", 1) || strlen(v) >= sizeof(z->name))
+		if (!conf_charset(v, "_.-", 1) || strlen(v) >= sizeof(z->name))
 			cf_err(x, s,
 			       "\"%s\": zone names are 1 to %zu characters of A-Z, a-z, 0-9, '_', "
 			       "'.', '-'",
@@ -1074,7 +483,7 @@ static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *z
 		if (r == 0)
 			cf_missing(x, zg, addrs[i]);
 		else if (r > 0) {
-			if (cf_hostport(v, host, sizeof(host), &port, &why) < 0)
+			if (conf_hostport(v, host, sizeof(host), &port, &why) < 0)
 				cf_err(x, s, "\"%s\": %s", v, why);
 			else
 				cf_copy(x, s, v, dst, sizeof(z->listen));
@@ -1130,8 +539,8 @@ static int cf_addr_conflict(const struct cf_addr *a, const struct cf_addr *b)
 {
 	if (a->port != b->port)
 		return 0;
-	return strcasecmp(a->host, b->host) == 0 || cf_wildcard_host(a->host) ||
-	       cf_wildcard_host(b->host);
+	return strcasecmp(a->host, b->host) == 0 || conf_wildcard_host(a->host) ||
+	       conf_wildcard_host(b->host);
 }
 
 /* Listen and admin addresses of scalerd and every zone must differ. */
@@ -1166,7 +575,7 @@ static void cf_check_addresses(struct cf *x, const config_setting_t *root)
 		}
 	}
 	for (size_t i = 0; i < n; i++)
-		if (cf_hostport(a[i].value, a[i].host, sizeof(a[i].host), &a[i].port, &why) < 0)
+		if (conf_hostport(a[i].value, a[i].host, sizeof(a[i].host), &a[i].port, &why) < 0)
 			a[i].port = -1;
 	for (size_t j = 1; j < n; j++) {
 		if (a[j].port < 0)
@@ -1195,7 +604,7 @@ static void cf_zones(struct cf *x, const config_setting_t *root)
 	if (config_setting_type(zl) != CONFIG_TYPE_LIST) {
 		cf_err(x, zl,
 		       "must be a list of groups (got %s): zones = ( { name = \"zone1\"; ... } );",
-		       cf_type_name(zl));
+		       conf_type_name(zl));
 		return;
 	}
 	size_t n = (size_t)config_setting_length(zl);
@@ -1307,11 +716,11 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	c->drain_timeout = 10.0;
 	c->stop_timeout = 10.0;
 
-	x->nerr += cf_unknown(root, known);
+	x->nerr += conf_report_unknown(root, known);
 	cf_node(x, root);
 
 	if (cf_string(x, root, "cluster", &v, &s) > 0) {
-		if (!cf_charset(v, "_-", 0) || strlen(v) >= sizeof(c->cluster))
+		if (!conf_charset(v, "_-", 0) || strlen(v) >= sizeof(c->cluster))
 			cf_err(
 			    x, s,
 			    "\"%s\": cluster names are 1 to %zu characters of a-z, 0-9, '_', '-'",
@@ -1321,7 +730,7 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	}
 	if (cf_string(x, root, "redis", &v, &s) > 0) {
 		/* the URL may carry a password: never echo it */
-		if (cf_redis_url(v, &why) < 0)
+		if (conf_redis_url(v, &why) < 0)
 			cf_err(x, s, "%s", why);
 		else
 			cf_copy(x, s, v, c->redis_url, sizeof(c->redis_url));
@@ -1342,9 +751,9 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	const config_setting_t *lg = cf_member(root, "log");
 	if (lg && !config_setting_is_group(lg))
 		cf_err(x, lg, "must be a group (got %s): log = { level = \"info\"; };",
-		       cf_type_name(lg));
+		       conf_type_name(lg));
 	else if (lg) {
-		x->nerr += cf_unknown(lg, log_known);
+		x->nerr += conf_report_unknown(lg, log_known);
 		if (cf_string(x, lg, "level", &v, &s) > 0) {
 			if (log_level_parse(v) < 0)
 				cf_err(x, s,
@@ -1432,12 +841,10 @@ struct conf *conf_load(const char *path)
 		return NULL;
 	}
 
-	struct cf_msgs msgs = {0};
 	x.c = c;
-	cf_collect = &msgs;
+	conf_errors_hold();
 	cf_root(&x, config_root_setting(&c->cfg));
-	cf_collect = NULL;
-	cf_flush(&msgs);
+	conf_errors_release();
 	if (x.nerr > 0) {
 		log_msg(SCALER_LOG_ERR, NULL, "%s: %d error%s, configuration not loaded", path,
 		        x.nerr, x.nerr == 1 ? "" : "s");
@@ -1496,72 +903,6 @@ int conf_hosts_zone(const struct conf *c, const char *name)
 	return 0;
 }
 
-static int cf_group_count(const config_setting_t *g, const char *skip)
-{
-	int n = 0;
-
-	if (!g)
-		return 0;
-	for (int i = 0; i < config_setting_length(g); i++) {
-		const char *name = config_setting_name(config_setting_get_elem(g, (unsigned)i));
-		if (!skip || !name || strcmp(name, skip) != 0)
-			n++;
-	}
-	return n;
-}
-
-/* Content equality; `skip` names a member of top-level groups to ignore. */
-static int cf_equal(const config_setting_t *a, const config_setting_t *b, const char *skip)
-{
-	if (!a || !b) {
-		const config_setting_t *g = a ? a : b;
-		return !g || (config_setting_is_group(g) && cf_group_count(g, skip) == 0);
-	}
-	if (config_setting_is_number(a) && config_setting_is_number(b)) {
-		if (cf_is_int(a) && cf_is_int(b))
-			return cf_int_value(a) == cf_int_value(b);
-		double da = cf_is_int(a) ? (double)cf_int_value(a) : config_setting_get_float(a);
-		double db = cf_is_int(b) ? (double)cf_int_value(b) : config_setting_get_float(b);
-		return da == db;
-	}
-	if (config_setting_type(a) != config_setting_type(b))
-		return 0;
-	switch (config_setting_type(a)) {
-	case CONFIG_TYPE_STRING:
-		return strcmp(config_setting_get_string(a), config_setting_get_string(b)) == 0;
-	case CONFIG_TYPE_BOOL:
-		return !config_setting_get_bool(a) == !config_setting_get_bool(b);
-	case CONFIG_TYPE_GROUP:
-		if (cf_group_count(a, skip) != cf_group_count(b, skip))
-			return 0;
-		for (int i = 0; i < config_setting_length(a); i++) {
-			const config_setting_t *m = config_setting_get_elem(a, (unsigned)i);
-			const char *name = config_setting_name(m);
-			if (skip && name && strcmp(name, skip) == 0)
-				continue;
-			if (!cf_equal(m, config_setting_get_member(b, name), NULL))
-				return 0;
-		}
-		return 1;
-	case CONFIG_TYPE_ARRAY:
-	case CONFIG_TYPE_LIST:
-		if (config_setting_length(a) != config_setting_length(b))
-			return 0;
-		for (int i = 0; i < config_setting_length(a); i++)
-			if (!cf_equal(config_setting_get_elem(a, (unsigned)i),
-			              config_setting_get_elem(b, (unsigned)i), NULL))
-				return 0;
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-int conf_setting_equal(const config_setting_t *a, const config_setting_t *b)
-{
-	return cf_equal(a, b, NULL);
-}
-
 int conf_zone_equal(const struct conf_zone *a, const struct conf_zone *b)
 {
 	if (!a || !b)
@@ -1575,5 +916,5 @@ int conf_zone_equal(const struct conf_zone *a, const struct conf_zone *b)
 			return 0;
 	if (strcmp(a->balancer_plugin, b->balancer_plugin))
 		return 0;
-	return cf_equal(a->balancer_conf, b->balancer_conf, "plugin");
+	return conf_setting_equal_except(a->balancer_conf, b->balancer_conf, "plugin");
 }

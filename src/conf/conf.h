@@ -1,5 +1,5 @@
 /* scaler.conf: parse (libconfig) and validate into struct conf.
- * Every error names FILE:LINE: SETTING: what is wrong. */
+ * Every error names FILE:LINE: SETTING: what is wrong (conf_util.h). */
 #ifndef SCALER_CONF_H
 #define SCALER_CONF_H
 
@@ -7,6 +7,8 @@
 #include <stddef.h>
 
 #include <scaler/plugin.h>
+
+#include "conf_util.h" /* conf_error and the helpers plugins use */
 
 #define CONF_NAME_MAX 64
 
@@ -93,34 +95,7 @@ const struct conf_zone *conf_zone_find(const struct conf *c, const char *name);
  * plugin name). min, max, ports, interval, window, cooldowns, dry_run and
  * the policy are controller-side and are not compared. */
 int conf_zone_equal(const struct conf_zone *a, const struct conf_zone *b);
-/* 1 when two settings (and everything under them) have the same content;
- * NULL equals NULL and an empty group. */
-int conf_setting_equal(const config_setting_t *a, const config_setting_t *b);
 /* 1 when this node hosts the balancer of zone `name`. */
 int conf_hosts_zone(const struct conf *c, const char *name);
-
-/* Helpers the host hands plugins (see struct scaler_host). */
-int conf_error(const config_setting_t *setting, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-int conf_check_known(const config_setting_t *group, const char *const *known);
-/* "zones.[1].max" style path of a setting into buf. */
-const char *conf_setting_path(const config_setting_t *s, char *buf, size_t len);
-/* struct scaler_host's conf_number and conf_integer: "NAME must be a number
- * (got a string)", "NAME must be between LO and HI, not V", through
- * conf_error or the function given to conf_number_reporter. */
-int conf_number(const config_setting_t *group, const char *name, double def, double lo, double hi,
-                double *out);
-int conf_integer(const config_setting_t *group, const char *name, long long def, long long lo,
-                 long long hi, long long *out);
-typedef int (*conf_error_fn)(const config_setting_t *setting, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* From now on conf_number and conf_integer report through `error` (NULL:
- * conf_error again), for hosts in tests that record messages their own way. */
-void conf_number_reporter(conf_error_fn error);
-
-/* Read a number setting (int or float) as double; 0 when absent (value
- * untouched), 1 when read, -1 after conf_error when not a finite number or
- * below min. `group` may be NULL (absent). */
-int conf_get_seconds(const config_setting_t *group, const char *name, double min, double *out);
 
 #endif

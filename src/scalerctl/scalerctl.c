@@ -24,6 +24,8 @@
 #include <jansson.h>
 #include <libconfig.h>
 
+#include "token_file.h"
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
 #endif
@@ -35,7 +37,7 @@
 #define CTL_DEFAULT_URL "http://127.0.0.1:9000"
 #define CTL_FOLLOW_WAIT 25 /* seconds one long poll of `events -f` may wait */
 
-enum ctl_exit {
+enum cli_exit {
 	CTL_OK = 0,
 	CTL_USAGE = 1,
 	CTL_UNREACHABLE = 2,
@@ -62,7 +64,7 @@ struct ctl {
 	CURL *curl;
 };
 
-struct ctl_reply {
+struct cli_reply {
 	long status; /* 0: no HTTP response */
 	char *body;
 	size_t len;
@@ -72,8 +74,8 @@ struct ctl_reply {
 
 /* ---- messages ------------------------------------------------------------ */
 
-static void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ctl_err(const char *fmt, ...)
+static void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void cli_err(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -84,8 +86,8 @@ static void ctl_err(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int ctl_usage_error(const char *fmt, ...)
+static int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int cli_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -97,7 +99,7 @@ static int ctl_usage_error(const char *fmt, ...)
 	return CTL_USAGE;
 }
 
-static void ctl_help(void)
+static void cli_help(void)
 {
 	printf("Usage: scalerctl [OPTIONS] COMMAND [ARGS]\n"
 	       "\n"
@@ -134,12 +136,12 @@ static void ctl_help(void)
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static void ctl_copy(char *dst, size_t len, const char *src)
+static void cli_copy(char *dst, size_t len, const char *src)
 {
 	snprintf(dst, len, "%s", src);
 }
 
-static char *ctl_trim(char *s)
+static char *cli_trim(char *s)
 {
 	char *end;
 
@@ -152,7 +154,7 @@ static char *ctl_trim(char *s)
 }
 
 /* "90s", "10m", "1h30m", "2d", "45" (seconds), "1.5h" → seconds; -1 if bad. */
-static double ctl_parse_duration(const char *s)
+static double cli_parse_duration(const char *s)
 {
 	double total = 0;
 	int parts = 0;
@@ -200,7 +202,7 @@ static double ctl_parse_duration(const char *s)
 }
 
 /* 3725 → "1h2m", 45 → "45s", 90000 → "1d1h". */
-static void ctl_fmt_duration(double seconds, char *buf, size_t len)
+static void cli_fmt_duration(double seconds, char *buf, size_t len)
 {
 	long s = lround(seconds < 0 ? 0 : seconds);
 
@@ -216,16 +218,16 @@ static void ctl_fmt_duration(double seconds, char *buf, size_t len)
 		         (s % 86400) / 3600);
 }
 
-static void ctl_fmt_time(double t, char *buf, size_t len)
+static void cli_fmt_time(double t, char *buf, size_t len)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
 
 	if (t <= 0 || !localtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
-		ctl_copy(buf, len, "-");
+		cli_copy(buf, len, "-");
 }
 
-static double ctl_now(void)
+static double cli_now(void)
 {
 	struct timespec ts;
 
@@ -233,7 +235,7 @@ static double ctl_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static const char *ctl_jstr(json_t *obj, const char *key, const char *dflt)
+static const char *cli_jstr(json_t *obj, const char *key, const char *dflt)
 {
 	const char *s = json_string_value(json_object_get(obj, key));
 
@@ -241,7 +243,7 @@ static const char *ctl_jstr(json_t *obj, const char *key, const char *dflt)
 }
 
 /* Number member (int or real); NAN when absent or null. */
-static double ctl_jnum(json_t *obj, const char *key)
+static double cli_jnum(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -249,10 +251,10 @@ static double ctl_jnum(json_t *obj, const char *key)
 }
 
 /* A number for a table cell: integers without decimals, "-" when NAN. */
-static void ctl_fmt_num(double v, char *buf, size_t len)
+static void cli_fmt_num(double v, char *buf, size_t len)
 {
 	if (isnan(v))
-		ctl_copy(buf, len, "-");
+		cli_copy(buf, len, "-");
 	else if (v == floor(v) && fabs(v) < 1e15)
 		snprintf(buf, len, "%.0f", v);
 	else
@@ -260,10 +262,10 @@ static void ctl_fmt_num(double v, char *buf, size_t len)
 }
 
 /* A load value: always one decimal, "-" when unknown. */
-static void ctl_fmt_metric(double v, char *buf, size_t len)
+static void cli_fmt_metric(double v, char *buf, size_t len)
 {
 	if (isnan(v))
-		ctl_copy(buf, len, "-");
+		cli_copy(buf, len, "-");
 	else
 		snprintf(buf, len, "%.1f", v);
 }
@@ -292,7 +294,7 @@ static void table_row(struct table *t, ...)
 	char **cells = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(*cells));
 
 	if (!cells) {
-		ctl_err("out of memory");
+		cli_err("out of memory");
 		exit(CTL_SERVER);
 	}
 	t->cells = cells;
@@ -357,35 +359,14 @@ static void table_print(struct table *t)
 
 /* ---- where to connect, with which token --------------------------------- */
 
-/* Read a token file the way scalerd does: its first line, blanks trimmed.
- * NULL with the reason in ctl->token_problem. */
-static char *ctl_read_token_file(struct ctl *ctl, const char *path)
+/* NULL with the reason in ctl->token_problem. */
+static char *cli_read_token_file(struct ctl *ctl, const char *path)
 {
-	char buf[4097];
-	FILE *f = fopen(path, "r");
-	size_t n;
-	char *tok;
-
-	if (!f) {
-		snprintf(ctl->token_problem, sizeof(ctl->token_problem),
-		         "cannot read token file %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	tok = ctl_trim(buf);
-	if (!*tok) {
-		snprintf(ctl->token_problem, sizeof(ctl->token_problem),
-		         "the first line of token file %s is empty", path);
-		return NULL;
-	}
-	return strdup(tok);
+	return token_file_read(path, NULL, ctl->token_problem, sizeof(ctl->token_problem));
 }
 
 /* "URL" or "host:port" → "http://host:port" without a trailing slash. */
-static int ctl_set_url(struct ctl *ctl, const char *url, const char *from)
+static int cli_set_url(struct ctl *ctl, const char *url, const char *from)
 {
 	size_t n;
 
@@ -394,19 +375,19 @@ static int ctl_set_url(struct ctl *ctl, const char *url, const char *from)
 	if (strstr(url, "://")) {
 		if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
 			return -1;
-		ctl_copy(ctl->url, sizeof(ctl->url), url);
+		cli_copy(ctl->url, sizeof(ctl->url), url);
 	} else {
 		snprintf(ctl->url, sizeof(ctl->url), "http://%s", url);
 	}
 	n = strlen(ctl->url);
 	while (n > 0 && ctl->url[n - 1] == '/')
 		ctl->url[--n] = '\0';
-	ctl_copy(ctl->url_from, sizeof(ctl->url_from), from);
+	cli_copy(ctl->url_from, sizeof(ctl->url_from), from);
 	return 0;
 }
 
 /* node.admin is a listen address: a wildcard host means "this machine". */
-static void ctl_admin_to_url(const char *admin, char *url, size_t len)
+static void cli_admin_to_url(const char *admin, char *url, size_t len)
 {
 	const char *colon = strrchr(admin, ':');
 	const char *port = colon ? colon + 1 : "9000";
@@ -418,15 +399,15 @@ static void ctl_admin_to_url(const char *admin, char *url, size_t len)
 	memcpy(host, admin, hostlen);
 	host[hostlen] = '\0';
 	if (!*host || !strcmp(host, "*") || !strcmp(host, "0.0.0.0"))
-		ctl_copy(host, sizeof(host), "127.0.0.1");
+		cli_copy(host, sizeof(host), "127.0.0.1");
 	else if (!strcmp(host, "[::]"))
-		ctl_copy(host, sizeof(host), "[::1]");
+		cli_copy(host, sizeof(host), "[::1]");
 	snprintf(url, len, "http://%s:%s", host, port);
 }
 
 /* Fill what flags and environment left open from scaler.conf. A missing
  * default file is fine; an explicit -c that cannot be read is an error. */
-static int ctl_read_conf(struct ctl *ctl, const char *path, int explicit_path, int need_url,
+static int cli_read_conf(struct ctl *ctl, const char *path, int explicit_path, int need_url,
                          int need_token)
 {
 	config_t cfg;
@@ -440,23 +421,23 @@ static int ctl_read_conf(struct ctl *ctl, const char *path, int explicit_path, i
 	if (access(path, R_OK) != 0) {
 		if (!explicit_path)
 			return 0;
-		ctl_err("cannot read %s: %s", path, strerror(errno));
+		cli_err("cannot read %s: %s", path, strerror(errno));
 		return -1;
 	}
 
 	config_init(&cfg);
-	ctl_copy(dir, sizeof(dir), path);
+	cli_copy(dir, sizeof(dir), path);
 	if (strrchr(dir, '/'))
 		*strrchr(dir, '/') = '\0';
 	else
-		ctl_copy(dir, sizeof(dir), ".");
+		cli_copy(dir, sizeof(dir), ".");
 	config_set_include_dir(&cfg, dir);
 
 	if (!config_read_file(&cfg, path)) {
 		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
-			ctl_err("cannot read %s: %s", path, strerror(errno ? errno : EIO));
+			cli_err("cannot read %s: %s", path, strerror(errno ? errno : EIO));
 		else
-			ctl_err("%s:%d: %s",
+			cli_err("%s:%d: %s",
 			        config_error_file(&cfg) ? config_error_file(&cfg) : path,
 			        config_error_line(&cfg), config_error_text(&cfg));
 		if (explicit_path) {
@@ -472,13 +453,13 @@ static int ctl_read_conf(struct ctl *ctl, const char *path, int explicit_path, i
 		if (config_lookup_string(&cfg, "node.admin", &s) && *s) {
 			char url[1024];
 
-			ctl_admin_to_url(s, url, sizeof(url));
+			cli_admin_to_url(s, url, sizeof(url));
 			snprintf(from, sizeof(from), "node.admin in %s", path);
-			ctl_set_url(ctl, url, from);
+			cli_set_url(ctl, url, from);
 		} else if (config_lookup_string(&cfg, "node.url", &s) && *s) {
 			snprintf(from, sizeof(from), "node.url in %s", path);
-			if (ctl_set_url(ctl, s, from) < 0) {
-				ctl_err("%s: node.url: \"%s\" is not an http:// URL", path, s);
+			if (cli_set_url(ctl, s, from) < 0) {
+				cli_err("%s: node.url: \"%s\" is not an http:// URL", path, s);
 				rc = -1;
 			}
 		}
@@ -490,7 +471,7 @@ static int ctl_read_conf(struct ctl *ctl, const char *path, int explicit_path, i
 			         path);
 		} else if (config_lookup_string(&cfg, "node.token_file", &s) && *s) {
 			/* the path as scalerd opens it (relative to the working directory) */
-			ctl->token = ctl_read_token_file(ctl, s);
+			ctl->token = cli_read_token_file(ctl, s);
 			snprintf(ctl->token_from, sizeof(ctl->token_from),
 			         "node.token_file %.2000s in %.2000s", s, path);
 		}
@@ -501,9 +482,9 @@ static int ctl_read_conf(struct ctl *ctl, const char *path, int explicit_path, i
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
-static size_t ctl_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+static size_t cli_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
-	struct ctl_reply *r = arg;
+	struct cli_reply *r = arg;
 	size_t n = size * nmemb;
 	char *body = realloc(r->body, r->len + n + 1);
 
@@ -516,7 +497,7 @@ static size_t ctl_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static void ctl_reply_free(struct ctl_reply *r)
+static void cli_reply_free(struct cli_reply *r)
 {
 	free(r->body);
 	json_decref(r->json);
@@ -525,8 +506,8 @@ static void ctl_reply_free(struct ctl_reply *r)
 
 /* One request. 0 when an HTTP response arrived (any status), -1 when the
  * transport failed (r->error says why). */
-static int ctl_request(struct ctl *ctl, const char *method, const char *path, json_t *body,
-                       double timeout, struct ctl_reply *r)
+static int cli_request(struct ctl *ctl, const char *method, const char *path, json_t *body,
+                       double timeout, struct cli_reply *r)
 {
 	char url[2048];
 	char auth[4200];
@@ -543,7 +524,7 @@ static int ctl_request(struct ctl *ctl, const char *method, const char *path, js
 	curl_easy_setopt(ctl->curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
 	curl_easy_setopt(ctl->curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
 	curl_easy_setopt(ctl->curl, CURLOPT_ERRORBUFFER, r->error);
-	curl_easy_setopt(ctl->curl, CURLOPT_WRITEFUNCTION, ctl_write_cb);
+	curl_easy_setopt(ctl->curl, CURLOPT_WRITEFUNCTION, cli_write_cb);
 	curl_easy_setopt(ctl->curl, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(ctl->curl, CURLOPT_USERAGENT, "scalerctl/" PACKAGE_VERSION);
 	/* a proxy from http_proxy applies to remote nodes, never to this machine */
@@ -577,12 +558,12 @@ static int ctl_request(struct ctl *ctl, const char *method, const char *path, js
 
 		curl_easy_getinfo(ctl->curl, CURLINFO_OS_ERRNO, &oserr);
 		if (rc == CURLE_COULDNT_CONNECT && oserr)
-			ctl_copy(r->error, sizeof(r->error), strerror((int)oserr));
+			cli_copy(r->error, sizeof(r->error), strerror((int)oserr));
 		else if (rc == CURLE_OPERATION_TIMEDOUT)
 			snprintf(r->error, sizeof(r->error), "no answer within %gs (--timeout)",
 			         timeout);
 		else if (!r->error[0])
-			ctl_copy(r->error, sizeof(r->error), curl_easy_strerror(rc));
+			cli_copy(r->error, sizeof(r->error), curl_easy_strerror(rc));
 		return -1;
 	}
 	curl_easy_getinfo(ctl->curl, CURLINFO_RESPONSE_CODE, &r->status);
@@ -592,32 +573,32 @@ static int ctl_request(struct ctl *ctl, const char *method, const char *path, js
 }
 
 /* The server's own sentence for an error response. */
-static const char *ctl_reply_error(const struct ctl_reply *r, char *buf, size_t len)
+static const char *cli_reply_error(const struct cli_reply *r, char *buf, size_t len)
 {
-	const char *e = ctl_jstr(r->json, "error", NULL);
+	const char *e = cli_jstr(r->json, "error", NULL);
 
 	if (e)
 		return e;
 	if (r->body && r->len) {
 		snprintf(buf, len, "%.200s", r->body);
-		return ctl_trim(buf);
+		return cli_trim(buf);
 	}
 	snprintf(buf, len, "HTTP %ld", r->status);
 	return buf;
 }
 
-static int ctl_unreachable(struct ctl *ctl, const struct ctl_reply *r)
+static int cli_unreachable(struct ctl *ctl, const struct cli_reply *r)
 {
-	ctl_err("cannot reach scalerd at %s: %s — is scalerd running? (URL from %s; "
+	cli_err("cannot reach scalerd at %s: %s — is scalerd running? (URL from %s; "
 	        "set -u URL or SCALER_URL)",
 	        ctl->url, r->error, ctl->url_from);
 	return CTL_UNREACHABLE;
 }
 
 /* Append to buf (of len, holding n bytes) what printf makes of fmt. */
-static size_t ctl_append(char *buf, size_t len, size_t n, const char *fmt, ...)
+static size_t cli_append(char *buf, size_t len, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static size_t ctl_append(char *buf, size_t len, size_t n, const char *fmt, ...)
+static size_t cli_append(char *buf, size_t len, size_t n, const char *fmt, ...)
 {
 	va_list ap;
 	int k;
@@ -633,48 +614,48 @@ static size_t ctl_append(char *buf, size_t len, size_t n, const char *fmt, ...)
 /* After a 404 about ctl->zone (and ctl->server): " (zones: a, b)" or
  * " (servers in z: a, b)" from GET /status into buf, "" when scalerd
  * cannot tell. */
-static void ctl_hint_not_found(struct ctl *ctl, char *buf, size_t len)
+static void cli_hint_not_found(struct ctl *ctl, char *buf, size_t len)
 {
-	struct ctl_reply r;
+	struct cli_reply r;
 	json_t *zones, *servers, *z, *srv, *known = NULL;
 	size_t i, n = 0;
 
 	buf[0] = '\0';
 	if (!ctl->zone)
 		return;
-	if (ctl_request(ctl, "GET", "/status", NULL, ctl->timeout, &r) < 0 || r.status != 200) {
-		ctl_reply_free(&r);
+	if (cli_request(ctl, "GET", "/status", NULL, ctl->timeout, &r) < 0 || r.status != 200) {
+		cli_reply_free(&r);
 		return;
 	}
 	zones = json_object_get(r.json, "zones");
 	json_array_foreach(zones, i, z)
 	{
-		if (!strcmp(ctl_jstr(z, "name", ""), ctl->zone))
+		if (!strcmp(cli_jstr(z, "name", ""), ctl->zone))
 			known = z;
 	}
 	if (known && ctl->server) {
 		servers = json_object_get(known, "servers");
-		n = ctl_append(buf, len, n, " (servers in %s: ", ctl->zone);
+		n = cli_append(buf, len, n, " (servers in %s: ", ctl->zone);
 		json_array_foreach(servers, i, srv)
 		{
-			n = ctl_append(buf, len, n, "%s%s", i ? ", " : "",
-			               ctl_jstr(srv, "id", "?"));
+			n = cli_append(buf, len, n, "%s%s", i ? ", " : "",
+			               cli_jstr(srv, "id", "?"));
 		}
-		ctl_append(buf, len, n, "%s)", json_array_size(servers) ? "" : "none");
+		cli_append(buf, len, n, "%s)", json_array_size(servers) ? "" : "none");
 	} else if (!known && json_array_size(zones)) {
-		n = ctl_append(buf, len, n, " (zones: ");
+		n = cli_append(buf, len, n, " (zones: ");
 		json_array_foreach(zones, i, z)
 		{
-			n = ctl_append(buf, len, n, "%s%s", i ? ", " : "",
-			               ctl_jstr(z, "name", "?"));
+			n = cli_append(buf, len, n, "%s%s", i ? ", " : "",
+			               cli_jstr(z, "name", "?"));
 		}
-		ctl_append(buf, len, n, ")");
+		cli_append(buf, len, n, ")");
 	}
-	ctl_reply_free(&r);
+	cli_reply_free(&r);
 }
 
 /* Report a failed exchange and return the exit status it maps to. */
-static int ctl_fail(struct ctl *ctl, const struct ctl_reply *r)
+static int cli_fail(struct ctl *ctl, const struct cli_reply *r)
 {
 	char buf[512];
 	const char *msg;
@@ -682,20 +663,20 @@ static int ctl_fail(struct ctl *ctl, const struct ctl_reply *r)
 	size_t i;
 
 	if (r->status == 0)
-		return ctl_unreachable(ctl, r);
-	msg = ctl_reply_error(r, buf, sizeof(buf));
+		return cli_unreachable(ctl, r);
+	msg = cli_reply_error(r, buf, sizeof(buf));
 	if (r->status == 401 || r->status == 403) {
 		if (ctl->token)
-			ctl_err("unauthorised: scalerd at %s refused the token from %s (%s); "
+			cli_err("unauthorised: scalerd at %s refused the token from %s (%s); "
 			        "check SCALER_TOKEN or --token-file",
 			        ctl->url, ctl->token_from, msg);
 		else if (ctl->token_problem[0])
-			ctl_err(
+			cli_err(
 			    "unauthorised: scalerd at %s wants a token and %s; set SCALER_TOKEN "
 			    "or --token-file, or run as a member of group scaler",
 			    ctl->url, ctl->token_problem);
 		else
-			ctl_err("unauthorised: scalerd at %s wants a token; set SCALER_TOKEN or "
+			cli_err("unauthorised: scalerd at %s wants a token; set SCALER_TOKEN or "
 			        "--token-file",
 			        ctl->url);
 		return CTL_UNAUTHORISED;
@@ -706,11 +687,11 @@ static int ctl_fail(struct ctl *ctl, const struct ctl_reply *r)
 		hint[0] = '\0';
 		/* a 404 about the route itself (an older scalerd) gets no hint */
 		if (strstr(msg, "zone") || strstr(msg, "server"))
-			ctl_hint_not_found(ctl, hint, sizeof(hint));
-		ctl_err("%s%s", msg, hint);
+			cli_hint_not_found(ctl, hint, sizeof(hint));
+		cli_err("%s%s", msg, hint);
 		return CTL_NOTFOUND;
 	}
-	ctl_err("scalerd refused (HTTP %ld): %s", r->status, msg);
+	cli_err("scalerd refused (HTTP %ld): %s", r->status, msg);
 	errors = json_object_get(r->json, "errors");
 	json_array_foreach(errors, i, e)
 	{
@@ -721,21 +702,21 @@ static int ctl_fail(struct ctl *ctl, const struct ctl_reply *r)
 }
 
 /* GET that must answer 200 with JSON; exit status on failure, else 0. */
-static int ctl_get_json(struct ctl *ctl, const char *path, struct ctl_reply *r)
+static int cli_get_json(struct ctl *ctl, const char *path, struct cli_reply *r)
 {
-	if (ctl_request(ctl, "GET", path, NULL, ctl->timeout, r) < 0)
-		return ctl_unreachable(ctl, r);
+	if (cli_request(ctl, "GET", path, NULL, ctl->timeout, r) < 0)
+		return cli_unreachable(ctl, r);
 	if (r->status != 200)
-		return ctl_fail(ctl, r);
+		return cli_fail(ctl, r);
 	if (!r->json && !ctl->json) {
-		ctl_err("scalerd at %s answered %s with something that is not JSON", ctl->url,
+		cli_err("scalerd at %s answered %s with something that is not JSON", ctl->url,
 		        path);
 		return CTL_SERVER;
 	}
 	return 0;
 }
 
-static void ctl_print_raw(const struct ctl_reply *r)
+static void cli_print_raw(const struct cli_reply *r)
 {
 	if (r->body)
 		fwrite(r->body, 1, r->len, stdout);
@@ -743,7 +724,7 @@ static void ctl_print_raw(const struct ctl_reply *r)
 		fputc('\n', stdout);
 }
 
-static char *ctl_escape(struct ctl *ctl, const char *s)
+static char *cli_escape(struct ctl *ctl, const char *s)
 {
 	char *e = curl_easy_escape(ctl->curl, s, 0);
 	char *copy = strdup(e ? e : "");
@@ -754,12 +735,12 @@ static char *ctl_escape(struct ctl *ctl, const char *s)
 
 /* ---- commands -------------------------------------------------------------- */
 
-static void ctl_status_zones(json_t *zones)
+static void cli_status_zones(json_t *zones)
 {
 	struct table t;
 	json_t *z;
 	size_t i;
-	double now = ctl_now();
+	double now = cli_now();
 
 	table_init(&t, "llrrrllll");
 	table_row(&t, "ZONE", "SERVERS", "MIN", "MAX", "LOAD", "LISTEN", "PINNED", "COOLDOWN",
@@ -772,13 +753,13 @@ static void ctl_status_zones(json_t *zones)
 		size_t j, serving = 0, nmetric = 0;
 		double sum = 0;
 
-		snprintf(name, sizeof(name), "%s%s", ctl_jstr(z, "name", "?"),
+		snprintf(name, sizeof(name), "%s%s", cli_jstr(z, "name", "?"),
 		         json_is_true(json_object_get(z, "dry_run")) ? " (dry run)" : "");
 		json_array_foreach(servers, j, s)
 		{
-			double m = ctl_jnum(s, "metric");
+			double m = cli_jnum(s, "metric");
 
-			if (!strcmp(ctl_jstr(s, "state", ""), "serving"))
+			if (!strcmp(cli_jstr(s, "state", ""), "serving"))
 				serving++;
 			if (!isnan(m)) {
 				sum += m;
@@ -790,65 +771,65 @@ static void ctl_status_zones(json_t *zones)
 		else
 			snprintf(nservers, sizeof(nservers), "%zu (%zu serving)",
 			         json_array_size(servers), serving);
-		ctl_fmt_num(ctl_jnum(z, "min"), min, sizeof(min));
-		ctl_fmt_num(ctl_jnum(z, "max"), max, sizeof(max));
+		cli_fmt_num(cli_jnum(z, "min"), min, sizeof(min));
+		cli_fmt_num(cli_jnum(z, "max"), max, sizeof(max));
 		if (nmetric)
 			snprintf(load, sizeof(load), "%.1f", sum / nmetric);
 		else
-			ctl_copy(load, sizeof(load), "-");
+			cli_copy(load, sizeof(load), "-");
 
 		pin = json_object_get(z, "pinned");
 		if (json_is_object(pin)) {
-			double until = ctl_jnum(pin, "until");
+			double until = cli_jnum(pin, "until");
 			char count[32], d[32];
 
-			ctl_fmt_num(ctl_jnum(pin, "count"), count, sizeof(count));
+			cli_fmt_num(cli_jnum(pin, "count"), count, sizeof(count));
 			if (isnan(until)) {
-				ctl_copy(pinned, sizeof(pinned), count);
+				cli_copy(pinned, sizeof(pinned), count);
 			} else {
-				ctl_fmt_duration(until - now, d, sizeof(d));
+				cli_fmt_duration(until - now, d, sizeof(d));
 				snprintf(pinned, sizeof(pinned), "%s for %s", count, d);
 			}
 		} else {
-			ctl_copy(pinned, sizeof(pinned), "-");
+			cli_copy(pinned, sizeof(pinned), "-");
 		}
-		if (ctl_jnum(z, "cooldown_remaining") > 0)
-			ctl_fmt_duration(ctl_jnum(z, "cooldown_remaining"), cool, sizeof(cool));
+		if (cli_jnum(z, "cooldown_remaining") > 0)
+			cli_fmt_duration(cli_jnum(z, "cooldown_remaining"), cool, sizeof(cool));
 		else
-			ctl_copy(cool, sizeof(cool), "-");
+			cli_copy(cool, sizeof(cool), "-");
 
 		dec = json_object_get(z, "last_decision");
 		if (json_is_object(dec)) {
 			char from[32], to[32], ago[32];
-			const char *rule = ctl_jstr(dec, "rule", NULL);
+			const char *rule = cli_jstr(dec, "rule", NULL);
 
-			ctl_fmt_num(ctl_jnum(dec, "from"), from, sizeof(from));
-			ctl_fmt_num(ctl_jnum(dec, "to"), to, sizeof(to));
-			ctl_fmt_duration(now - ctl_jnum(dec, "time"), ago, sizeof(ago));
+			cli_fmt_num(cli_jnum(dec, "from"), from, sizeof(from));
+			cli_fmt_num(cli_jnum(dec, "to"), to, sizeof(to));
+			cli_fmt_duration(now - cli_jnum(dec, "time"), ago, sizeof(ago));
 			snprintf(last, sizeof(last), "%s -> %s %s, %s ago", from, to,
-			         rule ? rule : ctl_jstr(dec, "reason", ""),
-			         isnan(ctl_jnum(dec, "time")) ? "?" : ago);
+			         rule ? rule : cli_jstr(dec, "reason", ""),
+			         isnan(cli_jnum(dec, "time")) ? "?" : ago);
 		} else {
-			ctl_copy(last, sizeof(last), "-");
+			cli_copy(last, sizeof(last), "-");
 		}
-		table_row(&t, name, nservers, min, max, load, ctl_jstr(z, "listen", "-"), pinned,
+		table_row(&t, name, nservers, min, max, load, cli_jstr(z, "listen", "-"), pinned,
 		          cool, last, NULL);
 	}
 	table_print(&t);
 }
 
-static int ctl_cmd_status(struct ctl *ctl)
+static int cli_cmd_status(struct ctl *ctl)
 {
-	struct ctl_reply r;
+	struct cli_reply r;
 	json_t *node, *conf, *plugins, *p, *zones;
 	size_t i;
 	char when[64], epoch[32];
-	int rc = ctl_get_json(ctl, "/status", &r);
+	int rc = cli_get_json(ctl, "/status", &r);
 
 	if (rc || ctl->json) {
 		if (!rc)
-			ctl_print_raw(&r);
-		ctl_reply_free(&r);
+			cli_print_raw(&r);
+		cli_reply_free(&r);
 		return rc;
 	}
 	node = json_object_get(r.json, "node");
@@ -856,63 +837,63 @@ static int ctl_cmd_status(struct ctl *ctl)
 	plugins = json_object_get(r.json, "plugins");
 	zones = json_object_get(r.json, "zones");
 
-	ctl_fmt_num(ctl_jnum(node, "epoch"), epoch, sizeof(epoch));
-	printf("node     %s (%s, epoch %s)  %s\n", ctl_jstr(node, "id", "?"),
-	       ctl_jstr(node, "role", "?"), epoch, ctl_jstr(node, "url", ctl->url));
-	ctl_fmt_time(ctl_jnum(conf, "loaded_at"), when, sizeof(when));
-	if (isnan(ctl_jnum(conf, "loaded_at"))) {
-		printf("config   %s\n", ctl_jstr(conf, "path", "?"));
+	cli_fmt_num(cli_jnum(node, "epoch"), epoch, sizeof(epoch));
+	printf("node     %s (%s, epoch %s)  %s\n", cli_jstr(node, "id", "?"),
+	       cli_jstr(node, "role", "?"), epoch, cli_jstr(node, "url", ctl->url));
+	cli_fmt_time(cli_jnum(conf, "loaded_at"), when, sizeof(when));
+	if (isnan(cli_jnum(conf, "loaded_at"))) {
+		printf("config   %s\n", cli_jstr(conf, "path", "?"));
 	} else {
 		char ago[32];
 
-		ctl_fmt_duration(ctl_now() - ctl_jnum(conf, "loaded_at"), ago, sizeof(ago));
-		printf("config   %s (loaded %s, %s ago)\n", ctl_jstr(conf, "path", "?"), when, ago);
+		cli_fmt_duration(cli_now() - cli_jnum(conf, "loaded_at"), ago, sizeof(ago));
+		printf("config   %s (loaded %s, %s ago)\n", cli_jstr(conf, "path", "?"), when, ago);
 	}
 	if (json_array_size(plugins)) {
 		fputs("plugins ", stdout);
 		json_array_foreach(plugins, i, p)
 		{
-			printf(" %s=%s %s", ctl_jstr(p, "kind", "?"), ctl_jstr(p, "name", "?"),
-			       ctl_jstr(p, "version", ""));
+			printf(" %s=%s %s", cli_jstr(p, "kind", "?"), cli_jstr(p, "name", "?"),
+			       cli_jstr(p, "version", ""));
 		}
 		fputc('\n', stdout);
 	}
 	fputc('\n', stdout);
 	if (json_array_size(zones))
-		ctl_status_zones(zones);
+		cli_status_zones(zones);
 	else
 		printf("no zones configured\n");
-	ctl_reply_free(&r);
+	cli_reply_free(&r);
 	return CTL_OK;
 }
 
-static int ctl_cmd_servers(struct ctl *ctl, const char *zone)
+static int cli_cmd_servers(struct ctl *ctl, const char *zone)
 {
-	struct ctl_reply r;
+	struct cli_reply r;
 	struct table t;
 	char path[512];
 	json_t *s;
 	size_t i;
 	int rc;
-	double now = ctl_now();
+	double now = cli_now();
 
 	if (zone) {
-		char *z = ctl_escape(ctl, zone);
+		char *z = cli_escape(ctl, zone);
 		snprintf(path, sizeof(path), "/servers?zone=%s", z);
 		free(z);
 	} else {
-		ctl_copy(path, sizeof(path), "/servers");
+		cli_copy(path, sizeof(path), "/servers");
 	}
-	rc = ctl_get_json(ctl, path, &r);
+	rc = cli_get_json(ctl, path, &r);
 	if (rc || ctl->json) {
 		if (!rc)
-			ctl_print_raw(&r);
-		ctl_reply_free(&r);
+			cli_print_raw(&r);
+		cli_reply_free(&r);
 		return rc;
 	}
 	if (!json_array_size(r.json)) {
 		printf(zone ? "no servers in zone %s\n" : "no servers%s\n", zone ? zone : "");
-		ctl_reply_free(&r);
+		cli_reply_free(&r);
 		return CTL_OK;
 	}
 	table_init(&t, "llllrrll");
@@ -920,48 +901,48 @@ static int ctl_cmd_servers(struct ctl *ctl, const char *zone)
 	json_array_foreach(r.json, i, s)
 	{
 		char load[32], age[32];
-		double created = ctl_jnum(s, "created");
+		double created = cli_jnum(s, "created");
 
-		ctl_fmt_metric(ctl_jnum(s, "metric"), load, sizeof(load));
+		cli_fmt_metric(cli_jnum(s, "metric"), load, sizeof(load));
 		if (isnan(created) || created <= 0)
-			ctl_copy(age, sizeof(age), "-");
+			cli_copy(age, sizeof(age), "-");
 		else
-			ctl_fmt_duration(now - created, age, sizeof(age));
-		table_row(&t, ctl_jstr(s, "id", "?"), ctl_jstr(s, "zone", "-"),
-		          ctl_jstr(s, "state", "-"), ctl_jstr(s, "address", "-"), load, age,
-		          ctl_jstr(s, "driver", "-"), ctl_jstr(s, "ref", "-"), NULL);
+			cli_fmt_duration(now - created, age, sizeof(age));
+		table_row(&t, cli_jstr(s, "id", "?"), cli_jstr(s, "zone", "-"),
+		          cli_jstr(s, "state", "-"), cli_jstr(s, "address", "-"), load, age,
+		          cli_jstr(s, "driver", "-"), cli_jstr(s, "ref", "-"), NULL);
 	}
 	table_print(&t);
-	ctl_reply_free(&r);
+	cli_reply_free(&r);
 	return CTL_OK;
 }
 
 /* Events as a table. Followed events are printed as they come, so their
  * columns cannot be sized from the whole set: they get fixed widths. */
-static void ctl_event_row(struct table *t, json_t *e)
+static void cli_event_row(struct table *t, json_t *e)
 {
 	char when[64], from[32], to[32];
 
-	ctl_fmt_time(ctl_jnum(e, "time"), when, sizeof(when));
-	ctl_fmt_num(ctl_jnum(e, "from"), from, sizeof(from));
-	ctl_fmt_num(ctl_jnum(e, "to"), to, sizeof(to));
+	cli_fmt_time(cli_jnum(e, "time"), when, sizeof(when));
+	cli_fmt_num(cli_jnum(e, "from"), from, sizeof(from));
+	cli_fmt_num(cli_jnum(e, "to"), to, sizeof(to));
 	if (t) {
-		table_row(t, when, ctl_jstr(e, "zone", "-"), ctl_jstr(e, "kind", "-"), from, to,
-		          ctl_jstr(e, "reason", ""), NULL);
+		table_row(t, when, cli_jstr(e, "zone", "-"), cli_jstr(e, "kind", "-"), from, to,
+		          cli_jstr(e, "reason", ""), NULL);
 		return;
 	}
-	printf("%-19s  %-10s  %-14s  %4s  %4s  %s\n", when, ctl_jstr(e, "zone", "-"),
-	       ctl_jstr(e, "kind", "-"), from, to, ctl_jstr(e, "reason", ""));
+	printf("%-19s  %-10s  %-14s  %4s  %4s  %s\n", when, cli_jstr(e, "zone", "-"),
+	       cli_jstr(e, "kind", "-"), from, to, cli_jstr(e, "reason", ""));
 }
 
-static int ctl_cmd_events(struct ctl *ctl, const char *zone)
+static int cli_cmd_events(struct ctl *ctl, const char *zone)
 {
-	char *ezone = zone ? ctl_escape(ctl, zone) : NULL;
+	char *ezone = zone ? cli_escape(ctl, zone) : NULL;
 	char *after = NULL;
 	int printed_header = 0, first = 1, warned = 0, rc = CTL_OK;
 
 	for (;;) {
-		struct ctl_reply r;
+		struct cli_reply r;
 		char path[1024];
 		json_t *events, *e;
 		size_t i;
@@ -976,39 +957,39 @@ static int ctl_cmd_events(struct ctl *ctl, const char *zone)
 			n += snprintf(path + n, sizeof(path) - n, "wait=%d&", CTL_FOLLOW_WAIT);
 		path[n - 1] = '\0'; /* the last '&' or the '?' */
 
-		if (ctl_request(ctl, "GET", path, NULL, first ? ctl->timeout : CTL_FOLLOW_WAIT + 15,
+		if (cli_request(ctl, "GET", path, NULL, first ? ctl->timeout : CTL_FOLLOW_WAIT + 15,
 		                &r) < 0) {
 			if (first) {
-				rc = ctl_unreachable(ctl, &r);
+				rc = cli_unreachable(ctl, &r);
 				break;
 			}
 			/* scalerd restarting while we follow: keep trying */
 			if (!warned)
-				ctl_err("lost scalerd at %s (%s); retrying", ctl->url, r.error);
+				cli_err("lost scalerd at %s (%s); retrying", ctl->url, r.error);
 			warned = 1;
-			ctl_reply_free(&r);
+			cli_reply_free(&r);
 			sleep(2);
 			continue;
 		}
 		if (warned)
-			ctl_err("reconnected to scalerd at %s", ctl->url);
+			cli_err("reconnected to scalerd at %s", ctl->url);
 		warned = 0;
 		if (r.status != 200 || !json_is_object(r.json)) {
 			if (r.status == 200) {
-				ctl_err(
+				cli_err(
 				    "scalerd at %s answered /events with something that is not a "
 				    "JSON object",
 				    ctl->url);
 				rc = CTL_SERVER;
 			} else {
-				rc = ctl_fail(ctl, &r);
+				rc = cli_fail(ctl, &r);
 			}
-			ctl_reply_free(&r);
+			cli_reply_free(&r);
 			break;
 		}
 		events = json_object_get(r.json, "events");
 		if (ctl->json && !ctl->follow) {
-			ctl_print_raw(&r);
+			cli_print_raw(&r);
 		} else if (ctl->json) {
 			json_array_foreach(events, i, e)
 			{
@@ -1029,7 +1010,7 @@ static int ctl_cmd_events(struct ctl *ctl, const char *zone)
 			}
 			json_array_foreach(events, i, e)
 			{
-				ctl_event_row(ctl->follow ? NULL : &t, e);
+				cli_event_row(ctl->follow ? NULL : &t, e);
 			}
 			if (!ctl->follow && t.nrows > 1)
 				table_print(&t);
@@ -1042,9 +1023,9 @@ static int ctl_cmd_events(struct ctl *ctl, const char *zone)
 		fflush(stdout);
 		if (json_string_value(json_object_get(r.json, "last"))) {
 			free(after);
-			after = ctl_escape(ctl, json_string_value(json_object_get(r.json, "last")));
+			after = cli_escape(ctl, json_string_value(json_object_get(r.json, "last")));
 		}
-		ctl_reply_free(&r);
+		cli_reply_free(&r);
 		first = 0;
 		if (!ctl->follow)
 			break;
@@ -1054,22 +1035,22 @@ static int ctl_cmd_events(struct ctl *ctl, const char *zone)
 	return rc;
 }
 
-static int ctl_cmd_reload(struct ctl *ctl)
+static int cli_cmd_reload(struct ctl *ctl)
 {
-	struct ctl_reply r;
+	struct cli_reply r;
 	int rc = CTL_OK;
 
-	if (ctl_request(ctl, "POST", "/reload", NULL, ctl->timeout, &r) < 0)
-		return ctl_unreachable(ctl, &r);
+	if (cli_request(ctl, "POST", "/reload", NULL, ctl->timeout, &r) < 0)
+		return cli_unreachable(ctl, &r);
 	if (r.status == 400) {
 		char buf[512];
 		json_t *errors = json_object_get(r.json, "errors"), *e;
 		size_t i;
 
 		if (ctl->json)
-			ctl_print_raw(&r);
-		ctl_err("reload refused, scalerd keeps running the previous configuration: %s",
-		        ctl_reply_error(&r, buf, sizeof(buf)));
+			cli_print_raw(&r);
+		cli_err("reload refused, scalerd keeps running the previous configuration: %s",
+		        cli_reply_error(&r, buf, sizeof(buf)));
 		json_array_foreach(errors, i, e)
 		{
 			if (json_is_string(e))
@@ -1077,19 +1058,19 @@ static int ctl_cmd_reload(struct ctl *ctl)
 		}
 		rc = CTL_SERVER;
 	} else if (r.status != 200) {
-		rc = ctl_fail(ctl, &r);
+		rc = cli_fail(ctl, &r);
 	} else if (ctl->json) {
-		ctl_print_raw(&r);
+		cli_print_raw(&r);
 	} else {
-		printf("%s\n", ctl_jstr(r.json, "result", "reloaded"));
+		printf("%s\n", cli_jstr(r.json, "result", "reloaded"));
 	}
-	ctl_reply_free(&r);
+	cli_reply_free(&r);
 	return rc;
 }
 
-static int ctl_cmd_scale(struct ctl *ctl, const char *zone, const char *count)
+static int cli_cmd_scale(struct ctl *ctl, const char *zone, const char *count)
 {
-	struct ctl_reply r;
+	struct cli_reply r;
 	json_t *body = json_object();
 	int rc = CTL_OK;
 
@@ -1104,7 +1085,7 @@ static int ctl_cmd_scale(struct ctl *ctl, const char *zone, const char *count)
 		n = strtol(count, &end, 10);
 		if (!isdigit((unsigned char)*count) || *end || errno || n > INT_MAX) {
 			json_decref(body);
-			return ctl_usage_error("scale: the server count must be a whole number "
+			return cli_usage_error("scale: the server count must be a whole number "
 			                       "0 or more, not \"%s\"",
 			                       count);
 		}
@@ -1112,56 +1093,56 @@ static int ctl_cmd_scale(struct ctl *ctl, const char *zone, const char *count)
 		if (ctl->have_for)
 			json_object_set_new(body, "for", json_real(ctl->for_seconds));
 	}
-	if (ctl_request(ctl, "POST", "/scale", body, ctl->timeout, &r) < 0) {
+	if (cli_request(ctl, "POST", "/scale", body, ctl->timeout, &r) < 0) {
 		json_decref(body);
-		return ctl_unreachable(ctl, &r);
+		return cli_unreachable(ctl, &r);
 	}
 	json_decref(body);
 	if (r.status != 200) {
-		rc = ctl_fail(ctl, &r);
+		rc = cli_fail(ctl, &r);
 	} else if (ctl->json) {
-		ctl_print_raw(&r);
+		cli_print_raw(&r);
 	} else if (ctl->unpin) {
 		printf("%s unpinned; its policy decides again\n", zone);
 	} else {
-		double until = ctl_jnum(r.json, "until");
+		double until = cli_jnum(r.json, "until");
 		char c[32], d[32], when[64];
 
-		ctl_fmt_num(ctl_jnum(r.json, "count"), c, sizeof(c));
+		cli_fmt_num(cli_jnum(r.json, "count"), c, sizeof(c));
 		if (isnan(until)) {
 			printf(
 			    "%s pinned at %s servers until unpinned (scalerctl scale %s --unpin)\n",
 			    zone, c, zone);
 		} else {
-			ctl_fmt_duration(until - ctl_now(), d, sizeof(d));
-			ctl_fmt_time(until, when, sizeof(when));
+			cli_fmt_duration(until - cli_now(), d, sizeof(d));
+			cli_fmt_time(until, when, sizeof(when));
 			printf("%s pinned at %s servers for %s (until %s)\n", zone, c, d, when);
 		}
 	}
-	ctl_reply_free(&r);
+	cli_reply_free(&r);
 	return rc;
 }
 
-static int ctl_cmd_drain(struct ctl *ctl, const char *zone, const char *server)
+static int cli_cmd_drain(struct ctl *ctl, const char *zone, const char *server)
 {
-	struct ctl_reply r;
+	struct cli_reply r;
 	json_t *body = json_pack("{ssss}", "zone", zone, "server", server);
 	int rc = CTL_OK;
 
-	if (ctl_request(ctl, "POST", "/drain", body, ctl->timeout, &r) < 0) {
+	if (cli_request(ctl, "POST", "/drain", body, ctl->timeout, &r) < 0) {
 		json_decref(body);
-		return ctl_unreachable(ctl, &r);
+		return cli_unreachable(ctl, &r);
 	}
 	json_decref(body);
 	if (r.status != 200 && r.status != 202) {
-		rc = ctl_fail(ctl, &r);
+		rc = cli_fail(ctl, &r);
 	} else if (ctl->json) {
-		ctl_print_raw(&r);
+		cli_print_raw(&r);
 	} else {
 		printf("draining %s in %s: it gets no new requests and is removed when idle\n",
 		       server, zone);
 	}
-	ctl_reply_free(&r);
+	cli_reply_free(&r);
 	return rc;
 }
 
@@ -1169,7 +1150,7 @@ static int ctl_cmd_drain(struct ctl *ctl, const char *zone, const char *server)
 
 enum { OPT_TOKEN_FILE = 256, OPT_FOR, OPT_UNPIN, OPT_TIMEOUT };
 
-static const struct option ctl_options[] = {
+static const struct option cli_options[] = {
     {"url", required_argument, NULL, 'u'},
     {"token", required_argument, NULL, 't'},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
@@ -1184,13 +1165,13 @@ static const struct option ctl_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-struct ctl_command {
+struct cli_command {
 	const char *name;
 	int min_args, max_args;
 	const char *usage;
 };
 
-static const struct ctl_command ctl_commands[] = {
+static const struct cli_command cli_commands[] = {
     {"status", 0, 0, "status"},
     {"servers", 0, 1, "servers [ZONE]"},
     {"events", 0, 1, "events [-f] [ZONE]"},
@@ -1200,35 +1181,35 @@ static const struct ctl_command ctl_commands[] = {
     {NULL, 0, 0, NULL},
 };
 
-static int ctl_run(struct ctl *ctl, const char *cmd, char **args)
+static int cli_run(struct ctl *ctl, const char *cmd, char **args)
 {
 	if (strcmp(cmd, "status") && strcmp(cmd, "reload")) {
 		ctl->zone = args[0];
 		ctl->server = !strcmp(cmd, "drain") ? args[1] : NULL;
 	}
 	if (!strcmp(cmd, "status"))
-		return ctl_cmd_status(ctl);
+		return cli_cmd_status(ctl);
 	if (!strcmp(cmd, "servers"))
-		return ctl_cmd_servers(ctl, args[0]);
+		return cli_cmd_servers(ctl, args[0]);
 	if (!strcmp(cmd, "events"))
-		return ctl_cmd_events(ctl, args[0]);
+		return cli_cmd_events(ctl, args[0]);
 	if (!strcmp(cmd, "reload"))
-		return ctl_cmd_reload(ctl);
+		return cli_cmd_reload(ctl);
 	if (!strcmp(cmd, "scale"))
-		return ctl_cmd_scale(ctl, args[0], args[1]);
-	return ctl_cmd_drain(ctl, args[0], args[1]);
+		return cli_cmd_scale(ctl, args[0], args[1]);
+	return cli_cmd_drain(ctl, args[0], args[1]);
 }
 
 int main(int argc, char **argv)
 {
 	struct ctl ctl;
 	const char *url = NULL, *token = NULL, *token_file = NULL, *conf = NULL;
-	const struct ctl_command *cmd;
+	const struct cli_command *cmd;
 	int c, nargs, rc;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.timeout = 15;
-	while ((c = getopt_long(argc, argv, "u:t:c:jfhV", ctl_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "u:t:c:jfhV", cli_options, NULL)) != -1) {
 		switch (c) {
 		case 'u':
 			url = optarg;
@@ -1249,9 +1230,9 @@ int main(int argc, char **argv)
 			ctl.follow = 1;
 			break;
 		case OPT_FOR:
-			ctl.for_seconds = ctl_parse_duration(optarg);
+			ctl.for_seconds = cli_parse_duration(optarg);
 			if (ctl.for_seconds <= 0)
-				return ctl_usage_error("--for: \"%s\" is not a duration like 90s, "
+				return cli_usage_error("--for: \"%s\" is not a duration like 90s, "
 				                       "10m, 1h or 1h30m",
 				                       optarg);
 			ctl.have_for = 1;
@@ -1263,12 +1244,12 @@ int main(int argc, char **argv)
 			char *end;
 			ctl.timeout = strtod(optarg, &end);
 			if (end == optarg || *end || !(ctl.timeout > 0))
-				return ctl_usage_error(
+				return cli_usage_error(
 				    "--timeout: \"%s\" is not a number of seconds", optarg);
 			break;
 		}
 		case 'h':
-			ctl_help();
+			cli_help();
 			return CTL_OK;
 		case 'V':
 			printf("scalerctl %s\n", PACKAGE_VERSION);
@@ -1279,57 +1260,57 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return ctl_usage_error("no command given (status, servers, events, reload, "
+		return cli_usage_error("no command given (status, servers, events, reload, "
 		                       "scale, drain)");
-	for (cmd = ctl_commands; cmd->name; cmd++)
+	for (cmd = cli_commands; cmd->name; cmd++)
 		if (!strcmp(cmd->name, argv[optind]))
 			break;
 	if (!cmd->name)
-		return ctl_usage_error("unknown command \"%s\" (status, servers, events, reload, "
+		return cli_usage_error("unknown command \"%s\" (status, servers, events, reload, "
 		                       "scale, drain)",
 		                       argv[optind]);
 	nargs = argc - optind - 1;
 	if (!strcmp(cmd->name, "scale") && nargs == 1 && !ctl.unpin)
-		return ctl_usage_error("scale: give a server count or --unpin: %s", cmd->usage);
+		return cli_usage_error("scale: give a server count or --unpin: %s", cmd->usage);
 	if (!strcmp(cmd->name, "scale") && nargs == 2 && ctl.unpin)
-		return ctl_usage_error("scale: --unpin takes no server count: %s", cmd->usage);
+		return cli_usage_error("scale: --unpin takes no server count: %s", cmd->usage);
 	if (ctl.unpin && ctl.have_for)
-		return ctl_usage_error("scale: --for and --unpin do not go together");
+		return cli_usage_error("scale: --for and --unpin do not go together");
 	if (nargs < cmd->min_args || nargs > cmd->max_args)
-		return ctl_usage_error("%s: %s arguments; usage: scalerctl %s", cmd->name,
+		return cli_usage_error("%s: %s arguments; usage: scalerctl %s", cmd->name,
 		                       nargs < cmd->min_args ? "missing" : "too many", cmd->usage);
 	if ((ctl.have_for || ctl.unpin) && strcmp(cmd->name, "scale"))
-		return ctl_usage_error("%s is an option of scale only",
+		return cli_usage_error("%s is an option of scale only",
 		                       ctl.unpin ? "--unpin" : "--for");
 	if (ctl.follow && strcmp(cmd->name, "events"))
-		return ctl_usage_error("-f/--follow is an option of events only");
+		return cli_usage_error("-f/--follow is an option of events only");
 
 	/* flags beat the environment, which beats scaler.conf */
 	if (!url && getenv("SCALER_URL") && *getenv("SCALER_URL"))
 		url = getenv("SCALER_URL");
-	if (url && ctl_set_url(&ctl, url, url == getenv("SCALER_URL") ? "SCALER_URL" : "-u") < 0)
-		return ctl_usage_error("\"%s\" is not an http:// URL or host:port", url);
+	if (url && cli_set_url(&ctl, url, url == getenv("SCALER_URL") ? "SCALER_URL" : "-u") < 0)
+		return cli_usage_error("\"%s\" is not an http:// URL or host:port", url);
 	if (token) {
 		ctl.token = strdup(token);
-		ctl_copy(ctl.token_from, sizeof(ctl.token_from), "--token");
+		cli_copy(ctl.token_from, sizeof(ctl.token_from), "--token");
 	} else if (token_file) {
-		ctl.token = ctl_read_token_file(&ctl, token_file);
+		ctl.token = cli_read_token_file(&ctl, token_file);
 		if (!ctl.token) {
-			ctl_err("%s", ctl.token_problem);
+			cli_err("%s", ctl.token_problem);
 			return CTL_USAGE;
 		}
 		snprintf(ctl.token_from, sizeof(ctl.token_from), "--token-file %s", token_file);
 	} else if (getenv("SCALER_TOKEN") && *getenv("SCALER_TOKEN")) {
 		ctl.token = strdup(getenv("SCALER_TOKEN"));
-		ctl_copy(ctl.token_from, sizeof(ctl.token_from), "SCALER_TOKEN");
+		cli_copy(ctl.token_from, sizeof(ctl.token_from), "SCALER_TOKEN");
 	}
 	if (!conf && getenv("SCALER_CONF") && *getenv("SCALER_CONF"))
 		conf = getenv("SCALER_CONF");
-	if (ctl_read_conf(&ctl, conf ? conf : CTL_DEFAULT_CONF, conf != NULL, !ctl.url[0],
+	if (cli_read_conf(&ctl, conf ? conf : CTL_DEFAULT_CONF, conf != NULL, !ctl.url[0],
 	                  !ctl.token && !ctl.token_problem[0]) < 0)
 		return CTL_USAGE;
 	if (!ctl.url[0])
-		ctl_set_url(&ctl, CTL_DEFAULT_URL, "the default");
+		cli_set_url(&ctl, CTL_DEFAULT_URL, "the default");
 
 	snprintf(ctl.noproxy, sizeof(ctl.noproxy), "%.900s%slocalhost,127.0.0.1,::1",
 	         getenv("no_proxy")   ? getenv("no_proxy")
@@ -1337,10 +1318,10 @@ int main(int argc, char **argv)
 	                              : "",
 	         getenv("no_proxy") || getenv("NO_PROXY") ? "," : "");
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(ctl.curl = curl_easy_init())) {
-		ctl_err("cannot initialise libcurl");
+		cli_err("cannot initialise libcurl");
 		return CTL_SERVER;
 	}
-	rc = ctl_run(&ctl, cmd->name, argv + optind + 1);
+	rc = cli_run(&ctl, cmd->name, argv + optind + 1);
 	curl_easy_cleanup(ctl.curl);
 	curl_global_cleanup();
 	free(ctl.token);

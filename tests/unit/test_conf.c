@@ -520,7 +520,7 @@ START_TEST(token_file_is_read_trimmed_and_never_logged)
 	unlink(tok);
 	c = tc_load_text(text);
 	expect_refused(c);
-	expect_log(":1: node.token_file: cannot open");
+	expect_log(":1: node.token_file: cannot read token file");
 	expect_log("No such file or directory");
 }
 END_TEST

@@ -1,0 +1,55 @@
+#include "config.h"
+
+#include "token_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf_util.h"
+
+char *token_file_read(const char *path, struct stat *st, char *why, size_t whylen)
+{
+	char buf[4097], *b, *e, *token = NULL;
+	struct stat own;
+	ssize_t n;
+	int fd, err;
+
+	if (!st)
+		st = &own;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot read token file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		snprintf(why, whylen, "token file %s is not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	err = errno;
+	close(fd);
+	if (n < 0) {
+		snprintf(why, whylen, "cannot read token file %s: %s", path, strerror(err));
+		return NULL;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	for (b = buf; *b == ' ' || *b == '\t'; b++)
+		;
+	for (e = b + strlen(b); e > b && (e[-1] == ' ' || e[-1] == '\t');)
+		*--e = '\0';
+	if (!*b)
+		snprintf(why, whylen, "the first line of token file %s is empty", path);
+	else if (!conf_token_ok(b))
+		snprintf(why, whylen,
+		         "the token in token file %s contains spaces or control characters", path);
+	else if (!(token = strdup(b)))
+		snprintf(why, whylen, "out of memory");
+	explicit_bzero(buf, sizeof(buf));
+	return token;
+}

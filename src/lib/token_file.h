@@ -1,0 +1,15 @@
+/* Bearer tokens kept in files (node.token_file, scalerctl --token-file):
+ * read the same way by scalerd and scalerctl. */
+#ifndef SCALER_TOKEN_FILE_H
+#define SCALER_TOKEN_FILE_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+/* The token in `path`: its first line, spaces and tabs trimmed at both
+ * ends; it must be visible ASCII. A malloc'ed string (explicit_bzero and
+ * free it), or NULL with a sentence naming the file in `why`. When `st` is
+ * not NULL it gets the status of the file that was read (for mode checks). */
+char *token_file_read(const char *path, struct stat *st, char *why, size_t whylen);
+
+#endif
