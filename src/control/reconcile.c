@@ -50,7 +50,7 @@ struct rt_task {
 	const char *action; /* for the event */
 };
 
-static void rc_finish_if_done(struct reconcile *r);
+static void rec_finish_if_done(struct reconcile *r);
 
 const char *reconcile_status_name(enum reconcile_status st)
 {
@@ -65,10 +65,10 @@ const char *reconcile_status_name(enum reconcile_status st)
 	return "unknown";
 }
 
-static void rc_error(struct reconcile *r, const char *fmt, ...)
+static void rec_error(struct reconcile *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void rc_error(struct reconcile *r, const char *fmt, ...)
+static void rec_error(struct reconcile *r, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -81,7 +81,7 @@ static void rc_error(struct reconcile *r, const char *fmt, ...)
 		snprintf(r->sum.err, sizeof(r->sum.err), "%s", msg);
 }
 
-static void rc_stale(struct reconcile *r, const char *err)
+static void rec_stale(struct reconcile *r, const char *err)
 {
 	if (!r->stale)
 		log_msg(SCALER_LOG_WARNING, "reconcile", "stopping: %s", err ? err : "stale epoch");
@@ -90,14 +90,14 @@ static void rc_stale(struct reconcile *r, const char *err)
 		snprintf(r->sum.err, sizeof(r->sum.err), "%s", err ? err : "stale epoch");
 }
 
-static void rc_free(struct reconcile *r)
+static void rec_free(struct reconcile *r)
 {
 	free(r->records);
 	free(r->zone_count);
 	free(r);
 }
 
-static void rc_finish_if_done(struct reconcile *r)
+static void rec_finish_if_done(struct reconcile *r)
 {
 	if (r->pending)
 		return;
@@ -116,7 +116,7 @@ static void rc_finish_if_done(struct reconcile *r)
 		    r->sum.deletions_finished, r->sum.still_starting, r->sum.errors);
 		r->cb(r->arg, &r->sum);
 	}
-	rc_free(r);
+	rec_free(r);
 }
 
 static void rt_done(struct rt_task *t)
@@ -124,7 +124,7 @@ static void rt_done(struct rt_task *t)
 	struct reconcile *r = t->r;
 	free(t);
 	r->pending--;
-	rc_finish_if_done(r);
+	rec_finish_if_done(r);
 }
 
 /* ---- steps of one correction -------------------------------------------- */
@@ -171,13 +171,13 @@ static void rt_put_cb(void *arg, enum store_status st, const char *err)
 	struct rt_task *t = arg;
 	struct reconcile *r = t->r;
 	if (st == STORE_STALE) {
-		rc_stale(r, err);
+		rec_stale(r, err);
 		rt_done(t);
 		return;
 	}
 	if (st != STORE_OK) {
-		rc_error(r, "cannot record server %s as serving: %s", t->rec.srv.id,
-		         err ? err : "error");
+		rec_error(r, "cannot record server %s as serving: %s", t->rec.srv.id,
+		          err ? err : "error");
 		rt_done(t);
 		return;
 	}
@@ -207,7 +207,7 @@ static void rt_put_serving(struct rt_task *t)
 			snprintf(t->rec.srv.ref, sizeof(t->rec.srv.ref), "%s", t->srv.ref);
 	}
 	if (store_server_put(r->store, r->epoch, &t->rec, rt_put_cb, t) < 0) {
-		rc_error(r, "cannot record server %s: Redis is not connected", t->rec.srv.id);
+		rec_error(r, "cannot record server %s: Redis is not connected", t->rec.srv.id);
 		rt_done(t);
 	}
 }
@@ -217,13 +217,13 @@ static void rt_del_cb(void *arg, enum store_status st, const char *err)
 	struct rt_task *t = arg;
 	struct reconcile *r = t->r;
 	if (st == STORE_STALE) {
-		rc_stale(r, err);
+		rec_stale(r, err);
 		rt_done(t);
 		return;
 	}
 	if (st != STORE_OK) {
-		rc_error(r, "cannot delete the record of server %s: %s", t->rec.srv.id,
-		         err ? err : "error");
+		rec_error(r, "cannot delete the record of server %s: %s", t->rec.srv.id,
+		          err ? err : "error");
 		rt_done(t);
 		return;
 	}
@@ -243,8 +243,8 @@ static void rt_del_record(struct rt_task *t)
 	}
 	if (store_server_del(r->store, r->epoch, t->rec.srv.zone, t->rec.srv.id, rt_del_cb, t) <
 	    0) {
-		rc_error(r, "cannot delete the record of server %s: Redis is not connected",
-		         t->rec.srv.id);
+		rec_error(r, "cannot delete the record of server %s: Redis is not connected",
+		          t->rec.srv.id);
 		rt_done(t);
 	}
 }
@@ -254,7 +254,7 @@ static void rt_removed_cb(void *arg, int status, const struct scaler_server *srv
 	struct rt_task *t = arg;
 	struct reconcile *r = t->r;
 	if (status != 0) {
-		rc_error(r, "cannot remove server %s: %s", t->rec.srv.id, err ? err : "error");
+		rec_error(r, "cannot remove server %s: %s", t->rec.srv.id, err ? err : "error");
 		rt_done(t);
 		return;
 	}
@@ -274,8 +274,8 @@ static void rt_guard_cb(void *arg, enum store_status st, uint64_t epoch, const c
 	struct reconcile *r = t->r;
 	char msg[160];
 	if (st != STORE_OK) {
-		rc_error(r, "cannot check the epoch before removing server %s: %s", t->rec.srv.id,
-		         err ? err : "error");
+		rec_error(r, "cannot check the epoch before removing server %s: %s", t->rec.srv.id,
+		          err ? err : "error");
 		rt_done(t);
 		return;
 	}
@@ -284,7 +284,7 @@ static void rt_guard_cb(void *arg, enum store_status st, uint64_t epoch, const c
 		         "epoch %" PRIu64 " is stale, current epoch is %" PRIu64
 		         " (before removing server %s)",
 		         r->epoch, epoch, t->rec.srv.id);
-		rc_stale(r, msg);
+		rec_stale(r, msg);
 		rt_done(t);
 		return;
 	}
@@ -293,7 +293,7 @@ static void rt_guard_cb(void *arg, enum store_status st, uint64_t epoch, const c
 		return;
 	}
 	if (r->ops->remove(r->driver_ctx, &t->srv, rt_removed_cb, t) < 0) {
-		rc_error(r, "cannot remove server %s: the driver refused", t->rec.srv.id);
+		rec_error(r, "cannot remove server %s: the driver refused", t->rec.srv.id);
 		rt_done(t);
 	}
 }
@@ -306,7 +306,7 @@ static void rt_remove(struct rt_task *t)
 		return;
 	}
 	if (store_epoch_get(r->store, rt_guard_cb, t) < 0) {
-		rc_error(r, "cannot remove server %s: Redis is not connected", t->rec.srv.id);
+		rec_error(r, "cannot remove server %s: Redis is not connected", t->rec.srv.id);
 		rt_done(t);
 	}
 }
@@ -365,7 +365,7 @@ static void rt_start(struct rt_task *t)
 
 /* ---- planning ----------------------------------------------------------- */
 
-static long rc_zone_index(const struct reconcile *r, const char *zone)
+static long rec_zone_index(const struct reconcile *r, const char *zone)
 {
 	for (size_t i = 0; i < r->nzones; i++)
 		if (strcmp(r->zones[i]->name, zone) == 0)
@@ -373,12 +373,12 @@ static long rc_zone_index(const struct reconcile *r, const char *zone)
 	return -1;
 }
 
-static struct rt_task *rc_task(struct reconcile *r, enum rt_kind kind, size_t zone,
-                               const char *action)
+static struct rt_task *rec_task(struct reconcile *r, enum rt_kind kind, size_t zone,
+                                const char *action)
 {
 	struct rt_task *t = calloc(1, sizeof(*t));
 	if (!t) {
-		rc_error(r, "out of memory");
+		rec_error(r, "out of memory");
 		return NULL;
 	}
 	t->r = r;
@@ -389,17 +389,17 @@ static struct rt_task *rc_task(struct reconcile *r, enum rt_kind kind, size_t zo
 	return t;
 }
 
-static void rc_plan(struct reconcile *r, const struct scaler_server *srvs, size_t n)
+static void rec_plan(struct reconcile *r, const struct scaler_server *srvs, size_t n)
 {
 	struct rt_task **tasks = calloc(r->nrecords + n + 1, sizeof(*tasks));
 	size_t ntasks = 0;
 	if (!tasks) {
-		rc_error(r, "out of memory");
+		rec_error(r, "out of memory");
 		return;
 	}
 	for (size_t i = 0; i < r->nrecords; i++) {
 		const struct store_server *rec = &r->records[i];
-		long z = rc_zone_index(r, rec->srv.zone);
+		long z = rec_zone_index(r, rec->srv.zone);
 		const struct scaler_server *srv = NULL;
 		struct rt_task *t = NULL;
 		if (z < 0) {
@@ -412,13 +412,13 @@ static void rc_plan(struct reconcile *r, const struct scaler_server *srvs, size_
 			if (strcmp(srvs[j].id, rec->srv.id) == 0)
 				srv = &srvs[j];
 		if (strcmp(rec->state, "deleting") == 0)
-			t = rc_task(r, RT_FINISH_DEL, (size_t)z, "finished deleting");
+			t = rec_task(r, RT_FINISH_DEL, (size_t)z, "finished deleting");
 		else if (!srv || !srv->running)
-			t = rc_task(r, RT_DROP, (size_t)z,
-			            srv ? "dropped the record of stopped"
-			                : "dropped the record of vanished");
+			t = rec_task(r, RT_DROP, (size_t)z,
+			             srv ? "dropped the record of stopped"
+			                 : "dropped the record of vanished");
 		else if (strcmp(rec->state, "starting") == 0)
-			t = rc_task(r, RT_PROMOTE, (size_t)z, "promoted to serving");
+			t = rec_task(r, RT_PROMOTE, (size_t)z, "promoted to serving");
 		if (!t)
 			continue;
 		t->rec = *rec;
@@ -432,7 +432,7 @@ static void rc_plan(struct reconcile *r, const struct scaler_server *srvs, size_
 	}
 	for (size_t j = 0; j < n; j++) {
 		const struct scaler_server *srv = &srvs[j];
-		long z = rc_zone_index(r, srv->zone);
+		long z = rec_zone_index(r, srv->zone);
 		int known = 0;
 		if (z < 0) {
 			r->sum.ignored++;
@@ -443,7 +443,7 @@ static void rc_plan(struct reconcile *r, const struct scaler_server *srvs, size_
 			known = strcmp(r->records[i].srv.id, srv->id) == 0;
 		if (known)
 			continue;
-		struct rt_task *t = rc_task(r, RT_ORPHAN, (size_t)z, "adopted orphan");
+		struct rt_task *t = rec_task(r, RT_ORPHAN, (size_t)z, "adopted orphan");
 		if (!t)
 			continue;
 		t->srv = *srv;
@@ -460,44 +460,44 @@ static void rc_plan(struct reconcile *r, const struct scaler_server *srvs, size_
 	free(tasks);
 }
 
-static void rc_list_cb(void *arg, int status, const struct scaler_server *srvs, size_t n,
-                       const char *err)
+static void rec_list_cb(void *arg, int status, const struct scaler_server *srvs, size_t n,
+                        const char *err)
 {
 	struct reconcile *r = arg;
 	if (status != 0)
-		rc_error(r, "the driver cannot list its servers: %s", err ? err : "error");
+		rec_error(r, "the driver cannot list its servers: %s", err ? err : "error");
 	else if (!r->cancelled)
-		rc_plan(r, srvs, n);
+		rec_plan(r, srvs, n);
 	r->pending--; /* the listing stage */
-	rc_finish_if_done(r);
+	rec_finish_if_done(r);
 }
 
-static void rc_records_cb(void *arg, enum store_status st, const struct store_server *servers,
-                          size_t n)
+static void rec_records_cb(void *arg, enum store_status st, const struct store_server *servers,
+                           size_t n)
 {
 	struct reconcile *r = arg;
 	if (st != STORE_OK || r->cancelled) {
 		if (st != STORE_OK)
-			rc_error(r, "cannot read the server records from Redis");
+			rec_error(r, "cannot read the server records from Redis");
 		r->pending--;
-		rc_finish_if_done(r);
+		rec_finish_if_done(r);
 		return;
 	}
 	if (n) {
 		r->records = malloc(n * sizeof(*servers));
 		if (!r->records) {
-			rc_error(r, "out of memory");
+			rec_error(r, "out of memory");
 			r->pending--;
-			rc_finish_if_done(r);
+			rec_finish_if_done(r);
 			return;
 		}
 		memcpy(r->records, servers, n * sizeof(*servers));
 	}
 	r->nrecords = n;
-	if (r->ops->list(r->driver_ctx, rc_list_cb, r) < 0) {
-		rc_error(r, "the driver cannot list its servers");
+	if (r->ops->list(r->driver_ctx, rec_list_cb, r) < 0) {
+		rec_error(r, "the driver cannot list its servers");
 		r->pending--;
-		rc_finish_if_done(r);
+		rec_finish_if_done(r);
 	}
 }
 
@@ -530,8 +530,8 @@ struct reconcile *reconcile_start(struct store *store, const struct plugin_insta
 	r->cb = cb;
 	r->arg = arg;
 	r->pending = 1; /* the listing stage */
-	if (store_servers_list(store, NULL, rc_records_cb, r) < 0) {
-		rc_free(r);
+	if (store_servers_list(store, NULL, rec_records_cb, r) < 0) {
+		rec_free(r);
 		return NULL;
 	}
 	return r;

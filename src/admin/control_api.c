@@ -1,0 +1,246 @@
+/* The control loop as the admin API shows and drives it: GET /status zones,
+ * GET /servers, PUT /report, POST /scale, POST /drain and the controller's
+ * counters in GET /metrics (src/admin/admin.c routes the requests). */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "control.h"
+#include "log.h"
+
+static const char *const op_names[] = {"create", "remove", "list"};
+
+static json_t *cserver_json(const struct cserver *s)
+{
+	json_t *j = store_server_to_json(&s->rec);
+	json_object_set_new(j, "metric", s->metric_valid ? json_real(s->metric) : json_null());
+	return j;
+}
+
+json_t *controller_zones_json(struct controller *c)
+{
+	json_t *arr = json_array();
+	double now = ev_now(ctl_loop(c));
+	for (size_t i = 0; i < c->d->conf->nzones; i++) {
+		const struct conf_zone *cz = &c->d->conf->zones[i];
+		struct czone *z = czone_find(c, cz->name);
+		json_t *servers = json_array();
+		json_t *last = json_null(), *pin = json_null();
+		double cd = 0;
+		if (z) {
+			for (size_t k = 0; k < z->nsrv; k++)
+				json_array_append_new(servers, cserver_json(&z->srv[k]));
+			if (z->last.time > 0)
+				last = json_pack("{s:f, s:s, s:i, s:i, s:s, s:s}", "time",
+				                 z->last.time, "kind", z->last.kind, "from",
+				                 z->last.from, "to", z->last.to, "rule",
+				                 z->last.rule, "reason", z->last.reason);
+			if (z->pin_count >= 0)
+				pin = json_pack("{s:i, s:o}", "count", z->pin_count, "until",
+				                z->pin_until > 0 ? json_real(z->pin_until)
+				                                 : json_null());
+			double up = cz->cooldown_up - (now - z->last_up);
+			double down = cz->cooldown_down - (now - z->last_down);
+			cd = up > down ? up : down;
+			if (cd < 0)
+				cd = 0;
+		}
+		json_array_append_new(
+		    arr, json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:o, s:o, s:f, s:o, s:o}",
+		                   "name", cz->name, "listen", cz->listen, "admin", cz->admin,
+		                   "min", cz->min, "max", cz->max, "interval", cz->interval,
+		                   "dry_run", cz->dry_run, "servers", servers, "last_decision",
+		                   last, "cooldown_remaining", cd, "pinned", pin, "policy",
+		                   json_string(cz->policy_plugin)));
+	}
+	return arr;
+}
+
+json_t *controller_servers_json(struct controller *c, const char *zone)
+{
+	if (zone && !conf_zone_find(c->d->conf, zone))
+		return NULL;
+	json_t *arr = json_array();
+	for (struct czone *z = c->zones; z; z = z->next) {
+		if (z->removed || (zone && strcmp(z->name, zone) != 0))
+			continue;
+		for (size_t k = 0; k < z->nsrv; k++)
+			json_array_append_new(arr, cserver_json(&z->srv[k]));
+	}
+	return arr;
+}
+
+static int ctl_not_primary(struct controller *c, json_t **reply)
+{
+	struct daemon *d = c->d;
+	*reply = json_pack("{s:s, s:s}", "error", "this node is not the primary", "primary",
+	                   d->primary_url);
+	return 503;
+}
+
+int controller_report(struct controller *c, const char *zone, json_t *dead, json_t **reply)
+{
+	struct czone *z = czone_find(c, zone);
+	if (!z) {
+		*reply = json_pack("{s:s}", "error", "unknown zone");
+		return 404;
+	}
+	if (!c->active || !z->loaded)
+		return ctl_not_primary(c, reply);
+	json_t *deleted = json_array(), *unknown = json_array(), *busy = json_array();
+	size_t i;
+	json_t *v;
+	json_array_foreach(dead, i, v)
+	{
+		const char *addr = json_string_value(v);
+		struct cserver *s = czone_server_by_address(z, addr);
+		if (!s) {
+			log_warn("zone %s: dead report names an unknown server %s; ignored", zone,
+			         addr);
+			json_array_append_new(unknown, json_string(addr));
+			continue;
+		}
+		if (s->owner || strcmp(s->rec.state, "deleting") == 0) {
+			json_array_append_new(busy, json_string(addr));
+			continue;
+		}
+		czone_event(z, "replace", czone_size(z), czone_size(z) - 1, "dead report",
+		            "the balancer reported the server dead; deleting and refilling to min",
+		            json_pack("{s:s, s:s}", "server", s->rec.srv.id, "address", addr));
+		json_array_append_new(deleted, json_string(s->rec.srv.id));
+		czone_delete(z, s, 0, 1);
+	}
+	*reply = json_pack("{s:o, s:o, s:o}", "deleted", deleted, "unknown", unknown, "in_progress",
+	                   busy);
+	return 200;
+}
+
+int controller_pin(struct controller *c, const char *zone, int count, double duration,
+                   json_t **reply)
+{
+	struct czone *z = czone_find(c, zone);
+	if (!z) {
+		*reply = json_pack("{s:s}", "error", "unknown zone");
+		return 404;
+	}
+	if (!c->active)
+		return ctl_not_primary(c, reply);
+	if (count >= 0 && (count < z->cz->min || count > z->cz->max)) {
+		*reply = json_pack("{s:s}", "error", "count must be within the zone's min..max");
+		return 400;
+	}
+	char reason[128];
+	if (count < 0) {
+		snprintf(reason, sizeof(reason), "unpinned by an operator");
+		czone_event(z, "unpin", czone_size(z), czone_size(z), "operator", reason, NULL);
+		z->pin_count = -1;
+		z->pin_until = 0;
+		*reply = json_pack("{s:s, s:n}", "zone", zone, "count");
+		return 200;
+	}
+	z->pin_count = count;
+	z->pin_until = duration > 0 ? ctl_unix_now() + duration : 0;
+	snprintf(reason, sizeof(reason), "pinned at %d by an operator%s", count,
+	         duration > 0 ? " for a while" : "");
+	czone_event(z, "pin", czone_size(z), count, "operator", reason,
+	            json_pack("{s:f}", "for", duration));
+	czone_evaluate(z);
+	*reply = json_pack("{s:s, s:i, s:o}", "zone", zone, "count", count, "until",
+	                   z->pin_until > 0 ? json_real(z->pin_until) : json_null());
+	return 200;
+}
+
+int controller_drain(struct controller *c, const char *zone, const char *server, json_t **reply)
+{
+	struct czone *z = czone_find(c, zone);
+	if (!z) {
+		*reply = json_pack("{s:s}", "error", "unknown zone");
+		return 404;
+	}
+	if (!c->active)
+		return ctl_not_primary(c, reply);
+	struct cserver *s = czone_server(z, server);
+	if (!s) {
+		*reply = json_pack("{s:s}", "error", "unknown server");
+		return 404;
+	}
+	if (s->owner || strcmp(s->rec.state, "serving") != 0) {
+		*reply = json_pack("{s:s, s:s}", "error", "the server is busy or not serving",
+		                   "state", s->rec.state);
+		return 409;
+	}
+	czone_event(z, "drain", czone_size(z), czone_size(z) - 1, "operator",
+	            "drained by an operator; the zone is refilled to its minimum",
+	            json_pack("{s:s}", "server", server));
+	czone_delete(z, s, 1, 1);
+	*reply = json_pack("{s:s, s:s}", "result", "draining", "server", server);
+	return 202;
+}
+
+void controller_metrics(struct controller *c, FILE *f)
+{
+	fprintf(f, "# HELP scaler_evaluations_total Control loop evaluations by zone.\n"
+	           "# TYPE scaler_evaluations_total counter\n");
+	for (struct czone *z = c->zones; z; z = z->next)
+		if (!z->removed)
+			fprintf(f, "scaler_evaluations_total{zone=\"%s\"} %lu\n", z->name,
+			        z->evaluations);
+	fprintf(f, "# HELP scaler_decisions_total Decisions by zone and kind.\n"
+	           "# TYPE scaler_decisions_total counter\n");
+	for (struct czone *z = c->zones; z; z = z->next) {
+		if (z->removed)
+			continue;
+		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"scale_up\"} %lu\n", z->name,
+		        z->ups);
+		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"scale_down\"} %lu\n", z->name,
+		        z->downs);
+		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"hold\"} %lu\n", z->name,
+		        z->holds);
+	}
+	fprintf(f,
+	        "# HELP scaler_servers Servers by zone and state.\n# TYPE scaler_servers gauge\n");
+	for (struct czone *z = c->zones; z; z = z->next) {
+		if (z->removed)
+			continue;
+		const char *states[] = {"starting", "serving", "deleting"};
+		for (size_t i = 0; i < 3; i++)
+			fprintf(f, "scaler_servers{zone=\"%s\",state=\"%s\"} %d\n", z->name,
+			        states[i], czone_count(z, states[i]));
+	}
+	fprintf(f, "# HELP scaler_driver_calls_total Driver calls by operation.\n"
+	           "# TYPE scaler_driver_calls_total counter\n");
+	for (int i = 0; i < 3; i++)
+		fprintf(f, "scaler_driver_calls_total{op=\"%s\"} %lu\n", op_names[i],
+		        c->driver_calls[i]);
+	fprintf(f, "# HELP scaler_driver_errors_total Failed driver calls by operation.\n"
+	           "# TYPE scaler_driver_errors_total counter\n");
+	for (int i = 0; i < 3; i++)
+		fprintf(f, "scaler_driver_errors_total{op=\"%s\"} %lu\n", op_names[i],
+		        c->driver_errors[i]);
+	fprintf(f, "# HELP scaler_driver_call_seconds Driver call latency.\n"
+	           "# TYPE scaler_driver_call_seconds summary\n");
+	for (int i = 0; i < 3; i++) {
+		fprintf(f, "scaler_driver_call_seconds_sum{op=\"%s\"} %.6f\n", op_names[i],
+		        c->driver_seconds[i]);
+		fprintf(f, "scaler_driver_call_seconds_count{op=\"%s\"} %lu\n", op_names[i],
+		        c->driver_calls[i]);
+	}
+	fprintf(f,
+	        "# HELP scaler_metric_queries_total Metrics queries.\n"
+	        "# TYPE scaler_metric_queries_total counter\nscaler_metric_queries_total %lu\n",
+	        c->metric_queries);
+	fprintf(f,
+	        "# HELP scaler_metric_errors_total Failed metrics queries.\n"
+	        "# TYPE scaler_metric_errors_total counter\nscaler_metric_errors_total %lu\n",
+	        c->metric_errors);
+	fprintf(f,
+	        "# HELP scaler_metric_query_seconds Metrics query latency.\n"
+	        "# TYPE scaler_metric_query_seconds summary\n"
+	        "scaler_metric_query_seconds_sum %.6f\nscaler_metric_query_seconds_count %lu\n",
+	        c->metric_seconds, c->metric_queries);
+	fprintf(f,
+	        "# HELP scaler_fenced_writes_total State store writes refused as stale.\n"
+	        "# TYPE scaler_fenced_writes_total counter\nscaler_fenced_writes_total %lu\n",
+	        c->fenced);
+}

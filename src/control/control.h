@@ -1,0 +1,170 @@
+/* Inside the control loop (src/control/): the state the controller keeps
+ * per zone and per server, shared by its parts —
+ *   controller.c  zones, servers, events, fencing, balancer pushes, reload
+ *   evaluate.c    one evaluation: metrics → policy → bounds, cooldowns, pins
+ *   flows.c       creating and deleting one server, in the order that loses
+ *                 nothing (see reconcile.h)
+ *   primary.c     becoming primary: reconcile, load the zones, start, stop
+ * and by the admin API's view of it (src/admin/control_api.c). Not for
+ * anything else: the rest of scalerd uses controller.h. */
+#ifndef SCALER_CONTROL_H
+#define SCALER_CONTROL_H
+
+#include <ev.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "controller.h"
+#include "daemon.h"
+#include "host.h"
+#include "plugin.h"
+#include "store.h"
+
+#define START_TIMEOUT 30.0 /* a new server must pass a health check within this */
+#define START_POLL 0.2     /* health check period while a server starts */
+#define HEALTH_TIMEOUT 2.0
+
+/* driver operations, for the counters */
+enum { OP_CREATE, OP_REMOVE, OP_LIST };
+
+struct flow;
+
+struct cserver {
+	struct store_server rec;
+	double metric;
+	int metric_valid;
+	struct flow *owner; /* the create/delete flow working on it, NULL when idle */
+};
+
+struct czone {
+	struct controller *c;
+	char name[CONF_NAME_MAX];
+	const struct conf_zone *cz; /* in the config in force */
+	struct plugin_instance policy;
+	ev_timer tick;
+	int refs;    /* flows in flight that point here */
+	int removed; /* gone from the config: free when refs drops to 0 */
+	int evaluating;
+	int loaded;  /* servers read from the store this term */
+	int loading; /* that read is in flight */
+
+	struct cserver *srv;
+	size_t nsrv, capsrv;
+
+	double last_up, last_down; /* ev_now of the last scale action, cooldowns */
+	struct {
+		double time;
+		int from, to;
+		char kind[24];
+		char rule[64];
+		char reason[256];
+	} last;
+	char last_hold[64]; /* rule of the last hold event, so holds are not repeated */
+	int pin_count;      /* -1: not pinned */
+	double pin_until;   /* unix time, 0: until unpinned */
+
+	unsigned long evaluations, ups, downs, holds, creates, deletes, create_errors,
+	    delete_errors;
+	struct czone *next;
+};
+
+struct controller {
+	struct daemon *d;
+	int active;
+	uint64_t epoch;
+	unsigned gen; /* bumped at every start/stop: late callbacks of an older term are dropped */
+	struct czone *zones;
+	ev_timer monitor_push;
+	struct reconcile *reconcile;             /* run in progress */
+	struct reconcile_zones *reconcile_zones; /* zone lists handed to runs, kept until exit */
+
+	unsigned long driver_calls[3], driver_errors[3];
+	double driver_seconds[3];
+	unsigned long metric_queries, metric_errors;
+	double metric_seconds;
+	unsigned long fenced;
+};
+
+/* A reconciliation run reads its zone list until its last operation ends,
+ * which may be after it was cancelled, so lists live until controller_free. */
+struct reconcile_zones {
+	struct reconcile_zones *next;
+	const struct scaler_zone *zones[];
+};
+
+static inline struct ev_loop *ctl_loop(const struct controller *c)
+{
+	return c->d->loop;
+}
+
+static inline struct store *ctl_store(const struct controller *c)
+{
+	return c->d->host->store;
+}
+
+static inline const struct scaler_host *ctl_host(const struct controller *c)
+{
+	return &c->d->host->pub;
+}
+
+/* ---- controller.c ---- */
+
+double ctl_unix_now(void);
+/* Monotonic seconds: policy windows must not move with the wall clock. */
+double ctl_mono_now(void);
+/* A zone of the config in force (NULL when unknown or removed). */
+struct czone *czone_find(struct controller *c, const char *name);
+/* Drop a reference (flows and reads in flight hold one): frees a removed
+ * zone at the last. */
+void czone_unref(struct czone *z);
+struct cserver *czone_server(struct czone *z, const char *id);
+struct cserver *czone_server_by_address(struct czone *z, const char *address);
+/* Add or update the server of a record (NULL when out of memory). */
+struct cserver *czone_server_add(struct czone *z, const struct store_server *rec);
+void czone_server_forget(struct czone *z, const char *id);
+/* Servers in `state` (NULL: all). */
+int czone_count(const struct czone *z, const char *state);
+/* servers that count toward the zone's size: starting or serving */
+int czone_size(const struct czone *z);
+/* Log and record (fenced) an event of the zone; takes `extra` (may be NULL). */
+void czone_event(struct czone *z, const char *kind, int from, int to, const char *rule,
+                 const char *reason, json_t *extra);
+/* Remember the zone's last decision (GET /status). */
+void czone_decision(struct czone *z, const char *kind, int from, int to, const char *rule,
+                    const char *reason);
+/* A write was refused as stale: step down. */
+void ctl_fenced(struct controller *c, const char *err);
+/* Tell the zone's balancer to add or delete one server (either may be NULL). */
+void czone_push(struct czone *z, const char *add, const char *del);
+/* Give the zone's balancer its whole set of serving servers. */
+void czone_push_all(struct czone *z);
+/* Tell every balancer who the primary is. */
+void ctl_push_monitor_all(struct controller *c);
+
+/* ---- flows.c ---- */
+
+/* Start creating one server. */
+void czone_create(struct czone *z);
+/* Start deleting server s (drain: wait drain_timeout after taking it out of
+ * the balancer; refill: evaluate the zone after). -1 when it is busy. */
+int czone_delete(struct czone *z, struct cserver *s, int drain, int refill);
+/* the server to remove when scaling in: the least loaded, newest on a tie */
+struct cserver *czone_victim(struct czone *z);
+/* Finish the flow a previous primary left half-way on server s. */
+void czone_resume(struct czone *z, struct cserver *s);
+/* The zone's health check path (its balancer group's health_path). */
+const char *ctl_health_path(const struct conf_zone *cz);
+
+/* ---- evaluate.c ---- */
+
+/* Evaluate the zone now unless it is busy (an evaluation or a flow in
+ * flight, not loaded yet, reconciliation running). */
+void czone_evaluate(struct czone *z);
+
+/* ---- primary.c ---- */
+
+/* Read the zone's servers from the store, then resume, push and evaluate. */
+void czone_load(struct czone *z);
+
+#endif

@@ -1,0 +1,308 @@
+/* One evaluation of a zone: its servers' metrics → the policy → the zone's
+ * bounds, cooldowns and pins → create or delete servers (flows.c). A zone
+ * outside min..max goes back within them whatever the metrics say; missing
+ * metrics never scale down. */
+#include "config.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "log.h"
+
+struct eval {
+	struct czone *z;
+	unsigned gen;
+	double t0;
+	struct scaler_server *servers;
+	size_t n;
+};
+
+static int czone_pin_active(struct czone *z)
+{
+	if (z->pin_count < 0)
+		return 0;
+	if (z->pin_until > 0 && ctl_unix_now() >= z->pin_until) {
+		czone_event(z, "unpin", z->pin_count, z->pin_count, "pin expired",
+		            "the pinned count expired; the policy decides again", NULL);
+		z->pin_count = -1;
+		return 0;
+	}
+	return 1;
+}
+
+static void czone_hold(struct czone *z, int cur, const char *rule, const char *reason, int blocked)
+{
+	z->holds++;
+	czone_decision(z, "hold", cur, cur, rule, reason);
+	log_debug("zone %s: hold at %d: %s (%s)", z->name, cur, reason, rule);
+	/* a hold that blocked an action is an event, once per distinct cause */
+	if (blocked && strcmp(z->last_hold, rule) != 0) {
+		czone_event(z, "hold", cur, cur, rule, reason, NULL);
+		snprintf(z->last_hold, sizeof(z->last_hold), "%s", rule);
+	}
+	if (!blocked)
+		z->last_hold[0] = '\0';
+}
+
+/* Create or remove servers to go from cur to want (victims: least loaded,
+ * newest on a tie; drained first). */
+static void czone_resize(struct czone *z, int cur, int want)
+{
+	for (int i = cur; i < want; i++)
+		czone_create(z);
+	for (int i = want; i < cur; i++) {
+		struct cserver *v = czone_victim(z);
+		if (!v || czone_delete(z, v, 1, 0) < 0)
+			break;
+	}
+}
+
+static void czone_act(struct czone *z, int cur, int want, const char *rule, const char *reason,
+                      json_t *values, int any_missing)
+{
+	const struct conf_zone *cz = z->cz;
+	double now = ev_now(ctl_loop(z->c));
+	char why[512], base[300];
+
+	/* the policy's sentence, without its full stop, so a cause can follow */
+	snprintf(base, sizeof(base), "%s", reason);
+	size_t bl = strlen(base);
+	if (bl && base[bl - 1] == '.')
+		base[bl - 1] = '\0';
+
+	if (want == cur) {
+		czone_hold(z, cur, rule, reason, 0);
+		json_decref(values);
+		return;
+	}
+	if (want > cur && now - z->last_up < cz->cooldown_up) {
+		snprintf(why, sizeof(why), "%s; scale-up cooldown: %.1f s left", base,
+		         cz->cooldown_up - (now - z->last_up));
+		czone_hold(z, cur, "cooldown_up", why, 1);
+		json_decref(values);
+		return;
+	}
+	if (want < cur) {
+		if (any_missing) {
+			snprintf(why, sizeof(why),
+			         "%s; not scaling down while a server's metric is missing", base);
+			czone_hold(z, cur, "metrics missing", why, 1);
+			json_decref(values);
+			return;
+		}
+		if (now - z->last_down < cz->cooldown_down) {
+			snprintf(why, sizeof(why), "%s; scale-down cooldown: %.1f s left", base,
+			         cz->cooldown_down - (now - z->last_down));
+			czone_hold(z, cur, "cooldown_down", why, 1);
+			json_decref(values);
+			return;
+		}
+	}
+	const char *kind = want > cur ? "scale_up" : "scale_down";
+	z->last_hold[0] = '\0';
+	czone_decision(z, kind, cur, want, rule, reason);
+	if (cz->dry_run) {
+		czone_event(z, "dry_run", cur, want, rule, reason,
+		            json_pack("{s:s, s:o}", "would", kind, "values", values));
+		return;
+	}
+	czone_event(z, kind, cur, want, rule, reason, json_pack("{s:o}", "values", values));
+	if (want > cur) {
+		z->ups++;
+		z->last_up = now;
+	} else {
+		z->downs++;
+		z->last_down = now;
+	}
+	czone_resize(z, cur, want);
+}
+
+static void eval_free(struct eval *e)
+{
+	e->z->evaluating = 0;
+	czone_unref(e->z);
+	free(e->servers);
+	free(e);
+}
+
+static void eval_metrics_done(void *arg, int status, const struct scaler_metrics_result *res,
+                              const char *err)
+{
+	struct eval *e = arg;
+	struct czone *z = e->z;
+	struct controller *c = z->c;
+	char reason[512];
+
+	c->metric_queries++;
+	c->metric_seconds += ev_time() - e->t0;
+	if (status != 0)
+		c->metric_errors++;
+	if (e->gen != c->gen || !c->active || z->removed) {
+		eval_free(e);
+		return;
+	}
+	int cur = czone_size(z);
+	int min = z->cz->min, max = z->cz->max;
+	json_t *values = json_object();
+	int any_missing = status != 0;
+
+	if (status == 0 && res) {
+		for (size_t i = 0; i < res->n; i++) {
+			struct cserver *s = czone_server(z, res->values[i].server_id);
+			if (res->values[i].missing)
+				any_missing = 1;
+			if (s) {
+				s->metric_valid = !res->values[i].missing;
+				s->metric = res->values[i].value;
+			}
+			json_object_set_new(
+			    values, res->values[i].server_id,
+			    res->values[i].missing ? json_null() : json_real(res->values[i].value));
+		}
+		if (res->n < e->n)
+			any_missing = 1;
+	}
+
+	if (czone_pin_active(z)) {
+		int want = z->pin_count < min ? min : z->pin_count > max ? max : z->pin_count;
+		snprintf(reason, sizeof(reason), "pinned at %d by an operator", z->pin_count);
+		/* a pin is an operator's order: no cooldown, no metrics needed */
+		if (want != cur && z->cz->dry_run) {
+			czone_decision(z, "dry_run", cur, want, "pinned", reason);
+			czone_event(
+			    z, "dry_run", cur, want, "pinned", reason,
+			    json_pack("{s:s}", "would", want > cur ? "scale_up" : "scale_down"));
+		} else if (want != cur) {
+			czone_decision(z, want > cur ? "scale_up" : "scale_down", cur, want,
+			               "pinned", reason);
+			czone_event(z, want > cur ? "scale_up" : "scale_down", cur, want, "pinned",
+			            reason, NULL);
+			czone_resize(z, cur, want);
+		} else {
+			czone_hold(z, cur, "pinned", reason, 0);
+		}
+		json_decref(values);
+		eval_free(e);
+		return;
+	}
+
+	if (status != 0 || !res || !res->average_valid) {
+		snprintf(reason, sizeof(reason), "no usable metrics (%s); holding at %d",
+		         status != 0 ? (err ? err : "query failed")
+		                     : "every server's metric is missing",
+		         cur);
+		log_debug("zone %s: evaluation: %s", z->name, reason);
+		czone_hold(z, cur, "metrics missing", reason, 1);
+		json_decref(values);
+		eval_free(e);
+		return;
+	}
+
+	struct scaler_policy_input in = {.current = cur,
+	                                 .min = min,
+	                                 .max = max,
+	                                 .average = res->average,
+	                                 .average_valid = 1,
+	                                 .now = ctl_mono_now()};
+	struct scaler_policy_decision out = {.desired = cur};
+	if (z->policy.plugin->desc->ops.policy->decide(z->policy.ctx, &in, &out) < 0) {
+		czone_hold(z, cur, "policy error", "the policy plugin failed", 1);
+		json_decref(values);
+		eval_free(e);
+		return;
+	}
+	int want = out.desired;
+	log_debug("zone %s: evaluation: %d server(s), average %.2f over %zu value(s); policy %s: "
+	          "%d -> %d (%s)",
+	          z->name, cur, res->average, res->n, z->policy.plugin->name, cur, out.desired,
+	          out.reason);
+	snprintf(reason, sizeof(reason), "%s", out.reason[0] ? out.reason : out.rule);
+	if (want > max) {
+		if (cur >= max) {
+			char why[600];
+			snprintf(why, sizeof(why), "%s; already at max (%d)", reason, max);
+			czone_hold(z, cur, "max reached", why, 1);
+			json_decref(values);
+			eval_free(e);
+			return;
+		}
+		want = max;
+	}
+	if (want < min)
+		want = min;
+	json_object_set_new(values, "_average", json_real(res->average));
+	czone_act(z, cur, want, out.rule[0] ? out.rule : z->policy.plugin->name, reason, values,
+	          any_missing);
+	eval_free(e);
+}
+
+/* A zone outside its bounds goes back within them whatever the metrics say. */
+static void czone_bound(struct czone *z, int cur, int to, const char *rule, const char *kind,
+                        const char *would, const char *reason)
+{
+	czone_decision(z, kind, cur, to, rule, reason);
+	if (z->cz->dry_run) {
+		czone_event(z, "dry_run", cur, to, rule, reason,
+		            json_pack("{s:s}", "would", would));
+		return;
+	}
+	czone_event(z, kind, cur, to, rule, reason, NULL);
+	czone_resize(z, cur, to);
+}
+
+void czone_evaluate(struct czone *z)
+{
+	struct controller *c = z->c;
+	if (!c->active || z->removed || z->evaluating || c->reconcile)
+		return;
+	if (!z->loaded) {
+		czone_load(z);
+		return;
+	}
+	z->evaluations++;
+	int cur = czone_size(z);
+
+	/* wait for servers still starting or being deleted before deciding more */
+	for (size_t i = 0; i < z->nsrv; i++)
+		if (z->srv[i].owner)
+			return;
+	char reason[128];
+	if (cur < z->cz->min && !czone_pin_active(z)) {
+		snprintf(reason, sizeof(reason), "below the zone's minimum (%d < %d)", cur,
+		         z->cz->min);
+		czone_bound(z, cur, z->cz->min, "min", "fill", "fill", reason);
+		return;
+	}
+	if (cur > z->cz->max && !czone_pin_active(z)) {
+		/* max was lowered by a reload */
+		snprintf(reason, sizeof(reason), "above the zone's maximum (%d > %d)", cur,
+		         z->cz->max);
+		czone_bound(z, cur, z->cz->max, "max", "scale_down", "trim", reason);
+		return;
+	}
+
+	struct eval *e = calloc(1, sizeof(*e));
+	if (!e)
+		return;
+	e->z = z;
+	e->gen = c->gen;
+	e->t0 = ev_time();
+	e->servers = calloc(z->nsrv + 1, sizeof(*e->servers));
+	for (size_t i = 0; e->servers && i < z->nsrv; i++)
+		if (strcmp(z->srv[i].rec.state, "serving") == 0)
+			e->servers[e->n++] = z->srv[i].rec.srv;
+	z->refs++;
+	z->evaluating = 1;
+	if (e->n == 0) {
+		/* nothing to measure: only the pin or the minimum can act */
+		eval_metrics_done(e, -1, NULL, "no serving server to measure");
+		return;
+	}
+	const struct scaler_metrics_ops *mo = c->d->metrics.plugin->desc->ops.metrics;
+	if (mo->query(c->d->metrics.ctx, &z->cz->pub, e->servers, e->n, z->cz->window,
+	              eval_metrics_done, e) < 0)
+		eval_metrics_done(e, -1, NULL, "the metrics plugin refused the query");
+}
