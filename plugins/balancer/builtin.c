@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "bal.h"
+#include "log.h"
 #include "net.h"
 
 #include <inttypes.h>
@@ -137,6 +138,7 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 static int bi_init(const struct scaler_host *host, const config_setting_t *conf, void **ctx)
 {
 	struct bal *b = calloc(1, sizeof(*b));
+	log_forward(host->log); /* our copy of libscalerutil logs as the host does */
 	if (!b) {
 		host->log(SCALER_LOG_ERR, BAL_WHO, "out of memory");
 		return -1;

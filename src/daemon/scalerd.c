@@ -453,7 +453,7 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	daemon_stop(w->data, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-static int daemon_run(const char *conf_path, int force_debug)
+static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 {
 	struct daemon d;
 	char err[1024];
@@ -472,11 +472,9 @@ static int daemon_run(const char *conf_path, int force_debug)
 	d.conf = conf_load(conf_path);
 	if (!d.conf)
 		return 1;
-	if (!force_debug) {
-		int lvl = log_level_parse(d.conf->log_level);
-		log_setup("scalerd", lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
-		          d.conf->log_syslog);
-	}
+	int lvl = force_debug ? SCALER_LOG_DEBUG : log_level_parse(d.conf->log_level);
+	log_setup("scalerd", lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
+	          force_syslog || d.conf->log_syslog);
 	if (!d.conf->token && !net_addr_is_loopback(d.conf->admin_listen)) {
 		log_err("%s: node.admin: %s is not a loopback address and no token is configured; "
 		        "set node.token or node.token_file, or listen on 127.0.0.1",
@@ -527,7 +525,7 @@ static int daemon_run(const char *conf_path, int force_debug)
 	ev_signal_start(d.loop, &d.sig_term);
 	ev_signal_start(d.loop, &d.sig_int);
 
-	d.sup = supervisor_new(d.loop, d.exe, conf_path);
+	d.sup = supervisor_new(d.loop, d.exe, conf_path, force_debug, force_syslog);
 	int fd = config_snapshot_fd(d.conf);
 	if (fd >= 0) {
 		supervisor_set_config_fd(d.sup, fd);
@@ -631,6 +629,6 @@ int main(int argc, char **argv)
 	if (test)
 		return test_config(conf_path);
 	if (zone)
-		return worker_run(zone, conf_path, config_fd, debug);
-	return daemon_run(conf_path, debug);
+		return worker_run(zone, conf_path, config_fd, debug, use_syslog);
+	return daemon_run(conf_path, debug, use_syslog);
 }

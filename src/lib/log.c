@@ -13,6 +13,7 @@
 static enum scaler_log_level log_level = SCALER_LOG_INFO;
 static int log_syslog;
 static char log_ident[64] = "scaler";
+static log_fn log_to;
 
 static const char *const log_names[] = {
     [SCALER_LOG_ERR] = "err",   [SCALER_LOG_WARNING] = "warning", [SCALER_LOG_NOTICE] = "notice",
@@ -40,6 +41,11 @@ enum scaler_log_level log_get_level(void)
 	return log_level;
 }
 
+void log_forward(log_fn fn)
+{
+	log_to = fn;
+}
+
 int log_level_parse(const char *name)
 {
 	for (size_t i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++)
@@ -57,11 +63,15 @@ void log_msg(enum scaler_log_level level, const char *who, const char *fmt, ...)
 	char msg[2048];
 	va_list ap;
 
-	if (level > log_level)
+	if (level > log_level && !log_to)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (log_to) {
+		log_to(level, who, "%s", msg); /* the host filters by its own level */
+		return;
+	}
 
 	if (log_syslog) {
 		if (who)

@@ -13,6 +13,13 @@ int log_level_parse(const char *name);
 void log_msg(enum scaler_log_level level, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+typedef void (*log_fn)(enum scaler_log_level level, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* From now on hand every message to `fn` (NULL: back to stderr or syslog).
+ * A plugin linking this library has its own copy of it: forwarding to the
+ * host's log makes that copy follow scalerd's level, -d and --syslog. */
+void log_forward(log_fn fn);
+
 #define log_err(...) log_msg(SCALER_LOG_ERR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(SCALER_LOG_WARNING, NULL, __VA_ARGS__)
 #define log_notice(...) log_msg(SCALER_LOG_NOTICE, NULL, __VA_ARGS__)

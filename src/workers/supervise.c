@@ -43,6 +43,7 @@ struct supervisor {
 	char *exe;
 	char *conf_path;
 	int config_fd;
+	int debug, use_syslog; /* -d, --syslog for the workers */
 	struct worker *workers;
 	int stopping; /* stop_all was called: start nothing new */
 	void (*all_done)(void *arg);
@@ -51,7 +52,8 @@ struct supervisor {
 
 static void sup_spawn(struct worker *w);
 
-struct supervisor *supervisor_new(struct ev_loop *loop, const char *exe, const char *conf_path)
+struct supervisor *supervisor_new(struct ev_loop *loop, const char *exe, const char *conf_path,
+                                  int debug, int use_syslog)
 {
 	struct supervisor *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -60,6 +62,8 @@ struct supervisor *supervisor_new(struct ev_loop *loop, const char *exe, const c
 	s->exe = strdup(exe);
 	s->conf_path = strdup(conf_path);
 	s->config_fd = -1;
+	s->debug = debug;
+	s->use_syslog = use_syslog;
 	return s;
 }
 
@@ -207,12 +211,23 @@ static void sup_spawn(struct worker *w)
 		/* scalerd died between fork and prctl */
 		if (getppid() != parent)
 			_exit(0);
-		if (fdarg[0])
-			execl(s->exe, s->exe, "--balancer", w->zone, "-c", s->conf_path,
-			      "--config-fd", fdarg, (char *)NULL);
-		else
-			execl(s->exe, s->exe, "--balancer", w->zone, "-c", s->conf_path,
-			      (char *)NULL);
+		char *argv[10];
+		int argc = 0;
+		argv[argc++] = s->exe;
+		argv[argc++] = "--balancer";
+		argv[argc++] = w->zone;
+		argv[argc++] = "-c";
+		argv[argc++] = s->conf_path;
+		if (fdarg[0]) {
+			argv[argc++] = "--config-fd";
+			argv[argc++] = fdarg;
+		}
+		if (s->debug)
+			argv[argc++] = "-d";
+		if (s->use_syslog)
+			argv[argc++] = "--syslog";
+		argv[argc] = NULL;
+		execv(s->exe, argv);
 		_exit(127);
 	}
 	w->pid = pid;

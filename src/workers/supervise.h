@@ -11,7 +11,9 @@ struct supervisor;
 
 /* exe: path of the scalerd binary; conf_path: the config file's name
  * (shown in ps); the config itself is handed over through an fd. */
-struct supervisor *supervisor_new(struct ev_loop *loop, const char *exe, const char *conf_path);
+/* debug, use_syslog: scalerd's -d and --syslog, handed on to the workers. */
+struct supervisor *supervisor_new(struct ev_loop *loop, const char *exe, const char *conf_path,
+                                  int debug, int use_syslog);
 void supervisor_free(struct supervisor *s);
 
 /* The config snapshot (an fd holding the validated config) that workers

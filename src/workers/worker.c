@@ -153,7 +153,7 @@ static void worker_on_hup(struct ev_loop *loop, ev_signal *s, int revents)
 	(void)revents;
 }
 
-int worker_run(const char *zone, const char *conf_path, int config_fd, int debug)
+int worker_run(const char *zone, const char *conf_path, int config_fd, int debug, int use_syslog)
 {
 	struct worker w;
 	char path[64], err[1024], title[80];
@@ -172,12 +172,9 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, int debug
 	}
 	if (!w.conf)
 		return 1;
-	if (!debug) {
-		int lvl = log_level_parse(w.conf->log_level);
-		log_setup("scalerd-balancer",
-		          lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
-		          w.conf->log_syslog);
-	}
+	int lvl = debug ? SCALER_LOG_DEBUG : log_level_parse(w.conf->log_level);
+	log_setup("scalerd-balancer", lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
+	          use_syslog || w.conf->log_syslog);
 	w.zone = conf_zone_find(w.conf, zone);
 	if (!w.zone) {
 		log_err("%s: no zone named \"%s\"", conf_path, zone);

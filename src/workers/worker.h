@@ -5,6 +5,6 @@
 
 /* config_fd >= 0: read the config from that descriptor (the snapshot the
  * supervisor hands over), conf_path is then only its name. Exit status. */
-int worker_run(const char *zone, const char *conf_path, int config_fd, int debug);
+int worker_run(const char *zone, const char *conf_path, int config_fd, int debug, int use_syslog);
 
 #endif

@@ -3,6 +3,8 @@ workers, reload on SIGHUP, graceful stop."""
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import time
 
@@ -276,6 +278,66 @@ def sigterm_stops_gracefully_and_leaves_no_child():
     for pid in pids + kids:
         wait_until(lambda: not pid_alive(pid), 2, "child %d to be gone" % pid)
     d.redis.stop()
+
+
+def send_garbage(port):
+    """A request the balancer's admin HTTP server refuses: its status line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        return c.recv(200).split(b"\r\n")[0].decode("latin-1")
+
+
+def reset_midway(port):
+    """Half a request, then a TCP reset: the server's read fails (a debug line)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET /health_check HTTP/1.1\r\n")
+    time.sleep(0.2)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+
+
+def daemon_with_log(name, level, flags):
+    redis = Redis()
+    zone = (name,) + three_ports()
+    text = conf_text(redis, free_port(), [zone]).replace('level = "debug"', 'level = "%s"' % level)
+    p = spawn([SCALERD] + flags + ["-c", write_file(name + ".conf", text)], name=name)
+    wait_until(lambda: answers(zone[2]), 10, "the balancer of zone " + name)
+    return p, redis, zone[2]
+
+
+@test
+def balancer_workers_log_at_the_level_and_to_the_place_scalerd_is_told():
+    # the balancer plugin's HTTP server (libscalerutil linked into the
+    # plugin) logs through scalerd: its "400" line is info, below log.level
+    p, redis, port = daemon_with_log("scalerd-log-err", "err", [])
+    try:
+        check(send_garbage(port).startswith("HTTP/1.1 400"), "the garbage request got a 400")
+        time.sleep(0.5)
+        check("400" not in p.output(),
+              "with log.level = err, no info line of the balancer's HTTP server: %s"
+              % p.output()[-800:])
+    finally:
+        p.stop()
+        redis.stop()
+    # -d reaches the workers: their HTTP server's debug lines are logged
+    p, redis, port = daemon_with_log("scalerd-log-d", "err", ["-d"])
+    try:
+        reset_midway(port)
+        wait_until(lambda: "http: 127.0.0.1" in p.output() and "read:" in p.output(), 5,
+                   "the debug line of the balancer's HTTP server on a reset connection")
+    finally:
+        p.stop()
+        redis.stop()
+    # --syslog reaches the workers: nothing of theirs on stderr
+    p, redis, port = daemon_with_log("scalerd-log-syslog", "info", ["--syslog"])
+    try:
+        check(send_garbage(port).startswith("HTTP/1.1 400"), "the garbage request got a 400")
+        time.sleep(0.5)
+        check("http: 127.0.0.1" not in p.output() and "scalerd-balancer" not in p.output(),
+              "with --syslog nothing of the workers on stderr, got: %s" % p.output()[-800:])
+    finally:
+        p.stop()
+        redis.stop()
 
 
 if __name__ == "__main__":
