@@ -1,6 +1,6 @@
 /* The request path: client connections in, upstream connections out.
  *
- * Speed comes from few system calls (STYLE.md, "Fast paths"): one read per
+ * Speed comes from few system calls (a proxy spends most of its time in the kernel): one read per
  * readable event into a per-connection buffer, one sendmsg per direction
  * with the request/response head forwarded as the bytes that arrived and
  * the few changed headers spliced in by the iovec, watchers that stay armed,
