@@ -12,9 +12,7 @@
  *   bal-harness --push-monitor PLUGIN.so ADMIN URL EPOCH */
 #include "config.h"
 
-#include "conf.h"
-#include "http_client.h"
-#include "log.h"
+#include "fakehost.h"
 
 #include <dlfcn.h>
 #include <ev.h>
@@ -25,44 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct http_client *hh_http;
 static const struct scaler_plugin *hh_plugin;
 static void *hh_ctx;
-
-static int hh_conf_error(const config_setting_t *s, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_err("%s:%d: %s: %s",
-	        config_setting_source_file(s) ? config_setting_source_file(s) : "-",
-	        config_setting_source_line(s),
-	        config_setting_name(s) ? config_setting_name(s) : "?", msg);
-	return -1;
-}
-
-static int hh_conf_check_known(const config_setting_t *g, const char *const *known)
-{
-	int n = config_setting_length(g);
-	for (int i = 0; i < n; i++) {
-		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
-		const char *name = config_setting_name(s);
-		int ok = 0;
-		for (const char *const *k = known; *k && !ok; k++)
-			ok = name && strcmp(name, *k) == 0;
-		if (!ok)
-			return hh_conf_error(s, "unknown setting");
-	}
-	return 0;
-}
-
-static struct scaler_http_call *hh_http_request(const struct scaler_http_request *req,
-                                                scaler_http_cb cb, void *arg)
-{
-	return http_client_request(hh_http, req, cb, arg);
-}
 
 static void hh_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -135,16 +97,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s PLUGIN.so CONF LISTEN ADMIN [SERVER...]\n", argv[0]);
 		return 2;
 	}
-	log_setup("bal-harness", getenv("SCALER_DEBUG") ? SCALER_LOG_DEBUG : SCALER_LOG_INFO, 0);
+	fake_messages_echo(1);
+	fake_messages_level(getenv("SCALER_DEBUG") ? SCALER_LOG_DEBUG : SCALER_LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
 	void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		log_err("%s", dlerror());
+		fprintf(stderr, "bal-harness: %s\n", dlerror());
 		return 1;
 	}
 	hh_plugin = dlsym(h, SCALER_PLUGIN_SYMBOL);
 	if (!hh_plugin || hh_plugin->kind != SCALER_KIND_BALANCER) {
-		log_err("%s: not a balancer plugin", argv[1]);
+		fprintf(stderr, "bal-harness: %s: not a balancer plugin\n", argv[1]);
 		return 1;
 	}
 	config_t cfg;
@@ -152,37 +115,22 @@ int main(int argc, char **argv)
 	const config_setting_t *group = NULL;
 	if (!push && strcmp(argv[2], "-") != 0) {
 		if (config_read_file(&cfg, argv[2]) != CONFIG_TRUE) {
-			log_err("%s:%d: %s", argv[2], config_error_line(&cfg),
-			        config_error_text(&cfg));
+			fprintf(stderr, "bal-harness: %s:%d: %s\n", argv[2],
+			        config_error_line(&cfg), config_error_text(&cfg));
 			return 1;
 		}
 		group = config_lookup(&cfg, "balancer");
 	}
 	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-	hh_http = http_client_new(loop);
-	struct scaler_host host = {
-	    .abi_major = SCALER_ABI_MAJOR,
-	    .abi_minor = SCALER_ABI_MINOR,
-	    .size = sizeof(struct scaler_host),
-	    .loop = loop,
-	    .node_id = "1",
-	    .cluster = "test",
-	    .admin_url = "http://127.0.0.1:1",
-	    .token = getenv("SCALER_TOKEN"),
-	    .log = log_msg,
-	    .conf_error = hh_conf_error,
-	    .conf_check_known = hh_conf_check_known,
-	    .conf_number = conf_number,
-	    .conf_integer = conf_integer,
-	    .http_request = hh_http_request,
-	    .http_cancel = http_client_cancel,
-	};
+	struct scaler_host host;
+	fake_host_table(&host, loop);
+	fake_host_real_http(&host, loop);
+	host.token = getenv("SCALER_TOKEN");
 	if (push) {
 		if (hh_plugin->init(&host, NULL, &hh_ctx) < 0)
 			return 1;
 		int rc = hh_push(loop, argc + 1, argv - 1);
 		hh_plugin->fini(hh_ctx);
-		http_client_free(hh_http);
 		return rc;
 	}
 	if (hh_plugin->init(&host, group, &hh_ctx) < 0)
@@ -210,7 +158,6 @@ int main(int argc, char **argv)
 	fprintf(stderr, "ready\n");
 	ev_run(loop, 0);
 	hh_plugin->fini(hh_ctx);
-	http_client_free(hh_http);
 	config_destroy(&cfg);
 	return 0;
 }

@@ -22,8 +22,7 @@
  */
 #include "config.h"
 
-#include "http_client.h"
-#include "testhost.h"
+#include "fakehost.h"
 
 #include <ev.h>
 #include <jansson.h>
@@ -53,19 +52,6 @@ struct mq {
 	int failed;
 	ev_timer next, watchdog, linger;
 };
-
-static struct http_client *mq_http;
-
-static struct scaler_http_call *mq_http_request(const struct scaler_http_request *req,
-                                                scaler_http_cb cb, void *arg)
-{
-	return http_client_request(mq_http, req, cb, arg);
-}
-
-static void mq_http_cancel(struct scaler_http_call *call)
-{
-	http_client_cancel(call);
-}
 
 static void mq_start_round(struct mq *mq);
 
@@ -221,17 +207,11 @@ int main(int argc, char **argv)
 		mq.rounds = (int)mq.nsets;
 
 	mq.loop = EV_DEFAULT;
-	mq_http = http_client_new(mq.loop);
-	if (!mq_http) {
-		fprintf(stderr, "metrics-query: cannot start the HTTP client\n");
-		return 1;
-	}
-	testhost_init(&host, mq.loop);
-	testhost_echo(1);
-	host.http_request = mq_http_request;
-	host.http_cancel = mq_http_cancel;
+	fake_host_table(&host, mq.loop);
+	fake_host_real_http(&host, mq.loop);
+	fake_messages_echo(1);
 
-	mq.plugin = testhost_load("metrics", name, err, sizeof(err));
+	mq.plugin = fake_plugin_open("metrics", name, err, sizeof(err));
 	if (!mq.plugin || mq.plugin->kind != SCALER_KIND_METRICS) {
 		fprintf(stderr, "metrics-query: %s\n", mq.plugin ? "not a metrics plugin" : err);
 		return 1;
@@ -239,7 +219,7 @@ int main(int argc, char **argv)
 	config_init(&cf);
 	if (settings) {
 		config_destroy(&cf);
-		group = testhost_group(&cf, settings, err, sizeof(err));
+		group = fake_group(&cf, settings, err, sizeof(err));
 		if (!group) {
 			fprintf(stderr, "metrics-query: settings: %s\n", err);
 			return 1;
@@ -262,7 +242,6 @@ int main(int argc, char **argv)
 	}
 
 	mq.plugin->fini(mq.ctx);
-	http_client_free(mq_http);
 	config_destroy(&cf);
 	for (k = 0; k < mq.nsets; k++)
 		free(mq.sets[k].servers);

@@ -1,5 +1,5 @@
 /* Election plugin "bully": message handling, elections, stepping down.
- * The real election_bully.so against a fake host (tests/election/fakehost.c):
+ * The real election_bully.so against a fake host (tests/lib/fakehost.c):
  * the store lives in memory, HTTP requests are recorded and answered here. */
 #include "config.h"
 
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../election/fakehost.h"
+#include "fakehost.h"
 
 #define URL1 "http://127.0.0.1:9001"
 #define URL2 "http://127.0.0.1:9002"
@@ -40,7 +40,7 @@ static void teardown(void)
 
 static void load(const char *conf)
 {
-	int rc = fake_load(h, "bully", conf);
+	int rc = fake_load(h, "election", "bully", conf);
 	ck_assert_msg(rc == 0, "expected the plugin to accept the config, init returned %d (%s)",
 	              rc, h->last_log);
 	ck_assert_int_eq(fake_start(h), 0);
@@ -561,7 +561,7 @@ START_TEST(settings_are_validated)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct fake_host *fh = fake_host_new("2", URL2, NULL);
-		int rc = fake_load(fh, "bully", cases[i].conf);
+		int rc = fake_load(fh, "election", "bully", cases[i].conf);
 		ck_assert_msg(rc == -1, "%s: expected init to refuse it, got %d", cases[i].conf,
 		              rc);
 		ck_assert_msg(strstr(fh->last_log, cases[i].expect) != NULL,
@@ -572,7 +572,7 @@ START_TEST(settings_are_validated)
 	/* a non-numeric node id cannot be compared */
 	{
 		struct fake_host *fh = fake_host_new("alpha", URL2, NULL);
-		ck_assert_int_eq(fake_load(fh, "bully", NULL), -1);
+		ck_assert_int_eq(fake_load(fh, "election", "bully", NULL), -1);
 		fake_host_free(fh);
 	}
 }
@@ -582,7 +582,7 @@ START_TEST(defaults_need_no_settings)
 {
 	json_t *j;
 
-	ck_assert_int_eq(fake_load(h, "bully", NULL), 0);
+	ck_assert_int_eq(fake_load(h, "election", "bully", NULL), 0);
 	j = fake_status(h);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "backup");
 	ck_assert(json_is_true(json_object_get(j, "preempt")));

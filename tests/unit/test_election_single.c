@@ -1,5 +1,5 @@
 /* Election plugin "single": always primary, still fenced. The real
- * election_single.so against a fake host (tests/election/fakehost.c). */
+ * election_single.so against a fake host (tests/lib/fakehost.c). */
 #include "config.h"
 
 #include <check.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../election/fakehost.h"
+#include "fakehost.h"
 
 static struct fake_host *h;
 
@@ -34,7 +34,7 @@ static int elected_twice(struct fake_host *fh)
 START_TEST(single_node_becomes_primary_with_a_new_epoch)
 {
 	h->epoch = 41;
-	ck_assert_int_eq(fake_load(h, "single", NULL), 0);
+	ck_assert_int_eq(fake_load(h, "election", "single", NULL), 0);
 	ck_assert_int_eq(fake_start(h), 0);
 	ck_assert_msg(fake_run_until(h, elected, 1.0), "expected elected() within 1 s");
 	ck_assert_int_eq(h->elected_epoch, 42);
@@ -51,8 +51,9 @@ END_TEST
 START_TEST(single_node_waits_for_redis_and_retries)
 {
 	h->redis_down = 1;
-	ck_assert_int_eq(
-	    fake_load(h, "single", "election = { plugin = \"single\"; retry_max = 0.2; };"), 0);
+	ck_assert_int_eq(fake_load(h, "election", "single",
+	                           "election = { plugin = \"single\"; retry_max = 0.2; };"),
+	                 0);
 	ck_assert_int_eq(fake_start(h), 0);
 	fake_run(h, 0.5);
 	ck_assert_msg(h->n_elected == 0, "expected no elected() while Redis is down");
@@ -67,8 +68,9 @@ END_TEST
 
 START_TEST(single_node_fenced_steps_down_then_takes_a_new_epoch)
 {
-	ck_assert_int_eq(
-	    fake_load(h, "single", "election = { plugin = \"single\"; retry_max = 0.2; };"), 0);
+	ck_assert_int_eq(fake_load(h, "election", "single",
+	                           "election = { plugin = \"single\"; retry_max = 0.2; };"),
+	                 0);
 	ck_assert_int_eq(fake_start(h), 0);
 	ck_assert(fake_run_until(h, elected, 1.0));
 	h->epoch = 5; /* a second (misconfigured) node took epoch 5 */
@@ -85,7 +87,7 @@ END_TEST
 
 START_TEST(single_node_steps_down_even_when_the_current_epoch_is_unknown)
 {
-	ck_assert_int_eq(fake_load(h, "single", NULL), 0);
+	ck_assert_int_eq(fake_load(h, "election", "single", NULL), 0);
 	ck_assert_int_eq(fake_start(h), 0);
 	ck_assert(fake_run_until(h, elected, 1.0));
 	h->plugin->ops.election->fenced(h->ctx, 0);
@@ -98,7 +100,7 @@ START_TEST(single_node_refuses_election_messages)
 	int status;
 	char *r;
 
-	ck_assert_int_eq(fake_load(h, "single", NULL), 0);
+	ck_assert_int_eq(fake_load(h, "election", "single", NULL), 0);
 	ck_assert_int_eq(fake_start(h), 0);
 	ck_assert(fake_run_until(h, elected, 1.0));
 	r = fake_message(h, "coordinator", "{\"id\":2,\"epoch\":99}", &status);
@@ -118,8 +120,9 @@ END_TEST
 
 START_TEST(single_settings_are_validated)
 {
-	ck_assert_int_eq(fake_load(h, "single", "election = { plugin = \"single\"; peers = (); };"),
-	                 -1);
+	ck_assert_int_eq(
+	    fake_load(h, "election", "single", "election = { plugin = \"single\"; peers = (); };"),
+	    -1);
 	ck_assert_msg(strstr(h->last_log, "peers") && strstr(h->last_log, "unknown"),
 	              "expected an error naming the unknown setting, got %s", h->last_log);
 }

@@ -5,7 +5,7 @@
  * tolerance announcement (50 replicas at 90 % with target 75 → 60). */
 #include "config.h"
 
-#include "../metrics/testhost.h"
+#include "fakehost.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@ static struct scaler_host host;
 static const struct scaler_plugin *load(void)
 {
 	char err[512];
-	const struct scaler_plugin *p = testhost_load("policy", "target", err, sizeof(err));
+	const struct scaler_plugin *p = fake_plugin_open("policy", "target", err, sizeof(err));
 
 	ck_assert_msg(p, "expected the target plugin to load: %s", err);
 	ck_assert_int_eq(p->kind, SCALER_KIND_POLICY);
@@ -28,7 +28,7 @@ static const struct scaler_plugin *load(void)
 /* init with `text` as the group body (NULL: no group at all) */
 static int init(const struct scaler_plugin *p, config_t *cf, const char *text, void **ctx)
 {
-	return testhost_plugin_init(&host, p, cf, text, ctx);
+	return fake_plugin_init(&host, p, cf, text, ctx);
 }
 
 struct step {
@@ -112,7 +112,7 @@ START_TEST(decides_like_the_table)
 	int i;
 
 	ck_assert_msg(init(p, &cf, sc->conf, &ctx) == 0, "%s: expected init to accept %s: %s",
-	              sc->what, sc->conf ? sc->conf : "no group", testhost_messages());
+	              sc->what, sc->conf ? sc->conf : "no group", fake_messages());
 	for (i = 0; i < 6 && sc->steps[i].rule; i++) {
 		const struct step *st = &sc->steps[i];
 		struct scaler_policy_input in = {.current = st->cur,
@@ -183,9 +183,9 @@ START_TEST(bad_settings_are_refused_with_a_clear_error)
 
 	ck_assert_msg(init(p, &cf, bc->conf, &ctx) == -1, "expected init to refuse \"%s\"",
 	              bc->conf);
-	ck_assert_msg(strstr(testhost_messages(), bc->message),
+	ck_assert_msg(strstr(fake_messages(), bc->message),
 	              "for \"%s\" expected an error containing \"%s\", got:\n%s", bc->conf,
-	              bc->message, testhost_messages());
+	              bc->message, fake_messages());
 	config_destroy(&cf);
 }
 END_TEST
@@ -202,7 +202,7 @@ START_TEST(a_bad_reload_changes_nothing)
 	void *ctx;
 
 	ck_assert_int_eq(init(p, &cf, "target = 50;", &ctx), 0);
-	g = testhost_group(&cf2, "target = 0;", err, sizeof(err));
+	g = fake_group(&cf2, "target = 0;", err, sizeof(err));
 	ck_assert_ptr_nonnull(g);
 	ck_assert_msg(p->reload(ctx, g) == -1, "expected reload to refuse target = 0");
 	p->ops.policy->decide(ctx, &in, &out);

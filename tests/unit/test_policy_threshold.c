@@ -1,7 +1,7 @@
 /* policy "threshold", loaded as the built plugin through dlopen. */
 #include "config.h"
 
-#include "../metrics/testhost.h"
+#include "fakehost.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@ static struct scaler_host host;
 static const struct scaler_plugin *load(void)
 {
 	char err[512];
-	const struct scaler_plugin *p = testhost_load("policy", "threshold", err, sizeof(err));
+	const struct scaler_plugin *p = fake_plugin_open("policy", "threshold", err, sizeof(err));
 
 	ck_assert_msg(p, "expected the threshold plugin to load: %s", err);
 	ck_assert_int_eq(p->kind, SCALER_KIND_POLICY);
@@ -25,7 +25,7 @@ static const struct scaler_plugin *load(void)
 /* init with `text` as the group body (NULL: no group at all) */
 static int init(const struct scaler_plugin *p, config_t *cf, const char *text, void **ctx)
 {
-	return testhost_plugin_init(&host, p, cf, text, ctx);
+	return fake_plugin_init(&host, p, cf, text, ctx);
 }
 
 struct step {
@@ -82,7 +82,7 @@ START_TEST(decides_like_the_table)
 	int i;
 
 	ck_assert_msg(init(p, &cf, sc->conf, &ctx) == 0, "%s: expected init to accept %s: %s",
-	              sc->what, sc->conf ? sc->conf : "no group", testhost_messages());
+	              sc->what, sc->conf ? sc->conf : "no group", fake_messages());
 	for (i = 0; i < 6 && sc->steps[i].cur; i++) {
 		const struct step *st = &sc->steps[i];
 		struct scaler_policy_input in = {.current = st->cur,
@@ -151,9 +151,9 @@ START_TEST(bad_settings_are_refused_with_a_clear_error)
 
 	ck_assert_msg(init(p, &cf, bc->conf, &ctx) == -1, "expected init to refuse \"%s\"",
 	              bc->conf);
-	ck_assert_msg(strstr(testhost_messages(), bc->message),
+	ck_assert_msg(strstr(fake_messages(), bc->message),
 	              "for \"%s\" expected an error containing \"%s\", got:\n%s", bc->conf,
-	              bc->message, testhost_messages());
+	              bc->message, fake_messages());
 	config_destroy(&cf);
 }
 END_TEST
@@ -165,13 +165,11 @@ START_TEST(every_bad_value_is_reported_not_just_the_first)
 	config_t cf;
 
 	ck_assert_int_eq(init(p, &cf, "step = 0;\nmax_cpu = \"x\";\nfoo = 1;", &ctx), -1);
-	ck_assert_msg(strstr(testhost_messages(), "g.step") &&
-	                  strstr(testhost_messages(), "g.max_cpu") &&
-	                  strstr(testhost_messages(), "g.foo"),
-	              "expected errors for step, max_cpu and foo, got:\n%s", testhost_messages());
-	ck_assert_msg(strstr(testhost_messages(), "<string>:3: g.max_cpu"),
-	              "expected the error to name the line of max_cpu, got:\n%s",
-	              testhost_messages());
+	ck_assert_msg(strstr(fake_messages(), "g.step") && strstr(fake_messages(), "g.max_cpu") &&
+	                  strstr(fake_messages(), "g.foo"),
+	              "expected errors for step, max_cpu and foo, got:\n%s", fake_messages());
+	ck_assert_msg(strstr(fake_messages(), "<string>:3: g.max_cpu"),
+	              "expected the error to name the line of max_cpu, got:\n%s", fake_messages());
 	config_destroy(&cf);
 }
 END_TEST
@@ -188,7 +186,7 @@ START_TEST(a_bad_reload_changes_nothing)
 	void *ctx;
 
 	ck_assert_int_eq(init(p, &cf, "max_cpu = 70;", &ctx), 0);
-	g = testhost_group(&cf2, "max_cpu = 90; min_cpu = 95;", err, sizeof(err));
+	g = fake_group(&cf2, "max_cpu = 90; min_cpu = 95;", err, sizeof(err));
 	ck_assert_ptr_nonnull(g);
 	ck_assert_msg(p->reload(ctx, g) == -1, "expected reload to refuse min_cpu > max_cpu");
 	p->ops.policy->decide(ctx, &in, &out);
@@ -198,7 +196,7 @@ START_TEST(a_bad_reload_changes_nothing)
 	              out.desired, out.reason);
 	config_destroy(&cf2);
 
-	g = testhost_group(&cf2, "max_cpu = 80;", err, sizeof(err));
+	g = fake_group(&cf2, "max_cpu = 80;", err, sizeof(err));
 	ck_assert_int_eq(p->reload(ctx, g), 0);
 	p->ops.policy->decide(ctx, &in, &out);
 	ck_assert_msg(out.desired == 2, "expected max_cpu 80 after a good reload, got %d (%s)",

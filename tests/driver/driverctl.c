@@ -3,7 +3,7 @@
  *   driverctl -d PLUGINDIR -c CONF [-v] COMMAND [ARGS] [';' COMMAND ...]
  *
  * loads the driver named in CONF's `driver` group through the real plugin
- * loader on a real host (src/host.c), runs each command to completion on
+ * loader on the real host (src/plugin/host.c), runs each command to completion on
  * the loop and prints one JSON line per command:
  *
  *   create ZONE ID        {"ok":true,"server":{...}}

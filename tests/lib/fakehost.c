@@ -3,7 +3,8 @@
 
 #include "fakehost.h"
 
-#include "conf.h"
+#include "conf_util.h"
+#include "http_client.h"
 
 #include <dlfcn.h>
 #include <ev.h>
@@ -24,55 +25,233 @@ struct fake_store_cb {
 
 static struct fake_host *fake_current; /* log and conf_error have no context */
 
+/* ---- recorded messages ---- */
+
+static char fake_buf[65536];
+static size_t fake_len;
+static int fake_echo;
+static enum scaler_log_level fake_level = SCALER_LOG_DEBUG;
+
+static void fake_record(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fake_record(const char *fmt, ...)
+{
+	char line[4096];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (fake_echo || getenv("FAKEHOST_VERBOSE"))
+		fprintf(stderr, "%s\n", line);
+	if (fake_current)
+		snprintf(fake_current->last_log, sizeof(fake_current->last_log), "%s", line);
+	n = strlen(line);
+	if (fake_len + n + 2 > sizeof(fake_buf))
+		return;
+	memcpy(fake_buf + fake_len, line, n);
+	fake_len += n;
+	fake_buf[fake_len++] = '\n';
+	fake_buf[fake_len] = '\0';
+}
+
+const char *fake_messages(void)
+{
+	return fake_buf;
+}
+
+void fake_messages_clear(void)
+{
+	fake_len = 0;
+	fake_buf[0] = '\0';
+}
+
+void fake_messages_echo(int on)
+{
+	fake_echo = on;
+}
+
+void fake_messages_level(enum scaler_log_level max)
+{
+	fake_level = max;
+}
+
+static void fake_log(enum scaler_log_level level, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void fake_log(enum scaler_log_level level, const char *who, const char *fmt, ...)
 {
+	char msg[4096];
 	va_list ap;
-	char msg[1024];
 
+	if (level > fake_level)
+		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (fake_current)
-		snprintf(fake_current->last_log, sizeof(fake_current->last_log), "%s", msg);
-	if (getenv("FAKEHOST_VERBOSE"))
-		fprintf(stderr, "# [%d] %s: %s\n", (int)level, who ? who : "", msg);
+	fake_record("log %d %s: %s", (int)level, who ? who : "-", msg);
 }
 
 static int fake_conf_error(const config_setting_t *setting, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fake_conf_error(const config_setting_t *setting, const char *fmt, ...)
 {
+	char msg[4096], path[512] = "";
+	const char *file = NULL;
+	int line = 0;
 	va_list ap;
-	char msg[800];
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (fake_current)
-		snprintf(fake_current->last_log, sizeof(fake_current->last_log), "line %d: %s: %s",
-		         setting ? config_setting_source_line(setting) : 0,
-		         setting && config_setting_name(setting) ? config_setting_name(setting)
-		                                                 : "?",
-		         msg);
-	if (getenv("FAKEHOST_VERBOSE") && fake_current)
-		fprintf(stderr, "# conf_error %s\n", fake_current->last_log);
+	if (setting) {
+		file = config_setting_source_file(setting);
+		line = (int)config_setting_source_line(setting);
+		conf_setting_path(setting, path, sizeof(path));
+	}
+	fake_record("conf %s:%d: %s: %s", file ? file : "<string>", line, path, msg);
 	return -1;
 }
 
 static int fake_conf_check_known(const config_setting_t *group, const char *const *known)
 {
-	int n = config_setting_length(group);
+	int n = config_setting_length(group), bad = 0;
 
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
 		const char *name = config_setting_name(s);
-		int ok = 0;
-		for (const char *const *k = known; *k; k++)
-			if (name && strcmp(name, *k) == 0)
-				ok = 1;
-		if (!ok)
-			return fake_conf_error(s, "unknown setting");
+		const char *const *k;
+
+		for (k = known; name && *k; k++)
+			if (!strcmp(*k, name))
+				break;
+		if (!name || !*k)
+			bad = fake_conf_error(s, "unknown setting %s", name ? name : "(unnamed)");
 	}
-	return 0;
+	return bad;
 }
+
+void fake_host_table(struct scaler_host *host, struct ev_loop *loop)
+{
+	memset(host, 0, sizeof(*host));
+	host->abi_major = SCALER_ABI_MAJOR;
+	host->abi_minor = SCALER_ABI_MINOR;
+	host->size = sizeof(*host);
+	host->loop = loop;
+	host->node_id = "1";
+	host->cluster = "test";
+	host->admin_url = "http://127.0.0.1:1";
+	host->log = fake_log;
+	host->conf_error = fake_conf_error;
+	host->conf_check_known = fake_conf_check_known;
+	host->conf_number = conf_number;
+	host->conf_integer = conf_integer;
+	conf_number_reporter(fake_conf_error);
+}
+
+/* ---- a real HTTP client ---- */
+
+static struct http_client *fake_http;
+
+static struct scaler_http_call *fake_real_request(const struct scaler_http_request *req,
+                                                  scaler_http_cb cb, void *arg)
+{
+	return http_client_request(fake_http, req, cb, arg);
+}
+
+void fake_host_real_http(struct scaler_host *host, struct ev_loop *loop)
+{
+	if (!fake_http)
+		fake_http = http_client_new(loop);
+	host->http_request = fake_real_request;
+	host->http_cancel = http_client_cancel;
+}
+
+/* ---- plugins ---- */
+
+static const char *fake_kind_name(enum scaler_kind kind)
+{
+	static const char *const names[] = {NULL,     "driver",   "metrics",
+	                                    "policy", "election", "balancer"};
+	return (int)kind > 0 && (size_t)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
+}
+
+const struct scaler_plugin *fake_plugin_open(const char *kind, const char *name, char *err,
+                                             size_t errlen)
+{
+	const char *dir = getenv("SCALER_PLUGIN_DIR");
+	const struct scaler_plugin *p;
+	char path[4096];
+	void *h;
+
+	snprintf(path, sizeof(path), "%s/%s_%s.so", dir && *dir ? dir : ".libs", kind, name);
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(err, errlen, "cannot load %s: %s", path, dlerror());
+		return NULL;
+	}
+	p = dlsym(h, SCALER_PLUGIN_SYMBOL);
+	if (!p) {
+		snprintf(err, errlen, "%s exports no %s", path, SCALER_PLUGIN_SYMBOL);
+		return NULL;
+	}
+	if (p->abi_major != SCALER_ABI_MAJOR || p->abi_minor > SCALER_ABI_MINOR ||
+	    strcmp(p->name, name) || strcmp(fake_kind_name(p->kind), kind)) {
+		snprintf(err, errlen,
+		         "%s: descriptor says %s %s ABI %u.%u, expected %s %s ABI %d.%d", path,
+		         fake_kind_name(p->kind), p->name, p->abi_major, p->abi_minor, kind, name,
+		         SCALER_ABI_MAJOR, SCALER_ABI_MINOR);
+		return NULL;
+	}
+	return p; /* the handle stays open for the life of the test */
+}
+
+config_setting_t *fake_group(config_t *cf, const char *text, char *err, size_t errlen)
+{
+	size_t len = strlen(text) + 16;
+	char *doc = malloc(len);
+	config_setting_t *g;
+
+	config_init(cf);
+	if (!doc) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	snprintf(doc, len, "g = {\n%s\n};", text);
+	if (config_read_string(cf, doc) != CONFIG_TRUE) {
+		snprintf(err, errlen, "line %d: %s", config_error_line(cf) - 1,
+		         config_error_text(cf));
+		free(doc);
+		return NULL;
+	}
+	free(doc);
+	g = config_lookup(cf, "g");
+	if (!g)
+		snprintf(err, errlen, "no group");
+	return g;
+}
+
+int fake_plugin_init(struct scaler_host *host, const struct scaler_plugin *p, config_t *cf,
+                     const char *text, void **ctx)
+{
+	config_setting_t *g = NULL;
+	char err[512];
+
+	fake_host_table(host, NULL);
+	fake_messages_clear();
+	if (text) {
+		g = fake_group(cf, text, err, sizeof(err));
+		if (!g) {
+			/* a broken fixture is the test's own bug: stop loudly */
+			fprintf(stderr, "test config \"%s\" does not parse: %s\n", text, err);
+			abort();
+		}
+	} else {
+		config_init(cf);
+	}
+	return p->init(host, g, ctx);
+}
+
+/* ---- a whole fake host: recorded HTTP, in-memory leadership store ---- */
 
 static struct scaler_http_call *fake_http_request(const struct scaler_http_request *req,
                                                   scaler_http_cb cb, void *arg)
@@ -227,19 +406,10 @@ struct fake_host *fake_host_new(const char *node_id, const char *admin_url, cons
 	struct fake_host *h = calloc(1, sizeof(*h));
 
 	h->loop = ev_loop_new(EVFLAG_AUTO);
-	h->pub.abi_major = SCALER_ABI_MAJOR;
-	h->pub.abi_minor = SCALER_ABI_MINOR;
-	h->pub.size = sizeof(h->pub);
-	h->pub.loop = h->loop;
+	fake_host_table(&h->pub, h->loop);
 	h->pub.node_id = node_id;
-	h->pub.cluster = "test";
 	h->pub.admin_url = admin_url;
 	h->pub.token = token;
-	h->pub.log = fake_log;
-	h->pub.conf_error = fake_conf_error;
-	h->pub.conf_check_known = fake_conf_check_known;
-	h->pub.conf_number = conf_number;
-	h->pub.conf_integer = conf_integer;
 	h->pub.http_request = fake_http_request;
 	h->pub.http_cancel = fake_http_cancel;
 	h->pub.epoch_take = fake_epoch_take;
@@ -250,7 +420,6 @@ struct fake_host *fake_host_new(const char *node_id, const char *admin_url, cons
 	h->idle.data = h;
 	config_init(&h->cfg);
 	fake_current = h;
-	conf_number_reporter(fake_conf_error);
 	return h;
 }
 
@@ -263,8 +432,6 @@ void fake_host_free(struct fake_host *h)
 	while (h->queue)
 		fake_store_deliver(h->loop, &h->idle, 0);
 	ev_idle_stop(h->loop, &h->idle);
-	if (h->dl)
-		dlclose(h->dl);
 	config_destroy(&h->cfg);
 	ev_loop_destroy(h->loop);
 	if (fake_current == h)
@@ -272,22 +439,15 @@ void fake_host_free(struct fake_host *h)
 	free(h);
 }
 
-int fake_load(struct fake_host *h, const char *name, const char *conf_text)
+int fake_load(struct fake_host *h, const char *kind, const char *name, const char *conf_text)
 {
-	const char *dir = getenv("SCALER_PLUGIN_DIR");
 	const config_setting_t *group = NULL;
-	char path[4096];
+	char err[4200];
 
 	fake_current = h;
-	snprintf(path, sizeof(path), "%s/election_%s.so", dir ? dir : ".libs", name);
-	h->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h->dl) {
-		fprintf(stderr, "# cannot load %s: %s\n", path, dlerror());
-		return -2;
-	}
-	h->plugin = dlsym(h->dl, SCALER_PLUGIN_SYMBOL);
-	if (!h->plugin || h->plugin->kind != SCALER_KIND_ELECTION) {
-		fprintf(stderr, "# %s exports no election descriptor\n", path);
+	h->plugin = fake_plugin_open(kind, name, err, sizeof(err));
+	if (!h->plugin) {
+		fprintf(stderr, "# %s\n", err);
 		return -2;
 	}
 	if (conf_text) {
@@ -296,7 +456,7 @@ int fake_load(struct fake_host *h, const char *name, const char *conf_text)
 			        config_error_line(&h->cfg), config_error_text(&h->cfg));
 			return -2;
 		}
-		group = config_lookup(&h->cfg, "election");
+		group = config_lookup(&h->cfg, kind);
 	}
 	return h->plugin->init(&h->pub, group, &h->ctx);
 }
