@@ -22,7 +22,7 @@
 
 /* ---- http1.c ------------------------------------------------------------ */
 
-#define H1_MAX_DROP 10 /* hop-by-hop header lines removed from one head */
+#define H1_MAX_DROP 16 /* header lines removed from one head (hop-by-hop, forwarding) */
 
 enum h1_body {
 	H1_BODY_NONE,    /* no body */
@@ -40,8 +40,9 @@ struct h1_head {
 	uint8_t idempotent;  /* request: method may be repeated safely */
 	uint8_t head_method; /* request: HEAD (its response has no body) */
 	uint8_t ndrop;
-	uint16_t status;     /* response: status code */
-	uint16_t method_len; /* request: bytes of the method */
+	uint8_t has_forwarded_proto; /* request: a kept X-Forwarded-Proto line */
+	uint16_t status;             /* response: status code */
+	uint16_t method_len;         /* request: bytes of the method */
 	uint64_t content_length;
 	uint32_t drop_off[H1_MAX_DROP]; /* header lines to remove (offset, length) */
 	uint32_t drop_len[H1_MAX_DROP];
@@ -50,19 +51,39 @@ struct h1_head {
 /* Parse a request head at buf[0..len). Returns the head length when
  * complete, 0 when more bytes are needed, or a negative HTTP status
  * (-400, -431, -501, -505) when the head must be refused. `scan` keeps the
- * scan position between calls (start at 0). */
-int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan, struct h1_head *h);
+ * scan position between calls (start at 0). The client's X-Forwarded-For,
+ * -Proto, -Host, X-Real-IP and Forwarded lines are dropped unless
+ * keep_forwarded (the client is a trusted proxy). */
+int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan, struct h1_head *h,
+                     int keep_forwarded);
 /* Same for a response head; -502 on anything malformed. */
 int h1_parse_response(const char *buf, size_t len, size_t max_head, size_t *scan,
                       struct h1_head *h);
+
+/* Interim (1xx) responses one request may get before its final one. */
+#define H1_MAX_INTERIM 32
+#define H1_STR_(x) #x
+#define H1_STR(x) H1_STR_(x)
+
+enum h1_kind {
+	H1_INTERIM, /* 1xx but 101: relay (to HTTP/1.1 clients) and read on */
+	H1_FINAL,   /* the final response, framed by rs->body */
+	H1_SWITCH,  /* 101 to the upgrade the request asked for: tunnel */
+};
+/* What the parsed response head rs is to the request rq: an enum h1_kind,
+ * or -502 for a 101 the request did not ask for and for the interim
+ * response past H1_MAX_INTERIM (*ninterim counts them, start at 0). Sets
+ * rs->body to none where RFC 9110 says there is none (HEAD, 204, 304). */
+int h1_response_kind(const struct h1_head *rq, struct h1_head *rs, unsigned *ninterim);
 
 /* Incremental scanner of a chunked body (the bytes pass through unchanged). */
 struct h1_chunk {
 	uint64_t left; /* data bytes left in the current chunk */
 	uint8_t state;
 	uint8_t digits;
-	uint8_t done; /* the body (and its trailers) ended */
-	uint8_t last; /* in the last chunk's trailer section */
+	uint8_t done;       /* the body (and its trailers) ended */
+	uint8_t last;       /* in the last chunk's trailer section */
+	uint16_t ext_bytes; /* of the current chunk line's extensions */
 	uint32_t trailer_bytes;
 };
 /* Consume up to n bytes; returns how many belong to the body (< n only
@@ -72,6 +93,18 @@ ssize_t h1_chunk_scan(struct h1_chunk *c, const char *p, size_t n);
 /* ---- settings (builtin.c) ----------------------------------------------- */
 
 enum bal_algo { BAL_ROUND_ROBIN, BAL_LEAST_CONN, BAL_RANDOM2 };
+
+/* An address or a network (address/prefix). */
+struct bal_net {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t bits;   /* prefix length */
+	uint8_t addr[16];
+};
+#define BAL_MAX_TRUSTED 64
+/* 0 and *out for "192.0.2.1", "198.51.100.0/24", "2001:db8::/32". */
+int bal_net_parse(const char *s, struct bal_net *out);
+/* 1 when addr (an in_addr or in6_addr of `family`) is in one of nets. */
+int bal_net_match(const struct bal_net *nets, int n, int family, const void *addr);
 
 struct bal_conf {
 	enum bal_algo algo;
@@ -86,6 +119,8 @@ struct bal_conf {
 	uint64_t max_body_size;
 	size_t retry_body_size; /* request bytes kept so a retry can resend them */
 	int max_connections;
+	struct bal_net trusted[BAL_MAX_TRUSTED]; /* trusted_proxies */
+	int ntrusted;
 };
 
 /* ---- servers.c ---------------------------------------------------------- */

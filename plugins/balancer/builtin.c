@@ -7,6 +7,9 @@
 #include "log.h"
 #include "net.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -35,6 +38,7 @@ static const char *const bi_known[] = {"plugin",
                                        "max_body_size",
                                        "retry_body_size",
                                        "max_connections",
+                                       "trusted_proxies",
                                        NULL};
 
 static void bi_defaults(struct bal_conf *c)
@@ -59,6 +63,80 @@ static void bi_defaults(struct bal_conf *c)
 	c->max_body_size = 64ull << 20;
 	c->retry_body_size = 64 << 10;
 	c->max_connections = 20000;
+}
+
+int bal_net_parse(const char *s, struct bal_net *out)
+{
+	char a[64];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	if (alen == 0 || alen >= sizeof(a))
+		return -1;
+	memcpy(a, s, alen);
+	a[alen] = '\0';
+	memset(out, 0, sizeof(*out));
+	int max;
+	if (inet_pton(AF_INET, a, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, a, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return -1;
+	}
+	out->bits = (uint8_t)max;
+	if (slash) {
+		char *end;
+		errno = 0;
+		long bits = strtol(slash + 1, &end, 10);
+		if (!slash[1] || *end || errno || bits < 0 || bits > max ||
+		    !isdigit((unsigned char)slash[1]))
+			return -1;
+		out->bits = (uint8_t)bits;
+	}
+	return 0;
+}
+
+int bal_net_match(const struct bal_net *nets, int n, int family, const void *addr)
+{
+	const uint8_t *a = addr;
+	for (int i = 0; i < n; i++) {
+		const struct bal_net *x = &nets[i];
+		if (x->family != family)
+			continue;
+		int full = x->bits / 8, rest = x->bits % 8;
+		if (memcmp(x->addr, a, (size_t)full) != 0)
+			continue;
+		if (rest && ((x->addr[full] ^ a[full]) & (0xff00 >> rest) & 0xff))
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+static int bi_parse_trusted(const struct scaler_host *h, const config_setting_t *s,
+                            struct bal_conf *c)
+{
+	int rc = 0;
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return h->conf_error(s, "must be a list of addresses or networks (e.g. "
+		                        "trusted_proxies = [\"10.0.0.0/8\", \"::1\"];)");
+	int n = config_setting_length(s);
+	if (n > BAL_MAX_TRUSTED)
+		return h->conf_error(s, "at most %d entries (got %d)", BAL_MAX_TRUSTED, n);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		if (!v || bal_net_parse(v, &c->trusted[c->ntrusted]) < 0)
+			rc |= h->conf_error(e,
+			                    "must be an IPv4 or IPv6 address with an optional "
+			                    "/prefix (e.g. \"10.0.0.0/8\"), not %s%s%s",
+			                    v ? "\"" : "", v ? v : "a number", v ? "\"" : "");
+		else
+			c->ntrusted++;
+	}
+	return rc;
 }
 
 static int bi_parse(const struct scaler_host *h, const config_setting_t *g, struct bal_conf *c)
@@ -132,6 +210,9 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 	c->retry_body_size = (size_t)v;
 	rc |= h->conf_integer(g, "max_connections", c->max_connections, 1, 10000000, &v);
 	c->max_connections = (int)v;
+	s = config_setting_get_member(g, "trusted_proxies");
+	if (s)
+		rc |= bi_parse_trusted(h, s, c);
 	return rc ? -1 : 0;
 }
 

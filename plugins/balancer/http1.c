@@ -1,8 +1,9 @@
 /* Strict HTTP/1 head parser for the proxy path. It only finds what framing
  * and forwarding need (version, body framing, hop-by-hop lines to drop) and
- * refuses anything two parsers could read differently: bare LF, obs-fold,
- * control bytes, Content-Length with Transfer-Encoding, differing or
- * malformed Content-Length, transfer codings other than chunked. */
+ * refuses anything two parsers could read differently: bare CR or LF,
+ * obs-fold, control bytes, Content-Length with Transfer-Encoding, a repeated
+ * or malformed Content-Length, transfer codings other than chunked, chunk
+ * lines and trailers outside RFC 9112's grammar. */
 #include "config.h"
 
 #include "bal.h"
@@ -53,6 +54,19 @@ static int h1_list_has(const char *v, size_t n, const char *token)
 			return 1;
 	}
 	return 0;
+}
+
+/* 1 when the last element of the list v[0..n) is "chunked" ("gzip,
+ * chunked"; not "gzip chunked", which is no list). */
+static int h1_last_is_chunked(const char *v, size_t n)
+{
+	const char *comma = memrchr(v, ',', n);
+	if (!comma)
+		return 0;
+	size_t s = (size_t)(comma - v) + 1;
+	while (s < n && (v[s] == ' ' || v[s] == '\t'))
+		s++;
+	return n - s == 7 && h1_name_is(v + s, 7, "chunked");
 }
 
 struct h1_fields;
@@ -110,8 +124,9 @@ struct h1_fields {
 	const char *listed[4];
 	uint8_t listed_len[4];
 	uint64_t cl;
-	size_t upgrade_off, upgrade_len;
+	uint32_t upgrade_off[4], upgrade_len[4]; /* the Upgrade lines */
 	int has_upgrade;
+	int keep_forwarded; /* request: keep the client's forwarding headers */
 };
 
 /* Parse the header lines in buf[start..end) (end = head length, the
@@ -151,15 +166,24 @@ static int h1_fields_parse(const char *buf, size_t start, size_t end, int reques
 		case 2:
 			drop = request && h1_name_is(line, n, "te");
 			break;
+		case 9:
+			/* the forwarding headers of a client that is no trusted
+			 * proxy are lies we must not pass on: the proxy adds its own */
+			if (request &&
+			    (h1_name_is(line, n, "forwarded") || h1_name_is(line, n, "x-real-ip")))
+				drop = !f->keep_forwarded;
+			break;
 		case 4:
 			if (h1_name_is(line, n, "host"))
 				f->nhost++;
 			break;
 		case 7:
 			if (h1_name_is(line, n, "upgrade")) {
-				f->has_upgrade = 1;
-				f->upgrade_off = pos;
-				f->upgrade_len = next - pos;
+				if (f->has_upgrade == 4)
+					return bad;
+				f->upgrade_off[f->has_upgrade] = (uint32_t)pos;
+				f->upgrade_len[f->has_upgrade] = (uint32_t)(next - pos);
+				f->has_upgrade++;
 				if (h1_list_has(val, vl, "websocket"))
 					f->upgrade_ws = 1;
 			}
@@ -183,7 +207,11 @@ static int h1_fields_parse(const char *buf, size_t start, size_t end, int reques
 						return bad;
 					x = x * 10 + (uint64_t)(val[i] - '0');
 				}
-				if (f->has_cl && f->cl != x)
+				/* RFC 9110 §8.6 lets a recipient refuse a repeated
+				 * Content-Length; forwarding "0" and "00" as two lines
+				 * leaves the next hop to guess, and no sender that
+				 * follows the RFC repeats it */
+				if (f->has_cl)
 					return bad;
 				f->has_cl = 1;
 				f->cl = x;
@@ -191,8 +219,15 @@ static int h1_fields_parse(const char *buf, size_t start, size_t end, int reques
 				drop = 1;
 			}
 			break;
+		case 15:
+			if (request && h1_name_is(line, n, "x-forwarded-for"))
+				drop = !f->keep_forwarded;
+			break;
 		case 16:
-			drop = h1_name_is(line, n, "proxy-connection");
+			if (h1_name_is(line, n, "proxy-connection"))
+				drop = 1;
+			else if (request && h1_name_is(line, n, "x-forwarded-host"))
+				drop = !f->keep_forwarded;
 			break;
 		case 17:
 			if (h1_name_is(line, n, "transfer-encoding")) {
@@ -201,14 +236,15 @@ static int h1_fields_parse(const char *buf, size_t start, size_t end, int reques
 				f->has_te = 1;
 				if (vl == 7 && h1_name_is(val, vl, "chunked"))
 					f->te_chunked = 1;
-				else if (!request && vl > 7 &&
-				         h1_name_is(val + vl - 7, 7, "chunked") &&
-				         (val[vl - 8] == ',' || val[vl - 8] == ' '))
+				else if (!request && h1_last_is_chunked(val, vl))
 					f->te_chunked = 1; /* "gzip, chunked" from a server */
 				else
 					f->te_bad = 1;
 			} else if (request && h1_name_is(line, n, "x-forwarded-proto")) {
-				drop = 1; /* we say which protocol the client used */
+				/* we say which protocol the client used, unless a
+				 * trusted proxy in front said it already */
+				drop = !f->keep_forwarded;
+				h->has_forwarded_proto = (uint8_t)f->keep_forwarded;
 			}
 			break;
 		}
@@ -301,6 +337,15 @@ static int h1_drop_listed(const char *buf, size_t start, size_t end, struct h1_h
 	return 0;
 }
 
+/* Not upgrading: every Upgrade line goes. */
+static int h1_drop_upgrade(struct h1_head *h, const struct h1_fields *f)
+{
+	for (int i = 0; i < f->has_upgrade; i++)
+		if (h1_drop(h, f->upgrade_off[i], f->upgrade_len[i]) < 0)
+			return -1;
+	return 0;
+}
+
 static int h1_version(const char *p, size_t n, int request)
 {
 	if (n != 8 || memcmp(p, "HTTP/", 5) != 0 || p[6] != '.' || p[5] < '0' || p[5] > '9' ||
@@ -311,7 +356,8 @@ static int h1_version(const char *p, size_t n, int request)
 	return p[7] == '0' ? 10 : 11;
 }
 
-int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan, struct h1_head *h)
+int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan, struct h1_head *h,
+                     int keep_forwarded)
 {
 	int end = h1_find_end(buf, len < max_head ? len : max_head, scan);
 	if (end == 0)
@@ -322,9 +368,13 @@ int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan,
 	memset(h, 0, offsetof(struct h1_head, drop_off));
 	h->len = (uint32_t)end;
 
-	/* request-line = method SP request-target SP HTTP-version CRLF */
+	/* request-line = method SP request-target SP HTTP-version CRLF; a CR
+	 * anywhere but before LF is refused (RFC 9112 §2.2): the next parser
+	 * may end the line there, or not */
 	const char *eol = memchr(buf, '\r', (size_t)end);
 	size_t ll = (size_t)(eol - buf), m = 0;
+	if (eol[1] != '\n')
+		return -400;
 	while (m < ll && h1_tchar[(unsigned char)buf[m]])
 		m++;
 	if (m == 0 || m >= ll || buf[m] != ' ')
@@ -352,6 +402,7 @@ int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan,
 
 	struct h1_fields f;
 	memset(&f, 0, sizeof(f));
+	f.keep_forwarded = keep_forwarded;
 	int r = h1_fields_parse(buf, ll + 2, (size_t)end - 2, 1, 0, h, &f);
 	if (r < 0)
 		return r;
@@ -372,7 +423,7 @@ int h1_parse_request(const char *buf, size_t len, size_t max_head, size_t *scan,
 		if (f.upgrade_ws && f.conn_upgrade && ver == 11 && m == 3 &&
 		    memcmp(buf, "GET", 3) == 0 && h->body == H1_BODY_NONE)
 			h->upgrade = 1;
-		else if (h1_drop(h, f.upgrade_off, f.upgrade_len) < 0)
+		else if (h1_drop_upgrade(h, &f) < 0)
 			return -400;
 	}
 	h1_sort_drops(h);
@@ -393,7 +444,7 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, size_t *scan
 	/* status-line = HTTP-version SP status-code SP [reason-phrase] CRLF */
 	const char *eol = memchr(buf, '\r', (size_t)end);
 	size_t ll = (size_t)(eol - buf);
-	if (ll < 12 || buf[8] != ' ' || (ll > 12 && buf[12] != ' '))
+	if (eol[1] != '\n' || ll < 12 || buf[8] != ' ' || (ll > 12 && buf[12] != ' '))
 		return -502;
 	int ver = h1_version(buf, 8, 0);
 	if (ver < 0)
@@ -403,8 +454,8 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, size_t *scan
 		if (buf[i] < '0' || buf[i] > '9')
 			return -502;
 	h->status = (uint16_t)((buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0'));
-	if (h->status < 100)
-		return -502;
+	if (h->status < 100 || h->status > 599)
+		return -502; /* RFC 9110 §15: three digits, first 1 to 5 */
 	for (size_t i = 13; i < ll; i++)
 		if (!h1_vchar[(unsigned char)buf[i]])
 			return -502;
@@ -431,27 +482,57 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, size_t *scan
 	h->conn_close = ver == 10 ? !f.conn_keepalive : f.conn_close;
 	if (h->status == 101)
 		h->upgrade = f.has_upgrade && f.upgrade_ws;
-	else if (f.has_upgrade && h1_drop(h, f.upgrade_off, f.upgrade_len) < 0)
+	else if (h1_drop_upgrade(h, &f) < 0)
 		return -502;
 	h1_sort_drops(h);
 	return end;
 }
 
+int h1_response_kind(const struct h1_head *rq, struct h1_head *rs, unsigned *ninterim)
+{
+	if (rs->status == 101) /* RFC 9110 §15.2.2: only to a request's Upgrade */
+		return rq->upgrade && rs->upgrade ? H1_SWITCH : -502;
+	if (rs->status < 200) {
+		/* RFC 9110 §15.2: a client must accept any number of them; a
+		 * proxy that does not bound them lets a server hold it forever */
+		return ++*ninterim > H1_MAX_INTERIM ? -502 : H1_INTERIM;
+	}
+	if (rq->head_method || rs->status == 204 || rs->status == 304)
+		rs->body = H1_BODY_NONE;
+	return H1_FINAL;
+}
+
+/* chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 §7.1)
+ *   chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+ *   chunk-ext  = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] )
+ *   trailers   = *( field-name ":" field-value CRLF )
+ * Whitespace is allowed only around ';' and '=' of an extension: "5 \r\n"
+ * is refused, as is a trailer line without a colon. */
 enum {
 	CK_SIZE_START,
 	CK_SIZE,
-	CK_EXT,
+	CK_EXT_WS,         /* whitespace after the size or a value: ';' must follow */
+	CK_EXT_NAME_START, /* after ';' */
+	CK_EXT_NAME,
+	CK_EXT_NAME_WS, /* whitespace after a name: '=' or ';' must follow */
+	CK_EXT_VAL_START,
+	CK_EXT_VAL_TOKEN,
+	CK_EXT_QUOTED,
+	CK_EXT_QPAIR,
+	CK_EXT_AFTER, /* after a quoted value */
 	CK_SIZE_LF,
 	CK_DATA,
 	CK_DATA_CR,
 	CK_DATA_LF,
 	CK_TRAILER_START,
-	CK_TRAILER_LINE,
+	CK_TRAILER_NAME,
+	CK_TRAILER_VALUE,
 	CK_END_LF,
 	CK_TRAILER_LF,
 };
 
 #define H1_MAX_TRAILERS 16384
+#define H1_MAX_EXT 4096 /* bytes of extensions on one chunk line */
 
 static int h1_hex(int c)
 {
@@ -460,6 +541,52 @@ static int h1_hex(int c)
 	c = h1_lower(c);
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
+	return -1;
+}
+
+/* The next state of a chunk-ext byte, -1 when the byte is not allowed. */
+static int h1_chunk_ext(int state, unsigned char ch)
+{
+	int ws = ch == ' ' || ch == '\t';
+	switch (state) {
+	case CK_SIZE:
+	case CK_EXT_VAL_TOKEN:
+	case CK_EXT_AFTER:
+		if (state == CK_EXT_VAL_TOKEN && h1_tchar[ch])
+			return state;
+		return ws           ? CK_EXT_WS
+		       : ch == ';'  ? CK_EXT_NAME_START
+		       : ch == '\r' ? CK_SIZE_LF
+		                    : -1;
+	case CK_EXT_WS:
+		return ws ? state : ch == ';' ? CK_EXT_NAME_START : -1;
+	case CK_EXT_NAME_START:
+		return ws ? state : h1_tchar[ch] ? CK_EXT_NAME : -1;
+	case CK_EXT_NAME:
+		if (h1_tchar[ch])
+			return state;
+		/* fall through */
+	case CK_EXT_NAME_WS:
+		if (ws)
+			return CK_EXT_NAME_WS;
+		if (ch == '=')
+			return CK_EXT_VAL_START;
+		if (ch == ';')
+			return CK_EXT_NAME_START;
+		return ch == '\r' && state == CK_EXT_NAME ? CK_SIZE_LF : -1;
+	case CK_EXT_VAL_START:
+		return ws             ? state
+		       : ch == '"'    ? CK_EXT_QUOTED
+		       : h1_tchar[ch] ? CK_EXT_VAL_TOKEN
+		                      : -1;
+	case CK_EXT_QUOTED:
+		return ch == '"'      ? CK_EXT_AFTER
+		       : ch == '\\'   ? CK_EXT_QPAIR
+		       : h1_vchar[ch] ? state
+		                      : -1;
+	case CK_EXT_QPAIR:
+		return h1_vchar[ch] ? CK_EXT_QUOTED : -1;
+	}
 	return -1;
 }
 
@@ -477,23 +604,34 @@ ssize_t h1_chunk_scan(struct h1_chunk *c, const char *p, size_t n)
 					return -1;
 				c->left = c->left * 16 + (uint64_t)d;
 				c->state = CK_SIZE;
-			} else if (c->state == CK_SIZE && (ch == ';' || ch == ' ' || ch == '\t')) {
-				c->state = CK_EXT;
-			} else if (c->state == CK_SIZE && ch == '\r') {
-				c->state = CK_SIZE_LF;
+			} else if (c->state == CK_SIZE) {
+				int st = h1_chunk_ext(CK_SIZE, ch);
+				if (st < 0)
+					return -1;
+				c->state = (uint8_t)st;
+				c->ext_bytes = 0;
 			} else {
 				return -1;
 			}
 			i++;
 			break;
 		}
-		case CK_EXT:
-			if (ch == '\r')
-				c->state = CK_SIZE_LF;
-			else if (!h1_vchar[ch])
+		case CK_EXT_WS:
+		case CK_EXT_NAME_START:
+		case CK_EXT_NAME:
+		case CK_EXT_NAME_WS:
+		case CK_EXT_VAL_START:
+		case CK_EXT_VAL_TOKEN:
+		case CK_EXT_QUOTED:
+		case CK_EXT_QPAIR:
+		case CK_EXT_AFTER: {
+			int st = h1_chunk_ext(c->state, ch);
+			if (st < 0 || ++c->ext_bytes > H1_MAX_EXT)
 				return -1;
+			c->state = (uint8_t)st;
 			i++;
 			break;
+		}
 		case CK_SIZE_LF:
 			if (ch != '\n')
 				return -1;
@@ -529,21 +667,19 @@ ssize_t h1_chunk_scan(struct h1_chunk *c, const char *p, size_t n)
 			i++;
 			break;
 		case CK_TRAILER_START:
-			if (ch == '\r') {
-				c->state = CK_END_LF;
-			} else if (h1_tchar[ch]) {
-				c->state = CK_TRAILER_LINE;
-			} else {
-				return -1;
-			}
-			i++;
-			break;
-		case CK_TRAILER_LINE:
+		case CK_TRAILER_NAME:
+		case CK_TRAILER_VALUE:
 			if (++c->trailer_bytes > H1_MAX_TRAILERS)
 				return -1;
-			if (ch == '\r')
+			if (c->state == CK_TRAILER_START && ch == '\r')
+				c->state = CK_END_LF;
+			else if (c->state != CK_TRAILER_VALUE && h1_tchar[ch])
+				c->state = CK_TRAILER_NAME;
+			else if (c->state == CK_TRAILER_NAME && ch == ':')
+				c->state = CK_TRAILER_VALUE;
+			else if (c->state == CK_TRAILER_VALUE && ch == '\r')
 				c->state = CK_TRAILER_LF;
-			else if (!h1_vchar[ch] && ch != ':')
+			else if (c->state != CK_TRAILER_VALUE || !h1_vchar[ch])
 				return -1;
 			i++;
 			break;

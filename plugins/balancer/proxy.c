@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #define OUTQ_MAX 28
+/* a forwarded head: its kept pieces, the added lines, the body */
+_Static_assert(H1_MAX_DROP + 1 + 4 + 1 <= OUTQ_MAX, "room for a head in the queue");
 #define BUF_FREE_MAX 256
 #define CLOSING_LINGER 2.0
 
@@ -68,6 +70,7 @@ struct uconn {
 	uint8_t resp_done;
 	uint8_t no_reuse;
 	uint8_t body;
+	unsigned ninterim; /* 1xx responses to the current request */
 	uint64_t body_left;
 	struct h1_chunk ck;
 	struct h1_head rs;
@@ -94,15 +97,16 @@ struct cconn {
 	uint8_t eof;
 	uint8_t read_blocked;
 	uint8_t ntried;
-	uint8_t last_timeout; /* the last attempt timed out connecting */
-	uint8_t xff_len;
+	uint8_t last_timeout;           /* the last attempt timed out connecting */
+	uint8_t trusted;                /* the client is a trusted proxy (trusted_proxies) */
+	uint8_t fwd_len, fwd_proto_len; /* of fwd, of its X-Forwarded-Proto line */
 	uint64_t rq_body_left, rq_total;
 	struct h1_chunk ck;
 	struct h1_head rq;
 	struct server *tried[8];
 	double since, wsince;
 	struct outq out; /* response bytes to the client */
-	char xff[72];
+	char fwd[176];   /* the forwarding lines the proxy adds to each request */
 };
 
 static void c_close(struct cconn *c);
@@ -378,7 +382,8 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 	struct cconn *c = u->c;
 	struct server *s = u->srv;
 	int was_reused = u->reused;
-	int got_bytes = u->head_done || u->in_len > 0; /* the server answered, in part */
+	/* the server answered, in part */
+	int got_bytes = u->head_done || u->in_len > 0 || u->ninterim > 0;
 	int fully_sent =
 	    c && c->rq_done && c->head_sent && !outq_pending(&u->out) && c->rq_sent == c->rq_end;
 
@@ -469,6 +474,12 @@ static int c_err_index(int status)
 static void c_error(struct cconn *c, int status)
 {
 	struct bal *b = c->b;
+	if (outq_pending(&c->out)) {
+		/* part of an interim response is still queued (it points into
+		 * the server's buffer): nothing clean can follow it */
+		c_close(c);
+		return;
+	}
 	if (c->u) {
 		struct uconn *u = c->u;
 		u->srv->active--;
@@ -539,7 +550,7 @@ static void c_parse(struct cconn *c)
 {
 	struct bal *b = c->b;
 	int r = h1_parse_request(c->in->data + c->rq_start, c->in_len - c->rq_start,
-	                         b->conf.max_header_size, &c->scan, &c->rq);
+	                         b->conf.max_header_size, &c->scan, &c->rq, c->trusted);
 	if (r == 0) {
 		if (c->phase == C_IDLE) {
 			c->phase = C_HEAD;
@@ -619,6 +630,7 @@ static void c_dispatch(struct cconn *c)
 		u->c = c;
 		u->since = ev_now(b->loop);
 		u->head_done = u->resp_done = u->no_reuse = 0;
+		u->ninterim = 0;
 		u->scan = 0;
 		u->out.i = u->out.n = 0;
 		c->u = u;
@@ -642,7 +654,9 @@ static void c_send_upstream(struct cconn *c)
 	if (!c->head_sent) {
 		const char *head = c->in->data + c->rq_start;
 		outq_add_head(&u->out, head, &c->rq);
-		outq_add(&u->out, c->xff, c->xff_len);
+		/* a trusted proxy's X-Forwarded-Proto stays: it saw the client */
+		outq_add(&u->out, c->fwd,
+		         (size_t)(c->fwd_len - (c->rq.has_forwarded_proto ? c->fwd_proto_len : 0)));
 		if (c->rq.upgrade)
 			outq_add(&u->out, "Connection: upgrade\r\n", 21);
 		else if (c->rq.version == 10)
@@ -876,6 +890,12 @@ static void c_out_drained(struct cconn *c)
 		return;
 	}
 	if (u) {
+		if (!u->head_done && u->in && u->in_off < u->in_len) {
+			/* an interim response went out: parse what followed it */
+			c_arm(c);
+			u_process(u);
+			return;
+		}
 		if (u->in && u->in_off == u->in_len)
 			u->in_off = u->in_len = 0;
 		if (u->resp_done) {
@@ -925,42 +945,46 @@ static void u_relay(struct uconn *u)
 	}
 }
 
-static void u_response_head(struct uconn *u, int len)
+/* Relay an interim response (the client is 1.1) and parse on; 0 when it
+ * could not all be written at once: parsing resumes once it is out, so the
+ * queue and the buffer never hold more than one. -1 when c is gone. */
+static int u_interim(struct uconn *u, const char *head)
+{
+	struct cconn *c = u->c;
+	outq_add_head(&c->out, head, &u->rs);
+	outq_add(&c->out, "\r\n", 2);
+	int r = outq_flush(c->fd, &c->out);
+	if (r < 0) {
+		c_close(c);
+		return -1;
+	}
+	if (r == 0) {
+		c->wsince = ev_now(u->b->loop);
+		c_arm(c);
+		u_arm(u);
+	}
+	return r;
+}
+
+/* The final response head (or the switch of an asked-for upgrade). */
+static void u_response_head(struct uconn *u, int len, int kind)
 {
 	struct cconn *c = u->c;
 	struct bal *b = u->b;
 	const char *head = u->in->data + u->in_off;
 	struct h1_head *rs = &u->rs;
 
-	if (rs->status >= 100 && rs->status < 200 && rs->status != 101) {
-		/* interim response (100 Continue): relay to 1.1 clients, read on;
-		 * the queue keeps room for the final head */
-		if (c->rq.version == 11 && c->out.n + 2 * (H1_MAX_DROP + 3) < OUTQ_MAX) {
-			outq_add_head(&c->out, head, rs);
-			outq_add(&c->out, "\r\n", 2);
-		}
+	u->head_done = 1;
+	c->resp_started = 1;
+	b->st.responses[rs->status / 100]++;
+	if (kind == H1_SWITCH) {
+		u->body = H1_BODY_NONE;
+		c->phase = C_TUNNEL;
+		outq_add_head(&c->out, head, rs);
+		outq_add(&c->out, "\r\n", 2);
 		u->in_off += (uint32_t)len;
-		u->scan = 0;
 		return;
 	}
-	u->head_done = 1;
-	b->st.responses[rs->status / 100 < 6 ? rs->status / 100 : 5]++;
-	if (rs->status == 101) {
-		if (!rs->upgrade || !c->rq.upgrade) {
-			u->no_reuse = 1;
-			c->close_after = 1;
-			rs->body = H1_BODY_CLOSE;
-		} else {
-			u->body = H1_BODY_NONE;
-			c->phase = C_TUNNEL;
-			outq_add_head(&c->out, head, rs);
-			outq_add(&c->out, "\r\n", 2);
-			u->in_off += (uint32_t)len;
-			return;
-		}
-	}
-	if (c->rq.head_method || rs->status == 204 || rs->status == 304)
-		rs->body = H1_BODY_NONE;
 	u->body = rs->body;
 	if (u->body == H1_BODY_LENGTH)
 		u->body_left = rs->content_length;
@@ -990,12 +1014,16 @@ static void u_process(struct uconn *u)
 	struct cconn *c = u->c;
 	struct bal *b = u->b;
 
+	const char *why = "a malformed response head";
 	while (!u->head_done) {
-		int r = h1_parse_response(u->in->data + u->in_off, u->in_len - u->in_off,
-		                          u->in->cap, &u->scan, &u->rs);
+		if (outq_pending(&c->out))
+			break; /* an interim response is on its way: then the rest */
+		const char *head = u->in->data + u->in_off;
+		int r =
+		    h1_parse_response(head, u->in_len - u->in_off, u->in->cap, &u->scan, &u->rs);
 		if (r == 0) {
 			if (u->in_len == u->in->cap) {
-				if (u->in_off == 0 || outq_pending(&c->out))
+				if (u->in_off == 0)
 					goto bad;
 				memmove(u->in->data, u->in->data + u->in_off,
 				        u->in_len - u->in_off);
@@ -1007,8 +1035,22 @@ static void u_process(struct uconn *u)
 		}
 		if (r < 0)
 			goto bad;
-		c->resp_started = 1;
-		u_response_head(u, r);
+		int kind = h1_response_kind(&c->rq, &u->rs, &u->ninterim);
+		if (kind < 0) {
+			why = u->rs.status == 101
+			          ? "a 101 the request did not ask for"
+			          : "more than " H1_STR(H1_MAX_INTERIM) " 1xx responses";
+			goto bad;
+		}
+		if (kind == H1_INTERIM) {
+			u->in_off += (uint32_t)r;
+			u->scan = 0;
+			/* RFC 9110 §15.2: HTTP/1.0 clients get no 1xx */
+			if (c->rq.version == 11 && u_interim(u, head) <= 0)
+				return;
+			continue;
+		}
+		u_response_head(u, r, kind);
 		if (c->phase == C_TUNNEL) {
 			if (u->in_len > u->in_off)
 				outq_add(&c->out, u->in->data + u->in_off, u->in_len - u->in_off);
@@ -1052,10 +1094,11 @@ static void u_process(struct uconn *u)
 	} else {
 		if (u->in_off == u->in_len)
 			u->in_off = u->in_len = 0;
+		u_arm(u);
 	}
 	return;
 bad:
-	b->host->log(SCALER_LOG_WARNING, BAL_WHO, "%s sent a malformed response", u->srv->url);
+	b->host->log(SCALER_LOG_WARNING, BAL_WHO, "%s sent %s", u->srv->url, why);
 	u->no_reuse = 1;
 	if (c->resp_started) {
 		c_close(c);
@@ -1192,6 +1235,42 @@ static void u_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- accept, timeouts, shutdown ----------------------------------------- */
 
+/* An IPv4 client of a dual-stack socket as the IPv4 address it is. */
+static void p_unmap(struct sockaddr_storage *sa)
+{
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
+	if (sa->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+		return;
+	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = a6->sin6_port};
+	memcpy(&a4.sin_addr, a6->sin6_addr.s6_addr + 12, 4);
+	memcpy(sa, &a4, sizeof(a4));
+}
+
+/* Whether the client is a trusted proxy, and the lines that tell the
+ * server who the client is (RFC 7239 and the X-Forwarded-* custom). */
+static void p_forwarding(struct bal *b, struct cconn *c, struct sockaddr_storage *sa)
+{
+	char ip[INET6_ADDRSTRLEN] = "unknown";
+	p_unmap(sa);
+	const void *addr = NULL;
+	if (sa->ss_family == AF_INET)
+		addr = &((struct sockaddr_in *)sa)->sin_addr;
+	else if (sa->ss_family == AF_INET6)
+		addr = &((struct sockaddr_in6 *)sa)->sin6_addr;
+	if (addr)
+		inet_ntop(sa->ss_family, addr, ip, sizeof(ip));
+	c->trusted = (uint8_t)(addr && bal_net_match(b->conf.trusted, b->conf.ntrusted,
+	                                             sa->ss_family, addr));
+	/* Forwarded quotes an IPv6 address in brackets (RFC 7239 §6) */
+	int v6 = sa->ss_family == AF_INET6;
+	int n = snprintf(c->fwd, sizeof(c->fwd),
+	                 "X-Forwarded-For: %s\r\nForwarded: for=%s%s%s;proto=http\r\n"
+	                 "X-Forwarded-Proto: http\r\n",
+	                 ip, v6 ? "\"[" : "", ip, v6 ? "]\"" : "");
+	c->fwd_len = (uint8_t)(n < (int)sizeof(c->fwd) ? n : 0);
+	c->fwd_proto_len = c->fwd_len ? (uint8_t)(sizeof("X-Forwarded-Proto: http\r\n") - 1) : 0;
+}
+
 static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct bal *b = w->data;
@@ -1232,15 +1311,7 @@ static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->fd = fd;
 		c->phase = C_IDLE;
 		c->since = ev_now(loop);
-		char ip[INET6_ADDRSTRLEN] = "unknown";
-		if (sa.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, ip, sizeof(ip));
-		else if (sa.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, ip,
-			          sizeof(ip));
-		int n = snprintf(c->xff, sizeof(c->xff),
-		                 "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n", ip);
-		c->xff_len = (uint8_t)(n < (int)sizeof(c->xff) ? n : (int)sizeof(c->xff) - 1);
+		p_forwarding(b, c, &sa);
 		c->next = b->conns;
 		c->prev = NULL;
 		if (b->conns)

@@ -14,6 +14,9 @@
   ANY  /drop              reads the request and closes without a response
   GET  /cut               sends a response head and part of the body, then closes
   GET  /ws                WebSocket handshake, then echoes every frame
+  GET  /interim?n=N&size=S&code=C  N interim responses C (default 100) with S
+                          bytes of Link header each, then 200 "done"
+  GET  /raw?B64           the bytes B64 (urlsafe base64) as the response, then closes
   ANY  anything else      200 "<name>\\n"
 Keep-alive, request bodies with Content-Length or chunked.
 """
@@ -150,6 +153,17 @@ class Handler(socketserver.StreamRequestHandler):
             return False  # read the request, close without a response
         elif path == "/cut":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+            self.wfile.flush()
+            time.sleep(0.05)
+            return False
+        elif path == "/interim":
+            q = dict(kv.partition("=")[::2] for kv in query.split("&") if kv)
+            n, size, code = int(q.get("n", "1")), int(q.get("size", "0")), int(q.get("code", "100"))
+            link = ("Link: </%s>; rel=preload\r\n" % ("a" * size)) if size else ""
+            self.wfile.write(("HTTP/1.1 %d Interim\r\n%s\r\n" % (code, link)).encode() * n)
+            self.send(200, "done\n", close=close)
+        elif path == "/raw":
+            self.wfile.write(base64.urlsafe_b64decode(query))
             self.wfile.flush()
             time.sleep(0.05)
             return False

@@ -47,6 +47,8 @@ def _conf_value(v):
         return "true" if v else "false"
     if isinstance(v, str):
         return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[%s]" % ", ".join(_conf_value(x) for x in v)
     return repr(v)
 
 

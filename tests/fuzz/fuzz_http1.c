@@ -78,7 +78,7 @@ static void fz_head_eq(const struct h1_head *a, const struct h1_head *b, const c
 
 static int fz_parse(int request, const char *buf, size_t len, size_t *scan, struct h1_head *h)
 {
-	return request ? h1_parse_request(buf, len, 4096, scan, h)
+	return request ? h1_parse_request(buf, len, 4096, scan, h, request == FZ_TRUSTED)
 	               : h1_parse_response(buf, len, 4096, scan, h);
 }
 
@@ -103,10 +103,22 @@ void fz_check_pieces(const char *buf, size_t size, size_t r, const struct h1_hea
 	fz_head_eq(h, &h2, "byte by byte");
 }
 
-void fz_check_forwarded(const char *buf, const struct h1_head *h)
+static int fz_name_is(const char *line, size_t n, const char *lower)
 {
-	static const char added[] = "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n";
-	char *out = malloc(h->len + 128);
+	if (strlen(lower) != n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((line[i] | (line[i] >= 'A' && line[i] <= 'Z' ? 0x20 : 0)) != lower[i])
+			return 0;
+	return 1;
+}
+
+void fz_check_forwarded(const char *buf, const struct h1_head *h, int trusted)
+{
+	static const char added[] = "X-Forwarded-For: 127.0.0.1\r\n"
+	                            "Forwarded: for=127.0.0.1;proto=http\r\n";
+	static const char proto[] = "X-Forwarded-Proto: http\r\n";
+	char *out = malloc(h->len + 256);
 	size_t n = 0, pos = 0;
 	FUZZ_ASSERT(out, "out of memory");
 	for (int i = 0; i < h->ndrop; i++) {
@@ -119,6 +131,10 @@ void fz_check_forwarded(const char *buf, const struct h1_head *h)
 	size_t kept = n;
 	memcpy(out + n, added, sizeof(added) - 1);
 	n += sizeof(added) - 1;
+	if (!trusted || !h->has_forwarded_proto) {
+		memcpy(out + n, proto, sizeof(proto) - 1);
+		n += sizeof(proto) - 1;
+	}
 	const char *conn = h->upgrade         ? "Connection: upgrade\r\n"
 	                   : h->version == 10 ? "Connection: keep-alive\r\n"
 	                                      : "";
@@ -127,9 +143,24 @@ void fz_check_forwarded(const char *buf, const struct h1_head *h)
 	memcpy(out + n, "\r\n", 2);
 	n += 2;
 
+	if (!trusted) {
+		/* nothing a client says about where it comes from gets through */
+		static const char *const fwd[] = {"x-forwarded-for", "x-forwarded-proto",
+		                                  "x-forwarded-host", "x-real-ip", "forwarded"};
+		const char *line = memchr(out, '\n', kept);
+		while (line && (size_t)(line - out) + 1 < kept) {
+			line++;
+			const char *colon = memchr(line, ':', kept - (size_t)(line - out));
+			for (size_t k = 0; colon && k < sizeof(fwd) / sizeof(fwd[0]); k++)
+				FUZZ_ASSERT(!fz_name_is(line, (size_t)(colon - line), fwd[k]),
+				            "a client's %s line is forwarded", fwd[k]);
+			line = memchr(line, '\n', kept - (size_t)(line - out));
+		}
+	}
+
 	struct h1_head f;
 	size_t scan = 0;
-	int r = h1_parse_request(out, n, n + 1, &scan, &f);
+	int r = h1_parse_request(out, n, n + 1, &scan, &f, 1);
 	FUZZ_ASSERT(r == (int)n, "the forwarded head (%zu bytes) parses as %d", n, r);
 	FUZZ_ASSERT(f.version == h->version && f.body == h->body &&
 	                f.content_length == h->content_length && f.method_len == h->method_len &&
@@ -180,7 +211,8 @@ int fz_check_chunked(const char *p, size_t n, size_t *used)
 		*used = u1;
 	if (!d1)
 		return 0;
-	FUZZ_ASSERT(fz_chunked_grammar(p, u1), "a chunked body of %zu bytes against RFC 9112", u1);
+	FUZZ_ASSERT(fz_chunked_parse(p, u1, NULL, NULL) == u1,
+	            "a chunked body of %zu bytes against RFC 9112", u1);
 	return 1;
 }
 
@@ -244,9 +276,11 @@ static size_t fz_chunk_ext(const char *p, size_t n, size_t i)
 	}
 }
 
-int fz_chunked_grammar(const char *p, size_t n)
+size_t fz_chunked_parse(const char *p, size_t n, char *out, size_t *outlen)
 {
 	size_t i = 0;
+	if (outlen)
+		*outlen = 0;
 	for (;;) {
 		size_t s = i;
 		unsigned long long size = 0;
@@ -267,6 +301,10 @@ int fz_chunked_grammar(const char *p, size_t n)
 			break;
 		if (size > n - i || n - i - size < 2)
 			return 0;
+		if (out) {
+			memcpy(out + *outlen, p + i, size);
+			*outlen += size;
+		}
 		i += size;
 		if (p[i] != '\r' || p[i + 1] != '\n')
 			return 0;
@@ -275,7 +313,7 @@ int fz_chunked_grammar(const char *p, size_t n)
 	/* trailer-section = *( field-line CRLF ), then CRLF */
 	for (;;) {
 		if (i + 2 <= n && p[i] == '\r' && p[i + 1] == '\n')
-			return i + 2 == n;
+			return i + 2;
 		size_t e = fz_token(p, n, i);
 		if (e == i || e >= n || p[e] != ':')
 			return 0;

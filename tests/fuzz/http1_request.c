@@ -5,7 +5,8 @@
  * LF, parses the same when it arrives in pieces, drops only whole header
  * lines after the request line, and what the proxy forwards (the head minus
  * its dropped lines plus the lines the proxy adds) is accepted again with
- * the same framing; the chunked scanner gives the same result whole, byte by
+ * the same framing (and without the client's forwarding headers unless it
+ * is a trusted proxy); the chunked scanner gives the same result whole, byte by
  * byte and split in two, and agrees with the grammar of RFC 9112 §7.1.
  *
  * Verdicts: "400", "431", "501", "505" (refused), "more" (incomplete),
@@ -26,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *buf = (const char *)data;
 	struct h1_head h;
 	size_t scan = 0;
-	int r = h1_parse_request(buf, size, MAX_HEAD, &scan, &h);
+	int r = h1_parse_request(buf, size, MAX_HEAD, &scan, &h, 0);
 	if (r == 0) {
 		fuzz_verdict("more");
 		return 0;
@@ -37,9 +38,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_verdict("%d", -r);
 		return 0;
 	}
-	fz_check_head(buf, size, (size_t)r, &h, 1);
-	fz_check_pieces(buf, size, (size_t)r, &h, 1);
-	fz_check_forwarded(buf, &h);
+	fz_check_head(buf, size, (size_t)r, &h, FZ_UNTRUSTED);
+	fz_check_pieces(buf, size, (size_t)r, &h, FZ_UNTRUSTED);
+	fz_check_forwarded(buf, &h, 0);
+	/* the same bytes from a trusted proxy */
+	struct h1_head t;
+	scan = 0;
+	FUZZ_ASSERT(h1_parse_request(buf, size, MAX_HEAD, &scan, &t, 1) == r,
+	            "accepted from a client but not from a trusted proxy");
+	fz_check_head(buf, size, (size_t)r, &t, FZ_TRUSTED);
+	fz_check_pieces(buf, size, (size_t)r, &t, FZ_TRUSTED);
+	fz_check_forwarded(buf, &t, 1);
 	if (h.body == H1_BODY_CHUNKED) {
 		int c = fz_check_chunked(buf + r, size - (size_t)r, NULL);
 		fuzz_verdict("%s", c < 0 ? "body-error" : c == 0 ? "body-more" : "accept");

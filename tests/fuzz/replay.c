@@ -150,6 +150,7 @@ static int fz_run(const char *path, char *why, size_t whylen)
 		free(data);
 		if (want && strcmp(want + 1, fz_verdict) != 0) {
 			printf("# expected the verdict \"%s\", got \"%s\"\n", want + 1, fz_verdict);
+			fflush(stdout);
 			_exit(2);
 		}
 		_exit(0);

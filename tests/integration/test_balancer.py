@@ -62,8 +62,53 @@ def forwarded_headers_are_added_and_hop_by_hop_headers_stripped():
     hdr = {h[0].lower(): h[1] for h in seen["headers"]}
     check_eq(hdr.get("x-forwarded-for"), "127.0.0.1", "X-Forwarded-For")
     check_eq(hdr.get("x-forwarded-proto"), "http", "X-Forwarded-Proto (client's value replaced)")
+    check_eq(hdr.get("forwarded"), "for=127.0.0.1;proto=http", "Forwarded (RFC 7239)")
     check_eq(hdr.get("x-kept"), "yes", "an end-to-end header")
     check_eq(seen["path"], "/echo", "path")
+
+
+def forwarding_lines(headers):
+    names = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded")
+    return [(n.lower(), v) for n, v in headers if n.lower() in names]
+
+
+SPOOF = (b"X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\n"
+         b"X-Real-IP: 6.6.6.6\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\n")
+
+
+@test
+def a_client_cannot_spoof_its_address_the_balancer_replaces_the_forwarding_headers():
+    a, b, bal = two()
+    res = keepalive_exchange(bal.port, [get(bal.port, "/echo", SPOOF)])
+    check_eq(res[0][0], 200, "status")
+    check_eq(forwarding_lines(json.loads(res[0][2])["headers"]),
+             [("x-forwarded-for", "127.0.0.1"), ("forwarded", "for=127.0.0.1;proto=http"),
+              ("x-forwarded-proto", "http")],
+             "the forwarding lines the server sees (the client's 6.6.6.6 gone)")
+
+
+@test
+def a_trusted_front_proxy_keeps_its_forwarding_headers_and_the_balancer_appends():
+    a = backend("fwd-a")
+    bal = Balancer([a.url], {"trusted_proxies": ["10.0.0.0/8", "127.0.0.1"]})
+    res = keepalive_exchange(bal.port, [get(bal.port, "/echo", SPOOF)])
+    check_eq(res[0][0], 200, "status")
+    check_eq(forwarding_lines(json.loads(res[0][2])["headers"]),
+             [("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6;proto=https"),
+              ("x-real-ip", "6.6.6.6"), ("x-forwarded-host", "evil.example"),
+              ("x-forwarded-proto", "https"),
+              ("x-forwarded-for", "127.0.0.1"), ("forwarded", "for=127.0.0.1;proto=http")],
+             "the proxy's lines, then the balancer's (one X-Forwarded-Proto: the proxy's)")
+    bal.proc.stop()
+    bal = Balancer([a.url], {"trusted_proxies": ["10.0.0.0/8"]})
+    res = keepalive_exchange(bal.port, [get(bal.port, "/echo", SPOOF)])
+    check_eq([v for n, v in forwarding_lines(json.loads(res[0][2])["headers"])
+              if n == "x-forwarded-for"], ["127.0.0.1"],
+             "X-Forwarded-For from a peer outside trusted_proxies")
+    bad = Balancer([a.url], {"trusted_proxies": ["10.0.0.0/33"]}, expect_fail=True)
+    check(bad.proc.wait(10) != 0, "a bad network in trusted_proxies is refused")
+    check("trusted_proxies" in bad.proc.output() and "10.0.0.0/33" in bad.proc.output(),
+          "the error names the setting and the value: %s" % bad.proc.output())
 
 
 @test
@@ -260,6 +305,16 @@ def smuggling_attempts_are_refused_with_400_and_reach_no_server():
         (b"POST / HTTP/1.1\r\nHost: t\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabc",
          "Content-Length declared hop-by-hop"),
         (b"GET / HTTP/1.1\r\nHost: t\r\nX-Bad: caf\xc3\xa9\r\nBad\x00Name: x\r\n\r\n", "NUL in a header name"),
+        (b"GET /x HTTP/1.1\rXKeep-Alive: 1\r\nHost: t\r\n\r\n", "a bare CR ending the request line"),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n\rX-B: 2\r\n\r\n", "a bare CR starting a line"),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 00\r\n\r\n",
+         "Content-Length 0 and 00"),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+         "the same Content-Length twice"),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+         "a chunk size with a trailing space"),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+         b"X-Trailer\r\n\r\n", "a trailer line without a colon"),
     ]
     for data, what in cases:
         refused(bal, data, 400, what)
@@ -267,6 +322,64 @@ def smuggling_attempts_are_refused_with_400_and_reach_no_server():
             "a transfer coding other than chunked")
     refused(bal, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, "HTTP/2.0 request line")
     check_eq(backend_requests(a) + backend_requests(b), before, "requests that reached a server")
+
+
+def raw(response):
+    return "/raw?" + base64.urlsafe_b64encode(response).decode()
+
+
+@test
+def interim_responses_are_relayed_however_many_bytes_they_take():
+    a, b, bal = two()
+    res = request(bal.port, get(bal.port, "/interim?n=20&size=1000&code=103",
+                                b"Connection: close\r\n"))
+    check_eq([r[0] for r in res], [103] * 20 + [200], "20 early hints of 1 KB (20 KB), then 200")
+    check(all(len(r[1]["link"][0]) > 1000 for r in res[:20]), "each hint with its Link header")
+    res = request(bal.port, get(bal.port, "/interim?n=3").replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    check_eq([r[0] for r in res], [200], "an HTTP/1.0 client gets no 1xx (RFC 9110 15.2)")
+
+
+@test
+def a_flood_of_interim_responses_gets_a_502_not_a_bare_close():
+    a, b, bal = two()
+    res = request(bal.port, get(bal.port, "/interim?n=700", b"Connection: close\r\n"))
+    check(res, "a response, not a bare close")
+    check_eq([r[0] for r in res], [100] * 32 + [502],
+             "700 x 100 Continue (17 KB): the first 32 relayed, then 502")
+
+
+@test
+def a_101_nobody_asked_for_and_a_status_outside_100_to_599_get_502():
+    a, b, bal = two()
+    cases = [
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+         "an unrequested 101"),
+        (b"HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok", "status 999"),
+        (b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok", "status 600"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Length: 00\r\n\r\n",
+         "Content-Length 0 and 00 from a server"),
+        (b"HTTP/1.1 200 OK\rX: y\r\nContent-Length: 2\r\n\r\nok", "a bare CR in the status line"),
+    ]
+    for data, what in cases:
+        res = request(bal.port, get(bal.port, raw(data)))
+        check_eq([r[0] for r in res], [502], what)
+
+
+@test
+def a_malformed_chunk_line_or_trailer_from_a_server_is_not_relayed():
+    a, b, bal = two()
+    cases = [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+         "a chunk size with a trailing space"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer\r\n\r\n",
+         "a trailer line without a colon"),
+    ]
+    for data, what in cases:
+        out = raw_http(bal.port, get(bal.port, raw(data)))
+        check(not out.endswith(b"\r\n\r\n") or b"hello" not in out,
+              "%s: the client never gets a complete response (got %r)" % (what, out))
+        check(b"X-Trailer\r\n" not in out and b"5 \r\n" not in out,
+              "%s: the bad line is not relayed (got %r)" % (what, out))
 
 
 @test
