@@ -2,7 +2,8 @@
  *   GET /health_check           200 ok
  *   GET /servers[?state=all]    alive URLs, or every server with its state
  *   PUT /servers                {"adds":[...],"deletes":[...]} (atomic)
- *   GET /monitor, PUT /monitor  the primary's URL {"url":...,"epoch":N}
+ *   GET /monitor, PUT /monitor  the primary's URL {"url":...,"epoch":N}, taken
+ *                               once the state store confirms the epoch
  *   GET /metrics                Prometheus text
  * Mutating endpoints need the bearer token when one is configured. */
 #include "config.h"
@@ -153,6 +154,88 @@ static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct
 	http_reply_json(x, 200, json_pack("{s:o, s:o}", "added", added, "deleted", deleted));
 }
 
+/* PUT /monitor: who the primary is, taken only when the state store says
+ * that the epoch given is the current one and that its leader has this URL,
+ * so a caller (even one with the token) cannot point the dead reports
+ * elsewhere or, with an absurd epoch, fence the real primary out. */
+#define ADM_MAX_CONFIRMS 4
+
+struct adm_confirm {
+	struct adm_confirm *next;
+	struct bal *b;           /* NULL once the admin API stopped */
+	struct http_exchange *x; /* valid while b is */
+	uint64_t epoch;
+	char url[256];
+};
+
+static void adm_confirm_unlink(struct adm_confirm *c)
+{
+	struct adm_confirm **pp = &c->b->confirms;
+	while (*pp && *pp != c)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = c->next;
+	c->b->nconfirms--;
+}
+
+static void adm_monitor_take(struct bal *b, struct http_exchange *x, const char *url,
+                             uint64_t epoch)
+{
+	if (!b->monitor_url || strcmp(b->monitor_url, url) != 0 || epoch != b->monitor_epoch)
+		b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: primary is %s (epoch %" PRIu64 ")",
+		             b->zone, url, epoch);
+	if (!b->monitor_url || strcmp(b->monitor_url, url) != 0) {
+		char *u = strdup(url);
+		if (!u) {
+			http_reply_error(x, 500, "out of memory");
+			return;
+		}
+		free(b->monitor_url);
+		b->monitor_url = u;
+	}
+	b->monitor_epoch = epoch;
+	http_reply_json(x, 200, json_pack("{s:s, s:I}", "url", url, "epoch", (json_int_t)epoch));
+}
+
+static void adm_confirm_done(void *arg, int status, const char *id, const char *url,
+                             uint64_t leader_epoch, uint64_t current_epoch)
+{
+	struct adm_confirm *c = arg;
+	struct bal *b = c->b;
+	char canon[256], host[256];
+	int port;
+	(void)id;
+	if (!b) {
+		free(c); /* the admin API stopped meanwhile */
+		return;
+	}
+	adm_confirm_unlink(c);
+	struct http_exchange *x = c->x;
+	if (status < 0) {
+		http_reply_error(x, 503,
+		                 "the state store is unreachable: cannot confirm epoch %" PRIu64,
+		                 c->epoch);
+	} else if (current_epoch != c->epoch) {
+		http_reply_error(x, 409,
+		                 "epoch %" PRIu64
+		                 " is not current: the state store is at epoch %" PRIu64,
+		                 c->epoch, current_epoch);
+	} else if (leader_epoch != c->epoch || !url ||
+	           srv_url_parse(url, canon, sizeof(canon), host, sizeof(host), &port) < 0 ||
+	           strcmp(canon, c->url) != 0) {
+		http_reply_error(
+		    x, 409, "the state store names %s%s%s as the primary of epoch %" PRIu64,
+		    url ? "\"" : "no one", url ? url : "", url ? "\"" : "", leader_epoch);
+	} else if (c->epoch < b->monitor_epoch) {
+		http_reply_error(x, 409,
+		                 "stale epoch %" PRIu64 ": this balancer has epoch %" PRIu64,
+		                 c->epoch, b->monitor_epoch);
+	} else {
+		adm_monitor_take(b, x, c->url, c->epoch);
+	}
+	free(c);
+}
+
 static void adm_put_monitor(struct bal *b, struct http_exchange *x, const struct http_request *req)
 {
 	char canon[256], host[256];
@@ -164,29 +247,49 @@ static void adm_put_monitor(struct bal *b, struct http_exchange *x, const struct
 		return;
 	json_t *url = json_is_object(body) ? json_object_get(body, "url") : NULL;
 	json_t *epoch = json_is_object(body) ? json_object_get(body, "epoch") : NULL;
-	if (!json_is_string(url)) {
+	uint64_t e = json_is_integer(epoch) ? (uint64_t)json_integer_value(epoch) : 0;
+	if (!json_is_string(url) || !epoch) {
 		http_reply_error(x, 400,
 		                 "the body must be {\"url\": \"http://host:port\", \"epoch\": N}");
 	} else if (srv_url_parse(json_string_value(url), canon, sizeof(canon), host, sizeof(host),
 	                         &port) < 0) {
 		http_reply_error(x, 400, "invalid primary URL \"%s\" (expected http://host:port)",
 		                 json_string_value(url));
-	} else if (epoch && (!json_is_integer(epoch) || json_integer_value(epoch) < 0)) {
-		http_reply_error(x, 400, "\"epoch\" must be a non-negative integer");
-	} else if (epoch && (uint64_t)json_integer_value(epoch) < b->monitor_epoch) {
+	} else if (!json_is_integer(epoch) || json_integer_value(epoch) < 1) {
+		http_reply_error(x, 400, "\"epoch\" must be a positive integer");
+	} else if (e < b->monitor_epoch) {
 		http_reply_error(x, 409,
-		                 "stale epoch %" PRId64 ": this balancer has epoch %" PRIu64,
-		                 (int64_t)json_integer_value(epoch), b->monitor_epoch);
+		                 "stale epoch %" PRIu64 ": this balancer has epoch %" PRIu64, e,
+		                 b->monitor_epoch);
+	} else if (e == b->monitor_epoch && b->monitor_url && strcmp(b->monitor_url, canon) == 0) {
+		adm_monitor_take(b, x, canon, e); /* the primary repeating itself */
+	} else if (!SCALER_HOST_HAS(b->host, leader_get) || !b->host->leader_get) {
+		http_reply_error(x, 503,
+		                 "this balancer has no state store to confirm epoch %" PRIu64, e);
+	} else if (b->nconfirms >= ADM_MAX_CONFIRMS) {
+		http_reply_error(x, 503, "%d changes of primary are being confirmed; try again",
+		                 b->nconfirms);
 	} else {
-		free(b->monitor_url);
-		b->monitor_url = strdup(canon);
-		if (epoch)
-			b->monitor_epoch = (uint64_t)json_integer_value(epoch);
-		b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: primary is %s (epoch %" PRIu64 ")",
-		             b->zone, canon, b->monitor_epoch);
-		http_reply_json(
-		    x, 200,
-		    json_pack("{s:s, s:I}", "url", canon, "epoch", (json_int_t)b->monitor_epoch));
+		struct adm_confirm *c = calloc(1, sizeof(*c));
+		if (!c) {
+			http_reply_error(x, 500, "out of memory");
+		} else {
+			c->b = b;
+			c->x = x;
+			c->epoch = e;
+			snprintf(c->url, sizeof(c->url), "%s", canon);
+			if (b->host->leader_get(adm_confirm_done, c) < 0) {
+				free(c);
+				http_reply_error(x, 503,
+				                 "the state store is unreachable: cannot confirm "
+				                 "epoch %" PRIu64,
+				                 e);
+			} else {
+				c->next = b->confirms;
+				b->confirms = c;
+				b->nconfirms++;
+			}
+		}
 	}
 	json_decref(body);
 }
@@ -304,6 +407,15 @@ int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen)
 
 void admin_stop(struct bal *b)
 {
+	/* the server drops its pending exchanges: answers that come back
+	 * from the state store find nobody to reply to */
+	while (b->confirms) {
+		struct adm_confirm *c = b->confirms;
+		b->confirms = c->next;
+		c->b = NULL;
+		c->x = NULL;
+	}
+	b->nconfirms = 0;
 	if (b->admin) {
 		http_server_free(b->admin);
 		b->admin = NULL;

@@ -204,6 +204,7 @@ struct bal_stats {
 struct cconn;
 struct buf;
 struct http_server;
+struct adm_confirm;
 
 struct bal {
 	const struct scaler_host *host;
@@ -220,8 +221,10 @@ struct bal {
 	uint64_t rnd;
 
 	/* primary */
-	char *monitor_url;
+	char *monitor_url; /* confirmed by the state store (or restored from it) */
 	uint64_t monitor_epoch;
+	struct adm_confirm *confirms; /* PUT /monitor waiting for the state store */
+	int nconfirms;
 	ev_timer report_timer;
 	struct scaler_http_call *report_call;
 	struct report_ctx *report_ctx;

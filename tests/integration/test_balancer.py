@@ -514,11 +514,27 @@ def a_failing_server_goes_disconnected_then_alive_again():
     wait_until(lambda: bal.states()[a.url]["state"] == "alive", 3, "a to be alive again")
 
 
+def needs_scalerd():
+    from baltest import scalerd_has_balancer
+    if not scalerd_has_balancer():
+        skip("needs scalerd --balancer (a state store to confirm the primary)")
+
+
+def set_leader(redis, url, epoch):
+    """What a primary's election writes to the state store (cluster "t")."""
+    redis.cli("SET", "t:epoch", str(epoch))
+    redis.cli("HSET", "t:leader", "id", "2", "url", url, "epoch", str(epoch))
+
+
 @test
 def a_dead_server_is_reported_and_forgotten_only_after_the_primary_accepts():
+    needs_scalerd()
     primary = FakePrimary(status=500)
+    redis = Redis()
     a, b = backend("dead-a"), backend("dead-b")
-    bal = Balancer([a.url, b.url], dict(FAST, retries=3, report_interval=0.3), token="s3cret")
+    bal = Balancer([a.url, b.url], dict(FAST, retries=3, report_interval=0.3), token="s3cret",
+                   redis_url=redis.url())
+    set_leader(redis, primary.url, 1)
     check_eq(bal.admin_put("/monitor", {"url": primary.url, "epoch": 1})[0], 200, "PUT /monitor")
     a.kill()
     wait_until(lambda: bal.states()[a.url]["state"] == "dead", 5, "a to be dead")
@@ -656,8 +672,10 @@ def sigterm_lets_in_flight_requests_finish_and_stops_accepting():
 
 @test
 def admin_api_refuses_bad_input_and_changes_nothing():
+    needs_scalerd()
     a = backend("adm-a")
-    bal = Balancer([a.url], token="tok")
+    redis = Redis()
+    bal = Balancer([a.url], token="tok", redis_url=redis.url())
     before = bal.states()
     cases = [
         ("{not json", 400, "invalid JSON"),
@@ -684,6 +702,7 @@ def admin_api_refuses_bad_input_and_changes_nothing():
     check_eq(bal.admin_put("/servers", {"adds": ["http://127.0.0.1:9"]}, token="wrong")[0], 401,
              "wrong token")
     check_eq(bal.states(), before, "servers after unauthorised requests")
+    set_leader(redis, "http://127.0.0.1:7000", 5)
     check_eq(bal.admin_put("/monitor", {"url": "http://127.0.0.1:7000", "epoch": 5})[0], 200,
              "monitor at epoch 5")
     st, body = bal.admin_put("/monitor", {"url": "http://127.0.0.1:7001", "epoch": 4})
@@ -701,8 +720,10 @@ def admin_api_refuses_bad_input_and_changes_nothing():
 
 @test
 def the_controller_side_pushes_servers_and_the_primary_with_the_token():
+    needs_scalerd()
     a, b = backend("push-a"), backend("push-b")
-    bal = Balancer([a.url], FAST, token="pushtok")
+    redis = Redis()
+    bal = Balancer([a.url], FAST, token="pushtok", redis_url=redis.url())
     harness = [os.path.join(builddir(), "tests", "balancer", "bal-harness")]
     so = os.path.join(plugin_dir(), "balancer_builtin.so")
     admin = "127.0.0.1:%d" % bal.admin_port
@@ -720,11 +741,44 @@ def the_controller_side_pushes_servers_and_the_primary_with_the_token():
     wait_until(lambda: bal.servers() == [b.url], 3, "b alone to be alive after the push")
     r = push(["--push-servers", so, admin, "+http://127.0.0.1:1"], "wrong")
     check(r.returncode != 0 and "401" in r.stderr, "a wrong token fails with 401: %r" % r.stderr)
+    set_leader(redis, "http://127.0.0.1:7100", 3)
     r = push(["--push-monitor", so, admin, "http://127.0.0.1:7100", "3"], "pushtok")
     check_eq(r.returncode, 0, "push_monitor exit status (stderr %r)" % r.stderr)
     check_eq(bal.admin_get("/monitor")[1], {"url": "http://127.0.0.1:7100", "epoch": 3}, "monitor")
     r = push(["--push-monitor", so, admin, "http://127.0.0.1:7101", "2"], "pushtok")
     check(r.returncode != 0 and "409" in r.stderr, "a stale epoch fails with 409: %r" % r.stderr)
+
+
+@test
+def put_monitor_is_taken_only_when_the_state_store_confirms_the_epoch():
+    needs_scalerd()
+    redis = Redis()
+    set_leader(redis, "http://127.0.0.1:7007", 7)
+    bal = Balancer([], token="tok", redis_url=redis.url())
+    wait_until(lambda: bal.admin_get("/monitor")[1] == {"url": "http://127.0.0.1:7007", "epoch": 7},
+               5, "the primary restored from the state store")
+    set_leader(redis, "http://127.0.0.1:7008", 8)
+    real = {"url": "http://127.0.0.1:7008", "epoch": 8}
+    check_eq(bal.admin_put("/monitor", real)[0], 200, "the new primary's push, confirmed")
+    cases = [
+        ({"url": "http://127.0.0.1:6666"}, 400, "no epoch"),
+        ({"url": "http://127.0.0.1:6666", "epoch": 0}, 400, "epoch 0"),
+        ({"url": "http://127.0.0.1:6666", "epoch": 2 ** 63 - 1}, 409, "epoch 2^63-1"),
+        ({"url": "http://127.0.0.1:6666", "epoch": 9}, 409, "the next epoch, not yet taken"),
+        ({"url": "http://127.0.0.1:6666", "epoch": 8}, 409, "the current epoch with another URL"),
+        ({"url": "http://127.0.0.1:7007", "epoch": 7}, 409, "the previous primary"),
+    ]
+    for body, status, what in cases:
+        st, reply = bal.admin_put("/monitor", body)
+        check_eq(st, status, what)
+        check(isinstance(reply, dict) and reply.get("error"), "%s: says why: %r" % (what, reply))
+        check_eq(bal.admin_get("/monitor")[1], real, "GET /monitor after %s" % what)
+    check_eq(bal.admin_put("/monitor", real)[0], 200, "the real primary still pushes")
+    redis.stop()
+    st, reply = bal.admin_put("/monitor", {"url": "http://127.0.0.1:7009", "epoch": 9})
+    check_eq(st, 503, "a new primary while the state store is down: %r" % reply)
+    check_eq(bal.admin_get("/monitor")[1], real, "GET /monitor with the state store down")
+    check_eq(bal.admin_put("/monitor", real)[0], 200, "the known primary repeating itself")
 
 
 @test
