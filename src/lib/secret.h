@@ -1,0 +1,31 @@
+/* Files that hold secrets (the API token, a config with an inline token,
+ * TLS keys): the one rule for who may own and read them, as ssh has for
+ * private keys.
+ *
+ * Accepted: a regular file owned by root or by this process's user, that
+ * nobody else may write, and that nobody else may read, except, for a file
+ * owned by root, the daemon's group: this process's effective group or the
+ * group the package creates (SCALER_DAEMON_GROUP, "scaler"), so the .deb's
+ * root:scaler 0640 token is valid for scalerd run as user scaler or as root.
+ * Anything else is refused with a sentence saying what to chmod or chown. */
+#ifndef SCALER_SECRET_H
+#define SCALER_SECRET_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+#ifndef SCALER_DAEMON_GROUP
+#define SCALER_DAEMON_GROUP "scaler"
+#endif
+
+/* Open `path` for reading without blocking on a FIFO and check the open
+ * file (what = "token file", "TLS key", ... for the messages). The file
+ * descriptor (O_CLOEXEC), or -1 with the reason in err. st: optional, gets
+ * the status of the file checked. */
+int secret_open(const char *path, const char *what, struct stat *st, char *err, size_t errlen);
+
+/* The rule on the status of a file already open: 0, or -1 with the reason. */
+int secret_check(const struct stat *st, const char *path, const char *what, char *err,
+                 size_t errlen);
+
+#endif
