@@ -94,7 +94,6 @@ struct hs_conn {
 	int busy;   /* entry points on the stack; freeing waits for 0 */
 	int closed; /* fd closed, exchanges detached */
 	int processing;
-	int linger_after; /* linger instead of closing once the queue is written */
 	int in_request;
 	double req_start;
 	double last_activity;
@@ -104,7 +103,7 @@ struct hs_conn {
 	char *in; /* the server's read buffer while parsing it, else what was left unparsed */
 	int in_owned;
 	int in_waiting; /* bytes arrived behind the request in the handler */
-	int in_eof;     /* the client stopped sending while a request was in the handler */
+	int in_eof;     /* the client stopped sending */
 	size_t in_off, in_len;
 
 	struct hs_build b;
@@ -457,7 +456,6 @@ static void hs_conn_refuse(struct hs_conn *c, int status, const char *msg)
 	log_info("http: %s: %d %s: %s", c->peer, status, http_status_text(status), msg);
 	c->in_request = 0;
 	c->state = HS_DRAIN;
-	c->linger_after = 1;
 	if (!x || !body ||
 	    hs_buf_printf(&r,
 	                  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
@@ -500,7 +498,10 @@ static void hs_conn_update(struct hs_conn *c)
 		c->state = HS_DRAIN;
 	}
 	if (c->state == HS_DRAIN && !c->q_head && c->out_off == c->out.len) {
-		if (!c->linger_after) {
+		/* a client that may still be sending gets a staged close, so that
+		 * its unread bytes cannot turn the close into a reset that
+		 * destroys the answer (RFC 9112, section 9.6) */
+		if (c->in_eof) {
 			hs_conn_close(c);
 			return;
 		}
@@ -657,6 +658,7 @@ static void hs_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	} else if (n == 0) {
 		/* the client is done sending: answer what it asked, then close */
 		c->in_request = 0;
+		c->in_eof = 1;
 		c->state = HS_DRAIN;
 	} else {
 		hs_conn_drop_input(c);
