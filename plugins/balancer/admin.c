@@ -76,6 +76,9 @@ static int adm_url_list(struct http_exchange *x, json_t *list, const char *key)
 	return 0;
 }
 
+/* Above this many changes, PUT /servers logs one line instead of one each. */
+#define ADM_LOG_EACH 16
+
 static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct http_request *req)
 {
 	if (!http_require_token(x, req, b->host->token))
@@ -113,7 +116,23 @@ static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct
 	json_t *v;
 	char err[512];
 	json_t *added = json_array(), *deleted = json_array();
-	int failed = 0;
+	json_t *lists[2] = {dels, rems};
+	int failed = 0, status = 400;
+	/* adds come first (a URL in both lists ends up deleted): room for what
+	 * the deletes will free, counted once per server */
+	b->servers_slack = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (int l = 0; l < 2; l++)
+			json_array_foreach(lists[l], i, v)
+			{
+				struct server *s = srv_find(b, json_string_value(v));
+				if (s && pass == 0 && !s->mark)
+					b->servers_slack++;
+				if (s)
+					s->mark = (uint8_t)(pass == 0);
+			}
+	size_t nchanges = json_array_size(adds) + json_array_size(dels) + json_array_size(rems);
+	b->quiet = nchanges > ADM_LOG_EACH;
 	json_array_foreach(adds, i, v)
 	{
 		const char *u = json_string_value(v);
@@ -122,10 +141,13 @@ static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct
 		struct server *s = srv_add(b, u, 0, err, sizeof(err));
 		if (!s) {
 			failed = 1;
+			if (b->nservers >= b->conf.max_servers + b->servers_slack)
+				status = 409; /* a valid request the zone has no room for */
 			break;
 		}
 		json_array_append_new(added, json_string(s->url));
 	}
+	b->servers_slack = 0;
 	if (failed) {
 		/* undo the adds so the request changes nothing it did not report */
 		json_array_foreach(added, i, v)
@@ -134,13 +156,13 @@ static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct
 			if (s)
 				srv_remove(s);
 		}
+		b->quiet = 0;
 		json_decref(added);
 		json_decref(deleted);
 		json_decref(body);
-		http_reply_error(x, 400, "%s", err);
+		http_reply_error(x, status, "%s", err);
 		return;
 	}
-	json_t *lists[2] = {dels, rems};
 	for (int l = 0; l < 2; l++)
 		json_array_foreach(lists[l], i, v)
 		{
@@ -150,6 +172,11 @@ static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct
 				srv_remove(s);
 			}
 		}
+	if (b->quiet)
+		b->host->log(SCALER_LOG_INFO, BAL_WHO,
+		             "zone %s: %zu server(s) added, %zu removed (%d in the zone)", b->zone,
+		             json_array_size(added), json_array_size(deleted), b->nservers);
+	b->quiet = 0;
 	json_decref(body);
 	http_reply_json(x, 200, json_pack("{s:o, s:o}", "added", added, "deleted", deleted));
 }

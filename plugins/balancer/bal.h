@@ -119,6 +119,8 @@ struct bal_conf {
 	uint64_t max_body_size;
 	size_t retry_body_size; /* request bytes kept so a retry can resend them */
 	int max_connections;
+	int max_servers;                         /* per zone */
+	int max_checks;                          /* health checks (with name resolution) at once */
 	struct bal_net trusted[BAL_MAX_TRUSTED]; /* trusted_proxies */
 	int ntrusted;
 };
@@ -133,7 +135,13 @@ struct srv_dns;
 struct bal;
 
 struct server {
-	struct server *next; /* every server of the table */
+	struct server *next, *prev;   /* every server of the table */
+	struct server *hnext;         /* the next of its hash bucket */
+	struct server *qnext, *qprev; /* waiting for a check slot (max_checks) */
+	uint32_t hash;                /* of url */
+	uint8_t queued;               /* in the check queue */
+	uint8_t checking;             /* holds a check slot: resolving or checking */
+	uint8_t mark;                 /* PUT /servers: counted among the deletes */
 	struct bal *b;
 	char url[256]; /* canonical http://host:port */
 	char hostport[262];
@@ -163,7 +171,8 @@ int srv_url_parse(const char *s, char *out, size_t outlen, char *host, size_t ho
 struct server *srv_find(struct bal *b, const char *url);
 /* Add (idempotent). start_alive: serve at once (static/restored servers
  * given by address), else pending until the first health check passes; a
- * host name is resolved without blocking first. NULL on a bad URL. */
+ * host name is resolved without blocking first. NULL on a bad URL, and
+ * beyond max_servers. */
 struct server *srv_add(struct bal *b, const char *url, int start_alive, char *err, size_t errlen);
 void srv_remove(struct server *s);
 void srv_set_state(struct server *s, enum srv_state st, const char *why);
@@ -215,6 +224,15 @@ struct bal {
 
 	/* servers */
 	struct server *servers;
+	int nservers;
+	struct server **htab;                      /* by canonical URL */
+	uint32_t hmask;                            /* buckets - 1 */
+	struct server *checkq_first, *checkq_last; /* due checks waiting for a slot */
+	int checks_running;
+	uint8_t checks_stopped;
+	uint8_t checks_starting; /* in srv_check_next: no recursion */
+	uint8_t quiet;           /* a batch of changes: one log line for all */
+	int servers_slack;       /* PUT /servers: servers it deletes after its adds */
 	struct server **alive;
 	int nalive, alive_cap;
 	unsigned rr;

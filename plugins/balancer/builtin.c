@@ -39,6 +39,8 @@ static const char *const bi_known[] = {"plugin",
                                        "retry_body_size",
                                        "max_connections",
                                        "trusted_proxies",
+                                       "max_servers",
+                                       "max_checks",
                                        NULL};
 
 static void bi_defaults(struct bal_conf *c)
@@ -63,6 +65,8 @@ static void bi_defaults(struct bal_conf *c)
 	c->max_body_size = 64ull << 20;
 	c->retry_body_size = 64 << 10;
 	c->max_connections = 20000;
+	c->max_servers = 4096;
+	c->max_checks = 256;
 }
 
 int bal_net_parse(const char *s, struct bal_net *out)
@@ -210,6 +214,10 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 	c->retry_body_size = (size_t)v;
 	rc |= h->conf_integer(g, "max_connections", c->max_connections, 1, 10000000, &v);
 	c->max_connections = (int)v;
+	rc |= h->conf_integer(g, "max_servers", c->max_servers, 1, 1000000, &v);
+	c->max_servers = (int)v;
+	rc |= h->conf_integer(g, "max_checks", c->max_checks, 1, 100000, &v);
+	c->max_checks = (int)v;
 	s = config_setting_get_member(g, "trusted_proxies");
 	if (s)
 		rc |= bi_parse_trusted(h, s, c);

@@ -88,16 +88,72 @@ int srv_url_parse(const char *s, char *out, size_t outlen, char *host, size_t ho
 	return 0;
 }
 
+/* ---- the table: a list to walk, a hash of canonical URLs to find ------- */
+
+static uint32_t srv_hash(const char *url)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+static struct server *srv_lookup(struct bal *b, const char *canon)
+{
+	if (!b->htab)
+		return NULL;
+	uint32_t h = srv_hash(canon);
+	for (struct server *s = b->htab[h & b->hmask]; s; s = s->hnext)
+		if (s->hash == h && strcmp(s->url, canon) == 0)
+			return s;
+	return NULL;
+}
+
+/* Room for one more (buckets at least twice the servers); -1 without memory. */
+static int srv_table_reserve(struct bal *b)
+{
+	uint32_t n = b->htab ? b->hmask + 1 : 0;
+	if ((uint32_t)b->nservers + 1 <= n / 2)
+		return 0;
+	uint32_t nn = n ? n * 2 : 64;
+	struct server **t = calloc(nn, sizeof(*t));
+	if (!t)
+		return -1;
+	for (struct server *s = b->servers; s; s = s->next) {
+		s->hnext = t[s->hash & (nn - 1)];
+		t[s->hash & (nn - 1)] = s;
+	}
+	free(b->htab);
+	b->htab = t;
+	b->hmask = nn - 1;
+	return 0;
+}
+
+static void srv_table_del(struct bal *b, struct server *s)
+{
+	struct server **pp = &b->htab[s->hash & b->hmask];
+	while (*pp && *pp != s)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = s->hnext;
+	s->hnext = NULL;
+	if (s->prev)
+		s->prev->next = s->next;
+	else if (b->servers == s)
+		b->servers = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+	b->nservers--;
+}
+
 struct server *srv_find(struct bal *b, const char *url)
 {
 	char canon[256], host[256];
 	int port;
 	if (srv_url_parse(url, canon, sizeof(canon), host, sizeof(host), &port) < 0)
 		return NULL;
-	for (struct server *s = b->servers; s; s = s->next)
-		if (strcmp(s->url, canon) == 0)
-			return s;
-	return NULL;
+	return srv_lookup(b, canon);
 }
 
 static void srv_alive_add(struct bal *b, struct server *s)
@@ -128,17 +184,85 @@ static void hc_start(struct server *s);
 static void dns_start(struct server *s);
 static void dns_detach(struct server *s);
 
-static void srv_check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* ---- check slots: at most max_checks checks (or resolutions) at once, so
+ * a zone of 20,000 servers does not open 20,000 sockets in one tick; due
+ * checks wait in a queue, first come first served ------------------------ */
+
+static void srv_check_run(struct server *s)
 {
-	struct server *s = w->data;
-	(void)loop;
-	(void)revents;
-	if (s->check || s->dns || s->state == SRV_DEAD)
-		return;
+	struct bal *b = s->b;
+	b->checks_running++;
+	s->checking = 1;
 	if (s->addrlen == 0)
 		dns_start(s);
 	else
 		hc_start(s);
+}
+
+static void srv_queue_del(struct server *s)
+{
+	struct bal *b = s->b;
+	if (!s->queued)
+		return;
+	if (s->qprev)
+		s->qprev->qnext = s->qnext;
+	else
+		b->checkq_first = s->qnext;
+	if (s->qnext)
+		s->qnext->qprev = s->qprev;
+	else
+		b->checkq_last = s->qprev;
+	s->qnext = s->qprev = NULL;
+	s->queued = 0;
+}
+
+/* Start queued checks while there are slots. A check that ends at once
+ * (a refused connect) frees its slot inside the loop, not by recursion. */
+static void srv_check_next(struct bal *b)
+{
+	if (b->checks_starting)
+		return;
+	b->checks_starting = 1;
+	while (!b->checks_stopped && b->checks_running < b->conf.max_checks && b->checkq_first) {
+		struct server *s = b->checkq_first;
+		srv_queue_del(s);
+		if (s->state != SRV_DEAD)
+			srv_check_run(s);
+	}
+	b->checks_starting = 0;
+}
+
+/* The check of s (or its name resolution) is over: its slot goes to the next. */
+static void srv_check_release(struct server *s)
+{
+	struct bal *b = s->b;
+	if (!s->checking)
+		return;
+	s->checking = 0;
+	b->checks_running--;
+	srv_check_next(b);
+}
+
+static void srv_check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct server *s = w->data;
+	struct bal *b = s->b;
+	(void)loop;
+	(void)revents;
+	if (s->checking || s->queued || s->state == SRV_DEAD || b->checks_stopped)
+		return;
+	if (b->checks_running < b->conf.max_checks) {
+		srv_check_run(s);
+		return;
+	}
+	s->queued = 1;
+	s->qnext = NULL;
+	s->qprev = b->checkq_last;
+	if (b->checkq_last)
+		b->checkq_last->qnext = s;
+	else
+		b->checkq_first = s;
+	b->checkq_last = s;
 }
 
 /* (Re)schedule the server's checks for its state; first after `first`. */
@@ -202,12 +326,16 @@ struct server *srv_add(struct bal *b, const char *url, int start_alive, char *er
 		         url ? url : "");
 		return NULL;
 	}
-	for (struct server *s = b->servers; s; s = s->next)
-		if (strcmp(s->url, canon) == 0)
-			return s;
-
-	struct server *s = calloc(1, sizeof(*s));
-	if (!s) {
+	struct server *s = srv_lookup(b, canon);
+	if (s)
+		return s;
+	if (b->nservers >= b->conf.max_servers + b->servers_slack) {
+		snprintf(err, errlen,
+		         "zone %s has max_servers = %d servers; \"%s\" is one too many", b->zone,
+		         b->conf.max_servers, canon);
+		return NULL;
+	}
+	if (srv_table_reserve(b) < 0 || !(s = calloc(1, sizeof(*s)))) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -235,8 +363,14 @@ struct server *srv_add(struct bal *b, const char *url, int start_alive, char *er
 	s->state = SRV_PENDING;
 	ev_timer_init(&s->check_timer, srv_check_cb, 0., 0.);
 	s->check_timer.data = s;
+	s->hash = srv_hash(s->url);
+	s->hnext = b->htab[s->hash & b->hmask];
+	b->htab[s->hash & b->hmask] = s;
 	s->next = b->servers;
+	if (b->servers)
+		b->servers->prev = s;
 	b->servers = s;
+	b->nservers++;
 	if (start_alive) {
 		s->state = SRV_ALIVE;
 		srv_alive_add(b, s);
@@ -246,8 +380,9 @@ struct server *srv_add(struct bal *b, const char *url, int start_alive, char *er
 	} else {
 		srv_schedule(s, 0.);
 	}
-	b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: server %s added (%s)", b->zone, s->url,
-	             srv_state_name(s->state));
+	if (!b->quiet)
+		b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: server %s added (%s)", b->zone,
+		             s->url, srv_state_name(s->state));
 	return s;
 }
 
@@ -261,21 +396,18 @@ static void srv_free(struct server *s)
 void srv_remove(struct server *s)
 {
 	struct bal *b = s->b;
-	struct server **pp = &b->servers;
-	while (*pp && *pp != s)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = s->next;
-	s->next = NULL;
+	srv_table_del(b, s);
 	if (s->state == SRV_ALIVE)
 		srv_alive_del(b, s);
 	ev_timer_stop(b->loop, &s->check_timer);
+	srv_queue_del(s);
+	s->removed = 1; /* before its check slot goes to another */
 	if (s->check)
 		hc_free(s->check);
 	dns_detach(s);
-	s->removed = 1;
-	b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: server %s removed (%s)", b->zone, s->url,
-	             srv_state_name(s->state));
+	if (!b->quiet)
+		b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: server %s removed (%s)", b->zone,
+		             s->url, srv_state_name(s->state));
 	s->conns++; /* hold s while its idle connections close */
 	proxy_close_idle(s);
 	srv_conn_closed(s);
@@ -331,13 +463,15 @@ struct server *srv_pick(struct bal *b, struct server *const *tried, int ntried)
 
 static void hc_free(struct hcheck *h)
 {
-	struct bal *b = h->s->b;
+	struct server *s = h->s;
+	struct bal *b = s->b;
 	ev_io_stop(b->loop, &h->io);
 	ev_timer_stop(b->loop, &h->timer);
 	if (h->fd >= 0)
 		close(h->fd);
-	h->s->check = NULL;
+	s->check = NULL;
 	free(h);
+	srv_check_release(s);
 }
 
 static void srv_check_result(struct server *s, int ok, const char *why);
@@ -493,11 +627,12 @@ static void dns_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		freeaddrinfo(res);
 	if (s) {
 		if (s->addrlen) {
-			hc_start(s);
+			hc_start(s); /* in the same check slot */
 		} else {
 			char why[300];
 			snprintf(why, sizeof(why), "cannot resolve \"%s\": %s", s->host,
 			         gai_strerror(rc));
+			srv_check_release(s);
 			srv_check_result(s, 0, why);
 		}
 	}
@@ -508,8 +643,10 @@ static void dns_start(struct server *s)
 {
 	struct bal *b = s->b;
 	struct srv_dns *d = calloc(1, sizeof(*d));
-	if (!d)
+	if (!d) {
+		srv_check_release(s);
 		return;
+	}
 	d->s = s;
 	d->b = b;
 	d->hints.ai_socktype = SOCK_STREAM;
@@ -522,6 +659,7 @@ static void dns_start(struct server *s)
 	d->list[0] = &d->req;
 	if (getaddrinfo_a(GAI_NOWAIT, d->list, 1, NULL) != 0) {
 		free(d);
+		srv_check_release(s);
 		srv_check_result(s, 0, "cannot start name resolution");
 		return;
 	}
@@ -538,6 +676,7 @@ static void dns_detach(struct server *s)
 	if (!d)
 		return;
 	s->dns = NULL;
+	srv_check_release(s);
 	if (gai_cancel(&d->req) == EAI_CANCELED) {
 		ev_timer_stop(d->b->loop, &d->poll);
 		free(d);
@@ -550,8 +689,10 @@ static void hc_start(struct server *s)
 {
 	struct bal *b = s->b;
 	struct hcheck *h = calloc(1, sizeof(*h));
-	if (!h)
+	if (!h) {
+		srv_check_release(s);
 		return;
+	}
 	h->s = s;
 	s->check = h;
 	h->reqlen =
@@ -585,6 +726,7 @@ static void hc_start(struct server *s)
 
 void srv_start_checks(struct bal *b)
 {
+	b->checks_stopped = 0;
 	for (struct server *s = b->servers; s; s = s->next) {
 		double first =
 		    s->state == SRV_ALIVE
@@ -596,6 +738,9 @@ void srv_start_checks(struct bal *b)
 
 void srv_stop_checks(struct bal *b)
 {
+	b->checks_stopped = 1;
+	while (b->checkq_first)
+		srv_queue_del(b->checkq_first);
 	for (struct server *s = b->servers; s; s = s->next) {
 		ev_timer_stop(b->loop, &s->check_timer);
 		if (s->check)
@@ -612,6 +757,9 @@ void srv_free_all(struct bal *b)
 	free(b->alive);
 	b->alive = NULL;
 	b->nalive = b->alive_cap = 0;
+	free(b->htab);
+	b->htab = NULL;
+	b->hmask = 0;
 }
 
 /* ---- dead reports ------------------------------------------------------- */

@@ -25,6 +25,20 @@ def backend(name):
     return p
 
 
+def tarpit(n):
+    """n loopback ports whose connects hang (tarpit.py); returns (proc, ports)."""
+    p = spawn([sys.executable, os.path.join(HERE, "tarpit.py"), str(n)], name="tarpit")
+    wait_until(lambda: p.output().strip(), 10, "the tarpit's ports")
+    return p, json.loads(p.output().splitlines()[0])
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return 0
+
+
 def backend_requests(b):
     out = raw_http(b.port, b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     return json.loads(out.split(b"\r\n\r\n", 1)[1])["requests"]
@@ -56,7 +70,7 @@ class Balancer:
     """One zone's balancer worker on free loopback ports."""
 
     def __init__(self, servers=(), settings=None, token=None, admin_host="127.0.0.1",
-                 expect_fail=False, redis_url=None):
+                 expect_fail=False, redis_url=None, wrap=None):
         self.port, self.admin_port = free_port(), free_port()
         self.token = token
         settings = dict(settings or {})
@@ -84,9 +98,8 @@ class Balancer:
                     "127.0.0.1:%d" % self.port, admin] + list(servers)
             if token:
                 env["SCALER_TOKEN"] = token
-        wrap = os.environ.get("SCALER_TEST_WRAP")  # e.g. "valgrind -q"
-        if wrap:
-            argv = wrap.split() + argv
+        wrap = (wrap or []) + (os.environ.get("SCALER_TEST_WRAP") or "").split()  # "valgrind -q"
+        argv = wrap + argv
         self.proc = spawn(argv, env=env, name="balancer")
         if expect_fail:
             return

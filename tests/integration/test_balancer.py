@@ -12,7 +12,7 @@ from scalertest import *
 
 sys.path.insert(0, os.path.join(srcdir(), "tests", "balancer"))
 from baltest import (Balancer, FakePrimary, backend, backend_requests, keepalive_exchange,  # noqa
-                     parse_responses, request)
+                     open_fds, parse_responses, request, tarpit)
 
 FAST = {"health_interval": 0.2, "recheck_interval": 0.2, "health_timeout": 1.0}
 
@@ -625,6 +625,80 @@ def in_flight_requests_to_a_deleted_server_finish():
     check(out.startswith(b"HTTP/1.1 200") and out.endswith(b"slow del-a\n"),
           "the in-flight request completes, got %r" % out)
     check_eq(request(bal.port, get(bal.port, "/"))[0][0], 503, "no server after the delete")
+
+
+@test
+def twenty_thousand_servers_are_taken_in_one_put_and_the_zone_keeps_serving():
+    a = backend("many-a")
+    pit, ports = tarpit(1)
+    # one check at a time, held by a server that never answers: the 20,000
+    # (ports nobody may listen on) wait their turn and get no traffic
+    bal = Balancer([a.url], {"max_servers": 20002, "max_checks": 1, "health_timeout": 600})
+    hang = "http://127.0.0.1:%d" % ports[0]
+    check_eq(bal.admin_put("/servers", {"adds": [hang]})[0], 200, "PUT of the hanging server")
+    wait_until(lambda: bal.states()[hang]["state"] == "pending" and open_fds(bal.proc.pid) > 0,
+               3, "its check to start")
+    time.sleep(0.2)
+    many = ["http://127.0.0.1:%d" % p for p in range(40000, 60002)
+            if p not in (a.port, ports[0])][:20000]
+    st, body = bal.admin_put("/servers", {"adds": many})
+    check_eq(st, 200, "PUT /servers of 20,000 servers")
+    check_eq(len(body["added"]), 20000, "servers reported added")
+    check_eq(len(bal.admin_get("/servers?state=all")[1]), 20002, "servers in the zone")
+    for _ in range(3):
+        res = request(bal.port, get(bal.port, "/", b"Connection: close\r\n"))
+        check_eq(res[0][2] if res else None, b"many-a\n", "the zone answers while they are checked")
+    st, body = bal.admin_put("/servers", {"deletes": many})
+    check_eq((st, len(body["deleted"])), (200, 20000), "deleting them in one PUT")
+    check_eq(sorted(bal.states()), sorted([a.url, hang]), "servers after the delete")
+    log = bal.proc.output()
+    check(log.count("\n") < 100, "one log line per batch, not one per server (%d lines)"
+          % log.count("\n"))
+    pit.stop()
+
+
+@test
+def health_checks_are_bounded_so_hanging_servers_cannot_exhaust_descriptors():
+    a = backend("hang-a")
+    pit, ports = tarpit(600)
+    # 400 descriptors for the worker: 600 checks at once would run out
+    bal = Balancer([a.url], {"health_timeout": 5.0, "max_checks": 100},
+                   wrap=["prlimit", "--nofile=400:400"])
+    hanging = ["http://127.0.0.1:%d" % p for p in ports]
+    st, body = bal.admin_put("/servers", {"adds": hanging})
+    check_eq(st, 200, "PUT /servers of 600 hanging servers (%r)" % (body,))
+    most = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:
+        most = max(most, open_fds(bal.proc.pid))
+        time.sleep(0.05)
+    check(most <= 100 + 40, "open descriptors stay near max_checks = 100 (saw %d)" % most)
+    res = request(bal.port, get(bal.port, "/", b"Connection: close\r\n"))
+    check_eq(res[0][2] if res else None, b"hang-a\n", "the zone answers while checks hang")
+    log = bal.proc.output()
+    check("Too many open files" not in log, "no descriptor ran out: %s" % log[-2000:])
+    pit.stop()
+
+
+@test
+def max_servers_caps_a_zone_and_a_put_over_it_changes_nothing():
+    a = backend("cap-a")
+    bal = Balancer([a.url], {"max_servers": 5})
+    four = ["http://127.0.0.1:%d" % p for p in range(41001, 41005)]
+    check_eq(bal.admin_put("/servers", {"adds": four})[0], 200, "up to the cap")
+    before = sorted(bal.states())
+    st, body = bal.admin_put("/servers", {"adds": ["http://127.0.0.1:41100"]})
+    check_eq(st, 409, "one over max_servers = 5")
+    check("max_servers" in json.dumps(body), "the error names the setting: %r" % (body,))
+    check_eq(sorted(bal.states()), before, "servers after the refused PUT")
+    st, body = bal.admin_put("/servers", {"adds": ["http://127.0.0.1:41100"],
+                                          "deletes": [four[0], four[0] + "/"]})
+    check_eq(st, 200, "an add with a delete at the cap (%r)" % (body,))
+    check_eq(len(bal.states()), 5, "servers after the swap")
+    bad = Balancer([a.url] + four + ["http://127.0.0.1:41200"], {"max_servers": 5},
+                   expect_fail=True)
+    check(bad.proc.wait(10) != 0, "more static servers than max_servers: the worker refuses")
+    check("max_servers" in bad.proc.output(), "and says why: %s" % bad.proc.output())
 
 
 @test
