@@ -319,9 +319,12 @@ static void bi_restore(void *ctx, const char *const *servers, size_t n, const ch
 	char err[512];
 	for (size_t i = 0; i < n; i++)
 		if (servers[i] && !srv_find(b, servers[i]) &&
-		    !srv_add(b, servers[i], 1, err, sizeof(err)))
+		    !srv_add(b, servers[i], 1, err, sizeof(err))) {
 			b->host->log(SCALER_LOG_WARNING, BAL_WHO, "zone %s: restore: %s", b->zone,
 			             err);
+			if (b->nservers >= b->conf.max_servers)
+				break; /* the rest would say the same */
+		}
 	if (monitor_url && monitor_url[0] && epoch >= b->monitor_epoch) {
 		free(b->monitor_url);
 		b->monitor_url = strdup(monitor_url);
