@@ -88,6 +88,11 @@ zones = ( %s );
     def serving(self, zone):
         return [s for s in self.servers(zone) if s["state"] == "serving"]
 
+    def balancer_alive(self, zone):
+        st, body = http_json("GET", "http://127.0.0.1:%d/servers" % self.zones[zone][1],
+                             headers={"Authorization": "Bearer " + TOKEN})
+        return body if st == 200 else None
+
     def events(self, zone):
         return http_json("GET", self.url("/events?zone=" + zone))[1]["events"]
 
@@ -118,6 +123,9 @@ def each_zone_starts_with_one_container_behind_its_balancer():
     D = DockerCluster()
     for z in D.zones:
         wait_until(lambda: len(D.serving(z)) == 1, 60, "one serving container in " + z)
+        # Redis says "serving" before the primary's push reaches the balancer
+        wait_until(lambda: D.balancer_alive(z) == [D.serving(z)[0]["address"]], 10,
+                   "the serving container alive in %s's balancer" % z)
         st, _, body = http("GET", "http://127.0.0.1:%d/stats" % D.zones[z][0], timeout=3)
         check_eq(st, 200, "GET /stats through %s's balancer" % z)
         check_eq(json.loads(body)["zone"], z, "zone of the answering server")
