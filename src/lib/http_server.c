@@ -1435,7 +1435,7 @@ const struct http_request *http_exchange_request(const struct http_exchange *x)
 
 int http_exchange_alive(const struct http_exchange *x)
 {
-	return x && x->conn && !x->conn->closed;
+	return x && x->conn && !x->conn->closed && !x->conn->in_eof;
 }
 
 const char *http_request_header(const struct http_request *req, const char *name)

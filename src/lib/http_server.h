@@ -72,7 +72,10 @@ void http_reply_error(struct http_exchange *x, int status, const char *fmt, ...)
 
 /* The request the exchange belongs to (valid until replied). */
 const struct http_request *http_exchange_request(const struct http_exchange *x);
-/* NULL when the client went away (the reply is then discarded, still call it). */
+/* 0 when the client went away (the reply is then discarded, still call it)
+ * or closed its side of the connection: as nginx does by default
+ * (proxy_ignore_client_abort off), a client that sent EOF is taken to wait
+ * for nothing, so work done only for it can be dropped. */
 int http_exchange_alive(const struct http_exchange *x);
 
 const char *http_request_header(const struct http_request *req, const char *name);
