@@ -4,13 +4,14 @@
 #include "load_sim.h"
 #include "log.h"
 #include "sinks.h"
+#include "work.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define API_WORK_MS_MAX 1000
 #define API_WORK_MS_DEFAULT 10
 
 /* Like http_reply_json, with numbers printed for people (0.11, not
@@ -34,6 +35,7 @@ struct api_route {
 	const char *path;
 	const char *method;
 	api_fn fn;
+	int control; /* changes how the server behaves: needs the control token */
 };
 
 static void api_dashboard(struct app *app, struct http_exchange *x, const struct http_request *req)
@@ -71,6 +73,7 @@ static void api_stats(struct app *app, struct http_exchange *x, const struct htt
 {
 	json_t *o = app_sample_json(app, &app->last);
 	struct sink_counters k = {0}, i = {0};
+	struct work_counters w;
 
 	/* health is a switch, not a sample: show it as it is now */
 	json_object_set_new(o, "health_status", json_integer(app->healthy));
@@ -86,6 +89,15 @@ static void api_stats(struct app *app, struct http_exchange *x, const struct htt
 		influx_sink_counters(app->influx, &i);
 	api_add_counters(o, "kafka", &k, app->kafka != NULL);
 	api_add_counters(o, "influx", &i, app->influx != NULL);
+	work_pool_counters(app->work, &w);
+	json_object_set_new(o, "work_threads", json_integer(w.threads));
+	json_object_set_new(o, "work_in_flight_max", json_integer(w.max_in_flight));
+	json_object_set_new(o, "work_running", json_integer(w.running));
+	json_object_set_new(o, "work_waiting", json_integer(w.waiting));
+	json_object_set_new(o, "work_done", json_integer((json_int_t)w.done));
+	json_object_set_new(o, "work_refused", json_integer((json_int_t)w.refused));
+	json_object_set_new(o, "work_dropped", json_integer((json_int_t)w.dropped));
+	json_object_set_new(o, "control", json_string(app->control_token ? "token" : "open"));
 	api_reply_json(x, 200, o);
 }
 
@@ -191,6 +203,7 @@ out:
 
 static void api_work(struct app *app, struct http_exchange *x, const struct http_request *req)
 {
+	static const char *const retry[] = {"Retry-After: 1", NULL};
 	char buf[32], *end;
 	const char *arg = http_request_query(req, "ms", buf, sizeof(buf));
 	long ms = API_WORK_MS_DEFAULT;
@@ -198,28 +211,71 @@ static void api_work(struct app *app, struct http_exchange *x, const struct http
 	if (arg) {
 		errno = 0;
 		ms = strtol(arg, &end, 10);
-		if (errno || end == arg || *end || ms < 1 || ms > API_WORK_MS_MAX) {
+		if (errno || end == arg || *end || ms < 1 || ms > APP_WORK_MS_MAX) {
 			http_reply_error(x, 400,
 			                 "ms must be an integer from 1 to %d, got \"%.20s\"",
-			                 API_WORK_MS_MAX, arg);
+			                 APP_WORK_MS_MAX, arg);
 			return;
 		}
 	}
-	double spent = load_burn_ms((double)ms);
+	if (work_submit(app->work, (double)ms, x) == 0)
+		return; /* app_work_done answers */
+
+	struct work_counters w;
+	char *body;
+	json_t *err;
+
+	work_pool_counters(app->work, &w);
+	err = json_pack("{s:s}", "error", "busy: too many /work requests in flight");
+	json_object_set_new(err, "work_in_flight_max", json_integer(w.max_in_flight));
+	body = json_dumps(err, JSON_COMPACT);
+	json_decref(err);
+	http_reply(x, 503, "application/json", body, body ? strlen(body) : 0, retry);
+	free(body);
+}
+
+int app_work_wanted(void *ctx, void *arg)
+{
+	return http_exchange_alive(arg);
+}
+
+void app_work_done(void *ctx, void *arg, double ms, double cpu_ms, double wait_ms)
+{
+	struct app *app = ctx;
+	struct http_exchange *x = arg;
+
+	if (cpu_ms < 0) { /* the client left before it started: nobody reads this */
+		http_reply_error(x, 503, "dropped: the client went away");
+		return;
+	}
 	api_reply_json(x, 200,
-	               json_pack("{s:s, s:s, s:i, s:f}", "server", app->server_id, "zone",
-	                         app->zone, "ms", (int)ms, "cpu_ms", spent));
+	               json_pack("{s:s, s:s, s:i, s:f, s:f}", "server", app->server_id, "zone",
+	                         app->zone, "ms", (int)ms, "cpu_ms", round(cpu_ms * 1000) / 1000,
+	                         "wait_ms", round(wait_ms * 1000) / 1000));
+}
+
+/* The body back as it came, for checks of body integrity through the
+ * balancer. Never rendered: a page of the app's own origin must not be
+ * made of what a client sent. */
+static void api_echo(struct app *app, struct http_exchange *x, const struct http_request *req)
+{
+	static const char *const headers[] = {
+	    "X-Content-Type-Options: nosniff",
+	    "Content-Security-Policy: default-src 'none'; sandbox", "Cache-Control: no-store",
+	    NULL};
+	http_reply(x, 200, "application/octet-stream", req->body, req->body_len, headers);
 }
 
 /* clang-format off */
 static const struct api_route api_routes[] = {
-    {"/", "GET", api_dashboard},
-    {"/health_check", "GET", api_health_check},
-    {"/stats", "GET", api_stats},
-    {"/history", "GET", api_history},
-    {"/work", "GET", api_work},
-    {"/load", "POST", api_load},
-    {"/health", "POST", api_health},
+    {"/", "GET", api_dashboard, 0},
+    {"/health_check", "GET", api_health_check, 0},
+    {"/stats", "GET", api_stats, 0},
+    {"/history", "GET", api_history, 0},
+    {"/work", "GET", api_work, 0},
+    {"/echo", "POST", api_echo, 0},
+    {"/load", "POST", api_load, 1},
+    {"/health", "POST", api_health, 1},
 };
 /* clang-format on */
 
@@ -234,6 +290,8 @@ void app_api_handle(struct http_exchange *x, const struct http_request *req, voi
 		if (strcmp(r->path, req->path) != 0)
 			continue;
 		if (strcmp(r->method, req->method) == 0) {
+			if (r->control && !http_require_token(x, req, app->control_token))
+				return;
 			r->fn(app, x, req);
 			return;
 		}

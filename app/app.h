@@ -1,5 +1,6 @@
 /* scaler-app: the demo service that scaler scales. Shared state of the
- * process; one libev loop, plus one thread that burns the simulated CPU. */
+ * process; one libev loop, one thread that burns the simulated CPU, and the
+ * threads that burn /work (work.h). */
 #ifndef SCALER_APP_H
 #define SCALER_APP_H
 
@@ -14,6 +15,7 @@ struct http_server;
 struct load_sim;
 struct kafka_sink;
 struct influx_sink;
+struct work_pool;
 
 /* What the process looked like over the last second. */
 struct app_sample {
@@ -28,6 +30,11 @@ struct app_sample {
 /* One minute of samples is not enough to see a ramp; keep five. */
 #define APP_HISTORY 300
 
+/* Largest request body (POST /echo echoes up to this); beyond → 413. */
+#define APP_MAX_BODY (1024 * 1024)
+/* GET /work?ms=N: N from 1 to this. */
+#define APP_WORK_MS_MAX 1000
+
 struct app {
 	struct ev_loop *loop;
 	char server_id[64];
@@ -37,6 +44,11 @@ struct app {
 	struct load_sim *sim;
 	struct kafka_sink *kafka;   /* NULL without KAFKA_BROKERS */
 	struct influx_sink *influx; /* NULL without INFLUX_URL */
+	struct work_pool *work;
+
+	/* Bearer token of the control endpoints (POST /load, POST /health);
+	 * NULL: they are open to anyone who reaches the server. */
+	char *control_token;
 
 	int healthy;
 	uint64_t requests; /* served since start */
@@ -51,6 +63,9 @@ json_t *app_sample_json(const struct app *app, const struct app_sample *s);
 
 /* api.c: the HTTP routes. */
 void app_api_handle(struct http_exchange *x, const struct http_request *req, void *arg);
+/* api.c: the /work pool's callbacks (ctx is the app, arg the exchange). */
+int app_work_wanted(void *ctx, void *arg);
+void app_work_done(void *ctx, void *arg, double ms, double cpu_ms, double wait_ms);
 
 /* dashboard-html.c (generated from app/dashboard.html). */
 extern const char app_dashboard_html[];

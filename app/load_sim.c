@@ -53,7 +53,7 @@ static double sim_now(clockid_t clock)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-double load_burn_ms(double ms)
+double load_burn_ms(double ms, const _Atomic int *stop)
 {
 	double cpu0 = sim_now(CLOCK_THREAD_CPUTIME_ID);
 	double wall_end = sim_now(CLOCK_MONOTONIC) + 2 * ms / 1000.0;
@@ -63,7 +63,8 @@ double load_burn_ms(double ms)
 		for (int i = 0; i < 20000; i++)
 			sink += (unsigned long)i * 2654435761u;
 		double used = sim_now(CLOCK_THREAD_CPUTIME_ID) - cpu0;
-		if (used * 1000.0 >= ms || sim_now(CLOCK_MONOTONIC) >= wall_end)
+		if (used * 1000.0 >= ms || sim_now(CLOCK_MONOTONIC) >= wall_end ||
+		    (stop && atomic_load(stop)))
 			return used * 1000.0;
 	}
 }

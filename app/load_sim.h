@@ -33,8 +33,8 @@ const char *load_profile_name(enum load_profile p);
 int load_profile_parse(const char *name);
 
 /* Spend about `ms` milliseconds of this thread's CPU time (bounded by twice
- * that in wall time, so a starved process still answers). Returns the CPU
- * milliseconds actually spent. */
-double load_burn_ms(double ms);
+ * that in wall time, so a starved process still answers), or less when
+ * *stop (optional) becomes non-zero. Returns the CPU milliseconds spent. */
+double load_burn_ms(double ms, const _Atomic int *stop);
 
 #endif

@@ -7,7 +7,9 @@
 #include "app.h"
 #include "load_sim.h"
 #include "log.h"
+#include "secret.h"
 #include "sinks.h"
+#include "work.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -23,6 +25,9 @@
 #include <unistd.h>
 
 #define APP_KAFKA_FLUSH_TIMEOUT 2.0
+#define APP_WORK_IN_FLIGHT 64 /* request-driven scaling wants at least 64 */
+#define APP_TOKEN_MIN 16
+#define APP_TOKEN_MAX 1024
 
 struct app_options {
 	const char *host;
@@ -36,6 +41,9 @@ struct app_options {
 	const char *influx_token;
 	const char *profile;
 	const char *log_level;
+	const char *control_token_file;
+	const char *work_threads;
+	const char *work_in_flight;
 };
 
 /* What the per-second sampler remembers between ticks. */
@@ -60,7 +68,9 @@ static void app_usage(FILE *out)
 	        "\n"
 	        "Options (each also read from the environment variable in brackets; options\n"
 	        "win over the environment):\n"
-	        "  -H, --host=HOST           address to listen on [HOST] (default 0.0.0.0)\n"
+	        "  -H, --host=HOST           address to listen on [HOST] (default 127.0.0.1:\n"
+	        "                            loopback only; scalerd's drivers pass the address\n"
+	        "                            the balancers reach; 0.0.0.0 = every address)\n"
 	        "  -p, --port=PORT           port to listen on, 0 = any free one [PORT] (default "
 	        "8080)\n"
 	        "  -z, --zone=NAME           zone this server belongs to [ZONE] (default \"default\")\n"
@@ -79,6 +89,17 @@ static void app_usage(FILE *out)
 	        "                            (default stop)\n"
 	        "      --log-level=LEVEL     err, warning, notice, info or debug [LOG_LEVEL]\n"
 	        "                            (default info)\n"
+	        "      --control-token-file=FILE\n"
+	        "                            read the control token from the first line of FILE\n"
+	        "                            [APP_CONTROL_TOKEN_FILE]; or give the token itself in\n"
+	        "                            APP_CONTROL_TOKEN (never on the command line). With a\n"
+	        "                            token, POST /load and POST /health need\n"
+	        "                            \"Authorization: Bearer TOKEN\"; without one they are\n"
+	        "                            open to anyone who reaches the server\n"
+	        "      --work-threads=N      threads that run /work [WORK_THREADS] (default: the\n"
+	        "                            CPUs this process may use, at most 64)\n"
+	        "      --work-in-flight=N    most /work requests running or waiting for a thread\n"
+	        "                            at once; beyond, 503 [WORK_IN_FLIGHT] (default %d)\n"
 	        "  -h, --help                show this help and exit\n"
 	        "  -V, --version             show the version and exit\n"
 	        "\n"
@@ -86,10 +107,14 @@ static void app_usage(FILE *out)
 	        "  GET  /                    the dashboard\n"
 	        "  GET  /health_check        200 \"ok\" while healthy, 503 when failing on purpose\n"
 	        "  POST /health              {\"healthy\": false} fails the health check, true heals\n"
+	        "                            (needs the control token when one is set)\n"
 	        "  GET  /stats               the last second's metrics, profile and sink counters\n"
 	        "  GET  /history             the last %d seconds of metrics\n"
-	        "  POST /load                {\"profile\": \"high\"|\"low\"|\"stop\"}\n"
-	        "  GET  /work?ms=N           spend about N ms of CPU (1-%d, default 10)\n"
+	        "  POST /load                {\"profile\": \"high\"|\"low\"|\"stop\"} (needs the control\n"
+	        "                            token when one is set)\n"
+	        "  GET  /work?ms=N           spend about N ms of CPU on a /work thread (1-%d,\n"
+	        "                            default 10); 503 when too many are in flight\n"
+	        "  POST /echo                the request body back (at most %d bytes, 413 beyond)\n"
 	        "\n"
 	        "Metrics: cpu_usage is the process's own CPU time over the last second, in percent\n"
 	        "of one core; memory_usage is its resident set size in percent of the host's\n"
@@ -99,7 +124,8 @@ static void app_usage(FILE *out)
 	        "and server.\n"
 	        "\n"
 	        "SIGTERM or SIGINT: stop serving, flush Kafka for up to %.0f s, exit 0.\n",
-	        APP_HISTORY, 1000, APP_KAFKA_FLUSH_TIMEOUT);
+	        APP_WORK_IN_FLIGHT, APP_HISTORY, APP_WORK_MS_MAX, APP_MAX_BODY,
+	        APP_KAFKA_FLUSH_TIMEOUT);
 }
 /* clang-format on */
 
@@ -162,6 +188,122 @@ static int app_check_url(const char *v)
 		return -1;
 	}
 	return 0;
+}
+
+static int app_parse_count(const char *name, const char *v, int lo, int hi, int *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi) {
+		fprintf(stderr, "scaler-app: %s \"%s\" must be an integer from %d to %d\n", name, v,
+		        lo, hi);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+/* A bearer token goes into an HTTP header; a short one can be guessed. The
+ * token itself is never printed. */
+static int app_check_token(const char *what, const char *t)
+{
+	size_t n = strlen(t);
+
+	for (const char *p = t; *p; p++) {
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+			fprintf(stderr,
+			        "scaler-app: %s: the control token must be visible ASCII, without "
+			        "spaces or control characters\n",
+			        what);
+			return -1;
+		}
+	}
+	if (n < APP_TOKEN_MIN || n > APP_TOKEN_MAX) {
+		fprintf(stderr,
+		        "scaler-app: %s: the control token must be %d to %d characters long, got "
+		        "%zu (e.g. head -c 24 /dev/urandom | base64)\n",
+		        what, APP_TOKEN_MIN, APP_TOKEN_MAX, n);
+		return -1;
+	}
+	return 0;
+}
+
+/* The first line of the control token file, trimmed. The file must pass the
+ * rule every secret of scaler passes (secret.h). (Not token_file_read: that
+ * one needs libconfig, which the app's image does not carry.) */
+static char *app_read_token_file(const char *path)
+{
+	char buf[APP_TOKEN_MAX + 3], err[512], *b, *e, *token = NULL;
+	ssize_t n;
+	int fd = secret_open(path, "control token file", NULL, err, sizeof(err));
+
+	if (fd < 0) {
+		fprintf(stderr, "scaler-app: APP_CONTROL_TOKEN_FILE: %s\n", err);
+		return NULL;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		fprintf(stderr, "scaler-app: APP_CONTROL_TOKEN_FILE: cannot read %s: %s\n", path,
+		        strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	close(fd);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	for (b = buf; *b == ' ' || *b == '\t'; b++)
+		;
+	for (e = b + strlen(b); e > b && (e[-1] == ' ' || e[-1] == '\t');)
+		*--e = '\0';
+	if (!*b)
+		fprintf(stderr,
+		        "scaler-app: APP_CONTROL_TOKEN_FILE: the first line of %s is empty\n",
+		        path);
+	else if (app_check_token("APP_CONTROL_TOKEN_FILE", b) == 0 && !(token = strdup(b)))
+		fprintf(stderr, "scaler-app: out of memory\n");
+	explicit_bzero(buf, sizeof(buf));
+	return token;
+}
+
+/* getopt_long takes "--control-token=X" as an abbreviation of
+ * --control-token-file, and X would then be printed as a file name: only the
+ * option's full name is taken, so a token typed on the command line is
+ * refused without being echoed. */
+static int app_refuse_token_abbrev(int argc, char **argv)
+{
+	static const char full[] = "control-token-file";
+
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *a = argv[i];
+		size_t n;
+
+		if (strncmp(a, "--", 2) != 0)
+			continue;
+		a += 2;
+		n = strcspn(a, "=");
+		if (n >= 1 && n < sizeof(full) - 1 && strncmp(a, full, n) == 0) {
+			fprintf(
+			    stderr,
+			    "scaler-app: the control token is never taken from the command line: "
+			    "set APP_CONTROL_TOKEN or give --control-token-file=FILE in full\n");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* HOST may come bracketed ("[::1]") as the drivers write addresses. */
+static void app_listen_address(char *out, size_t outlen, const char *host, int port)
+{
+	size_t n = strlen(host);
+
+	if (n > 2 && host[0] == '[' && host[n - 1] == ']')
+		snprintf(out, outlen, "%s:%d", host, port);
+	else
+		snprintf(out, outlen, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
 static double app_monotonic(void)
@@ -305,6 +447,9 @@ int main(int argc, char **argv)
 	    {"influx-db", required_argument, NULL, 'D'},
 	    {"profile", required_argument, NULL, 'P'},
 	    {"log-level", required_argument, NULL, 'L'},
+	    {"control-token-file", required_argument, NULL, 'C'},
+	    {"work-threads", required_argument, NULL, 'W'},
+	    {"work-in-flight", required_argument, NULL, 'Q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -312,8 +457,10 @@ int main(int argc, char **argv)
 	struct app_options o = {0};
 	struct app app = {.healthy = 1};
 	char hostname[64], listen[300], err[512];
-	int c, port, profile, level;
+	int c, port, profile, level, work_threads, work_in_flight;
 
+	if (app_refuse_token_abbrev(argc, argv) < 0)
+		return 2;
 	while ((c = getopt_long(argc, argv, "H:p:z:i:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		/* clang-format off */
@@ -327,6 +474,9 @@ int main(int argc, char **argv)
 		case 'D': o.influx_db = optarg; break;
 		case 'P': o.profile = optarg; break;
 		case 'L': o.log_level = optarg; break;
+		case 'C': o.control_token_file = optarg; break;
+		case 'W': o.work_threads = optarg; break;
+		case 'Q': o.work_in_flight = optarg; break;
 		case 'h': app_usage(stdout); return 0;
 		case 'V': printf("scaler-app %s\n", PACKAGE_VERSION); return 0;
 		/* clang-format on */
@@ -344,7 +494,7 @@ int main(int argc, char **argv)
 	if (gethostname(hostname, sizeof(hostname)) != 0 || !*hostname)
 		snprintf(hostname, sizeof(hostname), "scaler-app");
 	hostname[sizeof(hostname) - 1] = '\0';
-	o.host = app_env(o.host, "HOST", "0.0.0.0");
+	o.host = app_env(o.host, "HOST", "127.0.0.1");
 	o.port = app_env(o.port, "PORT", "8080");
 	o.zone = app_env(o.zone, "ZONE", "default");
 	o.server_id = app_env(o.server_id, "SERVER_ID", hostname);
@@ -355,6 +505,11 @@ int main(int argc, char **argv)
 	o.influx_token = app_env(NULL, "INFLUX_TOKEN", NULL);
 	o.profile = app_env(o.profile, "PROFILE", "stop");
 	o.log_level = app_env(o.log_level, "LOG_LEVEL", "info");
+	o.control_token_file = app_env(o.control_token_file, "APP_CONTROL_TOKEN_FILE", NULL);
+	o.work_threads = app_env(o.work_threads, "WORK_THREADS", NULL);
+	o.work_in_flight = app_env(o.work_in_flight, "WORK_IN_FLIGHT", NULL);
+	work_threads = work_default_threads();
+	work_in_flight = APP_WORK_IN_FLIGHT;
 
 	level = log_level_parse(o.log_level);
 	if (level < 0) {
@@ -373,8 +528,31 @@ int main(int argc, char **argv)
 	if (app_parse_port(o.port, &port) < 0 ||
 	    app_check_name("ZONE", o.zone, app.zone, sizeof(app.zone)) < 0 ||
 	    app_check_name("SERVER_ID", o.server_id, app.server_id, sizeof(app.server_id)) < 0 ||
-	    (o.influx_url && app_check_url(o.influx_url) < 0))
+	    (o.influx_url && app_check_url(o.influx_url) < 0) ||
+	    (o.work_threads &&
+	     app_parse_count("WORK_THREADS", o.work_threads, 1, 256, &work_threads) < 0) ||
+	    (o.work_in_flight &&
+	     app_parse_count("WORK_IN_FLIGHT", o.work_in_flight, 1, 100000, &work_in_flight) < 0))
 		return 2;
+	const char *token_env = app_env(NULL, "APP_CONTROL_TOKEN", NULL);
+	if (token_env && o.control_token_file) {
+		fprintf(stderr, "scaler-app: APP_CONTROL_TOKEN and APP_CONTROL_TOKEN_FILE "
+		                "(--control-token-file) are both set; keep one\n");
+		return 2;
+	}
+	if (token_env) {
+		if (app_check_token("APP_CONTROL_TOKEN", token_env) < 0)
+			return 2;
+		app.control_token = strdup(token_env);
+		if (!app.control_token) {
+			fprintf(stderr, "scaler-app: out of memory\n");
+			return 1;
+		}
+	} else if (o.control_token_file) {
+		app.control_token = app_read_token_file(o.control_token_file);
+		if (!app.control_token)
+			return 2;
+	}
 	if (!*o.host) {
 		fprintf(stderr, "scaler-app: HOST must not be empty\n");
 		return 2;
@@ -389,8 +567,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "scaler-app: cannot start the event loop\n");
 		return 1;
 	}
-	snprintf(listen, sizeof(listen), strchr(o.host, ':') ? "[%s]:%d" : "%s:%d", o.host, port);
-	app.http = http_server_new(app.loop, listen, NULL, app_api_handle, &app, err, sizeof(err));
+	app_listen_address(listen, sizeof(listen), o.host, port);
+	struct http_server_limits limits = {.max_body = APP_MAX_BODY};
+	app.http =
+	    http_server_new(app.loop, listen, &limits, app_api_handle, &app, err, sizeof(err));
 	if (!app.http) {
 		fprintf(stderr, "scaler-app: cannot listen on %s: %s\n", listen, err);
 		return 1;
@@ -413,6 +593,12 @@ int main(int argc, char **argv)
 	}
 	app.sim = load_sim_new((enum load_profile)profile, err, sizeof(err));
 	if (!app.sim) {
+		fprintf(stderr, "scaler-app: %s\n", err);
+		return 1;
+	}
+	app.work = work_pool_new(app.loop, work_threads, work_in_flight, app_work_wanted,
+	                         app_work_done, &app, err, sizeof(err));
+	if (!app.work) {
 		fprintf(stderr, "scaler-app: %s\n", err);
 		return 1;
 	}
@@ -439,18 +625,28 @@ int main(int argc, char **argv)
 	ev_signal_init(&sigint, app_on_signal, SIGINT);
 	ev_signal_start(app.loop, &sigint);
 
-	log_notice("server %s of zone %s listening on %s:%d (profile %s; metrics to %s%s%s)",
+	log_notice("server %s of zone %s listening on %s:%d (profile %s; metrics to %s%s%s; "
+	           "/work on %d threads, at most %d in flight)",
 	           app.server_id, app.zone, o.host, http_server_port(app.http),
 	           load_profile_name((enum load_profile)profile), app.kafka ? "kafka" : "",
 	           app.kafka && app.influx ? " and " : "",
-	           app.influx ? "influxdb" : (app.kafka ? "" : "/stats only"));
+	           app.influx ? "influxdb" : (app.kafka ? "" : "/stats only"), work_threads,
+	           work_in_flight);
+	if (!app.control_token)
+		log_warn("POST /load and POST /health are open to anyone who reaches this server: "
+		         "set APP_CONTROL_TOKEN or --control-token-file to require a token");
 	ev_run(app.loop, 0);
 
 	ev_timer_stop(app.loop, &tick);
+	work_pool_free(app.work); /* before the exchanges its jobs answer go */
 	http_server_free(app.http);
 	load_sim_free(app.sim);
 	kafka_sink_free(app.kafka, APP_KAFKA_FLUSH_TIMEOUT);
 	influx_sink_free(app.influx);
+	if (app.control_token) {
+		explicit_bzero(app.control_token, strlen(app.control_token));
+		free(app.control_token);
+	}
 	log_notice("stopped");
 	return 0;
 }

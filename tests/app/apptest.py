@@ -34,8 +34,8 @@ def request(method, port, path, body=None, headers=None, timeout=5.0):
         conn.close()
 
 
-def request_json(method, port, path, body=None, timeout=5.0):
-    status, hdrs, data = request(method, port, path, body, timeout=timeout)
+def request_json(method, port, path, body=None, timeout=5.0, headers=None):
+    status, hdrs, data = request(method, port, path, body, headers=headers, timeout=timeout)
     try:
         return status, json.loads(data)
     except ValueError:
@@ -75,12 +75,14 @@ class App:
     """A scaler-app on a free loopback port."""
 
     def __init__(self, env=None, args=None, zone="zone1", server_id="app-1"):
+        self.token = (env or {}).get("APP_CONTROL_TOKEN")
         self.port = free_port()
         self.zone = zone
         self.server_id = server_id
         e = {"HOST": "127.0.0.1", "PORT": str(self.port), "ZONE": zone, "SERVER_ID": server_id}
         for k in ("KAFKA_BROKERS", "KAFKA_TOPIC", "INFLUX_URL", "INFLUX_DB", "INFLUX_TOKEN",
-                  "PROFILE", "LOG_LEVEL"):
+                  "PROFILE", "LOG_LEVEL", "APP_CONTROL_TOKEN", "APP_CONTROL_TOKEN_FILE",
+                  "WORK_THREADS", "WORK_IN_FLIGHT"):
             e.setdefault(k, "")
         e.update(env or {})
         self.proc = spawn([binary("scaler-app")] + list(args or []), env=e, name="scaler-app")
@@ -106,6 +108,10 @@ class App:
         # a libtool wrapper script execs the real binary, so the pid stays the same
         return self.proc.pid
 
+    def auth(self):
+        """The Authorization header of the control endpoints (none when open)."""
+        return {"Authorization": "Bearer " + self.token} if self.token else {}
+
     def url(self, path="/"):
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
@@ -118,7 +124,8 @@ class App:
         return s
 
     def load(self, profile):
-        status, r = request_json("POST", self.port, "/load", {"profile": profile})
+        status, r = request_json("POST", self.port, "/load", {"profile": profile},
+                                 headers=self.auth())
         check(status == 200, "POST /load %s: expected 200, got %d %r" % (profile, status, r))
         return r
 

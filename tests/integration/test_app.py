@@ -28,7 +28,8 @@ def app():
 def run_app(args, env=None, timeout=5):
     e = dict(os.environ)
     for k in ("HOST", "PORT", "ZONE", "SERVER_ID", "KAFKA_BROKERS", "KAFKA_TOPIC",
-              "INFLUX_URL", "INFLUX_DB", "PROFILE", "LOG_LEVEL"):
+              "INFLUX_URL", "INFLUX_DB", "PROFILE", "LOG_LEVEL", "APP_CONTROL_TOKEN",
+              "APP_CONTROL_TOKEN_FILE", "WORK_THREADS", "WORK_IN_FLIGHT"):
         e.pop(k, None)
     e.update(env or {})
     return subprocess.run([binary("scaler-app")] + args, env=e, capture_output=True,
@@ -49,8 +50,10 @@ def help_documents_every_option_and_environment_variable():
     for word in ("--host", "--port", "--zone", "--server-id", "--kafka-brokers", "--kafka-topic",
                  "--influx-url", "--influx-db", "--profile", "--log-level",
                  "HOST", "PORT", "ZONE", "SERVER_ID", "KAFKA_BROKERS", "KAFKA_TOPIC",
-                 "INFLUX_URL", "INFLUX_DB", "INFLUX_TOKEN",
-                 "/health_check", "/stats", "/load", "/work", "/health", "/history",
+                 "INFLUX_URL", "INFLUX_DB", "INFLUX_TOKEN", "--control-token-file",
+                 "APP_CONTROL_TOKEN", "APP_CONTROL_TOKEN_FILE", "--work-threads",
+                 "WORK_THREADS", "--work-in-flight", "WORK_IN_FLIGHT",
+                 "/health_check", "/stats", "/load", "/work", "/health", "/history", "/echo",
                  "memory_usage", "SIGTERM"):
         check(word in r.stdout, "scaler-app --help should mention %s; it printed:\n%s"
               % (word, r.stdout))
@@ -66,6 +69,11 @@ def bad_configuration_is_refused_with_a_message_naming_the_setting():
         ([], {"PROFILE": "medium"}, "PROFILE"),
         (["--influx-url", "ftp://127.0.0.1:8086"], {}, "INFLUX_URL"),
         ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ([], {"WORK_THREADS": "0"}, "WORK_THREADS"),
+        (["--work-threads", "257"], {}, "WORK_THREADS"),
+        ([], {"WORK_THREADS": "two"}, "WORK_THREADS"),
+        ([], {"WORK_IN_FLIGHT": "0"}, "WORK_IN_FLIGHT"),
+        (["--work-in-flight", "64x"], {}, "WORK_IN_FLIGHT"),
         (["--no-such-flag"], {}, "--help"),
         (["extra"], {}, "extra"),
     ]
