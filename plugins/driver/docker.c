@@ -13,7 +13,9 @@
  *   host            "unix:///path" (default unix:///var/run/docker.sock) or "tcp://host:port"
  *   tls_ca, tls_cert, tls_key   TLS for tcp:// (https)
  *   command         array of strings: the container's Cmd (default: the image's)
- *   env             array of "NAME=value" (PORT, ZONE, SERVER_ID are always set)
+ *   env             array of "NAME=value" (PORT, ZONE, SERVER_ID are always set;
+ *                   with host networking, HOST=host_address too when it is a
+ *                   numeric address and env sets no HOST)
  *   network         "host" (default: a port from the zone's range) or a network name
  *   host_address    host part of addresses with host networking, default 127.0.0.1
  *                   (the engine's host for tcp://)
@@ -25,6 +27,7 @@
  *   api_timeout     seconds per API request, default 60 */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -738,6 +741,25 @@ static void dd_create_started(struct dd_op *op, const struct scaler_http_respons
 static void dd_create_made(struct dd_op *op, const struct scaler_http_response *resp);
 static void dd_create_inspected(struct dd_op *op, const struct scaler_http_response *resp);
 
+/* With host networking a server listens on the host's own interfaces: tell
+ * it the one address the balancers reach (HOST), so it is not open on every
+ * other. Only a numeric address, which binds without a name lookup inside
+ * the container; a HOST in `env` wins. */
+static int dd_host_env(const struct dd *dd, char *buf, size_t len)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	size_t n = json_array_size(dd->env);
+
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(json_string_value(json_array_get(dd->env, i)), "HOST=", 5) == 0)
+			return 0;
+	if (inet_pton(AF_INET, dd->host_address, a) != 1 &&
+	    inet_pton(AF_INET6, dd->host_address, a) != 1)
+		return 0;
+	snprintf(buf, len, "HOST=%s", dd->host_address);
+	return 1;
+}
+
 static void dd_create_body_fail(struct dd_op *op)
 {
 	dd_op_fail(op, "create server %s: cannot build the request", op->server_id);
@@ -756,6 +778,8 @@ static void dd_create_send(struct dd_op *op)
 	json_array_append_new(env, json_string(buf));
 	snprintf(buf, sizeof(buf), "PORT=%d", host_net ? op->port : dd->container_port);
 	json_array_append_new(env, json_string(buf));
+	if (host_net && dd_host_env(dd, buf, sizeof(buf)))
+		json_array_append_new(env, json_string(buf));
 	snprintf(created, sizeof(created), "%.6f", op->srv.created);
 	labels =
 	    json_pack("{s:s, s:s, s:s, s:s}", "scaler.cluster", dd->host->cluster, "scaler.zone",

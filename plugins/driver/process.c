@@ -1,7 +1,8 @@
 /* driver "process": servers are processes on this host.
  *
- * Each server is `command` run in its own session (setsid) with PORT, ZONE
- * and SERVER_ID in its environment, output appended to
+ * Each server is `command` run in its own session (setsid) with PORT, ZONE,
+ * SERVER_ID and HOST (host_address, unless `env` sets HOST) in its
+ * environment, never SCALER_TOKEN, output appended to
  * <log_dir>/<server-id>.log. Its pid and kernel start time ("pid:starttime",
  * so a recycled pid is never mistaken for it) are recorded in
  * <state_dir>/<server-id>.json; a new scalerd finds the servers that still
@@ -888,31 +889,44 @@ static int pd_port_pick(const struct pd *pd, const struct scaler_zone *z)
 	return -1;
 }
 
+/* An inherited variable that must not reach the servers: scalerctl's token
+ * is the cluster's admin token, and app servers never hold it. */
+static int pd_env_secret(const char *e)
+{
+	return strncmp(e, "SCALER_TOKEN=", 13) == 0;
+}
+
 static char **pd_envp(const struct pd *pd, const struct scaler_server_spec *spec, int port)
 {
-	size_t n = 0, k = 0, extra = 3;
+	size_t n = 0, k = 0, extra = 4;
+	int nours = 4;
 	char **envp;
 	for (char **e = environ; *e; e++)
 		n++;
-	for (char **e = pd->env; *e; e++)
+	for (char **e = pd->env; *e; e++) {
 		extra++;
+		if (strncmp(*e, "HOST=", 5) == 0)
+			nours = 3; /* the configured HOST wins over host_address */
+	}
 	envp = calloc(n + extra + 1, sizeof(*envp));
 	if (!envp)
 		return NULL;
-	/* configured and scaler's own variables replace inherited ones */
-	char *ours[3] = {NULL, NULL, NULL};
+	/* configured and scaler's own variables replace inherited ones; HOST
+	 * makes the server listen where the balancers are told to reach it */
+	char *ours[4] = {NULL, NULL, NULL, NULL};
 	if (asprintf(&ours[0], "PORT=%d", port) < 0 ||
 	    asprintf(&ours[1], "ZONE=%s", spec->zone->name) < 0 ||
-	    asprintf(&ours[2], "SERVER_ID=%s", spec->server_id) < 0) {
-		free(ours[0]);
-		free(ours[1]);
+	    asprintf(&ours[2], "SERVER_ID=%s", spec->server_id) < 0 ||
+	    (nours == 4 && asprintf(&ours[3], "HOST=%s", pd->host_address) < 0)) {
+		for (int i = 0; i < 4; i++)
+			free(ours[i]);
 		free(envp);
 		return NULL;
 	}
 	for (char **e = environ; *e; e++) {
 		size_t klen = strcspn(*e, "=");
-		int replaced = 0;
-		for (int i = 0; i < 3; i++)
+		int replaced = pd_env_secret(*e);
+		for (int i = 0; i < nours && !replaced; i++)
 			if (strncmp(*e, ours[i], klen + 1) == 0)
 				replaced = 1;
 		for (char **c = pd->env; *c && !replaced; c++)
@@ -924,13 +938,13 @@ static char **pd_envp(const struct pd *pd, const struct scaler_server_spec *spec
 	for (char **c = pd->env; *c; c++) {
 		size_t klen = strcspn(*c, "=");
 		int ours_too = 0;
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < nours; i++)
 			if (strncmp(*c, ours[i], klen + 1) == 0)
 				ours_too = 1;
 		if (!ours_too)
 			envp[k++] = strdup(*c);
 	}
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < nours; i++)
 		envp[k++] = ours[i];
 	for (size_t i = 0; i < k; i++)
 		if (!envp[i]) {

@@ -91,8 +91,10 @@ def a_created_container_runs_labelled_with_its_env_and_answers_on_its_port():
               labels.get("scaler.address")),
              (d.cluster, "z1", "z1-a", srv["address"]), "labels")
     env = dict(e.split("=", 1) for e in c["Config"]["Env"])
-    check_eq((env.get("PORT"), env.get("ZONE"), env.get("SERVER_ID"), env.get("SCALER_TEST")),
-             (str(port), "z1", "z1-a", "yes"), "environment")
+    check_eq((env.get("PORT"), env.get("ZONE"), env.get("SERVER_ID"), env.get("SCALER_TEST"),
+              env.get("HOST")),
+             (str(port), "z1", "z1-a", "yes", "127.0.0.1"),
+             "environment (HOST: host networking listens on host_address only)")
     hc = c["HostConfig"]
     check_eq((hc["NetworkMode"], hc["RestartPolicy"]["Name"], hc["Memory"], hc["NanoCpus"],
               hc["CpuShares"]),
@@ -165,7 +167,8 @@ def a_container_on_a_named_network_is_addressed_by_its_ip_there():
         check_eq(srv["address"], "http://%s:8080" % ip, "address: the IP on the network + container_port")
         check_eq(d.list()["n1"]["address"], srv["address"], "listed address")
         env = dict(e.split("=", 1) for e in c["Config"]["Env"])
-        check_eq(env.get("PORT"), "8080", "PORT is the container port")
+        check_eq((env.get("PORT"), env.get("HOST")), ("8080", None),
+                 "PORT is the container port; no HOST (the container has its own addresses)")
         d.run(["remove", "n1"])
     finally:
         eng.api("DELETE", "/networks/" + net)

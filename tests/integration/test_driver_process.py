@@ -58,15 +58,16 @@ class Driver:
         self.pids = []
         atexit_kill(self)
 
-    def run(self, *cmds, expect_ok=True, preexec_fn=None):
-        """Run commands (each a list) in one driverctl process; list of replies."""
+    def run(self, *cmds, expect_ok=True, preexec_fn=None, env=None):
+        """Run commands (each a list) in one driverctl process; list of replies.
+        env: variables added to driverctl's (scalerd's) environment."""
         argv = [driverctl_path(), "-d", plugin_dir(), "-c", self.conf]
         for i, c in enumerate(cmds):
             if i:
                 argv.append(";")
             argv += [str(a) for a in c]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                           preexec_fn=preexec_fn)
+                           preexec_fn=preexec_fn, env=dict(os.environ, **(env or {})))
         replies = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
         if expect_ok:
             bad = [x for x in replies if not x.get("ok")]
@@ -152,6 +153,30 @@ def a_created_server_runs_its_command_with_port_zone_and_id():
     check_eq((rec["id"], rec["zone"], rec["ref"], rec["address"]),
              ("z1-a", "z1", srv["ref"], srv["address"]), "state file record")
     d.run(["remove", "z1-a"])
+
+
+@test
+def a_server_listens_on_host_address_and_never_gets_the_cluster_token():
+    d = Driver()
+    token = {"SCALER_TOKEN": "cluster-admin-token-0123456789", "HOST": "0.0.0.0"}
+    srv = d.run(["create", "z1", "z1-h"], env=token)[0]["server"]
+    env = proc_env(pid_of(srv))
+    check_eq(env.get("HOST"), "127.0.0.1",
+             "HOST of a server: host_address, not what scalerd inherited")
+    check("SCALER_TOKEN" not in env, "scalerd's SCALER_TOKEN must not reach a server: %r"
+          % sorted(env))
+    wait_until(lambda: answers(srv), 10, "the server to answer at its address")
+    d.run(["remove", "z1-h"])
+    # (not an address of this namespace: a command that only waits)
+    d = Driver(command=["sleep", "1000"], extra='  host_address = "198.18.0.1";')
+    srv = d.create("z1", "z1-x")
+    check_eq((srv["address"].rsplit(":", 1)[0], proc_env(pid_of(srv)).get("HOST")),
+             ("http://198.18.0.1", "198.18.0.1"), "address and HOST with host_address 198.18.0.1")
+    d.run(["remove", "z1-x"])
+    d = Driver(env=["HOST=0.0.0.0", "SCALER_TEST=yes"])
+    srv = d.create("z1", "z1-any")
+    check_eq(proc_env(pid_of(srv)).get("HOST"), "0.0.0.0", "HOST set in the driver's env wins")
+    d.run(["remove", "z1-any"])
 
 
 @test
