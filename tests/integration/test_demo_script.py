@@ -69,6 +69,8 @@ def demo_smoke_scales_zone1_up_and_leaves_no_process_behind():
     check(re.search(r"^\s*event \S+\s+zone1\s+scale_up\s+1 -> 2\b", r.stdout, re.M),
           "a scale_up event of zone1 (1 -> 2) among the printed events")
     check(re.search(r"^PASS: zone1 scaled up to 2", r.stdout, re.M), "the PASS line")
+    check(re.search(r"^--- POST \S+/load without the token -> 401\b", r.stdout, re.M),
+          "the app servers refuse a control request without their token (401)")
     check("no process of this demo is left" in r.stdout, "the demo checked for leftovers")
     wait_until(lambda: not tagged(tag), 5, "no process of the demo left (tag %s)" % tag)
 
