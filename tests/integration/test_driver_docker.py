@@ -10,6 +10,7 @@ import urllib.request
 
 from scalertest import *
 import dockertest
+from netbed import Subnet
 
 eng = None
 image = None
@@ -155,7 +156,11 @@ def ports_of_live_containers_are_not_reused():
 @test
 def a_container_on_a_named_network_is_addressed_by_its_ip_there():
     net = "scalertest%d" % os.getpid()
-    status, body = eng.api("POST", "/networks/create", {"Name": net, "Driver": "bridge"})
+    # never Docker's default pools (172.x, 10.x): a /24 of 198.18.0.0/15 of this test's own
+    sub = Subnet()
+    status, body = eng.api("POST", "/networks/create", {
+        "Name": net, "Driver": "bridge",
+        "IPAM": {"Config": [{"Subnet": sub.cidr, "Gateway": sub.addr(1)}]}})
     if status != 201:
         skip("cannot create a bridge network on this engine: %s %r" % (status, body))
     try:
@@ -163,7 +168,7 @@ def a_container_on_a_named_network_is_addressed_by_its_ip_there():
         srv = d.create("z1", "n1")
         status, c = eng.inspect(srv["ref"])
         ip = c["NetworkSettings"]["Networks"][net]["IPAddress"]
-        check(ip, "the container has an address on %s" % net)
+        check(ip.startswith(sub.prefix + "."), "the container has an address on %s (%s), got %r" % (net, sub.cidr, ip))
         check_eq(srv["address"], "http://%s:8080" % ip, "address: the IP on the network + container_port")
         check_eq(d.list()["n1"]["address"], srv["address"], "listed address")
         env = dict(e.split("=", 1) for e in c["Config"]["Env"])
@@ -172,6 +177,7 @@ def a_container_on_a_named_network_is_addressed_by_its_ip_there():
         d.run(["remove", "n1"])
     finally:
         eng.api("DELETE", "/networks/" + net)
+        sub.release()
 
 
 @test
