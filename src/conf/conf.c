@@ -206,8 +206,8 @@ static void cf_token_file(struct cf *x, const config_setting_t *s, const char *p
 
 static void cf_node(struct cf *x, const config_setting_t *root)
 {
-	static const char *const known[] = {"id",         "admin", "url", "token",
-	                                    "token_file", "zones", NULL};
+	static const char *const known[] = {"id",         "admin", "url",          "token",
+	                                    "token_file", "zones", "public_reads", NULL};
 	struct conf *c = x->c;
 	const config_setting_t *node = cf_member(root, "node"), *s, *ts, *tfs;
 	const char *v, *why;
@@ -263,6 +263,8 @@ static void cf_node(struct cf *x, const config_setting_t *root)
 		cf_err(x, tfs, "node.token and node.token_file are both set; keep one");
 	else if (has_file > 0)
 		cf_token_file(x, tfs, tf);
+
+	cf_bool(x, node, "public_reads", &c->public_reads);
 
 	s = cf_member(node, "zones");
 	if (s) {

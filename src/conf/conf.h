@@ -55,6 +55,7 @@ struct conf {
 	char admin_url[256];    /* advertised URL (default http://<admin_listen>) */
 	char *token;            /* NULL when none; from node.token or node.token_file */
 	char token_file[4096];
+	int public_reads;    /* node.public_reads: GET and HEAD need no token */
 	char **zones_hosted; /* node.zones: names of zones this node runs balancers for,
 	                      * NULL-terminated; NULL = all (an empty list = none) */
 

@@ -271,6 +271,9 @@ static const char *reload_fixed_setting(const struct conf *a, const struct conf 
 		return "driver.plugin";
 	if ((a->token == NULL) != (b->token == NULL) || (a->token && strcmp(a->token, b->token)))
 		return "node.token";
+	/* the balancer workers run with it until they restart */
+	if (a->public_reads != b->public_reads)
+		return "node.public_reads";
 	if (!same_group(&a->election, &b->election))
 		return "election";
 	return NULL;

@@ -12,6 +12,7 @@ from scalertest import *
 
 SCALERD = binary("scalerd")
 TOKEN = "test-token-123"
+AUTH = {"Authorization": "Bearer " + TOKEN}
 
 
 def conf_text(redis, admin_port, zones, token=TOKEN, extra=""):
@@ -33,7 +34,7 @@ zones = ( %s );
 
 
 def status(port):
-    st, body = http_json("GET", "http://127.0.0.1:%d/status" % port)
+    st, body = http_json("GET", "http://127.0.0.1:%d/status" % port, headers=AUTH)
     check_eq(st, 200, "GET /status")
     return body
 

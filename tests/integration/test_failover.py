@@ -13,6 +13,7 @@ from scalertest import *
 CHECK = 0.2
 TIMEOUT = 0.3
 TOKEN = "failover-token"
+AUTH = {"Authorization": "Bearer " + TOKEN}
 APP = binary("scaler-app")
 
 
@@ -59,7 +60,7 @@ zones = ( { name = "fz"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 
 
     def status(self, i, timeout=1.0):
         try:
-            st, body = http_json("GET", self.url(i) + "/status", timeout=timeout)
+            st, body = http_json("GET", self.url(i) + "/status", timeout=timeout, headers=AUTH)
             return body if st == 200 else None
         except OSError:
             return None
@@ -79,12 +80,12 @@ zones = ( { name = "fz"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 
 
     def events(self):
         live = [i for i, p in self.procs.items() if p.alive()]
-        st, body = http_json("GET", self.url(live[0]) + "/events?zone=fz")
+        st, body = http_json("GET", self.url(live[0]) + "/events?zone=fz", headers=AUTH)
         return body["events"]
 
 
     def monitor(self):
-        st, body = http_json("GET", "http://127.0.0.1:%d/monitor" % self.zadmin)
+        st, body = http_json("GET", "http://127.0.0.1:%d/monitor" % self.zadmin, headers=AUTH)
         return body.get("url") if st == 200 else None
 
     def stop(self):

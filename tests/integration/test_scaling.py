@@ -12,6 +12,7 @@ from scalertest import *
 SCALERD = binary("scalerd")
 APP = binary("scaler-app")
 TOKEN = "scaling-token"
+AUTH = {"Authorization": "Bearer " + TOKEN}
 
 
 class Cluster:
@@ -59,7 +60,7 @@ zones = ( %s );
         return "http://127.0.0.1:%d%s" % (self.admin, path)
 
     def servers(self, zone):
-        st, body = http_json("GET", self.url("/servers?zone=" + zone))
+        st, body = http_json("GET", self.url("/servers?zone=" + zone), headers=AUTH)
         check_eq(st, 200, "GET /servers?zone=" + zone)
         return body
 
@@ -67,12 +68,12 @@ zones = ( %s );
         return [s for s in self.servers(zone) if s["state"] == "serving"]
 
     def events(self, zone=None):
-        st, body = http_json("GET", self.url("/events" + ("?zone=" + zone if zone else "")))
+        st, body = http_json("GET", self.url("/events" + ("?zone=" + zone if zone else "")), headers=AUTH)
         check_eq(st, 200, "GET /events")
         return body["events"]
 
     def balancer_alive(self, zone):
-        st, body = http_json("GET", "http://127.0.0.1:%d/servers" % self.zones[zone][1])
+        st, body = http_json("GET", "http://127.0.0.1:%d/servers" % self.zones[zone][1], headers=AUTH)
         return body if st == 200 else None
 
     def set_profile(self, zone, profile):
@@ -188,7 +189,7 @@ def an_unhealthy_server_is_reported_dead_and_replaced():
 def a_balancer_worker_killed_under_load_serves_the_same_servers_within_2_seconds():
     import threading
     c = cluster()
-    st, status = http_json("GET", c.url("/status"))
+    st, status = http_json("GET", c.url("/status"), headers=AUTH)
     z1 = [z for z in status["zones"] if z["name"] == "zone1"][0]
     want = sorted(s["address"] for s in z1["servers"] if s["state"] == "serving")
     results = []  # (monotonic time, answered 200)
@@ -259,12 +260,12 @@ def scale_requests_are_validated():
 @test
 def status_and_metrics_explain_the_zones():
     c = cluster()
-    st, status = http_json("GET", c.url("/status"))
+    st, status = http_json("GET", c.url("/status"), headers=AUTH)
     check_eq(st, 200, "GET /status")
     z1 = [z for z in status["zones"] if z["name"] == "zone1"][0]
     check(z1["last_decision"] and z1["last_decision"]["reason"], "zone1's last decision has a reason: %r" % z1)
     check("cooldown_remaining" in z1 and z1["servers"][0]["state"] == "serving", "zone1 in /status: %r" % z1)
-    st, _, text = http("GET", c.url("/metrics"))
+    st, _, text = http("GET", c.url("/metrics"), headers=AUTH)
     check_eq(st, 200, "GET /metrics")
     text = text.decode()
     values = {}
@@ -291,7 +292,7 @@ def a_restarted_scalerd_adopts_the_running_servers():
     time.sleep(1.5)  # a few evaluations: nothing must be created or deleted
     after = {z: sorted(s["id"] for s in c.servers(z)) for z in c.zones}
     check_eq(after, before, "servers after scalerd was killed and restarted")
-    st, status = http_json("GET", c.url("/status"))
+    st, status = http_json("GET", c.url("/status"), headers=AUTH)
     check(status["node"]["epoch"] >= 2, "a new epoch after the restart: %r" % status["node"])
 
 

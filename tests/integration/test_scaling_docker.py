@@ -16,6 +16,7 @@ from influx import Influx
 
 SCALERD = binary("scalerd")
 TOKEN = "docker-scaling"
+AUTH = {"Authorization": "Bearer " + TOKEN}
 IMAGE = "scaler-app-test:latest"
 
 
@@ -82,7 +83,7 @@ zones = ( %s );
         return "http://127.0.0.1:%d%s" % (self.admin, path)
 
     def servers(self, zone):
-        st, body = http_json("GET", self.url("/servers?zone=" + zone))
+        st, body = http_json("GET", self.url("/servers?zone=" + zone), headers=AUTH)
         return body
 
     def serving(self, zone):
@@ -94,7 +95,7 @@ zones = ( %s );
         return body if st == 200 else None
 
     def events(self, zone):
-        return http_json("GET", self.url("/events?zone=" + zone))[1]["events"]
+        return http_json("GET", self.url("/events?zone=" + zone), headers=AUTH)[1]["events"]
 
     def set_profile(self, zone, profile):
         for s in self.serving(zone):
