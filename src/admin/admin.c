@@ -5,6 +5,7 @@
 #include "admin.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,24 +41,39 @@ static const char *admin_query(const struct http_request *req, const char *name,
 	return v;
 }
 
-/* Redis stream ids: "0", "$" or MS[-SEQ] */
+/* The digits at *p as a number Redis takes (at most 2^64 - 1). */
+static int admin_u64_part(const char **p)
+{
+	const char *s = *p;
+	unsigned long long v = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return 0;
+	for (; isdigit((unsigned char)*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (ULLONG_MAX - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	*p = s;
+	return 1;
+}
+
+/* Redis stream ids: "$" or MS[-SEQ], each part a 64-bit unsigned number */
 static int admin_stream_id_valid(const char *id)
 {
+	const char *p = id;
+
 	if (strcmp(id, "$") == 0)
 		return 1;
-	const char *p = id;
-	if (!isdigit((unsigned char)*p))
+	if (!admin_u64_part(&p))
 		return 0;
-	while (isdigit((unsigned char)*p))
-		p++;
 	if (*p == '-') {
 		p++;
-		if (!isdigit((unsigned char)*p))
+		if (!admin_u64_part(&p))
 			return 0;
-		while (isdigit((unsigned char)*p))
-			p++;
 	}
-	return *p == '\0' && p - id < 48;
+	return *p == '\0';
 }
 
 static const char *role_name(enum daemon_role r)
@@ -121,22 +137,91 @@ static void admin_status(struct daemon *d, struct http_exchange *x)
 
 /* ---- events (long-poll) ---------------------------------------------------- */
 
+/* A long-poll with nothing new yet waits in a list. The waiting polls share
+ * one look at the stream: every EVENTS_TICK the newest event id is read
+ * once, and only a poll whose position is behind it reads again. Redis
+ * work is one read per tick plus one per poll and new event, however many
+ * polls wait (and a connection has one poll at a time). */
+#define EVENTS_TICK 0.25
+
 struct events_poll {
 	struct daemon *d;
 	struct http_exchange *x;
 	char zone[64];
-	char after[64];
+	char after[64]; /* the stream position this poll has seen up to */
 	double deadline;
-	ev_timer retry;
+	ev_timer timeout;
+	struct events_poll *prev, *next; /* in ev_waiting */
+	int waiting;
 };
+
+static struct {
+	struct events_poll *head;
+	ev_timer tick;
+	int looking; /* a look at the newest id is in flight */
+	struct daemon *d;
+} ev_waiting;
+
+static void events_unwait(struct events_poll *p)
+{
+	if (!p->waiting)
+		return;
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		ev_waiting.head = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	p->prev = p->next = NULL;
+	p->waiting = 0;
+	ev_timer_stop(p->d->loop, &p->timeout);
+	if (!ev_waiting.head)
+		ev_timer_stop(p->d->loop, &ev_waiting.tick);
+}
 
 static void events_poll_free(struct events_poll *p)
 {
-	ev_timer_stop(p->d->loop, &p->retry);
+	events_unwait(p);
+	ev_timer_stop(p->d->loop, &p->timeout);
 	free(p);
 }
 
+static void events_reply(struct events_poll *p, json_t *events)
+{
+	http_reply_json(
+	    p->x, 200,
+	    json_pack("{s:O, s:s}", "events", events ? events : json_array(), "last", p->after));
+	events_poll_free(p);
+}
+
+/* Stream ids as Redis orders them: "5" is "5-0". */
+static int events_id_same(const char *a, const char *b)
+{
+	size_t na = strcspn(a, "-"), nb = strcspn(b, "-");
+	const char *sa = a[na] ? a + na + 1 : "0", *sb = b[nb] ? b + nb + 1 : "0";
+	return na == nb && strncmp(a, b, na) == 0 && strcmp(sa, sb) == 0;
+}
+
 static void events_try(struct events_poll *p);
+static void events_tick(struct ev_loop *loop, ev_timer *t, int revents);
+
+static void events_wait(struct events_poll *p)
+{
+	struct ev_loop *loop = p->d->loop;
+
+	p->next = ev_waiting.head;
+	if (p->next)
+		p->next->prev = p;
+	ev_waiting.head = p;
+	p->waiting = 1;
+	ev_timer_set(&p->timeout, p->deadline - ev_now(loop), 0.);
+	ev_timer_start(loop, &p->timeout);
+	if (!ev_is_active(&ev_waiting.tick)) {
+		ev_waiting.d = p->d;
+		ev_timer_init(&ev_waiting.tick, events_tick, EVENTS_TICK, EVENTS_TICK);
+		ev_timer_start(loop, &ev_waiting.tick);
+	}
+}
 
 static void events_done(void *arg, enum store_status st, json_t *events, const char *last_id)
 {
@@ -151,23 +236,60 @@ static void events_done(void *arg, enum store_status st, json_t *events, const c
 		events_poll_free(p);
 		return;
 	}
-	size_t n = events ? json_array_size(events) : 0;
-	if (n == 0 && ev_now(p->d->loop) < p->deadline) {
-		ev_timer_set(&p->retry, 0.25, 0.);
-		ev_timer_start(p->d->loop, &p->retry);
-		return;
-	}
-	http_reply_json(p->x, 200,
-	                json_pack("{s:O, s:s}", "events", events ? events : json_array(), "last",
-	                          last_id && *last_id ? last_id : p->after));
-	events_poll_free(p);
+	/* "$" resolves to the newest id once, and events of other zones move
+	 * the position too: nothing is read twice, nothing is skipped */
+	if (last_id && *last_id)
+		snprintf(p->after, sizeof(p->after), "%s", last_id);
+	if ((events && json_array_size(events) > 0) || ev_now(p->d->loop) >= p->deadline)
+		events_reply(p, events);
+	else
+		events_wait(p);
 }
 
-static void events_retry(struct ev_loop *loop, ev_timer *t, int revents)
+static void events_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
+	struct events_poll *p = t->data;
 	(void)loop;
 	(void)revents;
-	events_try(t->data);
+	if (http_exchange_alive(p->x))
+		events_reply(p, NULL);
+	else {
+		http_reply(p->x, 499, "text/plain", "", 0, NULL);
+		events_poll_free(p);
+	}
+}
+
+/* The newest id is known: polls behind it read again. */
+static void events_looked(void *arg, enum store_status st, json_t *events, const char *last_id)
+{
+	(void)arg;
+	(void)events;
+	ev_waiting.looking = 0;
+	if (st != STORE_OK || !last_id)
+		return; /* the next tick looks again; the polls' own reads report errors */
+	struct events_poll *p = ev_waiting.head, *next;
+	for (; p; p = next) {
+		next = p->next;
+		if (!http_exchange_alive(p->x)) {
+			http_reply(p->x, 499, "text/plain", "", 0, NULL);
+			events_poll_free(p);
+		} else if (!events_id_same(p->after, last_id)) {
+			events_unwait(p);
+			events_try(p);
+		}
+	}
+}
+
+static void events_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct store *s = ev_waiting.d->host->store;
+	(void)loop;
+	(void)t;
+	(void)revents;
+	if (ev_waiting.looking || !s)
+		return;
+	if (store_events_read(s, NULL, "$", 1, events_looked, NULL) == 0)
+		ev_waiting.looking = 1;
 }
 
 static void events_try(struct events_poll *p)
@@ -199,7 +321,10 @@ static void admin_events(struct daemon *d, struct http_exchange *x, const struct
 		return;
 	}
 	if (a && !admin_stream_id_valid(a)) {
-		http_reply_error(x, 400, "after: must be an event id like 1700000000000-0");
+		http_reply_error(
+		    x, 400,
+		    "after: must be \"$\" or an event id like 1700000000000-0 (numbers "
+		    "below 2^64)");
 		return;
 	}
 	p = calloc(1, sizeof(*p));
@@ -223,8 +348,8 @@ static void admin_events(struct daemon *d, struct http_exchange *x, const struct
 		}
 	}
 	p->deadline = ev_now(d->loop) + w;
-	ev_timer_init(&p->retry, events_retry, 0., 0.);
-	p->retry.data = p;
+	ev_timer_init(&p->timeout, events_timeout, 0., 0.);
+	p->timeout.data = p;
 	events_try(p);
 }
 

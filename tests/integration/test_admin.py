@@ -162,5 +162,102 @@ def a_tokened_request_is_answered_while_10050_idle_connections_are_held():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def redis_info(n, field):
+    out = n.redis.cli("INFO", "all")
+    for line in out.splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def redis_calls(n, cmd):
+    """How many times Redis ran `cmd` (INFO commandstats)."""
+    v = redis_info(n, "cmdstat_" + cmd)
+    return int(re.search(r"calls=(\d+)", v).group(1)) if v else 0
+
+
+ZONE = """{ name = "z1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 2; }"""
+DRIVER = 'driver = { plugin = "process"; command = ["/bin/true"]; };'
+
+
+def primary_node(**kw):
+    n = Node(zones=ZONE % (free_port(), free_port()), extra=DRIVER, **kw)
+    wait_until(lambda: n.get("/status")[1]["node"]["role"] == "primary", 15,
+               "the single node to be primary")
+    return n
+
+
+@test
+def a_long_poll_after_dollar_gets_what_happens_while_it_waits():
+    import threading
+    n = primary_node()
+    try:
+        got = {}
+        looks = redis_calls(n, "xrevrange")
+
+        def poll():
+            got["first"] = n.get("/events?zone=z1&after=$&wait=8", timeout=15)
+        t = threading.Thread(target=poll)
+        t.start()
+        # "$" is resolved (one XREVRANGE) before anything happens
+        wait_until(lambda: redis_calls(n, "xrevrange") > looks, 5,
+                   "the long-poll to resolve \"$\"")
+        for count in (0, None):
+            st, body = http_json("POST", n.url("/scale"), {"zone": "z1", "count": count},
+                                 headers=AUTH)
+            check_eq(st, 200, "POST /scale count=%r (%r)" % (count, body))
+        t.join(20)
+        st, body = got["first"]
+        check_eq(st, 200, "GET /events?after=$&wait=8")
+        kinds = [e["kind"] for e in body["events"]]
+        check(kinds and kinds[0] == "pin", "the pin made during the poll, got %r" % body)
+        if "unpin" not in kinds:
+            st, more = n.get("/events?zone=z1&after=%s&wait=5" % body["last"])
+            check_eq(st, 200, "GET /events after the first answer")
+            kinds += [e["kind"] for e in more["events"]]
+        check_eq(kinds, ["pin", "unpin"], "every event made during the polls, once each")
+    finally:
+        n.stop()
+
+
+@test
+def an_event_id_redis_cannot_take_is_a_400_not_a_503():
+    n = Node()
+    try:
+        for bad in ("1" * 40, "1-" + "9" * 21, "18446744073709551616", "-1", "1-", "abc", "$x"):
+            st, body = n.get("/events?after=" + bad)
+            check_eq(st, 400, "GET /events?after=%s (%r)" % (bad, body))
+        for good in ("18446744073709551615-18446744073709551615", "0", "$", "1700000000000-3"):
+            st, body = n.get("/events?after=" + good)
+            check_eq(st, 200, "GET /events?after=%s (%r)" % (good, body))
+    finally:
+        n.stop()
+
+
+@test
+def pipelined_long_polls_cost_redis_one_look_per_tick_not_one_per_poll():
+    n = Node()
+    conns = []
+    try:
+        req = ("GET /events?wait=3 HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n"
+               % TOKEN).encode() * 64
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", n.port))
+            s.sendall(req)
+            conns.append(s)
+        time.sleep(0.5)  # every connection's first poll is waiting
+        before = int(redis_info(n, "total_commands_processed"))
+        time.sleep(2.0)
+        ran = int(redis_info(n, "total_commands_processed")) - before
+        # 20 connections x 64 polls re-reading every 0.25 s would be ~10,000;
+        # one look per tick and one poll per connection is ~10
+        check(ran < 100, "Redis ran %d commands in 2 s for 20 connections of 64 pipelined "
+              "long-polls; expected fewer than 100" % ran)
+    finally:
+        for s in conns:
+            s.close()
+        n.stop()
+
+
 if __name__ == "__main__":
     main()
