@@ -787,9 +787,20 @@ static void report_done(void *arg, const struct scaler_http_response *resp)
 	b->report_call = NULL;
 	b->report_ctx = NULL;
 	if (resp->status >= 200 && resp->status < 300) {
+		/* servers the primary found healthy itself are looked at again */
+		json_t *reply = json_loadb(resp->body, resp->body_len, 0, NULL);
+		json_t *alive = json_object_get(reply, "alive");
 		for (size_t i = 0; i < r->n; i++) {
 			struct server *s = srv_find(b, r->urls[i]);
-			if (s && s->state == SRV_DEAD) {
+			int kept = 0;
+			size_t k;
+			json_t *v;
+			json_array_foreach(alive, k, v) kept |=
+			    json_is_string(v) && strcmp(json_string_value(v), r->urls[i]) == 0;
+			if (s && s->state == SRV_DEAD && kept) {
+				srv_set_state(s, SRV_DISCONNECTED,
+				              "the primary found it healthy: checking it again");
+			} else if (s && s->state == SRV_DEAD) {
 				b->host->log(
 				    SCALER_LOG_NOTICE, BAL_WHO,
 				    "zone %s: the primary took the report of dead server %s",
@@ -797,6 +808,7 @@ static void report_done(void *arg, const struct scaler_http_response *resp)
 				srv_remove(s);
 			}
 		}
+		json_decref(reply);
 	} else {
 		b->host->log(
 		    SCALER_LOG_WARNING, BAL_WHO,

@@ -22,6 +22,7 @@
 
 #define EVENTS_MAX 500
 #define EVENTS_WAIT_MAX 60.0
+#define REPORT_MAX 1000 /* servers named in one dead report (a zone has at most 1000) */
 
 /* A query parameter; *bad is set when it is present but unusable (too
  * long or badly encoded), which is an error, not "absent". */
@@ -383,13 +384,21 @@ static const char *body_string(json_t *body, const char *key)
 	return json_string_value(json_object_get(body, key));
 }
 
+static void admin_report_done(void *arg, int status, json_t *reply)
+{
+	admin_reply(arg, status, reply);
+}
+
 static void admin_report(struct daemon *d, struct http_exchange *x, json_t *body)
 {
 	const char *zone = body_string(body, "zone");
 	json_t *dead = json_object_get(body, "dead");
-	json_t *reply = NULL;
 	if (!zone || !json_is_array(dead)) {
 		http_reply_error(x, 400, "expected {\"zone\": string, \"dead\": [server URLs]}");
+		return;
+	}
+	if (json_array_size(dead) > REPORT_MAX) {
+		http_reply_error(x, 400, "dead: at most %d servers in one report", REPORT_MAX);
 		return;
 	}
 	size_t i;
@@ -399,8 +408,7 @@ static void admin_report(struct daemon *d, struct http_exchange *x, json_t *body
 		http_reply_error(x, 400, "dead[%zu]: must be a string", i);
 		return;
 	}
-	int st = controller_report(d->ctl, zone, dead, &reply);
-	admin_reply(x, st, reply);
+	controller_report(d->ctl, zone, dead, admin_report_done, x);
 }
 
 static void admin_scale(struct daemon *d, struct http_exchange *x, json_t *body)

@@ -79,41 +79,146 @@ static int ctl_not_primary(struct controller *c, json_t **reply)
 	return 503;
 }
 
-int controller_report(struct controller *c, const char *zone, json_t *dead, json_t **reply)
+/* ---- PUT /report: the primary checks before it deletes ---------------------- */
+
+/* A balancer's word is not enough to delete a server (a token holder could
+ * name any healthy one): the primary checks each reported server itself,
+ * GET <address><health path> as a new server is checked, and deletes only
+ * those that fail. The reply lists them by what happened. */
+struct report;
+
+struct report_check {
+	struct report *r;
+	char address[256];
+	struct scaler_http_call *call;
+};
+
+struct report {
+	struct czone *z;
+	unsigned gen;
+	controller_reply_cb done;
+	void *arg;
+	json_t *deleted, *alive, *unknown, *busy;
+	size_t pending, n;
+	struct report_check checks[];
+};
+
+static void report_finish(struct report *r)
+{
+	r->done(r->arg, 200,
+	        json_pack("{s:o, s:o, s:o, s:o}", "deleted", r->deleted, "alive", r->alive,
+	                  "unknown", r->unknown, "in_progress", r->busy));
+	czone_unref(r->z);
+	free(r);
+}
+
+/* The check of one reported server is over: act on what it found. */
+static void report_checked(void *arg, const struct scaler_http_response *resp)
+{
+	struct report_check *k = arg;
+	struct report *r = k->r;
+	struct czone *z = r->z;
+	struct cserver *s;
+
+	k->call = NULL;
+	if (r->gen != z->c->gen || !z->c->active || z->removed) {
+		json_array_append_new(r->busy, json_string(k->address)); /* no longer ours to act */
+	} else if (resp->status >= 200 && resp->status < 300) {
+		log_notice("zone %s: %s was reported dead but passes its health check from here; "
+		           "kept",
+		           z->name, k->address);
+		json_array_append_new(r->alive, json_string(k->address));
+	} else if (!(s = czone_server_by_address(z, k->address))) {
+		json_array_append_new(r->unknown, json_string(k->address));
+	} else if (s->owner || strcmp(s->rec.state, "deleting") == 0) {
+		json_array_append_new(r->busy, json_string(k->address));
+	} else {
+		char reason[400];
+		snprintf(reason, sizeof(reason),
+		         "the balancer reported the server dead and it failed the primary's own "
+		         "health check (%s); deleting and refilling to min",
+		         resp->status  ? "unhealthy"
+		         : resp->error ? resp->error
+		                       : "no answer");
+		czone_event(
+		    z, "replace", czone_size(z), czone_size(z) - 1, "dead report", reason,
+		    json_pack("{s:s, s:s}", "server", s->rec.srv.id, "address", k->address));
+		json_array_append_new(r->deleted, json_string(s->rec.srv.id));
+		czone_delete(z, s, 0, 1);
+	}
+	if (--r->pending == 0)
+		report_finish(r);
+}
+
+void controller_report(struct controller *c, const char *zone, json_t *dead,
+                       controller_reply_cb done, void *arg)
 {
 	struct czone *z = czone_find(c, zone);
+	json_t *reply = NULL;
+
 	if (!z) {
-		*reply = json_pack("{s:s}", "error", "unknown zone");
-		return 404;
+		done(arg, 404, json_pack("{s:s}", "error", "unknown zone"));
+		return;
 	}
-	if (!c->active || !z->loaded)
-		return ctl_not_primary(c, reply);
-	json_t *deleted = json_array(), *unknown = json_array(), *busy = json_array();
+	if (!c->active || !z->loaded) {
+		int st = ctl_not_primary(c, &reply);
+		done(arg, st, reply);
+		return;
+	}
+	size_t n = json_array_size(dead);
+	struct report *r = calloc(1, sizeof(*r) + n * sizeof(r->checks[0]));
+	if (!r) {
+		done(arg, 500, json_pack("{s:s}", "error", "out of memory"));
+		return;
+	}
+	r->z = z;
+	r->gen = c->gen;
+	r->done = done;
+	r->arg = arg;
+	r->deleted = json_array();
+	r->alive = json_array();
+	r->unknown = json_array();
+	r->busy = json_array();
+	z->refs++;
+	r->pending = 1; /* held until every check has started */
 	size_t i;
 	json_t *v;
 	json_array_foreach(dead, i, v)
 	{
 		const char *addr = json_string_value(v);
 		struct cserver *s = czone_server_by_address(z, addr);
+		int seen = 0;
+		for (size_t k = 0; k < r->n && !seen; k++)
+			seen = strcmp(r->checks[k].address, addr) == 0;
+		if (seen)
+			continue; /* named twice: checked once */
 		if (!s) {
 			log_warn("zone %s: dead report names an unknown server %s; ignored", zone,
 			         addr);
-			json_array_append_new(unknown, json_string(addr));
+			json_array_append_new(r->unknown, json_string(addr));
 			continue;
 		}
 		if (s->owner || strcmp(s->rec.state, "deleting") == 0) {
-			json_array_append_new(busy, json_string(addr));
+			json_array_append_new(r->busy, json_string(addr));
 			continue;
 		}
-		czone_event(z, "replace", czone_size(z), czone_size(z) - 1, "dead report",
-		            "the balancer reported the server dead; deleting and refilling to min",
-		            json_pack("{s:s, s:s}", "server", s->rec.srv.id, "address", addr));
-		json_array_append_new(deleted, json_string(s->rec.srv.id));
-		czone_delete(z, s, 0, 1);
+		struct report_check *k = &r->checks[r->n++];
+		char url[512];
+		k->r = r;
+		snprintf(k->address, sizeof(k->address), "%s", addr);
+		snprintf(url, sizeof(url), "%s%s", s->rec.srv.address, ctl_health_path(z->cz));
+		struct scaler_http_request req = {
+		    .method = "GET", .url = url, .timeout = HEALTH_TIMEOUT};
+		r->pending++;
+		k->call = ctl_host(c)->http_request(&req, report_checked, k);
+		if (!k->call) {
+			struct scaler_http_response failed = {.error =
+			                                          "cannot start a health check"};
+			report_checked(k, &failed);
+		}
 	}
-	*reply = json_pack("{s:o, s:o, s:o}", "deleted", deleted, "unknown", unknown, "in_progress",
-	                   busy);
-	return 200;
+	if (--r->pending == 0)
+		report_finish(r);
 }
 
 int controller_pin(struct controller *c, const char *zone, int count, double duration,

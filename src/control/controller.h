@@ -35,8 +35,13 @@ json_t *controller_zones_json(struct controller *c);
  * is unknown. */
 json_t *controller_servers_json(struct controller *c, const char *zone);
 
-/* PUT /report from a balancer. Returns an HTTP status and fills *reply. */
-int controller_report(struct controller *c, const char *zone, json_t *dead, json_t **reply);
+/* An answer for the admin API: an HTTP status and a JSON body (taken). */
+typedef void (*controller_reply_cb)(void *arg, int status, json_t *reply);
+/* PUT /report from a balancer: each reported server (a list of address
+ * strings) is checked by this node before it is deleted. done is called
+ * once, at once or when the checks are over (within a few seconds). */
+void controller_report(struct controller *c, const char *zone, json_t *dead,
+                       controller_reply_cb done, void *arg);
 /* POST /scale: pin a zone's count (count < 0: unpin) for `duration` s (0:
  * until unpinned). HTTP status, *reply filled. */
 int controller_pin(struct controller *c, const char *zone, int count, double duration,

@@ -259,5 +259,97 @@ def pipelined_long_polls_cost_redis_one_look_per_tick_not_one_per_poll():
         n.stop()
 
 
+@test
+def a_dead_report_deletes_only_what_fails_the_primarys_own_check():
+    lo, hi = free_port_range(20)
+    zone = ('{ name = "z1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 1; max = 2; '
+            'ports = [%d, %d]; }' % (free_port(), free_port(), lo, hi))
+    extra = """
+driver = { plugin = "process"; command = ["%s"]; stop_timeout = 2.0; };
+balancer = { plugin = "builtin"; report_interval = 3600.0; };
+interval = 0.5; drain_timeout = 0.2;
+""" % binary("scaler-app")
+    n = Node(zones=zone, extra=extra)
+    refs = []
+
+    def serving():
+        st, body = n.get("/servers?zone=z1")
+        check_eq(st, 200, "GET /servers?zone=z1")
+        refs.extend(s["ref"] for s in body if s.get("ref") and s["ref"] not in refs)
+        return [s for s in body if s["state"] == "serving"]
+    try:
+        wait_until(lambda: len(serving()) == 1, 30, "one serving server in z1")
+        s = serving()[0]
+        # a healthy server named (twice) in a report is checked, not deleted
+        st, body = http_json("PUT", n.url("/report"), {"zone": "z1", "dead": [s["address"]] * 2},
+                             headers=AUTH, timeout=10)
+        check_eq(st, 200, "PUT /report naming a healthy server (%r)" % body)
+        check_eq((body["alive"], body["deleted"]), ([s["address"]], []),
+                 "the healthy server kept, once")
+        time.sleep(1.0)
+        check_eq([x["id"] for x in serving()], [s["id"]], "the same server still serving")
+        check(not [e for e in n.get("/events?zone=z1")[1]["events"] if e["kind"] == "replace"],
+              "no replace event for a healthy server")
+        # a server that is really gone is deleted and the zone refilled
+        kill_process_server(s["ref"])
+        st, body = http_json("PUT", n.url("/report"), {"zone": "z1", "dead": [s["address"]]},
+                             headers=AUTH, timeout=10)
+        check_eq(st, 200, "PUT /report naming a dead server (%r)" % body)
+        check_eq((body["alive"], body["deleted"]), ([], [s["id"]]), "the dead server deleted")
+        wait_until(lambda: [x["id"] for x in serving()] not in ([], [s["id"]]), 30,
+                   "a new server in z1")
+    finally:
+        n.stop()
+        for ref in refs:
+            kill_process_server(ref)
+
+
+@test
+def a_balancer_keeps_a_server_the_primary_found_healthy():
+    import http.server
+    import sys
+    import threading
+    sys.path.insert(0, os.path.join(srcdir(), "tests", "balancer"))
+    from baltest import Balancer, backend, scalerd_has_balancer
+    if not scalerd_has_balancer():
+        skip("needs scalerd --balancer (a state store to confirm the primary)")
+    reports = []
+
+    class Primary(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            reports.append(body)
+            out = json.dumps({"deleted": [], "alive": body["dead"], "unknown": [],
+                              "in_progress": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Primary)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    primary = "http://127.0.0.1:%d" % srv.server_address[1]
+    redis = Redis()
+    a, b = backend("kept-a"), backend("kept-b")
+    bal = Balancer([a.url, b.url], {"health_interval": 0.2, "recheck_interval": 0.2,
+                                    "health_timeout": 1.0, "retries": 2,
+                                    "report_interval": 0.3}, token="s3cret",
+                   redis_url=redis.url())
+    try:
+        redis.cli("SET", "t:epoch", "1")
+        redis.cli("HSET", "t:leader", "id", "2", "url", primary, "epoch", "1")
+        check_eq(bal.admin_put("/monitor", {"url": primary, "epoch": 1})[0], 200,
+                 "PUT /monitor")
+        a.kill()
+        wait_until(lambda: len(reports) >= 2, 10, "a reported dead twice")
+        check(a.url in bal.states(), "a server the primary answered \"alive\" for is kept")
+        check_eq(reports[0], {"zone": "zone1", "dead": [a.url]}, "the report")
+    finally:
+        srv.shutdown()
+
+
 if __name__ == "__main__":
     main()
