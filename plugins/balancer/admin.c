@@ -5,7 +5,10 @@
  *   GET /monitor, PUT /monitor  the primary's URL {"url":...,"epoch":N}, taken
  *                               once the state store confirms the epoch
  *   GET /metrics                Prometheus text
- * Mutating endpoints need the bearer token when one is configured. */
+ *   GET /stats?window=S         requests per server over the last S seconds
+ *                               (stats.c): concurrency, rps, latency
+ * Mutating endpoints and /stats need the bearer token when one is
+ * configured. */
 #include "config.h"
 
 #include "bal.h"
@@ -378,6 +381,26 @@ static void adm_metrics(struct bal *b, struct http_exchange *x)
 	free(out);
 }
 
+static void adm_stats(struct bal *b, struct http_exchange *x, const struct http_request *req)
+{
+	char buf[64], err[256];
+	if (!http_require_token(x, req, b->host->token))
+		return;
+	const char *w = http_request_query(req, "window", buf, sizeof(buf));
+	char *end = NULL;
+	double window = w ? strtod(w, &end) : 10.0;
+	if (w && (end == w || *end)) {
+		http_reply_error(x, 400, "window must be a number of seconds (got \"%s\")", w);
+		return;
+	}
+	json_t *o = st_json(b, window, err, sizeof(err));
+	if (!o) {
+		http_reply_error(x, b->conf.stats_history > 0 ? 400 : 404, "%s", err);
+		return;
+	}
+	http_reply_json(x, 200, o);
+}
+
 static void adm_handler(struct http_exchange *x, const struct http_request *req, void *arg)
 {
 	struct bal *b = arg;
@@ -411,6 +434,11 @@ static void adm_handler(struct http_exchange *x, const struct http_request *req,
 	} else if (strcmp(p, "/metrics") == 0) {
 		if (get)
 			adm_metrics(b, x);
+		else
+			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_get);
+	} else if (strcmp(p, "/stats") == 0) {
+		if (get)
+			adm_stats(b, x, req);
 		else
 			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_get);
 	} else {

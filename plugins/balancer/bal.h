@@ -4,7 +4,8 @@
  *   http1.c    strict HTTP/1 head parser and chunked-body scanner
  *   proxy.c    client and upstream connections, the request path
  *   servers.c  server table, pools, selection, health checks, dead reports
- *   admin.c    the zone's admin API (GET/PUT /servers, /monitor, /metrics)
+ *   stats.c    request statistics per server over a window (GET /stats)
+ *   admin.c    the zone's admin API (GET/PUT /servers, /monitor, /metrics, /stats)
  *   builtin.c  plugin descriptor, settings, controller-side pushes
  */
 #ifndef SCALER_BAL_H
@@ -13,6 +14,7 @@
 #include <scaler/plugin.h>
 
 #include <ev.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -121,6 +123,7 @@ struct bal_conf {
 	int max_connections;
 	int max_servers;                         /* per zone */
 	int max_checks;                          /* health checks (with name resolution) at once */
+	int stats_history;                       /* seconds of request statistics per server */
 	struct bal_net trusted[BAL_MAX_TRUSTED]; /* trusted_proxies */
 	int ntrusted;
 };
@@ -132,6 +135,7 @@ enum srv_state { SRV_PENDING, SRV_ALIVE, SRV_DISCONNECTED, SRV_DEAD };
 struct uconn;
 struct hcheck;
 struct srv_dns;
+struct st_slot;
 struct bal;
 
 struct server {
@@ -164,6 +168,8 @@ struct server {
 	struct srv_dns *dns;  /* name being resolved; addrlen is 0 until done */
 	char host[256];
 	int port;
+	struct st_slot *st_ring; /* request statistics (stats.c), from its first request */
+	double st_since;         /* when `active` last changed */
 };
 
 /* 0 and canonical url in out when s is http://host:port (optional '/'). */
@@ -193,6 +199,18 @@ void proxy_shutdown(struct bal *b);
 void proxy_free(struct bal *b);
 /* Close the idle keep-alive connections to s (deleted or not alive). */
 void proxy_close_idle(struct server *s);
+
+/* ---- stats.c ------------------------------------------------------------ */
+
+/* Called just before s->active goes up (a request is sent to s) and just
+ * before it goes down (relayed: the response was relayed after `latency`
+ * seconds; else the attempt ended without one). */
+void st_request_start(struct server *s, double now);
+void st_request_end(struct server *s, double now, double latency, int relayed);
+void st_server_free(struct server *s);
+/* GET /stats?window=S: the zone's servers over the last S seconds; NULL
+ * with a sentence in err when S is not a window this balancer keeps. */
+json_t *st_json(struct bal *b, double window, char *err, size_t errlen);
 
 /* ---- admin.c ------------------------------------------------------------ */
 
@@ -267,6 +285,8 @@ struct bal {
 	struct http_server *admin;
 
 	struct bal_stats st;
+	double st_t0; /* when this worker started serving: stats.c's second 0 */
+	int nheld;    /* requests held while no server is alive */
 };
 
 double bal_wallclock(void);

@@ -41,6 +41,7 @@ static const char *const bi_known[] = {"plugin",
                                        "trusted_proxies",
                                        "max_servers",
                                        "max_checks",
+                                       "stats_history",
                                        NULL};
 
 static void bi_defaults(struct bal_conf *c)
@@ -67,6 +68,7 @@ static void bi_defaults(struct bal_conf *c)
 	c->max_connections = 20000;
 	c->max_servers = 4096;
 	c->max_checks = 256;
+	c->stats_history = 60;
 }
 
 int bal_net_parse(const char *s, struct bal_net *out)
@@ -218,6 +220,8 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 	c->max_servers = (int)v;
 	rc |= h->conf_integer(g, "max_checks", c->max_checks, 1, 100000, &v);
 	c->max_checks = (int)v;
+	rc |= h->conf_integer(g, "stats_history", c->stats_history, 0, 3600, &v);
+	c->stats_history = (int)v;
 	s = config_setting_get_member(g, "trusted_proxies");
 	if (s)
 		rc |= bi_parse_trusted(h, s, c);
@@ -279,6 +283,8 @@ static int bi_serve(void *ctx, const struct scaler_zone *zone)
 	snprintf(b->listen, sizeof(b->listen), "%s", zone->listen);
 	snprintf(b->admin_addr, sizeof(b->admin_addr), "%s", zone->admin);
 	b->serving = 1;
+	ev_now_update(b->loop);
+	b->st_t0 = ev_now(b->loop);
 	for (const char *const *s = zone->servers; s && *s; s++)
 		if (!srv_add(b, *s, 1, err, sizeof(err))) {
 			b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);

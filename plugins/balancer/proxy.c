@@ -105,6 +105,7 @@ struct cconn {
 	struct h1_head rq;
 	struct server *tried[8];
 	double since, wsince;
+	double sent_at;  /* the current attempt went to its server (stats.c latency) */
 	struct outq out; /* response bytes to the client */
 	char fwd[176];   /* the forwarding lines the proxy adds to each request */
 };
@@ -399,6 +400,7 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 		else
 			snprintf(s->last_error, sizeof(s->last_error), "%s", why);
 	}
+	st_request_end(s, ev_now(b->loop), 0, 0);
 	s->active--;
 	u->c = NULL;
 	u_close(u);
@@ -437,6 +439,7 @@ static void c_close(struct cconn *c)
 	struct bal *b = c->b;
 	struct uconn *u = c->u;
 	if (u) {
+		st_request_end(u->srv, ev_now(b->loop), 0, 0);
 		u->srv->active--;
 		u->c = NULL;
 		c->u = NULL;
@@ -482,6 +485,7 @@ static void c_error(struct cconn *c, int status)
 	}
 	if (c->u) {
 		struct uconn *u = c->u;
+		st_request_end(u->srv, ev_now(b->loop), 0, 0);
 		u->srv->active--;
 		u->c = NULL;
 		c->u = NULL;
@@ -634,6 +638,8 @@ static void c_dispatch(struct cconn *c)
 		u->scan = 0;
 		u->out.i = u->out.n = 0;
 		c->u = u;
+		c->sent_at = ev_now(b->loop);
+		st_request_start(s, c->sent_at);
 		s->active++;
 		c->rq_sent = c->rq_start;
 		c->head_sent = 0;
@@ -825,6 +831,8 @@ static void c_finish(struct cconn *c)
 	struct bal *b = c->b;
 	struct uconn *u = c->u;
 	struct server *s = u->srv;
+	double now = ev_now(b->loop);
+	st_request_end(s, now, now - c->sent_at, 1);
 	s->active--;
 	s->served++;
 	c->u = NULL;

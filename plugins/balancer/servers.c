@@ -390,6 +390,7 @@ static void hc_free(struct hcheck *h);
 
 static void srv_free(struct server *s)
 {
+	st_server_free(s);
 	free(s);
 }
 
