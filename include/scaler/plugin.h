@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define SCALER_ABI_MAJOR 1
-#define SCALER_ABI_MINOR 1
+#define SCALER_ABI_MINOR 2
 #define SCALER_PLUGIN_SYMBOL "scaler_plugin"
 
 struct ev_loop;
@@ -77,6 +77,21 @@ struct scaler_http_call; /* opaque handle of an in-flight request */
 /* Redis reply as hiredis gives it (a `redisReply *`); NULL when the
  * connection failed. Valid only during the callback. */
 typedef void (*scaler_redis_cb)(void *arg, const void *reply);
+
+/* The primary's lease in the state store (ABI 1.2), for election plugins. */
+struct scaler_lease {
+	const char *holder; /* node id of the holder, NULL when no lease is live */
+	uint64_t epoch;     /* the epoch the holder leads with */
+	double remaining;   /* seconds until it lapses unless renewed */
+	const char *ref;    /* opaque: the lease and its holder's connection, for lease_break */
+};
+
+/* status: 0 done; -1 store unreachable or error (lease NULL); -2 stale: the
+ * epoch is not current or the lease is another node's; -3 held: another
+ * node's lease is live. `lease` (the live lease, holder NULL when none) and
+ * current_epoch are valid during the callback only. */
+typedef void (*scaler_lease_cb)(void *arg, int status, const struct scaler_lease *lease,
+                                uint64_t current_epoch);
 
 struct scaler_host {
 	uint32_t abi_major;
@@ -135,6 +150,26 @@ struct scaler_host {
 	/* The same for an integer setting in [lo, hi]. */
 	int (*conf_integer)(const config_setting_t *group, const char *name, long long def,
 	                    long long lo, long long hi, long long *out);
+
+	/* ABI 1.2 from here on: the primary's lease (check SCALER_HOST_HAS).
+	 * A lease names the node that leads and its epoch; it lapses `ttl`
+	 * seconds after it was taken or last renewed, and a newer epoch voids it.
+	 * lease_take: unless another node's lease is live (-3, `lease` is that
+	 *   one), take a new epoch, record this node as leader and hold the
+	 *   lease, all at once (0, `lease` is this node's).
+	 * lease_renew: extend this node's lease of `epoch` (0), or -2 when that
+	 *   epoch is no longer current.
+	 * lease_release: drop this node's lease of `epoch` if it holds it.
+	 * lease_get: the live lease and the current epoch.
+	 * lease_break: drop `lease` (as lease_get or lease_take gave it) if its
+	 *   holder's connection to Redis is closed — the holder is dead or cut
+	 *   off; -3 while it is connected, or when the lease changed meanwhile.
+	 * Each returns -1 (cb not called) when the call cannot be sent. */
+	int (*lease_take)(double ttl, scaler_lease_cb cb, void *arg);
+	int (*lease_renew)(uint64_t epoch, double ttl, scaler_lease_cb cb, void *arg);
+	int (*lease_release)(uint64_t epoch, scaler_lease_cb cb, void *arg);
+	int (*lease_get)(scaler_lease_cb cb, void *arg);
+	int (*lease_break)(const struct scaler_lease *lease, scaler_lease_cb cb, void *arg);
 };
 
 /* 1 when the host offers `member` (it was built with an ABI that has it). */

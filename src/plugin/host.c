@@ -182,6 +182,90 @@ static int host_leader_get(void (*cb)(void *arg, int status, const char *id, con
 	return 0;
 }
 
+/* ---- the primary's lease ---- */
+
+struct host_lease_call {
+	scaler_lease_cb cb;
+	void *arg;
+};
+
+static void host_lease_done(void *arg, enum store_status st, const struct store_lease *l)
+{
+	struct host_lease_call *c = arg;
+	struct scaler_lease pub = {0};
+	int status = st == STORE_OK ? 0 : st == STORE_STALE ? -2 : st == STORE_HELD ? -3 : -1;
+
+	if (l && l->holder[0]) {
+		pub.holder = l->holder;
+		pub.epoch = l->epoch;
+		pub.remaining = l->remaining;
+		pub.ref = l->ref;
+	}
+	if (c->cb)
+		c->cb(c->arg, status, l ? &pub : NULL, l ? l->current_epoch : 0);
+	free(c);
+}
+
+static struct host_lease_call *host_lease_call(scaler_lease_cb cb, void *arg)
+{
+	struct host_lease_call *c;
+	if (!host_current->store || !(c = calloc(1, sizeof(*c))))
+		return NULL;
+	c->cb = cb;
+	c->arg = arg;
+	return c;
+}
+
+/* Free the call when the store could not send it. */
+static int host_lease_sent(struct host_lease_call *c, int rc)
+{
+	if (rc < 0)
+		free(c);
+	return rc < 0 ? -1 : 0;
+}
+
+static int host_lease_take(double ttl, scaler_lease_cb cb, void *arg)
+{
+	struct host_lease_call *c = host_lease_call(cb, arg);
+	return c ? host_lease_sent(c, store_lease_take(host_current->store, host_current->node_id,
+	                                               host_current->admin_url, ttl,
+	                                               host_lease_done, c))
+	         : -1;
+}
+
+static int host_lease_renew(uint64_t epoch, double ttl, scaler_lease_cb cb, void *arg)
+{
+	struct host_lease_call *c = host_lease_call(cb, arg);
+	return c ? host_lease_sent(c, store_lease_renew(host_current->store, host_current->node_id,
+	                                                epoch, ttl, host_lease_done, c))
+	         : -1;
+}
+
+static int host_lease_release(uint64_t epoch, scaler_lease_cb cb, void *arg)
+{
+	struct host_lease_call *c = host_lease_call(cb, arg);
+	return c ? host_lease_sent(c,
+	                           store_lease_release(host_current->store, host_current->node_id,
+	                                               epoch, host_lease_done, c))
+	         : -1;
+}
+
+static int host_lease_get(scaler_lease_cb cb, void *arg)
+{
+	struct host_lease_call *c = host_lease_call(cb, arg);
+	return c ? host_lease_sent(c, store_lease_get(host_current->store, host_lease_done, c))
+	         : -1;
+}
+
+static int host_lease_break(const struct scaler_lease *lease, scaler_lease_cb cb, void *arg)
+{
+	struct host_lease_call *c;
+	if (!lease || !lease->ref || !(c = host_lease_call(cb, arg)))
+		return -1;
+	return host_lease_sent(
+	    c, store_lease_break(host_current->store, lease->ref, host_lease_done, c));
+}
+
 static char *host_strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -237,6 +321,11 @@ struct host *host_new(struct ev_loop *loop, const struct host_params *p, char *e
 	s->state_dir = h->state_dir;
 	s->conf_number = conf_number;
 	s->conf_integer = conf_integer;
+	s->lease_take = host_lease_take;
+	s->lease_renew = host_lease_renew;
+	s->lease_release = host_lease_release;
+	s->lease_get = host_lease_get;
+	s->lease_break = host_lease_break;
 	host_current = h;
 	return h;
 }

@@ -23,10 +23,11 @@
 
 struct redis_conn {
 	struct ev_loop *loop;
-	redisAsyncContext *ac; /* NULL while waiting to reconnect */
-	int connected;         /* handshake (AUTH, SELECT) done */
-	int logged_down;       /* "unreachable" logged once per outage */
-	char last_err[300];    /* last handshake error logged */
+	redisAsyncContext *ac;        /* NULL while waiting to reconnect */
+	int connected;                /* handshake (AUTH, SELECT) done */
+	unsigned long long client_id; /* CLIENT ID of this connection, 0: unknown */
+	int logged_down;              /* "unreachable" logged once per outage */
+	char last_err[300];           /* last handshake error logged */
 
 	/* where to */
 	char host[256];
@@ -259,6 +260,8 @@ bad_escape:
 
 static void rc_set_state(struct redis_conn *r, int connected)
 {
+	if (!connected)
+		r->client_id = 0;
 	if (r->connected == connected)
 		return;
 	r->connected = connected;
@@ -342,6 +345,18 @@ static void rc_ready_cb(redisAsyncContext *ac, void *reply_, void *privdata)
 	rc_set_state(r, 1);
 }
 
+/* The id Redis gives this connection: a lease names it, so that others can
+ * ask Redis whether its holder is still connected. Optional (an ACL may
+ * refuse CLIENT): 0 then. */
+static void rc_client_id_cb(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+	struct redis_conn *r = ac->data;
+	redisReply *reply = reply_;
+	(void)privdata;
+	if (r && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+		r->client_id = (unsigned long long)reply->integer;
+}
+
 static void rc_connect_cb(const redisAsyncContext *cac, int status)
 {
 	struct redis_conn *r = cac->data;
@@ -370,6 +385,7 @@ static void rc_connect_cb(const redisAsyncContext *cac, int status)
 	}
 	if (r->db)
 		redisAsyncCommand(ac, rc_ready_cb, "SELECT", "SELECT %d", r->db);
+	redisAsyncCommand(ac, rc_client_id_cb, NULL, "CLIENT ID");
 	redisAsyncCommand(ac, rc_ready_cb, "ready", "PING");
 }
 
@@ -493,6 +509,11 @@ void redis_conn_free(struct redis_conn *r)
 int redis_conn_connected(const struct redis_conn *r)
 {
 	return r && r->connected && r->ac;
+}
+
+unsigned long long redis_conn_client_id(const struct redis_conn *r)
+{
+	return redis_conn_connected(r) ? r->client_id : 0;
 }
 
 void redis_conn_set_reply_timeout(struct redis_conn *r, double seconds)

@@ -16,6 +16,9 @@ struct redis_conn;
 struct redis_conn *redis_conn_new(struct ev_loop *loop, const char *url, char *err, size_t errlen);
 void redis_conn_free(struct redis_conn *r);
 int redis_conn_connected(const struct redis_conn *r);
+/* Redis's CLIENT ID of the current connection; 0 when not connected or
+ * unknown. */
+unsigned long long redis_conn_client_id(const struct redis_conn *r);
 /* Drop and reopen the connection when commands wait longer than this for
  * a reply (a frozen or partitioned Redis); 0 disables. Default 15 s. */
 void redis_conn_set_reply_timeout(struct redis_conn *r, double seconds);

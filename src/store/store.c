@@ -20,7 +20,7 @@
 struct store {
 	struct redis_conn *r;
 	char *cluster;
-	char *k_epoch, *k_leader, *k_zones, *k_events, *k_servers; /* k_servers: prefix */
+	char *k_epoch, *k_leader, *k_lease, *k_zones, *k_events, *k_servers; /* k_servers: prefix */
 	size_t events_cap;
 };
 
@@ -41,6 +41,63 @@ static const char st_lua_leader_set[] =
 static const char st_lua_leader_get[] =
     "local l = redis.call('HMGET', KEYS[2], 'id', 'url', 'epoch')\n"
     "return {redis.call('GET', KEYS[1]) or '0', l[1], l[2], l[3]}\n";
+
+/* The primary's lease: <cluster>:lease = "<node id> <epoch> <client id>",
+ * expiring (PX) unless renewed. It is live while its epoch is the current
+ * one: a newer epoch voids it. Every lease script takes KEYS epoch, leader,
+ * lease and returns {code, current epoch, live lease or false, its PTTL}. */
+#define ST_LEASE_PRELUDE                                                                       \
+	"local function reply(code)\n"                                                         \
+	"  local cur = redis.call('GET', KEYS[1]) or '0'\n"                                    \
+	"  local l = redis.call('GET', KEYS[3])\n"                                             \
+	"  if l and tonumber(string.match(l, ' (%d+) %d+$')) ~= tonumber(cur) then l = false " \
+	"end\n"                                                                                \
+	"  return {code, cur, l or false, redis.call('PTTL', KEYS[3])}\n"                      \
+	"end\n"                                                                                \
+	"local function holder(l) return string.match(l or '', '^(.+) %d+ %d+$') end\n"
+
+/* ARGV: id, url, ttl ms, client id. A new epoch, the leader record and the
+ * lease at once, unless another node's lease is live. */
+static const char st_lua_lease_take[] =
+    ST_LEASE_PRELUDE "local live = reply('HELD')\n"
+                     "if live[3] and holder(live[3]) ~= ARGV[1] then return live end\n"
+                     "local e = redis.call('INCR', KEYS[1])\n"
+                     "redis.call('HSET', KEYS[2], 'id', ARGV[1], 'url', ARGV[2], 'epoch', e)\n"
+                     "redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. e .. ' ' .. ARGV[4], 'PX', "
+                     "ARGV[3])\n"
+                     "return reply('OK')\n";
+
+/* ARGV: id, epoch, ttl ms, client id. Extends the holder's lease while its
+ * epoch is current and the leader record names it; a void lease of its own
+ * is dropped. */
+static const char st_lua_lease_renew[] = ST_LEASE_PRELUDE
+    "local cur = redis.call('GET', KEYS[1]) or '0'\n"
+    "local l = redis.call('GET', KEYS[3])\n"
+    "local mine = l and string.match(l, '^(.+ %d+) %d+$') == ARGV[1] .. ' ' .. ARGV[2]\n"
+    "if tonumber(cur) ~= tonumber(ARGV[2]) or redis.call('HGET', KEYS[2], 'id') ~= ARGV[1] or "
+    "(l and not mine) then\n"
+    "  if mine then redis.call('DEL', KEYS[3]) end\n"
+    "  return reply('STALE')\n"
+    "end\n"
+    "redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[4], 'PX', ARGV[3])\n"
+    "return reply('OK')\n";
+
+/* ARGV: id, epoch. */
+static const char st_lua_lease_release[] = ST_LEASE_PRELUDE
+    "local l = redis.call('GET', KEYS[3])\n"
+    "if l and string.match(l, '^(.+ %d+) %d+$') == ARGV[1] .. ' ' .. ARGV[2] then\n"
+    "  redis.call('DEL', KEYS[3])\n"
+    "end\n"
+    "return reply('OK')\n";
+
+static const char st_lua_lease_get[] = ST_LEASE_PRELUDE "return reply('OK')\n";
+
+/* ARGV: the lease as it was seen. Dropped only if it has not changed since. */
+static const char st_lua_lease_break[] = ST_LEASE_PRELUDE
+    "if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end\n"
+    "local now = reply('OK')\n"
+    "if now[3] then now[1] = 'HELD' end\n"
+    "return now\n";
 
 /* KEYS: epoch, servers:<zone>, zones. ARGV: epoch, id, json, zone */
 static const char st_lua_server_put[] = ST_FENCE "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
@@ -64,6 +121,13 @@ static const char st_lua_servers_all[] =
     "  for _, v in ipairs(redis.call('HVALS', ARGV[1] .. z)) do out[#out + 1] = v end\n"
     "end\n"
     "return out\n";
+
+/* A TTL in whole milliseconds, rounded up, at least 1. */
+static long long st_ttl_ms(double ttl)
+{
+	long long ms = (long long)(ttl * 1000.0 + 0.999);
+	return ms < 1 ? 1 : ms;
+}
 
 static double st_now(void)
 {
@@ -92,12 +156,13 @@ struct store *store_new(struct redis_conn *r, const char *cluster)
 	if (s->cluster) {
 		s->k_epoch = st_key(s->cluster, "epoch");
 		s->k_leader = st_key(s->cluster, "leader");
+		s->k_lease = st_key(s->cluster, "lease");
 		s->k_zones = st_key(s->cluster, "zones");
 		s->k_events = st_key(s->cluster, "events");
 		s->k_servers = st_key(s->cluster, "servers:");
 	}
-	if (!s->cluster || !s->k_epoch || !s->k_leader || !s->k_zones || !s->k_events ||
-	    !s->k_servers) {
+	if (!s->cluster || !s->k_epoch || !s->k_leader || !s->k_lease || !s->k_zones ||
+	    !s->k_events || !s->k_servers) {
 		store_free(s);
 		return NULL;
 	}
@@ -111,6 +176,7 @@ void store_free(struct store *s)
 	free(s->cluster);
 	free(s->k_epoch);
 	free(s->k_leader);
+	free(s->k_lease);
 	free(s->k_zones);
 	free(s->k_events);
 	free(s->k_servers);
@@ -133,6 +199,8 @@ const char *store_status_name(enum store_status st)
 		return "stale";
 	case STORE_NOTFOUND:
 		return "not found";
+	case STORE_HELD:
+		return "held";
 	}
 	return "unknown";
 }
@@ -152,11 +220,13 @@ struct st_req {
 		store_cb done;
 		store_epoch_cb epoch;
 		store_leader_cb leader;
+		store_lease_cb lease;
 		store_servers_cb servers;
 		store_events_cb events;
 	} cb;
 	uint64_t epoch; /* the writer's, for messages */
 	char what[96];  /* "put server zone1-ab" */
+	char *ref;      /* lease_break: the lease seen */
 	/* events_read */
 	char *zone;
 	size_t max;
@@ -178,6 +248,7 @@ static struct st_req *st_req_new(struct store *s, void *arg, const char *what)
 
 static void st_req_free(struct st_req *q)
 {
+	free(q->ref);
 	free(q->zone);
 	json_decref(q->events);
 	free(q);
@@ -410,6 +481,144 @@ int store_leader_get(struct store *s, store_leader_cb cb, void *arg)
 	q->cb.leader = cb;
 	const char *argv[] = {"EVAL", st_lua_leader_get, "2", s->k_epoch, s->k_leader};
 	return st_send(q, st_leader_cb, 5, argv);
+}
+
+/* ---- the primary's lease ------------------------------------------------ */
+
+static void st_lease_cb(void *arg, const void *reply_)
+{
+	struct st_req *q = arg;
+	const redisReply *reply = reply_;
+	char err[512];
+	struct store_lease l;
+	enum store_status st = st_check(q, reply, err, sizeof(err));
+	memset(&l, 0, sizeof(l));
+	if (st == STORE_OK && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
+	                       reply->element[0]->type != REDIS_REPLY_STRING ||
+	                       st_reply_u64(reply->element[1], &l.current_epoch) < 0)) {
+		snprintf(err, sizeof(err), "%s: unexpected reply from Redis", q->what);
+		st = STORE_ERR;
+	}
+	if (st == STORE_OK) {
+		const redisReply *v = reply->element[2], *ttl = reply->element[3];
+		unsigned long long epoch = 0, cid = 0;
+		int n = 0;
+		if (strcmp(reply->element[0]->str, "HELD") == 0)
+			st = STORE_HELD;
+		else if (strcmp(reply->element[0]->str, "STALE") == 0)
+			st = STORE_STALE;
+		if (v->type == REDIS_REPLY_STRING && v->len < sizeof(l.ref) &&
+		    sscanf(v->str, "%63s %llu %llu%n", l.holder, &epoch, &cid, &n) == 3 &&
+		    (size_t)n == v->len) {
+			snprintf(l.ref, sizeof(l.ref), "%s", v->str);
+			l.epoch = epoch;
+			if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0)
+				l.remaining = (double)ttl->integer / 1000.0;
+		} else {
+			l.holder[0] = '\0';
+		}
+	} else {
+		log_msg(SCALER_LOG_WARNING, "store", "%s", err);
+	}
+	if (q->cb.lease)
+		q->cb.lease(q->arg, st, st == STORE_ERR ? NULL : &l);
+	st_req_free(q);
+}
+
+/* EVAL a lease script: KEYS epoch, leader, lease; ARGV args[0..nargs). */
+static int st_lease_eval(struct store *s, const char *what, const char *script,
+                         const char *const *args, int nargs, store_lease_cb cb, void *arg)
+{
+	const char *argv[10] = {"EVAL", script, "3", s->k_epoch, s->k_leader, s->k_lease};
+	struct st_req *q;
+	if (nargs > 4 || !(q = st_req_new(s, arg, what)))
+		return -1;
+	q->cb.lease = cb;
+	for (int i = 0; i < nargs; i++)
+		argv[6 + i] = args[i];
+	return st_send(q, st_lease_cb, 6 + nargs, argv);
+}
+
+int store_lease_take(struct store *s, const char *id, const char *url, double ttl,
+                     store_lease_cb cb, void *arg)
+{
+	char ms[24], cid[24];
+	snprintf(ms, sizeof(ms), "%lld", st_ttl_ms(ttl));
+	snprintf(cid, sizeof(cid), "%llu", redis_conn_client_id(s->r));
+	const char *args[] = {id, url ? url : "", ms, cid};
+	return st_lease_eval(s, "take the lead", st_lua_lease_take, args, 4, cb, arg);
+}
+
+int store_lease_renew(struct store *s, const char *id, uint64_t epoch, double ttl,
+                      store_lease_cb cb, void *arg)
+{
+	char ep[24], ms[24], cid[24];
+	snprintf(ep, sizeof(ep), "%" PRIu64, epoch);
+	snprintf(ms, sizeof(ms), "%lld", st_ttl_ms(ttl));
+	snprintf(cid, sizeof(cid), "%llu", redis_conn_client_id(s->r));
+	const char *args[] = {id, ep, ms, cid};
+	return st_lease_eval(s, "renew the lease", st_lua_lease_renew, args, 4, cb, arg);
+}
+
+int store_lease_release(struct store *s, const char *id, uint64_t epoch, store_lease_cb cb,
+                        void *arg)
+{
+	char ep[24];
+	snprintf(ep, sizeof(ep), "%" PRIu64, epoch);
+	const char *args[] = {id, ep};
+	return st_lease_eval(s, "release the lease", st_lua_lease_release, args, 2, cb, arg);
+}
+
+int store_lease_get(struct store *s, store_lease_cb cb, void *arg)
+{
+	return st_lease_eval(s, "read the lease", st_lua_lease_get, NULL, 0, cb, arg);
+}
+
+/* lease_break, second step: CLIENT LIST ID answered. An empty list means
+ * the holder's connection is gone: drop the lease if it is still that one. */
+static void st_lease_client_cb(void *arg, const void *reply_)
+{
+	struct st_req *q = arg;
+	const redisReply *reply = reply_;
+	char err[512];
+	enum store_status st = st_check(q, reply, err, sizeof(err));
+	if (st == STORE_OK && reply->type == REDIS_REPLY_STRING && reply->len == 0) {
+		const char *args[] = {q->ref};
+		if (st_lease_eval(q->s, q->what, st_lua_lease_break, args, 1, q->cb.lease,
+		                  q->arg) == 0) {
+			st_req_free(q);
+			return;
+		}
+		snprintf(err, sizeof(err), "%s: Redis connection lost", q->what);
+		st = STORE_ERR;
+	} else if (st == STORE_OK) {
+		st = STORE_HELD; /* the holder is still connected */
+	} else {
+		log_msg(SCALER_LOG_WARNING, "store", "%s", err);
+	}
+	if (q->cb.lease)
+		q->cb.lease(q->arg, st, NULL);
+	st_req_free(q);
+}
+
+int store_lease_break(struct store *s, const char *ref, store_lease_cb cb, void *arg)
+{
+	unsigned long long epoch, cid;
+	char holder[64], id[24];
+	int n = 0;
+	struct st_req *q;
+	if (!ref || sscanf(ref, "%63s %llu %llu%n", holder, &epoch, &cid, &n) != 3 ||
+	    (size_t)n != strlen(ref) || cid == 0)
+		return -1; /* no connection to ask about */
+	if (!(q = st_req_new(s, arg, "break a lease")) || !(q->ref = strdup(ref))) {
+		if (q)
+			st_req_free(q);
+		return -1;
+	}
+	q->cb.lease = cb;
+	snprintf(id, sizeof(id), "%llu", cid);
+	const char *argv[] = {"CLIENT", "LIST", "ID", id};
+	return st_send(q, st_lease_client_cb, 4, argv);
 }
 
 /* ---- server records ----------------------------------------------------- */

@@ -2,6 +2,8 @@
  * who is primary. Keys are namespaced by cluster name:
  *   <cluster>:epoch                 leadership epoch counter (INCR)
  *   <cluster>:leader                hash id, url, epoch
+ *   <cluster>:lease                 "<id> <epoch> <client id>", expires unless
+ *                                   the primary renews it
  *   <cluster>:servers:<zone>        hash server id -> JSON record
  *   <cluster>:events                stream of scaling actions (capped)
  *   <cluster>:zones                 set of zones that have server records
@@ -24,6 +26,7 @@ enum store_status {
 	STORE_ERR = -1,   /* Redis unreachable or replied an error */
 	STORE_STALE = -2, /* fenced: the writer's epoch is not current */
 	STORE_NOTFOUND = -3,
+	STORE_HELD = -4, /* another node's lease is live */
 };
 
 struct store_server {
@@ -39,10 +42,20 @@ struct store_leader {
 	uint64_t epoch;
 };
 
+/* The lease as a lease script saw it. */
+struct store_lease {
+	char holder[64];  /* node id; "" when no lease is live */
+	uint64_t epoch;   /* the holder's */
+	double remaining; /* seconds until it lapses */
+	char ref[160];    /* the record as it is, for store_lease_break */
+	uint64_t current_epoch;
+};
+
 typedef void (*store_cb)(void *arg, enum store_status st, const char *err);
 typedef void (*store_epoch_cb)(void *arg, enum store_status st, uint64_t epoch, const char *err);
 typedef void (*store_leader_cb)(void *arg, enum store_status st, const struct store_leader *l,
                                 uint64_t current_epoch);
+typedef void (*store_lease_cb)(void *arg, enum store_status st, const struct store_lease *l);
 typedef void (*store_servers_cb)(void *arg, enum store_status st,
                                  const struct store_server *servers, size_t n);
 typedef void (*store_events_cb)(void *arg, enum store_status st,
@@ -57,6 +70,26 @@ int store_epoch_get(struct store *s, store_epoch_cb cb, void *arg);
 int store_leader_set(struct store *s, uint64_t epoch, const char *id, const char *url, store_cb cb,
                      void *arg); /* fenced */
 int store_leader_get(struct store *s, store_leader_cb cb, void *arg);
+
+/* The primary's lease, `ttl` seconds from each take or renewal, on the
+ * connection's CLIENT ID (so a dead holder can be told from a slow one).
+ * l is NULL with STORE_ERR, else it is the live lease (holder "" when
+ * none) and the current epoch.
+ * take: unless another node's lease is live (STORE_HELD), a new epoch, the
+ *   leader record and the lease at once.
+ * renew: STORE_STALE when `epoch` is not current or the lease is another's.
+ * release: drop this node's lease of `epoch`, if it is there.
+ * break: drop the lease `ref` (a store_lease's) when its holder's connection
+ *   is closed; STORE_HELD when the holder is connected or the lease changed.
+ *   -1 at once when `ref` names no connection. */
+int store_lease_take(struct store *s, const char *id, const char *url, double ttl,
+                     store_lease_cb cb, void *arg);
+int store_lease_renew(struct store *s, const char *id, uint64_t epoch, double ttl,
+                      store_lease_cb cb, void *arg);
+int store_lease_release(struct store *s, const char *id, uint64_t epoch, store_lease_cb cb,
+                        void *arg);
+int store_lease_get(struct store *s, store_lease_cb cb, void *arg);
+int store_lease_break(struct store *s, const char *ref, store_lease_cb cb, void *arg);
 
 /* Servers. zone NULL lists every zone. Deleting a record that is not
  * there is done (STORE_OK): deletions can be retried. Records that do not

@@ -663,6 +663,171 @@ START_TEST(a_fenced_event_is_recorded_only_with_the_current_epoch)
 }
 END_TEST
 
+/* ---- the primary's lease ------------------------------------------------ */
+
+struct lease_result {
+	int done;
+	enum store_status st;
+	struct store_lease l;
+};
+
+static void lease_cb(void *arg, enum store_status s, const struct store_lease *l)
+{
+	struct lease_result *r = arg;
+	r->st = s;
+	memset(&r->l, 0, sizeof(r->l));
+	if (l)
+		r->l = *l;
+	r->done = 1;
+}
+
+enum lease_op { L_TAKE, L_RENEW, L_RELEASE, L_GET, L_BREAK };
+
+static struct lease_result lease(struct store *s, enum lease_op op, const char *id, uint64_t epoch,
+                                 double ttl, const char *ref)
+{
+	struct lease_result r = {0};
+	int sent = -1;
+	switch (op) {
+	case L_TAKE:
+		sent = store_lease_take(s, id, "http://127.0.0.1:1", ttl, lease_cb, &r);
+		break;
+	case L_RENEW:
+		sent = store_lease_renew(s, id, epoch, ttl, lease_cb, &r);
+		break;
+	case L_RELEASE:
+		sent = store_lease_release(s, id, epoch, lease_cb, &r);
+		break;
+	case L_GET:
+		sent = store_lease_get(s, lease_cb, &r);
+		break;
+	case L_BREAK:
+		sent = store_lease_break(s, ref, lease_cb, &r);
+		break;
+	}
+	ck_assert_msg(sent == 0, "lease op %d: expected it sent", op);
+	run_until(&r.done, 5, "a lease op");
+	return r;
+}
+
+/* A second node: its own connection and store on the same Redis. */
+static struct redis_conn *rc2;
+static struct store *st2;
+
+static void second_node(void)
+{
+	char err[256], url[64];
+	int connected = 0;
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/2", rp.port);
+	rc2 = redis_conn_new(loop, url, err, sizeof(err));
+	ck_assert_ptr_nonnull(rc2);
+	redis_conn_on_state(rc2, state_cb, &connected);
+	run_until(&connected, 5, "the second node's connection");
+	ck_assert_msg(redis_conn_client_id(rc2) > 0 && redis_conn_client_id(rc) > 0 &&
+	                  redis_conn_client_id(rc2) != redis_conn_client_id(rc),
+	              "expected two CLIENT IDs, got %llu and %llu", redis_conn_client_id(rc),
+	              redis_conn_client_id(rc2));
+	st2 = store_new(rc2, "t1");
+	ck_assert_ptr_nonnull(st2);
+}
+
+static void second_node_gone(void)
+{
+	store_free(st2);
+	redis_conn_free(rc2);
+	st2 = NULL;
+	rc2 = NULL;
+}
+
+START_TEST(a_live_lease_keeps_every_other_node_from_taking_an_epoch)
+{
+	struct lease_result a, b;
+	second_node();
+	a = lease(st, L_TAKE, "1", 0, 0.3, NULL);
+	ck_assert_msg(a.st == STORE_OK && a.l.epoch == 1 && !strcmp(a.l.holder, "1"),
+	              "node 1 takes: expected ok, epoch 1, holder 1; got %d, %llu, \"%s\"", a.st,
+	              (unsigned long long)a.l.epoch, a.l.holder);
+	ck_assert_msg(a.l.remaining > 0.2 && a.l.remaining <= 0.3, "expected ~0.3 s left, got %g",
+	              a.l.remaining);
+	b = lease(st2, L_TAKE, "2", 0, 0.3, NULL);
+	ck_assert_msg(b.st == STORE_HELD && !strcmp(b.l.holder, "1") && b.l.current_epoch == 1,
+	              "node 2 takes while node 1's lease is live: expected held by 1 at epoch 1, "
+	              "got %d \"%s\" %llu",
+	              b.st, b.l.holder, (unsigned long long)b.l.current_epoch);
+	/* renewals keep it; the leader record names node 1 */
+	for (int i = 0; i < 4; i++) {
+		usleep(150000);
+		ck_assert_int_eq(lease(st, L_RENEW, "1", 1, 0.3, NULL).st, STORE_OK);
+		ck_assert_int_eq(lease(st2, L_TAKE, "2", 0, 0.3, NULL).st, STORE_HELD);
+	}
+	struct result g = {0};
+	ck_assert_int_eq(store_leader_get(st, leader_cb, &g), 0);
+	run_until(&g.done, 5, "leader_get");
+	ck_assert_str_eq(g.leader.id, "1");
+	ck_assert_int_eq(g.leader.epoch, 1);
+	/* not renewed: it lapses, node 2 takes epoch 2, node 1's renewal is stale */
+	usleep(350000);
+	b = lease(st2, L_TAKE, "2", 0, 0.3, NULL);
+	ck_assert_msg(b.st == STORE_OK && b.l.epoch == 2,
+	              "expected node 2 to take epoch 2, got %d %llu", b.st,
+	              (unsigned long long)b.l.epoch);
+	a = lease(st, L_RENEW, "1", 1, 0.3, NULL);
+	ck_assert_msg(
+	    a.st == STORE_STALE && a.l.current_epoch == 2 && !strcmp(a.l.holder, "2"),
+	    "expected node 1's renewal stale (epoch 2, node 2's lease), got %d %llu \"%s\"", a.st,
+	    (unsigned long long)a.l.current_epoch, a.l.holder);
+	ck_assert_str_eq(lease(st, L_GET, NULL, 0, 0, NULL).l.holder, "2");
+	second_node_gone();
+}
+END_TEST
+
+START_TEST(a_lease_breaks_only_once_its_holders_connection_is_closed)
+{
+	struct lease_result a, b;
+	char ref[sizeof(a.l.ref)];
+	second_node();
+	a = lease(st2, L_TAKE, "2", 0, 30.0, NULL);
+	ck_assert_int_eq(a.st, STORE_OK);
+	snprintf(ref, sizeof(ref), "%s", a.l.ref);
+	b = lease(st, L_BREAK, NULL, 0, 0, ref);
+	ck_assert_msg(b.st == STORE_HELD,
+	              "expected the lease of a connected holder to hold, got %d", b.st);
+	ck_assert_int_eq(lease(st, L_TAKE, "1", 0, 30.0, NULL).st, STORE_HELD);
+	second_node_gone(); /* node 2 dies: its connection closes */
+	for (int i = 0; i < 100 && (b = lease(st, L_BREAK, NULL, 0, 0, ref)).st != STORE_OK; i++)
+		usleep(10000);
+	ck_assert_msg(b.st == STORE_OK, "expected the dead holder's lease broken, got %d", b.st);
+	a = lease(st, L_TAKE, "1", 0, 30.0, NULL);
+	ck_assert_msg(a.st == STORE_OK && a.l.epoch == 2,
+	              "expected node 1 to take epoch 2, got %d %llu", a.st,
+	              (unsigned long long)a.l.epoch);
+	/* a stale reference breaks nothing */
+	ck_assert_int_eq(lease(st, L_BREAK, NULL, 0, 0, ref).st, STORE_HELD);
+	ck_assert_int_eq(store_lease_break(st, "1 2 0", lease_cb, &b), -1);
+}
+END_TEST
+
+START_TEST(a_node_releases_its_own_lease_only_and_a_newer_epoch_voids_it)
+{
+	struct lease_result a;
+	second_node();
+	a = lease(st, L_TAKE, "1", 0, 30.0, NULL);
+	ck_assert_int_eq(a.st, STORE_OK);
+	ck_assert_int_eq(lease(st2, L_RELEASE, "2", a.l.epoch, 0, NULL).st, STORE_OK);
+	ck_assert_str_eq(lease(st, L_GET, NULL, 0, 0, NULL).l.holder, "1");
+	ck_assert_int_eq(lease(st, L_RELEASE, "1", a.l.epoch, 0, NULL).st, STORE_OK);
+	ck_assert_str_eq(lease(st, L_GET, NULL, 0, 0, NULL).l.holder, "");
+	/* its own lease again, then an epoch taken outside the lease voids it */
+	a = lease(st, L_TAKE, "1", 0, 30.0, NULL);
+	ck_assert_int_eq(a.st, STORE_OK);
+	take_epoch();
+	ck_assert_str_eq(lease(st, L_GET, NULL, 0, 0, NULL).l.holder, "");
+	ck_assert_int_eq(lease(st, L_RENEW, "1", a.l.epoch, 30.0, NULL).st, STORE_STALE);
+	ck_assert_int_eq(lease(st2, L_TAKE, "2", 0, 30.0, NULL).st, STORE_OK);
+	second_node_gone();
+}
+END_TEST
+
 START_TEST(a_pending_command_gets_null_when_redis_dies)
 {
 	int got = 0;
@@ -831,6 +996,9 @@ static Suite *store_suite(void)
 	tcase_add_test(live, epoch_take_is_strictly_increasing);
 	tcase_add_test(live, a_write_with_a_stale_epoch_is_refused_and_changes_nothing);
 	tcase_add_test(live, leader_get_without_a_leader_is_not_found);
+	tcase_add_test(live, a_live_lease_keeps_every_other_node_from_taking_an_epoch);
+	tcase_add_test(live, a_lease_breaks_only_once_its_holders_connection_is_closed);
+	tcase_add_test(live, a_node_releases_its_own_lease_only_and_a_newer_epoch_voids_it);
 	tcase_add_test(live, server_records_are_put_listed_and_deleted_per_zone);
 	tcase_add_test(live, a_malformed_record_in_redis_is_skipped);
 	tcase_add_test(live, events_are_added_read_by_zone_and_capped);
