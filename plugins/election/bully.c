@@ -1,48 +1,62 @@
 /*
- * Election plugin "bully": the highest live node id is primary, every
- * change of primary takes a new epoch in Redis, and only the holder of the
- * current epoch may act.
+ * Election plugin "bully": the highest live node id is primary, Redis
+ * arbitrates through a lease, every change of primary takes a new epoch,
+ * and only the holder of the current epoch may act.
+ *
+ * The lease (host->lease_*): taking the lead takes a new epoch, records the
+ * leader and a lease of `lease` seconds in one step, and only while no other
+ * node's lease is live. The primary renews it at every check; a primary
+ * whose renewals stop being answered stops acting when its lease runs out,
+ * counted from the moment it sent the last renewal that succeeded, so it is
+ * never still acting once Redis lets another node take over. While a lease
+ * is live nobody else takes the role nor an epoch, whatever the messages
+ * between the nodes say: a primary cut off from its peers but not from Redis
+ * keeps the role, and the others wait.
+ *
+ * A lease ends early in two ways: its holder releases it (asked to by a
+ * higher id that preempts, or stopping), or it is broken: a backup whose
+ * pings the primary does not answer asks Redis whether the primary's
+ * connection is still open (CLIENT LIST ID), and drops the lease when it is
+ * not. That is how a killed primary is replaced within one check instead of
+ * one lease; a hung or partitioned one keeps its connection, and is
+ * replaced when its lease lapses.
  *
  * Messages (POST <peer admin url>/election/<type>, JSON, bearer token):
  *   election     {"id","epoch"}       sent to every higher id by a node that
- *                                     suspects the primary; a higher node that
- *                                     can lead answers {"ok":true,"id"} and
- *                                     runs its own election
- *   coordinator  {"id","epoch","url"} sent by a winner to every peer after
- *                                     epoch_take + leader_set succeeded
+ *                                     wants to lead; a higher node that can
+ *                                     lead answers {"ok":true,"id"} and runs
+ *                                     its own election
+ *   coordinator  {"id","epoch","url"} sent by a winner to every peer
  *   ping         {"id","epoch"}       liveness probe; answers this node's
  *                                     state and epoch
+ *   release      {"id","epoch"}       sent by a higher id (preempt) to a lower
+ *                                     primary: it steps down and drops its
+ *                                     lease, and the higher id takes over
  *
  * Rules (what a receiver accepts):
  *   - a COORDINATOR is accepted from a configured peer only, with an epoch
  *     at least as new as the newest this node knows (409 otherwise; an equal
- *     epoch is accepted only from the primary already known for it);
- *   - with preempt = true, a COORDINATOR from a lower id than this node is
- *     refused (409) while this node can lead (it reaches Redis): the higher
- *     live node bullies, it runs its own election and takes a newer epoch.
- *     A primary that receives such a message with a newer epoch steps down
- *     first, since its own epoch is fenced either way;
- *   - a node answers OK to an ELECTION only while it can reach Redis: a node
- *     that cannot take an epoch must not hold the others back.
+ *     epoch is accepted only from the primary already known for it). A
+ *     primary does not step down for a message: it checks its lease in Redis
+ *     at once, and steps down when Redis says so;
+ *   - a node answers OK to an ELECTION only when it can reach Redis: from
+ *     the last store call, or, when that one failed, from a look at Redis
+ *     it takes there and then (a restarted Redis is reachable again before
+ *     this node's next check), never while a store call has gone unanswered
+ *     for longer than `timeout`;
+ *   - a RELEASE is accepted from a configured higher id, by a primary.
  *
- * Watching: every check_interval a backup reads the leader record
- * (leader_get) and pings the primary it knows; failures_before_election
- * consecutive failed pings (no answer within timeout, or an answer saying
- * the node is no longer primary) start an election. A primary reads the
- * leader record at the same pace: a newer epoch deposes it at once, and so
- * does no answer from Redis for `lease` seconds.
- *
- * A node that got an OK waits 2 x timeout for the COORDINATOR (the higher
- * node's own election takes up to one timeout before it can take an epoch),
- * then starts again.
- *
- * The liveness probe is POST /election/ping rather than GET /health_check:
- * a live process that is no longer primary (deposed, or without Redis) must
- * count as a failed primary, so the answer carries the state and epoch.
+ * Watching: every check_interval a backup reads the lease and pings its
+ * holder; failures_before_election consecutive failed pings (no answer in
+ * `timeout`, or an answer saying it is not primary) lead to an election if
+ * the lease is gone or can be broken, else to waiting for it to lapse. An
+ * answer 401 or 403 is not a failure: the nodes' tokens differ, a
+ * configuration error logged once per peer; the lease alone then tells
+ * whether the primary lives.
  *
  * Redis is the ground truth: epochs only grow there, so an epoch known here
  * beyond the one Redis shows (a lying message, or a Redis that lost its
- * data) is dropped at the next check in favour of Redis's leader record.
+ * data) is dropped at the next check in favour of Redis's.
  *
  * Settings (election group):
  *   peers                    list of { id = N; url = "http://host:port"; }, every
@@ -51,18 +65,16 @@
  *   check_interval = 5.0     seconds between checks (watch / lease renewal)
  *   timeout = 1.0            seconds an answer may take (ping, ELECTION)
  *   failures_before_election = 1   consecutive failed pings before electing
- *   preempt = true           a higher id that comes back takes over; false:
- *                            it joins as backup while a primary is alive
- *   lease = 3 x check_interval   a primary that cannot read Redis this long
- *                            stops acting (must exceed check_interval)
+ *   preempt = true           a higher id that comes back takes over (asking
+ *                            the primary to release); false: it joins as
+ *                            backup while a primary is alive
+ *   lease = 3 x check_interval   the lease's time to live in Redis (must
+ *                            exceed check_interval)
  *
- * Failover: a dead primary (connection refused) is replaced within
- * check_interval; a hung one within check_interval + 2 x timeout (ping,
- * then the ELECTION it does not answer); a primary cut from Redis but not
- * from its peers after lease + check_interval. Known limit: under an
- * asymmetric partition (the highest node reaches Redis but not its peers)
- * leadership alternates, each change with a new epoch; fencing keeps every
- * deposed primary from writing.
+ * Failover: a killed primary (connection refused, its Redis connection
+ * closed) is replaced within check_interval; a hung or partitioned one, or
+ * one cut from Redis, once its lease lapses: within `lease` of its last
+ * renewal.
  */
 #include "config.h"
 
@@ -72,7 +84,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <scaler/plugin.h>
 
@@ -84,7 +95,7 @@ enum bully_state {
 	BULLY_BACKUP,   /* watching a primary (or about to elect) */
 	BULLY_ELECTING, /* ELECTION sent to higher ids, waiting for an OK */
 	BULLY_WAITING,  /* got an OK, waiting for the COORDINATOR */
-	BULLY_TAKING,   /* won: epoch_take + leader_set in flight */
+	BULLY_TAKING,   /* won: lease_take in flight */
 	BULLY_PRIMARY,
 };
 
@@ -99,7 +110,8 @@ static const char *const bully_phase_names[] = {
 
 struct bully_peer {
 	uint64_t id;
-	char url[256]; /* without trailing '/' */
+	char url[256];    /* without trailing '/' */
+	int auth_refused; /* it answers 401/403 to this node's token (logged once) */
 };
 
 struct bully_conf {
@@ -113,13 +125,20 @@ struct bully_conf {
 };
 
 enum bully_op_kind {
-	BULLY_OP_LEADER_GET,
-	BULLY_OP_EPOCH_TAKE,
-	BULLY_OP_LEADER_SET,
+	/* store calls */
+	BULLY_OP_LEASE_GET, /* a backup's check, or a look at Redis (probe) */
+	BULLY_OP_LEASE_RENEW,
+	BULLY_OP_LEASE_TAKE,
+	BULLY_OP_LEASE_BREAK,
+	BULLY_OP_LEASE_RELEASE,
+	/* HTTP calls */
 	BULLY_OP_PING,
 	BULLY_OP_ELECTION,
 	BULLY_OP_COORDINATOR,
+	BULLY_OP_RELEASE,
 };
+
+#define BULLY_OP_IS_STORE(k) ((k) <= BULLY_OP_LEASE_RELEASE)
 
 struct bully;
 
@@ -131,8 +150,9 @@ struct bully_op {
 	enum bully_op_kind kind;
 	uint64_t gen;     /* b->gen when issued: replies of an older phase are ignored */
 	uint64_t learned; /* b->learned when issued */
-	uint64_t check;   /* b->check_seq of the check it belongs to */
+	uint64_t check;   /* b->check_seq of the check it belongs to, 0: none */
 	uint64_t peer;
+	ev_tstamp sent;
 	int issuing; /* a store call is still on the issuer's stack */
 	int done;    /* its callback ran */
 	struct scaler_http_call *call;
@@ -152,7 +172,7 @@ struct bully {
 
 	enum bully_state state;
 	uint64_t gen;
-	uint64_t my_epoch;    /* epoch we lead with (PRIMARY) or just took (TAKING) */
+	uint64_t my_epoch;    /* epoch we lead with (PRIMARY) */
 	uint64_t known_epoch; /* newest leadership epoch this node accepted or took */
 	uint64_t learned;     /* bumped when a message raised known_epoch */
 	uint64_t redis_epoch; /* newest <cluster>:epoch seen in Redis */
@@ -161,14 +181,26 @@ struct bully {
 		char url[256];
 		uint64_t epoch;
 	} primary;
+	/* the lease as the last look at Redis saw it (backup) */
+	struct {
+		uint64_t holder; /* 0: no live lease */
+		uint64_t epoch;
+		double remaining;
+		ev_tstamp seen;
+		char ref[192];
+	} lease;
+	ev_tstamp lease_until; /* PRIMARY: when our lease lapses at the latest */
 
 	int failures;         /* consecutive failed pings of the primary */
-	int check_busy;       /* a check (leader_get, then ping) is in flight */
+	int check_busy;       /* a check (lease read or renewal, then ping) is in flight */
 	uint64_t check_seq;   /* which one */
+	int probe_busy;       /* a look at Redis for an ELECTION answer is in flight */
+	int release_busy;     /* a RELEASE request is in flight */
 	int redis_ok;         /* the last store call succeeded */
 	int redis_seen;       /* a store call succeeded once (the connection is up) */
 	double startup_retry; /* delay of the next check while Redis was never seen */
 	int election_pending;
+	int waiting_logged;     /* "the primary does not answer but holds its lease" */
 	double last_transition; /* unix time */
 
 	/* counters for /status and /metrics */
@@ -176,17 +208,19 @@ struct bully {
 
 	ev_timer check_timer; /* every check_interval: watch (backup) or renew (primary) */
 	ev_timer phase_timer; /* election / coordinator waits */
-	ev_timer lease_timer; /* primary without an answer from Redis for `lease` */
+	ev_timer lease_timer; /* PRIMARY: our lease ran out */
 
 	struct bully_op *ops;
 };
 
 static void bully_check(struct bully *b);
 static void bully_election_start(struct bully *b, const char *why);
+static void bully_lease_seen(void *arg, int status, const struct scaler_lease *lease,
+                             uint64_t current_epoch);
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static const struct bully_peer *bully_peer_find(const struct bully *b, uint64_t id)
+static struct bully_peer *bully_peer_find(const struct bully *b, uint64_t id)
 {
 	for (size_t i = 0; i < b->conf.npeers; i++)
 		if (b->conf.peers[i].id == id)
@@ -209,7 +243,7 @@ static void bully_set_state(struct bully *b, enum bully_state st)
 	if (b->state != st) {
 		/* "electing" covers three phases; a transition is a change people see */
 		if (strcmp(bully_state_names[b->state], bully_state_names[st]) != 0)
-			b->last_transition = (double)time(NULL);
+			b->last_transition = ev_time();
 		b->host->log(SCALER_LOG_DEBUG, BULLY_WHO, "%s -> %s", bully_phase_names[b->state],
 		             bully_phase_names[st]);
 	}
@@ -225,6 +259,17 @@ static void bully_phase_arm(struct bully *b, double after)
 	ev_timer_start(b->host->loop, &b->phase_timer);
 }
 
+/* The next check in `after` seconds rather than at its usual time, when
+ * that is sooner (a lease about to lapse). */
+static void bully_check_soon(struct bully *b, double after)
+{
+	if (after >= b->conf.check_interval)
+		return;
+	ev_timer_stop(b->host->loop, &b->check_timer);
+	ev_timer_set(&b->check_timer, after > 0 ? after + 0.001 : 0.001, b->conf.check_interval);
+	ev_timer_start(b->host->loop, &b->check_timer);
+}
+
 /* Record the primary this node follows and tell scalerd when it changed. */
 static void bully_primary_set(struct bully *b, uint64_t id, uint64_t epoch)
 {
@@ -236,11 +281,64 @@ static void bully_primary_set(struct bully *b, uint64_t id, uint64_t epoch)
 	b->primary.epoch = epoch;
 	snprintf(b->primary.url, sizeof(b->primary.url), "%s", bully_url_of(b, id));
 	b->failures = 0;
+	b->waiting_logged = 0;
 	if (id && b->started && b->events.primary) {
 		char ids[24];
 		snprintf(ids, sizeof(ids), "%" PRIu64, id);
 		b->events.primary(b->events.arg, ids, b->primary.url, epoch);
 	}
+}
+
+static void bully_primary_forget(struct bully *b)
+{
+	b->primary.id = 0;
+	b->primary.epoch = 0;
+	b->primary.url[0] = '\0';
+	b->failures = 0;
+	b->waiting_logged = 0;
+}
+
+/* Remember the lease a store call showed (NULL: it showed none). */
+static void bully_lease_note(struct bully *b, const struct scaler_lease *l)
+{
+	uint64_t holder = 0;
+
+	if (l && l->holder && election_id_parse(l->holder, &holder) == 0) {
+		b->lease.holder = holder;
+		b->lease.epoch = l->epoch;
+		b->lease.remaining = l->remaining;
+		snprintf(b->lease.ref, sizeof(b->lease.ref), "%s", l->ref ? l->ref : "");
+	} else {
+		b->lease.holder = 0;
+		b->lease.epoch = 0;
+		b->lease.remaining = 0;
+		b->lease.ref[0] = '\0';
+	}
+	b->lease.seen = ev_now(b->host->loop);
+}
+
+/* An answer 401/403 from a peer: the tokens differ. Logged once per peer
+ * (until it accepts ours again); 1 when resp is such an answer. */
+static int bully_auth_refused(struct bully *b, uint64_t peer, const struct scaler_http_response *r)
+{
+	struct bully_peer *p = bully_peer_find(b, peer);
+	int refused = r->status == 401 || r->status == 403;
+
+	if (!p)
+		return refused;
+	if (refused && !p->auth_refused)
+		b->host->log(SCALER_LOG_ERR, BULLY_WHO,
+		             "node %" PRIu64
+		             " (%s) refuses this node's token (HTTP %ld): the nodes' "
+		             "tokens differ, a configuration error; it is not taken for dead, its "
+		             "lease in Redis alone decides whether it leads",
+		             peer, p->url, r->status);
+	else if (!refused && r->status != 0 && p->auth_refused)
+		b->host->log(SCALER_LOG_NOTICE, BULLY_WHO,
+		             "node %" PRIu64 " accepts our token again", peer);
+	if (refused || r->status != 0)
+		p->auth_refused = refused;
+	return refused;
 }
 
 /* ---- in-flight calls ---------------------------------------------------- */
@@ -255,7 +353,7 @@ static struct bully_op *bully_op_new(struct bully *b, enum bully_op_kind kind)
 	op->kind = kind;
 	op->gen = b->gen;
 	op->learned = b->learned;
-	op->check = b->check_seq;
+	op->sent = ev_now(b->host->loop);
 	op->next = b->ops;
 	if (b->ops)
 		b->ops->prev = op;
@@ -282,17 +380,24 @@ static struct bully *bully_op_end(struct bully_op *op)
 	return b;
 }
 
+/* What a store callback needs from its op, copied before the op is freed. */
+struct bully_done {
+	uint64_t gen, learned, check;
+	ev_tstamp sent;
+};
+
 /* First thing in every store callback: the instance (NULL when it is gone)
- * and the generation the call was issued in. The op is freed here unless the
- * store called back before its call returned (the issuer frees it then). */
-static struct bully *bully_store_op_done(struct bully_op *op, uint64_t *gen, uint64_t *learned)
+ * and what the call was issued with. The op is freed here unless the store
+ * called back before its call returned (the issuer frees it then). */
+static struct bully *bully_store_op_done(struct bully_op *op, struct bully_done *d)
 {
 	struct bully *b = op->b;
 
-	*gen = op->gen;
-	if (learned)
-		*learned = op->learned;
-	if (b && op->kind == BULLY_OP_LEADER_GET && op->check == b->check_seq)
+	d->gen = op->gen;
+	d->learned = op->learned;
+	d->check = op->check;
+	d->sent = op->sent;
+	if (b && op->check && op->check == b->check_seq)
 		b->check_busy = 0;
 	op->done = 1;
 	if (!op->issuing)
@@ -313,6 +418,53 @@ static int bully_store_op_issued(struct bully_op *op, int rc)
 		bully_op_end(op);
 		return -1;
 	}
+	return 0;
+}
+
+/* A store call of `kind`: 0 when sent (cb runs), -1 when it could not be. */
+static int bully_store_call(struct bully *b, enum bully_op_kind kind, uint64_t check,
+                            uint64_t epoch, scaler_lease_cb cb)
+{
+	const struct scaler_host *h = b->host;
+	struct bully_op *op = bully_op_new(b, kind);
+	struct scaler_lease l = {.ref = b->lease.ref};
+	int rc = -1;
+
+	if (!op)
+		return -1;
+	op->check = check;
+	op->issuing = 1;
+	switch (kind) {
+	case BULLY_OP_LEASE_GET:
+		rc = h->lease_get(cb, op);
+		break;
+	case BULLY_OP_LEASE_RENEW:
+		rc = h->lease_renew(epoch, b->conf.lease, cb, op);
+		break;
+	case BULLY_OP_LEASE_TAKE:
+		rc = h->lease_take(b->conf.lease, cb, op);
+		break;
+	case BULLY_OP_LEASE_BREAK:
+		rc = h->lease_break(&l, cb, op);
+		break;
+	case BULLY_OP_LEASE_RELEASE:
+		rc = h->lease_release(epoch, cb, op);
+		break;
+	default:
+		break;
+	}
+	return bully_store_op_issued(op, rc);
+}
+
+/* A store call has waited longer than `timeout` for Redis: Redis does not
+ * answer this node now, whatever the last answer said. */
+static int bully_store_stalled(const struct bully *b)
+{
+	ev_tstamp now = ev_now(b->host->loop);
+
+	for (const struct bully_op *op = b->ops; op; op = op->next)
+		if (BULLY_OP_IS_STORE(op->kind) && !op->done && now - op->sent > b->conf.timeout)
+			return 1;
 	return 0;
 }
 
@@ -356,6 +508,15 @@ static int bully_post(struct bully *b, struct bully_op *op, const char *peer_url
 	return 0;
 }
 
+/* {"id": this node, "epoch": the newest it knows}: the body of most messages. */
+static json_t *bully_hello(const struct bully *b, uint64_t epoch)
+{
+	char ids[24];
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
+	return json_pack("{s:s, s:I}", "id", ids, "epoch", (json_int_t)epoch);
+}
+
 /* A JSON object from a 200 answer, NULL otherwise. */
 static json_t *bully_answer(const struct scaler_http_response *resp)
 {
@@ -371,12 +532,23 @@ static json_t *bully_answer(const struct scaler_http_response *resp)
 	return j;
 }
 
+static const char *bully_resp_text(const struct scaler_http_response *resp)
+{
+	if (resp->status)
+		return resp->body ? resp->body : "";
+	return resp->error ? resp->error : "no answer";
+}
+
 /* ---- primary side ------------------------------------------------------- */
 
-static void bully_lease_renew(struct bully *b)
+/* The lease timer fires when our lease may have lapsed in Redis. */
+static void bully_lease_arm(struct bully *b)
 {
-	b->lease_timer.repeat = b->conf.lease;
-	ev_timer_again(b->host->loop, &b->lease_timer);
+	ev_tstamp left = b->lease_until - ev_now(b->host->loop);
+
+	ev_timer_stop(b->host->loop, &b->lease_timer);
+	ev_timer_set(&b->lease_timer, left > 0 ? left : 0., 0.);
+	ev_timer_start(b->host->loop, &b->lease_timer);
 }
 
 /* Stop acting at once. */
@@ -398,53 +570,71 @@ static void bully_step_down(struct bully *b, const char *fmt, ...)
 	bully_set_state(b, BULLY_BACKUP);
 	ev_timer_stop(b->host->loop, &b->lease_timer);
 	b->my_epoch = 0;
-	b->primary.id = 0; /* the new primary is learned from Redis or its COORDINATOR */
-	b->primary.url[0] = '\0';
-	b->failures = 0;
+	bully_primary_forget(b); /* the new primary is learned from Redis or its COORDINATOR */
 	if (b->events.deposed)
 		b->events.deposed(b->events.arg, reason);
+}
+
+static void bully_released(void *arg, int status, const struct scaler_lease *lease,
+                           uint64_t current_epoch)
+{
+	struct bully_done d;
+	struct bully *b = bully_store_op_done(arg, &d);
+
+	if (b && status != 0)
+		b->host->log(SCALER_LOG_INFO, BULLY_WHO,
+		             "could not release the lease; it lapses by itself");
+}
+
+/* Drop our lease of `epoch` in Redis (it lapses by itself if this fails). */
+static void bully_lease_release(struct bully *b, uint64_t epoch)
+{
+	if (epoch)
+		bully_store_call(b, BULLY_OP_LEASE_RELEASE, 0, epoch, bully_released);
 }
 
 static void bully_coordinator_done(void *arg, const struct scaler_http_response *resp)
 {
 	struct bully_op *op = arg;
 	struct bully *b = op->b;
+	uint64_t peer = op->peer;
 
-	if (resp->status != 200)
-		b->host->log(SCALER_LOG_INFO, BULLY_WHO,
-		             "node %" PRIu64 " did not take COORDINATOR: %ld %s", op->peer,
-		             resp->status,
-		             resp->status  ? resp->body
-		             : resp->error ? resp->error
-		                           : "");
 	bully_op_end(op);
+	if (bully_auth_refused(b, peer, resp) || resp->status == 200)
+		return;
+	b->host->log(SCALER_LOG_INFO, BULLY_WHO,
+	             "node %" PRIu64 " did not take COORDINATOR: %ld %s", peer, resp->status,
+	             bully_resp_text(resp));
 }
 
 static void bully_coordinator_send(struct bully *b, const struct bully_peer *p)
 {
 	struct bully_op *op = bully_op_new(b, BULLY_OP_COORDINATOR);
-	char ids[24];
+	json_t *body = bully_hello(b, b->my_epoch);
 
-	if (!op)
+	if (!op || !body) {
+		json_decref(body);
+		if (op)
+			bully_op_end(op);
 		return;
+	}
 	op->peer = p->id;
-	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
-	bully_post(b, op, p->url, "coordinator",
-	           json_pack("{s:s, s:I, s:s}", "id", ids, "epoch", (json_int_t)b->my_epoch, "url",
-	                     b->host->admin_url ? b->host->admin_url : ""),
-	           bully_coordinator_done);
+	json_object_set_new(body, "url", json_string(b->host->admin_url ? b->host->admin_url : ""));
+	bully_post(b, op, p->url, "coordinator", body, bully_coordinator_done);
 }
 
-static void bully_become_primary(struct bully *b, uint64_t epoch)
+/* The lease taken at `sent` with `epoch` is ours. */
+static void bully_become_primary(struct bully *b, uint64_t epoch, ev_tstamp sent)
 {
 	bully_set_state(b, BULLY_PRIMARY);
 	b->my_epoch = epoch;
 	b->known_epoch = epoch;
 	if (epoch > b->redis_epoch)
 		b->redis_epoch = epoch;
+	b->lease_until = sent + b->conf.lease;
+	bully_lease_arm(b);
 	b->n_won++;
 	b->failures = 0;
-	bully_lease_renew(b);
 	b->host->log(SCALER_LOG_NOTICE, BULLY_WHO,
 	             "node %" PRIu64 " is primary with epoch %" PRIu64, b->self, epoch);
 	for (size_t i = 0; i < b->conf.npeers; i++)
@@ -458,98 +648,126 @@ static void bully_become_primary(struct bully *b, uint64_t epoch)
 	bully_primary_set(b, b->self, epoch);
 }
 
-static void bully_leader_set_done(void *arg, int status, uint64_t current_epoch)
+static void bully_renewed(void *arg, int status, const struct scaler_lease *lease,
+                          uint64_t current_epoch)
 {
-	uint64_t gen;
-	struct bully *b = bully_store_op_done(arg, &gen, NULL);
+	struct bully_done d;
+	struct bully *b = bully_store_op_done(arg, &d);
+	ev_tstamp until;
 
 	if (!b)
 		return;
-	if (current_epoch > b->redis_epoch)
-		b->redis_epoch = current_epoch;
-	if (gen != b->gen || b->state != BULLY_TAKING)
+	if (status == -1) {
+		b->redis_ok = 0; /* the lease timer decides */
+		return;
+	}
+	b->redis_ok = b->redis_seen = 1;
+	b->redis_epoch = current_epoch;
+	if (d.gen != b->gen || b->state != BULLY_PRIMARY)
 		return;
 	if (status == 0) {
-		b->redis_ok = b->redis_seen = 1;
-		bully_become_primary(b, b->my_epoch);
+		until = d.sent + b->conf.lease;
+		if (until <= ev_now(b->host->loop)) {
+			bully_step_down(b,
+			                "the renewal was answered after the lease (%.1f s) ran out",
+			                b->conf.lease);
+			return;
+		}
+		if (until > b->lease_until) {
+			b->lease_until = until;
+			bully_lease_arm(b);
+		}
 		return;
 	}
-	if (status == -2)
-		b->host->log(SCALER_LOG_NOTICE, BULLY_WHO,
-		             "epoch %" PRIu64 " lost: epoch %" PRIu64 " was taken meanwhile",
-		             b->my_epoch, current_epoch);
-	else {
-		b->redis_ok = 0;
-		b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
-		             "cannot record leadership: store unreachable; retrying at next check");
+	if (current_epoch > b->my_epoch) {
+		bully_step_down(b, "epoch %" PRIu64 " in Redis is newer than ours (%" PRIu64 ")",
+		                current_epoch, b->my_epoch);
+	} else if (current_epoch < b->my_epoch) {
+		bully_step_down(b,
+		                "epoch in Redis went back to %" PRIu64 " (ours %" PRIu64
+		                "): Redis lost its data",
+		                current_epoch, b->my_epoch);
+		b->known_epoch = current_epoch;
+	} else {
+		bully_step_down(b, "Redis no longer names this node as leader of epoch %" PRIu64,
+		                current_epoch);
 	}
-	b->my_epoch = 0;
-	bully_set_state(b, BULLY_BACKUP);
+	bully_check(b);
 }
 
-static void bully_epoch_take_done(void *arg, int status, uint64_t epoch)
+static void bully_lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct bully_op *set;
-	uint64_t gen;
-	struct bully *b = bully_store_op_done(arg, &gen, NULL);
+	struct bully *b = w->data;
+
+	ev_timer_stop(loop, w);
+	b->redis_ok = 0;
+	bully_step_down(b, "lost Redis: the lease (%.1f s) ran out without a renewal",
+	                b->conf.lease);
+}
+
+/* ---- taking the lead ---------------------------------------------------- */
+
+static void bully_took(void *arg, int status, const struct scaler_lease *lease,
+                       uint64_t current_epoch)
+{
+	struct bully_done d;
+	struct bully *b = bully_store_op_done(arg, &d);
 
 	if (!b)
 		return;
-	if (status == 0) {
+	if (status == -1) {
+		b->redis_ok = 0;
+	} else {
 		b->redis_ok = b->redis_seen = 1;
-		if (epoch > b->redis_epoch)
-			b->redis_epoch = epoch;
+		if (current_epoch > b->redis_epoch)
+			b->redis_epoch = current_epoch;
 	}
-	if (gen != b->gen || b->state != BULLY_TAKING) {
-		if (status == 0)
+	if (d.gen != b->gen || b->state != BULLY_TAKING) {
+		if (status == 0 && lease) {
 			b->host->log(SCALER_LOG_INFO, BULLY_WHO,
-			             "epoch %" PRIu64 " taken after the election ended; unused",
-			             epoch);
+			             "lease of epoch %" PRIu64 " taken after the election ended; "
+			             "releasing it",
+			             lease->epoch);
+			bully_lease_release(b, lease->epoch);
+		}
 		return;
 	}
-	if (status != 0) {
+	if (status == 0 && lease) {
+		bully_become_primary(b, lease->epoch, d.sent);
+		return;
+	}
+	bully_set_state(b, BULLY_BACKUP);
+	if (status == -3 && lease) {
+		bully_lease_note(b, lease);
+		b->host->log(SCALER_LOG_NOTICE, BULLY_WHO,
+		             "not taking the lead: node %s holds the lease of epoch %" PRIu64
+		             " for %.2f s more",
+		             lease->holder ? lease->holder : "?", lease->epoch, lease->remaining);
+		if (b->lease.holder && bully_peer_find(b, b->lease.holder))
+			bully_primary_set(b, b->lease.holder, b->lease.epoch);
+		bully_check_soon(b, b->lease.remaining);
+	} else {
+		b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
+		             "won the election but cannot take the lead: store unreachable; "
+		             "retrying at the next check");
+	}
+}
+
+/* No higher node answered: take the lead, record it, announce it. */
+static void bully_win(struct bully *b)
+{
+	bully_set_state(b, BULLY_TAKING);
+	if (bully_store_call(b, BULLY_OP_LEASE_TAKE, 0, 0, bully_took) < 0) {
 		b->redis_ok = 0;
 		b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
-		             "won the election but cannot take an epoch: store unreachable; "
-		             "retrying at next check");
+		             "won the election but the store is unreachable; retrying at the next "
+		             "check");
 		bully_set_state(b, BULLY_BACKUP);
 		return;
 	}
-	b->my_epoch = epoch;
-	if (epoch > b->known_epoch)
-		b->known_epoch = epoch;
-	if (!(set = bully_op_new(b, BULLY_OP_LEADER_SET)))
-		goto fail;
-	set->issuing = 1;
-	if (bully_store_op_issued(set, b->host->leader_set(epoch, bully_leader_set_done, set)) < 0)
-		goto fail;
-	return;
-fail:
-	b->redis_ok = 0;
-	b->my_epoch = 0;
-	bully_set_state(b, BULLY_BACKUP);
-}
-
-/* No higher node answered: take a new epoch, record it, announce it. */
-static void bully_win(struct bully *b)
-{
-	struct bully_op *op;
-
-	bully_set_state(b, BULLY_TAKING);
-	if (!(op = bully_op_new(b, BULLY_OP_EPOCH_TAKE)))
-		goto fail;
-	op->issuing = 1;
-	if (bully_store_op_issued(op, b->host->epoch_take(bully_epoch_take_done, op)) < 0)
-		goto fail;
 	/* a store that never answers must not leave this node electing forever */
 	if (b->state == BULLY_TAKING)
 		bully_phase_arm(b, 5 * b->conf.timeout + 1.0);
-	return;
-fail:
-	b->redis_ok = 0;
-	b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
-	             "won the election but the store is unreachable; retrying at next check");
-	bully_set_state(b, BULLY_BACKUP);
 }
 
 /* ---- election ----------------------------------------------------------- */
@@ -562,6 +780,7 @@ static void bully_election_reply(void *arg, const struct scaler_http_response *r
 	json_t *j;
 	int ok;
 
+	bully_auth_refused(b, peer, resp); /* counts as no OK */
 	if (gen != b->gen || b->state != BULLY_ELECTING)
 		return;
 	b->election_pending--;
@@ -581,12 +800,10 @@ static void bully_election_reply(void *arg, const struct scaler_http_response *r
 
 static void bully_election_start(struct bully *b, const char *why)
 {
-	char ids[24];
-
 	if (b->state != BULLY_BACKUP)
 		return;
 	if (!b->redis_ok) {
-		/* nobody can take an epoch; the next check that reaches Redis retries */
+		/* nobody can take the lead; the next check that reaches Redis retries */
 		b->host->log(SCALER_LOG_DEBUG, BULLY_WHO, "no election (%s): Redis unreachable",
 		             why);
 		return;
@@ -595,7 +812,6 @@ static void bully_election_start(struct bully *b, const char *why)
 	b->host->log(SCALER_LOG_NOTICE, BULLY_WHO, "election: %s", why);
 	bully_set_state(b, BULLY_ELECTING);
 	b->election_pending = 0;
-	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
 	for (size_t i = 0; i < b->conf.npeers; i++) {
 		const struct bully_peer *p = &b->conf.peers[i];
 		struct bully_op *op;
@@ -603,10 +819,8 @@ static void bully_election_start(struct bully *b, const char *why)
 		if (p->id < b->self || !(op = bully_op_new(b, BULLY_OP_ELECTION)))
 			continue;
 		op->peer = p->id;
-		if (bully_post(
-		        b, op, p->url, "election",
-		        json_pack("{s:s, s:I}", "id", ids, "epoch", (json_int_t)b->known_epoch),
-		        bully_election_reply) == 0)
+		if (bully_post(b, op, p->url, "election", bully_hello(b, b->known_epoch),
+		               bully_election_reply) == 0)
 			b->election_pending++;
 	}
 	if (b->election_pending == 0) {
@@ -624,26 +838,70 @@ static void bully_phase_expired(struct ev_loop *loop, ev_timer *w, int revents)
 	if (b->state == BULLY_ELECTING) {
 		bully_win(b);
 	} else if (b->state == BULLY_WAITING) {
+		/* the winner may hold the lease and have failed to tell us: look */
+		b->host->log(SCALER_LOG_INFO, BULLY_WHO,
+		             "no COORDINATOR after an OK; looking at the lease again");
 		bully_set_state(b, BULLY_BACKUP);
-		bully_election_start(b, "no COORDINATOR after an OK; starting again");
+		bully_check(b);
 	} else if (b->state == BULLY_TAKING) {
 		b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
 		             "the store did not answer while taking the lead; back to watching");
-		b->my_epoch = 0;
 		bully_set_state(b, BULLY_BACKUP);
 	}
 }
 
+/* ---- preempting a lower primary ----------------------------------------- */
+
+static void bully_release_done(void *arg, const struct scaler_http_response *resp)
+{
+	struct bully_op *op = arg;
+	uint64_t gen = op->gen, peer = op->peer;
+	struct bully *b = bully_op_end(op);
+	char why[96];
+
+	b->release_busy = 0;
+	if (bully_auth_refused(b, peer, resp))
+		return;
+	if (resp->status != 200) {
+		b->host->log(SCALER_LOG_INFO, BULLY_WHO, "node %" PRIu64 " did not release: %ld %s",
+		             peer, resp->status, bully_resp_text(resp));
+		return;
+	}
+	if (gen != b->gen || b->state != BULLY_BACKUP)
+		return;
+	b->host->log(SCALER_LOG_NOTICE, BULLY_WHO, "node %" PRIu64 " released the lead", peer);
+	if (b->primary.id == peer)
+		bully_primary_forget(b);
+	snprintf(why, sizeof(why), "node %" PRIu64 " released the lead to this higher id", peer);
+	bully_election_start(b, why);
+}
+
+/* preempt: ask the live lower primary `peer` to hand over. */
+static void bully_release_ask(struct bully *b, uint64_t peer)
+{
+	const struct bully_peer *p = bully_peer_find(b, peer);
+	struct bully_op *op;
+
+	if (!p || b->release_busy || !(op = bully_op_new(b, BULLY_OP_RELEASE)))
+		return;
+	op->peer = peer;
+	b->host->log(SCALER_LOG_INFO, BULLY_WHO,
+	             "asking primary %" PRIu64 " (a lower id) to release the lead (preempt)", peer);
+	if (bully_post(b, op, p->url, "release", bully_hello(b, b->known_epoch),
+	               bully_release_done) == 0)
+		b->release_busy = 1;
+}
+
 /* ---- watching ----------------------------------------------------------- */
 
-/* A leader_get failed. Until Redis answered once (the host connects
+/* A store call failed. Until Redis answered once (the host connects
  * asynchronously after start) checks are retried quickly, so a node does
  * not wait a whole check_interval for its first election. */
 static void bully_store_unreachable(struct bully *b)
 {
 	if (b->redis_ok && b->redis_seen)
 		b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
-		             "cannot read the leader record: store unreachable");
+		             "cannot read the lease: store unreachable");
 	b->redis_ok = 0;
 	if (!b->redis_seen) {
 		b->startup_retry = election_backoff(b->startup_retry, 0.05, b->conf.check_interval);
@@ -651,6 +909,46 @@ static void bully_store_unreachable(struct bully *b)
 		ev_timer_set(&b->check_timer, b->startup_retry, b->conf.check_interval);
 		ev_timer_start(b->host->loop, &b->check_timer);
 	}
+}
+
+/* The primary does not answer but its lease is live and cannot be broken:
+ * it lives, cut off from this node, or hangs. Wait for the lease. */
+static void bully_lease_wait(struct bully *b)
+{
+	double left = b->lease.remaining - (ev_now(b->host->loop) - b->lease.seen);
+
+	if (!b->waiting_logged)
+		b->host->log(SCALER_LOG_NOTICE, BULLY_WHO,
+		             "primary %" PRIu64 " does not answer, but holds its lease in Redis "
+		             "(%.2f s left, renewed while it lives) and its Redis connection is "
+		             "open: waiting for the lease",
+		             b->lease.holder, left);
+	b->waiting_logged = 1;
+	bully_check_soon(b, left);
+}
+
+static void bully_broken(void *arg, int status, const struct scaler_lease *lease,
+                         uint64_t current_epoch)
+{
+	struct bully_done d;
+	struct bully *b = bully_store_op_done(arg, &d);
+	char why[160];
+
+	if (!b || d.gen != b->gen || b->state != BULLY_BACKUP)
+		return;
+	if (status == 0) {
+		snprintf(why, sizeof(why),
+		         "primary %" PRIu64 " is gone: it does not answer and Redis closed its "
+		         "connection",
+		         b->lease.holder);
+		bully_lease_note(b, NULL);
+		bully_primary_forget(b);
+		bully_election_start(b, why);
+		return;
+	}
+	if (lease)
+		bully_lease_note(b, lease);
+	bully_lease_wait(b);
 }
 
 static void bully_ping_done(void *arg, const struct scaler_http_response *resp)
@@ -668,6 +966,8 @@ static void bully_ping_done(void *arg, const struct scaler_http_response *resp)
 		b->check_busy = 0;
 	if (gen != b->gen || b->state != BULLY_BACKUP || b->primary.id != peer)
 		return;
+	if (bully_auth_refused(b, peer, resp))
+		return; /* neither alive nor dead: the lease decides */
 	j = bully_answer(resp);
 	state = j ? json_string_value(json_object_get(j, "state")) : NULL;
 	alive = state && strcmp(state, "primary") == 0 &&
@@ -684,138 +984,162 @@ static void bully_ping_done(void *arg, const struct scaler_http_response *resp)
 	}
 	json_decref(j);
 	if (alive) {
+		if (b->waiting_logged)
+			b->host->log(SCALER_LOG_NOTICE, BULLY_WHO,
+			             "primary %" PRIu64 " answers again", peer);
 		b->failures = 0;
-		if (b->conf.preempt && peer < b->self)
-			bully_election_start(b, "a lower id is primary and preempt is on");
+		b->waiting_logged = 0;
+		if (b->conf.preempt && peer < b->self && b->redis_ok)
+			bully_release_ask(b, peer);
 		return;
 	}
 	b->n_checks_failed++;
 	b->failures++;
-	b->host->log(SCALER_LOG_WARNING, BULLY_WHO, "primary %" PRIu64 " failed check %d of %d: %s",
-	             peer, b->failures, b->conf.failures_before_election, why);
-	if (b->failures >= b->conf.failures_before_election) {
-		snprintf(why, sizeof(why), "primary %" PRIu64 " failed %d check(s)", peer,
-		         b->failures);
-		bully_election_start(b, why);
+	b->host->log(b->failures == 1 ? SCALER_LOG_WARNING : SCALER_LOG_DEBUG, BULLY_WHO,
+	             "primary %" PRIu64 " failed check %d of %d: %s", peer, b->failures,
+	             b->conf.failures_before_election, why);
+	if (b->failures < b->conf.failures_before_election)
+		return;
+	if (b->lease.holder == peer) {
+		/* dead, or only cut off from us? Redis knows whether it is connected */
+		if (bully_store_call(b, BULLY_OP_LEASE_BREAK, 0, 0, bully_broken) < 0)
+			bully_lease_wait(b);
+		return;
 	}
+	snprintf(why, sizeof(why), "primary %" PRIu64 " failed %d check(s)", peer, b->failures);
+	bully_election_start(b, why);
 }
 
 static void bully_ping_primary(struct bully *b)
 {
 	struct bully_op *op;
-	char ids[24];
 
 	if (!(op = bully_op_new(b, BULLY_OP_PING)))
 		goto done;
 	op->peer = b->primary.id;
-	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
-	if (bully_post(b, op, b->primary.url, "ping",
-	               json_pack("{s:s, s:I}", "id", ids, "epoch", (json_int_t)b->known_epoch),
+	op->check = b->check_seq;
+	if (bully_post(b, op, b->primary.url, "ping", bully_hello(b, b->known_epoch),
 	               bully_ping_done) == 0)
 		return;
 done:
 	b->check_busy = 0;
 }
 
-static void bully_leader_done(void *arg, int status, const char *id, const char *url,
-                              uint64_t leader_epoch, uint64_t current_epoch)
+/* A backup that read the lease: follow its holder, or elect. */
+static void bully_follow_lease(struct bully *b)
 {
-	uint64_t gen, learned, lid = 0;
-	struct bully *b = bully_store_op_done(arg, &gen, &learned);
+	char why[128];
 
-	if (!b)
+	if (!b->lease.holder) {
+		if (b->primary.id && b->primary.id != b->self)
+			snprintf(why, sizeof(why), "the lease of primary %" PRIu64 " lapsed",
+			         b->primary.id);
+		else
+			snprintf(why, sizeof(why), "no node holds the lease");
+		bully_primary_forget(b);
+		bully_election_start(b, why);
 		return;
-	if (status != 0) {
-		bully_store_unreachable(b);
-	} else {
-		b->redis_ok = 1;
-		b->redis_seen = 1;
-		b->redis_epoch = current_epoch;
-		/* Epochs only grow in Redis: a newer one known here came from a
-		 * forged message or from a Redis that lost its data. Trust Redis
-		 * (unless a message taught us that epoch after this read started). */
-		if (current_epoch < b->known_epoch && learned == b->learned &&
-		    b->state != BULLY_TAKING) {
+	}
+	if (b->lease.holder == b->self) {
+		/* an earlier run of this node, or its own lease about to lapse */
+		bully_primary_forget(b);
+		bully_election_start(b, "the lease names this node, which is not primary");
+		return;
+	}
+	if (!bully_peer_find(b, b->lease.holder)) {
+		if (!b->waiting_logged)
 			b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
-			             "epoch %" PRIu64 " in Redis is older than epoch %" PRIu64
-			             " known here (Redis lost its data, or a message lied): "
-			             "trusting Redis",
-			             current_epoch, b->known_epoch);
-			b->known_epoch = current_epoch;
-			if (b->primary.epoch > current_epoch && b->state != BULLY_PRIMARY) {
-				b->primary.id = 0;
-				b->primary.epoch = 0;
-				b->primary.url[0] = '\0';
-			}
-		}
-	}
-
-	if (b->state == BULLY_PRIMARY) {
-		if (status != 0)
-			return; /* the lease timer decides */
-		bully_lease_renew(b);
-		if (current_epoch > b->my_epoch)
-			bully_step_down(
-			    b, "epoch %" PRIu64 " in Redis is newer than ours (%" PRIu64 ")",
-			    current_epoch, b->my_epoch);
-		else if (current_epoch < b->my_epoch)
-			bully_step_down(b,
-			                "epoch in Redis went back to %" PRIu64 " (ours %" PRIu64
-			                "): Redis lost its data",
-			                current_epoch, b->my_epoch);
-		else if (leader_epoch == b->my_epoch &&
-		         (election_id_parse(id, &lid) < 0 || lid != b->self))
-			bully_step_down(b, "the leader record names node %s", id ? id : "?");
-		if (b->state != BULLY_PRIMARY)
-			bully_check(b);
+			             "node %" PRIu64 " holds the lease but is not among the peers: "
+			             "waiting for the lease to lapse",
+			             b->lease.holder);
+		b->waiting_logged = 1;
+		bully_check_soon(b, b->lease.remaining);
 		return;
 	}
-	if (gen != b->gen || b->state != BULLY_BACKUP)
-		return;
-
-	/* learn a leadership we missed (a lost COORDINATOR, a restart) */
-	if (status == 0 && leader_epoch && leader_epoch == current_epoch &&
-	    election_id_parse(id, &lid) == 0 && leader_epoch >= b->known_epoch &&
-	    (lid == b->self || bully_peer_find(b, lid))) {
-		if (lid == b->self) {
-			/* a previous run of this node: nobody leads now */
-			b->known_epoch = leader_epoch;
-			b->primary.id = 0;
-		} else {
-			bully_primary_set(b, lid, leader_epoch);
-		}
-	}
-	(void)url; /* peers are reached at their configured URL */
-
-	if (b->primary.id == 0 || b->primary.id == b->self) {
-		bully_election_start(b, "no live primary known");
-		return;
-	}
+	bully_primary_set(b, b->lease.holder, b->lease.epoch);
 	b->check_busy = 1;
 	b->check_seq++;
 	bully_ping_primary(b);
 }
 
-/* Read the leader record, then (backup) ping the primary. */
+/* A lease read answered: a check's (check != 0) or a probe's. */
+static void bully_lease_seen(void *arg, int status, const struct scaler_lease *lease,
+                             uint64_t current_epoch)
+{
+	struct bully_done d;
+	struct bully *b = bully_store_op_done(arg, &d);
+
+	if (!b)
+		return;
+	if (!d.check)
+		b->probe_busy = 0;
+	if (status != 0) {
+		bully_store_unreachable(b);
+		/* a live primary keeps its followers */
+		if (d.check && d.gen == b->gen && b->state == BULLY_BACKUP && b->primary.id &&
+		    b->primary.id != b->self && !b->check_busy) {
+			b->check_busy = 1;
+			b->check_seq++;
+			bully_ping_primary(b);
+		}
+		return;
+	}
+	b->redis_ok = b->redis_seen = 1;
+	b->redis_epoch = current_epoch;
+	/* Epochs only grow in Redis: a newer one known here came from a forged
+	 * message or from a Redis that lost its data. Trust Redis (unless a
+	 * message taught us that epoch after this read started). */
+	if (current_epoch < b->known_epoch && d.learned == b->learned && b->state != BULLY_TAKING &&
+	    b->state != BULLY_PRIMARY) {
+		b->host->log(SCALER_LOG_WARNING, BULLY_WHO,
+		             "epoch %" PRIu64 " in Redis is older than epoch %" PRIu64
+		             " known here (Redis lost its data, or a message lied): trusting Redis",
+		             current_epoch, b->known_epoch);
+		b->known_epoch = current_epoch;
+		if (b->primary.epoch > current_epoch)
+			bully_primary_forget(b);
+	}
+	if (b->state == BULLY_PRIMARY) {
+		uint64_t holder = 0;
+		/* a probe: does Redis still see our lease? The renewal decides. */
+		if (!lease || !lease->holder || election_id_parse(lease->holder, &holder) < 0 ||
+		    holder != b->self || lease->epoch != b->my_epoch)
+			bully_check(b);
+		return;
+	}
+	if (d.learned != b->learned)
+		return; /* a message taught us more meanwhile; the next check looks again */
+	bully_lease_note(b, lease);
+	if (d.gen != b->gen || b->state != BULLY_BACKUP)
+		return;
+	/* a probe while a check pings the holder: that check goes on */
+	if (!d.check && b->check_busy && b->lease.holder && b->lease.holder == b->primary.id)
+		return;
+	bully_follow_lease(b);
+}
+
+/* Renew the lease (primary), or read it and ping its holder (backup). */
 static void bully_check(struct bully *b)
 {
-	struct bully_op *op;
+	uint64_t seq;
+	int primary = b->state == BULLY_PRIMARY;
 
 	if (b->check_busy || b->state == BULLY_ELECTING || b->state == BULLY_WAITING ||
 	    b->state == BULLY_TAKING)
 		return;
-	b->check_seq++;
-	if (!(op = bully_op_new(b, BULLY_OP_LEADER_GET)))
-		return;
+	seq = ++b->check_seq;
 	b->check_busy = 1;
-	op->issuing = 1;
-	if (bully_store_op_issued(op, b->host->leader_get(bully_leader_done, op)) < 0) {
+	if (bully_store_call(b, primary ? BULLY_OP_LEASE_RENEW : BULLY_OP_LEASE_GET, seq,
+	                     b->my_epoch, primary ? bully_renewed : bully_lease_seen) == 0)
+		return;
+	if (seq == b->check_seq)
 		b->check_busy = 0;
-		bully_store_unreachable(b);
-		if (b->state == BULLY_BACKUP && b->primary.id && b->primary.id != b->self) {
-			b->check_busy = 1;
-			bully_ping_primary(b); /* a live primary keeps its followers */
-		}
+	bully_store_unreachable(b);
+	if (b->state == BULLY_BACKUP && b->primary.id && b->primary.id != b->self &&
+	    !b->check_busy) {
+		b->check_busy = 1;
+		b->check_seq++;
+		bully_ping_primary(b); /* a live primary keeps its followers */
 	}
 }
 
@@ -824,13 +1148,26 @@ static void bully_check_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	bully_check(w->data);
 }
 
-static void bully_lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
+/* Can this node lead now? From the last store call, unless that failed:
+ * then from a look at Redis taken now (the connection may be back before
+ * the next check). A store call unanswered for `timeout` says no. */
+static int bully_can_lead(struct bully *b, const char **why)
 {
-	struct bully *b = w->data;
-
-	ev_timer_stop(loop, w);
-	b->redis_ok = 0;
-	bully_step_down(b, "lost Redis: no answer for %.1f s (lease)", b->conf.lease);
+	*why = "this node cannot reach Redis";
+	if (bully_store_stalled(b)) {
+		*why = "Redis does not answer this node";
+		return 0;
+	}
+	if (b->redis_ok)
+		return 1;
+	if (b->state != BULLY_BACKUP && b->state != BULLY_PRIMARY)
+		return 0;
+	if (b->probe_busy)
+		return 1;
+	if (bully_store_call(b, BULLY_OP_LEASE_GET, 0, 0, bully_lease_seen) < 0)
+		return 0;
+	b->probe_busy = 1;
+	return 1;
 }
 
 /* ---- config ------------------------------------------------------------- */
@@ -960,6 +1297,13 @@ static int bully_init(const struct scaler_host *host, const config_setting_t *co
 	struct bully *b;
 	uint64_t self;
 
+	if (!SCALER_HOST_HAS(host, lease_break)) {
+		host->log(SCALER_LOG_ERR, BULLY_WHO,
+		          "this scalerd offers no leadership lease (plugin ABI %u.%u, bully needs "
+		          "%d.%d): install matching versions",
+		          host->abi_major, host->abi_minor, SCALER_ABI_MAJOR, SCALER_ABI_MINOR);
+		return -1;
+	}
 	if (election_id_parse(host->node_id, &self) < 0) {
 		host->log(SCALER_LOG_ERR, BULLY_WHO,
 		          "node id \"%s\" is not a positive integer: bully compares node ids",
@@ -980,7 +1324,7 @@ static int bully_init(const struct scaler_host *host, const config_setting_t *co
 		          "no peers configured: this node elects itself (like plugin \"single\")");
 	b->state = BULLY_BACKUP;
 	b->redis_ok = 1; /* until a store call says otherwise */
-	b->last_transition = (double)time(NULL);
+	b->last_transition = ev_time();
 	ev_timer_init(&b->check_timer, bully_check_tick, 0., b->conf.check_interval);
 	ev_timer_init(&b->phase_timer, bully_phase_expired, 0., 0.);
 	ev_init(&b->lease_timer, bully_lease_expired);
@@ -998,6 +1342,11 @@ static int bully_reload(void *ctx, const config_setting_t *conf)
 		free(c.peers);
 		return -1;
 	}
+	for (size_t i = 0; i < c.npeers; i++) {
+		const struct bully_peer *old = bully_peer_find(b, c.peers[i].id);
+		c.peers[i].auth_refused =
+		    old && old->auth_refused && !strcmp(old->url, c.peers[i].url);
+	}
 	free(b->conf.peers);
 	b->conf = c;
 	if (b->primary.id && b->primary.id != b->self)
@@ -1006,8 +1355,6 @@ static int bully_reload(void *ctx, const config_setting_t *conf)
 	if (b->started) {
 		b->check_timer.repeat = c.check_interval;
 		ev_timer_again(b->host->loop, &b->check_timer);
-		if (b->state == BULLY_PRIMARY)
-			bully_lease_renew(b);
 	}
 	return 0;
 }
@@ -1018,6 +1365,8 @@ static void bully_fini(void *ctx)
 
 	if (!b)
 		return;
+	if (b->state == BULLY_PRIMARY)
+		bully_lease_release(b, b->my_epoch); /* the peers need not wait for it */
 	ev_timer_stop(b->host->loop, &b->check_timer);
 	ev_timer_stop(b->host->loop, &b->phase_timer);
 	ev_timer_stop(b->host->loop, &b->lease_timer);
@@ -1050,52 +1399,61 @@ static int bully_start(void *ctx, const struct scaler_election_events *events)
 	return 0;
 }
 
-static void bully_on_election(struct bully *b, json_t *j, int *status, char **reply)
+/* The sender of a message: a configured peer, else a 400 reply and 0. */
+static uint64_t bully_sender(struct bully *b, json_t *j, int *status, char **reply)
 {
 	uint64_t from;
-	char ids[24];
 
-	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
 	if (election_json_id(json_object_get(j, "id"), &from) < 0) {
 		election_reply_error(status, reply, 400, "\"id\" must be a positive node id");
-		return;
+		return 0;
 	}
 	if (!bully_peer_find(b, from)) {
 		election_reply_error(status, reply, 400,
 		                     "node %" PRIu64 " is not a configured peer", from);
-		return;
+		return 0;
 	}
+	return from;
+}
+
+static void bully_on_election(struct bully *b, json_t *j, int *status, char **reply)
+{
+	uint64_t from;
+	const char *why;
+	char ids[24];
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
+	if (!(from = bully_sender(b, j, status, reply)))
+		return;
 	if (from > b->self) {
 		election_reply_error(status, reply, 409,
 		                     "ELECTION goes to higher ids only; this node is %" PRIu64,
 		                     b->self);
 		return;
 	}
-	if (!b->redis_ok) {
+	if (!bully_can_lead(b, &why)) {
 		election_reply(status, reply, 200,
-		               json_pack("{s:b, s:s, s:s}", "ok", 0, "id", ids, "reason",
-		                         "this node cannot reach Redis"));
+		               json_pack("{s:b, s:s, s:s}", "ok", 0, "id", ids, "reason", why));
 		return;
 	}
 	election_reply(status, reply, 200, json_pack("{s:b, s:s}", "ok", 1, "id", ids));
 
 	if (b->state == BULLY_PRIMARY) {
 		/* already leading: tell it again rather than taking a new epoch */
-		const struct bully_peer *p = bully_peer_find(b, from);
-		bully_coordinator_send(b, p);
-	} else if (b->state == BULLY_BACKUP) {
+		bully_coordinator_send(b, bully_peer_find(b, from));
+	} else if (b->state == BULLY_BACKUP && b->redis_ok) {
 		if (b->conf.preempt)
 			bully_election_start(b, "ELECTION from a lower id");
 		else
-			bully_check(b); /* elects only when no live primary answers */
+			bully_check(b); /* elects only when no live primary holds the lease */
 	}
+	/* else: the look at Redis bully_can_lead started decides */
 }
 
 static void bully_on_coordinator(struct bully *b, json_t *j, int *status, char **reply)
 {
 	uint64_t from, epoch, known;
 	json_t *url = json_object_get(j, "url");
-	char why[128];
 
 	if (election_json_id(json_object_get(j, "id"), &from) < 0 ||
 	    election_json_epoch(json_object_get(j, "epoch"), &epoch) < 0 || epoch == 0) {
@@ -1108,11 +1466,8 @@ static void bully_on_coordinator(struct bully *b, json_t *j, int *status, char *
 		election_reply_error(status, reply, 400, "\"url\" must be a string");
 		return;
 	}
-	if (!bully_peer_find(b, from)) {
-		election_reply_error(status, reply, 400,
-		                     "node %" PRIu64 " is not a configured peer", from);
+	if (!bully_sender(b, j, status, reply))
 		return;
-	}
 	known = b->known_epoch;
 	if (epoch < known || (epoch == known && b->primary.id != from)) {
 		election_reply_error(status, reply, 409,
@@ -1121,18 +1476,13 @@ static void bully_on_coordinator(struct bully *b, json_t *j, int *status, char *
 		                     epoch, from, known, b->primary.id);
 		return;
 	}
-	if (b->state == BULLY_PRIMARY && epoch > b->my_epoch)
-		bully_step_down(b, "node %" PRIu64 " announced epoch %" PRIu64, from, epoch);
-	if (b->conf.preempt && from < b->self && b->redis_ok) {
+	if (b->state == BULLY_PRIMARY) {
+		/* a message does not depose a primary: its lease in Redis does */
 		election_reply_error(status, reply, 409,
-		                     "node %" PRIu64 " is alive with a higher id and takes over",
-		                     b->self);
-		if (epoch > b->known_epoch) {
-			b->known_epoch = epoch;
-			b->learned++;
-		}
-		snprintf(why, sizeof(why), "COORDINATOR from lower id %" PRIu64, from);
-		bully_election_start(b, why);
+		                     "node %" PRIu64 " is primary with epoch %" PRIu64
+		                     "; it checks its lease in Redis",
+		                     b->self, b->my_epoch);
+		bully_check(b);
 		return;
 	}
 	if (b->state != BULLY_BACKUP)
@@ -1148,10 +1498,33 @@ static void bully_on_coordinator(struct bully *b, json_t *j, int *status, char *
 		bully_check(b);
 }
 
+static void bully_on_release(struct bully *b, json_t *j, int *status, char **reply)
+{
+	uint64_t from, epoch = b->my_epoch;
+
+	if (!(from = bully_sender(b, j, status, reply)))
+		return;
+	if (from < b->self) {
+		election_reply_error(
+		    status, reply, 409,
+		    "only a higher id may ask node %" PRIu64 " to release the lead", b->self);
+		return;
+	}
+	if (b->state != BULLY_PRIMARY) {
+		election_reply_error(status, reply, 409, "node %" PRIu64 " is not primary",
+		                     b->self);
+		return;
+	}
+	bully_step_down(b, "node %" PRIu64 ", a higher id, takes over (preempt)", from);
+	bully_lease_release(b, epoch);
+	election_reply(status, reply, 200, json_pack("{s:b, s:I}", "ok", 1, "epoch", epoch));
+}
+
 static json_t *bully_status(const struct bully *b)
 {
-	char ids[24], pid[24];
-	json_t *primary = json_null();
+	char ids[24], pid[24], hid[24];
+	json_t *primary = json_null(), *lease = json_null();
+	ev_tstamp now = ev_now(b->host->loop);
 
 	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
 	if (b->primary.id) {
@@ -1159,16 +1532,26 @@ static json_t *bully_status(const struct bully *b)
 		primary = json_pack("{s:s, s:s, s:I}", "id", pid, "url", b->primary.url, "epoch",
 		                    (json_int_t)b->primary.epoch);
 	}
+	if (b->state == BULLY_PRIMARY)
+		lease = json_pack("{s:s, s:I, s:f}", "holder", ids, "epoch",
+		                  (json_int_t)b->my_epoch, "remaining", b->lease_until - now);
+	else if (b->lease.holder) {
+		double left = b->lease.remaining - (now - b->lease.seen);
+		snprintf(hid, sizeof(hid), "%" PRIu64, b->lease.holder);
+		lease = json_pack("{s:s, s:I, s:f}", "holder", hid, "epoch",
+		                  (json_int_t)b->lease.epoch, "remaining", left > 0 ? left : 0.);
+	}
 	return json_pack(
-	    "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:b, "
+	    "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:f, s:I, s:I, s:I, s:I, s:I, s:b, "
 	    "s:b}",
 	    "plugin", "bully", "id", ids, "state", bully_state_names[b->state], "phase",
 	    bully_phase_names[b->state], "primary", primary, "epoch",
 	    (json_int_t)(b->state == BULLY_PRIMARY ? b->my_epoch : b->primary.epoch), "redis_epoch",
-	    (json_int_t)b->redis_epoch, "last_transition", b->last_transition, "elections",
-	    (json_int_t)b->n_elections, "elections_won", (json_int_t)b->n_won, "deposed",
-	    (json_int_t)b->n_deposed, "messages_refused", (json_int_t)b->n_refused, "checks_failed",
-	    (json_int_t)b->n_checks_failed, "preempt", b->conf.preempt, "redis_ok", b->redis_ok);
+	    (json_int_t)b->redis_epoch, "lease", lease, "last_transition", b->last_transition,
+	    "elections", (json_int_t)b->n_elections, "elections_won", (json_int_t)b->n_won,
+	    "deposed", (json_int_t)b->n_deposed, "messages_refused", (json_int_t)b->n_refused,
+	    "checks_failed", (json_int_t)b->n_checks_failed, "preempt", b->conf.preempt, "redis_ok",
+	    b->redis_ok);
 }
 
 static void bully_message(void *ctx, const char *type, const char *body, size_t len, int *status,
@@ -1188,12 +1571,14 @@ static void bully_message(void *ctx, const char *type, const char *body, size_t 
 		bully_on_election(b, j, status, reply);
 	else if (type && strcmp(type, "coordinator") == 0)
 		bully_on_coordinator(b, j, status, reply);
+	else if (type && strcmp(type, "release") == 0)
+		bully_on_release(b, j, status, reply);
 	else if (type && strcmp(type, "ping") == 0)
 		election_reply(status, reply, 200, bully_status(b));
 	else
 		election_reply_error(
 		    status, reply, 404,
-		    "unknown election message \"%.64s\" (election, coordinator, ping)",
+		    "unknown election message \"%.64s\" (election, coordinator, ping, release)",
 		    type ? type : "");
 	if (*status >= 400) {
 		b->n_refused++;

@@ -13,13 +13,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum fake_store_op { FAKE_EPOCH_TAKE, FAKE_LEADER_SET, FAKE_LEADER_GET };
+enum fake_store_op {
+	FAKE_EPOCH_TAKE,
+	FAKE_LEADER_SET,
+	FAKE_LEADER_GET,
+	FAKE_LEASE_TAKE,
+	FAKE_LEASE_RENEW,
+	FAKE_LEASE_RELEASE,
+	FAKE_LEASE_GET,
+	FAKE_LEASE_BREAK,
+};
 
 struct fake_store_cb {
 	enum fake_store_op op;
 	void *cb;
 	void *arg;
-	uint64_t epoch; /* leader_set: the writer's epoch */
+	uint64_t epoch; /* leader_set, lease_*: the writer's epoch */
+	double ttl;
+	char ref[192]; /* lease_break: the lease as the caller saw it */
 	struct fake_store_cb *next;
 };
 
@@ -88,6 +99,8 @@ static void fake_log(enum scaler_log_level level, const char *who, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (fake_current)
+		fake_current->n_err_logs += level == SCALER_LOG_ERR;
 	fake_record("log %d %s: %s", (int)level, who ? who : "-", msg);
 }
 
@@ -285,8 +298,8 @@ static void fake_http_cancel(struct scaler_http_call *call)
 		c->state = FAKE_CANCELLED;
 }
 
-static void fake_enqueue(struct fake_host *h, enum fake_store_op op, void *cb, void *arg,
-                         uint64_t epoch)
+static struct fake_store_cb *fake_enqueue(struct fake_host *h, enum fake_store_op op, void *cb,
+                                          void *arg, uint64_t epoch)
 {
 	struct fake_store_cb *q = calloc(1, sizeof(*q));
 
@@ -297,6 +310,105 @@ static void fake_enqueue(struct fake_host *h, enum fake_store_op op, void *cb, v
 	*h->queue_tail = q;
 	h->queue_tail = &q->next;
 	ev_idle_start(h->loop, &h->idle);
+	return q;
+}
+
+/* ---- the lease, as the store's Lua scripts keep it ---- */
+
+int fake_lease_live(struct fake_host *h)
+{
+	return h->lease_holder[0] && h->lease_until > ev_now(h->loop) && h->lease_epoch == h->epoch;
+}
+
+void fake_lease_hold(struct fake_host *h, const char *holder, uint64_t epoch, double ttl)
+{
+	h->epoch = epoch;
+	h->leader_epoch = epoch;
+	snprintf(h->leader_id, sizeof(h->leader_id), "%s", holder);
+	snprintf(h->lease_holder, sizeof(h->lease_holder), "%s", holder);
+	h->lease_epoch = epoch;
+	ev_now_update(h->loop);
+	h->lease_until = ev_now(h->loop) + ttl;
+}
+
+static void fake_lease_answer(struct fake_host *h, struct fake_store_cb *q, int status)
+{
+	scaler_lease_cb cb = (scaler_lease_cb)q->cb;
+	struct scaler_lease l = {0};
+	char ref[192];
+
+	if (status == -1) {
+		cb(q->arg, -1, NULL, 0);
+		return;
+	}
+	if (fake_lease_live(h)) {
+		snprintf(ref, sizeof(ref), "%s %llu 1", h->lease_holder,
+		         (unsigned long long)h->lease_epoch);
+		l.holder = h->lease_holder;
+		l.epoch = h->lease_epoch;
+		l.remaining = h->lease_until - ev_now(h->loop);
+		l.ref = ref;
+	}
+	cb(q->arg, status, &l, h->epoch);
+}
+
+static int fake_lease_mine(struct fake_host *h, uint64_t epoch)
+{
+	return h->lease_holder[0] && h->lease_until > ev_now(h->loop) &&
+	       strcmp(h->lease_holder, h->pub.node_id) == 0 && h->lease_epoch == epoch;
+}
+
+static void fake_lease_deliver(struct fake_host *h, struct fake_store_cb *q)
+{
+	char ref[192];
+
+	if (h->redis_down) {
+		fake_lease_answer(h, q, -1);
+		return;
+	}
+	switch (q->op) {
+	case FAKE_LEASE_TAKE:
+		if (fake_lease_live(h) && strcmp(h->lease_holder, h->pub.node_id) != 0) {
+			fake_lease_answer(h, q, -3);
+			return;
+		}
+		fake_lease_hold(h, h->pub.node_id, h->epoch + 1, q->ttl);
+		snprintf(h->leader_url, sizeof(h->leader_url), "%s", h->pub.admin_url);
+		fake_lease_answer(h, q, 0);
+		return;
+	case FAKE_LEASE_RENEW:
+		if (q->epoch != h->epoch || strcmp(h->leader_id, h->pub.node_id) != 0 ||
+		    (h->lease_holder[0] && h->lease_until > ev_now(h->loop) &&
+		     !fake_lease_mine(h, q->epoch))) {
+			if (fake_lease_mine(h, q->epoch))
+				h->lease_holder[0] = '\0';
+			fake_lease_answer(h, q, -2);
+			return;
+		}
+		fake_lease_hold(h, h->pub.node_id, q->epoch, q->ttl);
+		fake_lease_answer(h, q, 0);
+		return;
+	case FAKE_LEASE_RELEASE:
+		if (fake_lease_mine(h, q->epoch))
+			h->lease_holder[0] = '\0';
+		fake_lease_answer(h, q, 0);
+		return;
+	case FAKE_LEASE_GET:
+		fake_lease_answer(h, q, 0);
+		return;
+	case FAKE_LEASE_BREAK:
+		snprintf(ref, sizeof(ref), "%s %llu 1", h->lease_holder,
+		         (unsigned long long)h->lease_epoch);
+		if (fake_lease_live(h) && (!h->lease_gone || strcmp(ref, q->ref) != 0)) {
+			fake_lease_answer(h, q, -3);
+			return;
+		}
+		h->lease_holder[0] = '\0';
+		fake_lease_answer(h, q, 0);
+		return;
+	default:
+		return;
+	}
 }
 
 /* Store calls answer from the loop, never from inside the call, like Redis. */
@@ -305,8 +417,8 @@ static void fake_store_deliver(struct ev_loop *loop, ev_idle *w, int revents)
 	struct fake_host *h = w->data;
 	struct fake_store_cb *q = h->queue;
 
-	if (!q) {
-		ev_idle_stop(loop, w);
+	if (!q || h->redis_hang) {
+		ev_idle_stop(loop, w); /* fake_run starts it again */
 		return;
 	}
 	h->queue = q->next;
@@ -350,6 +462,9 @@ static void fake_store_deliver(struct ev_loop *loop, ev_idle *w, int revents)
 			cb(q->arg, 0, h->leader_id, h->leader_url, h->leader_epoch, h->epoch);
 		break;
 	}
+	default:
+		fake_lease_deliver(h, q);
+		break;
 	}
 	free(q);
 }
@@ -375,6 +490,52 @@ static int fake_leader_get(void (*cb)(void *arg, int status, const char *id, con
 {
 	fake_current->n_leader_get++;
 	fake_enqueue(fake_current, FAKE_LEADER_GET, (void *)cb, arg, 0);
+	return 0;
+}
+
+static int fake_lease_take(double ttl, scaler_lease_cb cb, void *arg)
+{
+	if (fake_current->redis_refuse)
+		return -1;
+	fake_current->n_lease_take++;
+	fake_enqueue(fake_current, FAKE_LEASE_TAKE, (void *)cb, arg, 0)->ttl = ttl;
+	return 0;
+}
+
+static int fake_lease_renew(uint64_t epoch, double ttl, scaler_lease_cb cb, void *arg)
+{
+	if (fake_current->redis_refuse)
+		return -1;
+	fake_current->n_lease_renew++;
+	fake_enqueue(fake_current, FAKE_LEASE_RENEW, (void *)cb, arg, epoch)->ttl = ttl;
+	return 0;
+}
+
+static int fake_lease_release(uint64_t epoch, scaler_lease_cb cb, void *arg)
+{
+	if (fake_current->redis_refuse)
+		return -1;
+	fake_current->n_lease_release++;
+	fake_enqueue(fake_current, FAKE_LEASE_RELEASE, (void *)cb, arg, epoch);
+	return 0;
+}
+
+static int fake_lease_get(scaler_lease_cb cb, void *arg)
+{
+	if (fake_current->redis_refuse)
+		return -1;
+	fake_current->n_lease_get++;
+	fake_enqueue(fake_current, FAKE_LEASE_GET, (void *)cb, arg, 0);
+	return 0;
+}
+
+static int fake_lease_break(const struct scaler_lease *lease, scaler_lease_cb cb, void *arg)
+{
+	if (!lease || !lease->ref || !*lease->ref || fake_current->redis_refuse)
+		return -1;
+	fake_current->n_lease_break++;
+	snprintf(fake_enqueue(fake_current, FAKE_LEASE_BREAK, (void *)cb, arg, 0)->ref,
+	         sizeof(((struct fake_store_cb *)0)->ref), "%s", lease->ref);
 	return 0;
 }
 
@@ -415,6 +576,11 @@ struct fake_host *fake_host_new(const char *node_id, const char *admin_url, cons
 	h->pub.epoch_take = fake_epoch_take;
 	h->pub.leader_set = fake_leader_set;
 	h->pub.leader_get = fake_leader_get;
+	h->pub.lease_take = fake_lease_take;
+	h->pub.lease_renew = fake_lease_renew;
+	h->pub.lease_release = fake_lease_release;
+	h->pub.lease_get = fake_lease_get;
+	h->pub.lease_break = fake_lease_break;
 	h->queue_tail = &h->queue;
 	ev_idle_init(&h->idle, fake_store_deliver);
 	h->idle.data = h;
@@ -429,6 +595,7 @@ void fake_host_free(struct fake_host *h)
 		h->plugin->fini(h->ctx);
 	/* like a closing Redis connection: every pending call fails, after fini */
 	h->redis_down = 1;
+	h->redis_hang = 0;
 	while (h->queue)
 		fake_store_deliver(h->loop, &h->idle, 0);
 	ev_idle_stop(h->loop, &h->idle);
@@ -483,6 +650,8 @@ void fake_run(struct fake_host *h, double seconds)
 	ev_timer t;
 
 	fake_current = h;
+	if (h->queue && !h->redis_hang)
+		ev_idle_start(h->loop, &h->idle);
 	ev_timer_init(&t, fake_stop_loop, seconds, 0.);
 	ev_timer_start(h->loop, &t);
 	ev_run(h->loop, 0);

@@ -79,12 +79,20 @@ struct fake_host {
 
 	/* the store (what Redis would hold) */
 	int redis_down;       /* every store call answers -1 */
+	int redis_refuse;     /* lease calls cannot be sent (-1 at once: not connected) */
+	int redis_hang;       /* store calls wait, unanswered, while this is set */
 	int steal_after_take; /* next epoch_take: another node INCRs right after */
 	uint64_t epoch;       /* <cluster>:epoch */
 	char leader_id[64];
 	char leader_url[256];
 	uint64_t leader_epoch;
 	int n_epoch_take, n_leader_set, n_leader_get;
+	/* <cluster>:lease: live while lease_until is ahead and its epoch current */
+	char lease_holder[64]; /* "" when none */
+	uint64_t lease_epoch;
+	ev_tstamp lease_until;
+	int lease_gone; /* the holder's Redis connection is closed: it can be broken */
+	int n_lease_take, n_lease_renew, n_lease_release, n_lease_get, n_lease_break;
 
 	/* HTTP: every request, in order */
 	struct fake_call calls[FAKE_MAX_CALLS];
@@ -98,6 +106,7 @@ struct fake_host {
 	char primary_url[256];
 	uint64_t primary_epoch;
 	char last_log[1024]; /* the last message (see fake_messages) */
+	int n_err_logs;      /* SCALER_LOG_ERR lines */
 
 	/* the plugin */
 	config_t cfg;
@@ -116,6 +125,12 @@ void fake_host_free(struct fake_host *h);
  * when the plugin or the text cannot be loaded. */
 int fake_load(struct fake_host *h, const char *kind, const char *name, const char *conf_text);
 int fake_start(struct fake_host *h);
+/* Another node (or this one) holds the lease of `epoch` for `ttl` seconds
+ * from now, and is the leader of the current epoch `epoch`. */
+void fake_lease_hold(struct fake_host *h, const char *holder, uint64_t epoch, double ttl);
+/* 1 when the lease is live now. */
+int fake_lease_live(struct fake_host *h);
+
 /* Run the loop for `seconds` (store answers and timers fire). */
 void fake_run(struct fake_host *h, double seconds);
 /* Run the loop until pred(h) or `seconds` pass; returns pred's last value. */

@@ -1,6 +1,7 @@
-/* Election plugin "bully": message handling, elections, stepping down.
- * The real election_bully.so against a fake host (tests/lib/fakehost.c):
- * the store lives in memory, HTTP requests are recorded and answered here. */
+/* Election plugin "bully": message handling, elections, the lease in Redis,
+ * stepping down. The real election_bully.so against a fake host
+ * (tests/lib/fakehost.c): the store (epoch, leader, lease) lives in memory,
+ * HTTP requests are recorded and answered here. */
 #include "config.h"
 
 #include <check.h>
@@ -79,23 +80,40 @@ static int was_deposed(struct fake_host *fh)
 	return fh->n_deposed > 0;
 }
 
-/* Node 3 is primary at epoch 4 in the store; node 2 starts, learns it,
- * and node 3 answers its first ping. */
-static void follow_3_at_epoch_4(const char *conf)
+/* Answer every ping to `url` with (status, body), as they come, until
+ * pred(h) or `seconds` pass. */
+static int pings_answered_until(const char *url, long status, const char *body,
+                                int (*pred)(struct fake_host *), double seconds)
 {
-	h->epoch = 4;
-	h->leader_epoch = 4;
-	strcpy(h->leader_id, "3");
+	ev_tstamp end = ev_time() + seconds;
+
+	while (!pred(h) && ev_time() < end) {
+		fake_answer_all(h, url, status, body);
+		fake_run(h, 0.005);
+	}
+	return pred(h);
+}
+
+/* Node 3 is primary at epoch 4 in the store and holds the lease (for
+ * `ttl` s); node 2 starts, learns it, and node 3 answers its first ping. */
+static void follow_3_at_epoch_4_for(const char *conf, double ttl)
+{
+	fake_lease_hold(h, "3", 4, ttl);
 	strcpy(h->leader_url, URL3);
 	load(conf);
 	ck_assert_msg(fake_run_until(h, pending_ping_to_3, 1.0),
-	              "expected node 2 to ping primary 3 after reading the leader record");
+	              "expected node 2 to ping primary 3 after reading the lease");
 	ck_assert_msg(strcmp(h->primary_id, "3") == 0 && h->primary_epoch == 4,
 	              "expected events.primary(3, epoch 4), got primary %s epoch %llu",
 	              h->primary_id, (unsigned long long)h->primary_epoch);
 	ck_assert_str_eq(h->primary_url, URL3);
 	fake_answer_all(h, "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
 	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+}
+
+static void follow_3_at_epoch_4(const char *conf)
+{
+	follow_3_at_epoch_4_for(conf, 60.0);
 }
 
 /* Node 2 with an empty store: node 3 is down, node 2 wins epoch 1. */
@@ -123,9 +141,11 @@ START_TEST(a_node_with_no_primary_wins_when_no_higher_node_answers)
 	ck_assert_str_eq(h->calls[i].auth, "Authorization: Bearer secret");
 	ck_assert_msg(strstr(h->calls[i].body, "\"id\":\"2\"") != NULL,
 	              "expected the sender id in the ELECTION body, got %s", h->calls[i].body);
-	/* the store names node 2 with epoch 1; events said so */
+	/* the store names node 2 with epoch 1, and its lease; events said so */
 	ck_assert_str_eq(h->leader_id, "2");
 	ck_assert_int_eq(h->leader_epoch, 1);
+	ck_assert_str_eq(h->lease_holder, "2");
+	ck_assert_msg(fake_lease_live(h), "expected node 2's lease to be live");
 	ck_assert_str_eq(h->primary_id, "2");
 	ck_assert_str_eq(h->primary_url, URL2);
 	ck_assert_int_eq(h->primary_epoch, 1);
@@ -165,7 +185,7 @@ START_TEST(an_ok_then_a_coordinator_makes_the_sender_primary)
 	load(conf_preempt);
 	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
 	fake_answer_all(h, URL3 "/election/election", 200, "{\"ok\":true,\"id\":\"3\"}");
-	h->epoch = 7; /* node 3 took epoch 7 */
+	fake_lease_hold(h, "3", 7, 60.0); /* node 3 took epoch 7 */
 	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":7,\"url\":\"" URL3 "\"}", &status);
 	ck_assert_msg(status == 200, "expected 200 for a valid COORDINATOR, got %d %s", status, r);
 	free(r);
@@ -213,7 +233,7 @@ START_TEST(election_to_a_primary_is_answered_ok_and_the_coordinator_repeated)
 	free(r);
 	ck_assert_msg(fake_count_calls(h, URL1 "/election/coordinator") == before + 1,
 	              "expected the COORDINATOR to be sent again to node 1");
-	ck_assert_int_eq(h->n_epoch_take, 1); /* no new epoch */
+	ck_assert_int_eq(h->n_lease_take, 1); /* no new epoch */
 	ck_assert_msg(is_primary(h), "expected node 2 to stay primary");
 }
 END_TEST
@@ -227,12 +247,57 @@ START_TEST(election_is_answered_not_ok_when_this_node_cannot_reach_redis)
 	load(conf_preempt);
 	ck_assert_msg(fake_run_until(h, redis_known_down, 2.0),
 	              "expected the node to notice that Redis is down");
+	h->redis_refuse = 1; /* not connected: nothing can be sent */
 	r = fake_message(h, "election", "{\"id\":1}", &status);
 	ck_assert_msg(status == 200 && strstr(r, "\"ok\":false"),
 	              "expected 200 ok:false from a node without Redis, got %d %s", status, r);
 	free(r);
 	ck_assert_msg(fake_count_calls(h, "/election/election") == 0,
 	              "expected no election without Redis");
+}
+END_TEST
+
+/* #22: after a Redis restart, a node whose last store call failed answers
+ * an ELECTION from what Redis says now, not from that stale failure: the
+ * highest live id leads, and only one epoch is taken. */
+START_TEST(election_after_redis_came_back_is_answered_ok_before_the_next_check)
+{
+	int status;
+	char *r;
+
+	follow_3_at_epoch_4(conf_preempt);
+	/* Redis restarts empty: node 2's next check fails... */
+	h->redis_down = 1;
+	ck_assert_msg(fake_run_until(h, redis_known_down, 1.0),
+	              "expected node 2 to notice that Redis is down");
+	/* ...and Redis is back, with no epoch and no lease, before its next check */
+	h->redis_down = 0;
+	h->epoch = 0;
+	h->lease_holder[0] = '\0';
+	h->leader_id[0] = '\0';
+	r = fake_message(h, "election", "{\"id\":1,\"epoch\":0}", &status);
+	ck_assert_msg(status == 200 && strstr(r, "\"ok\":true"),
+	              "expected ok:true from a node whose Redis is back, got %d %s", status, r);
+	free(r);
+	ck_assert_msg(fake_run_until(h, pending_election_to_3, 1.0),
+	              "expected node 2 to look at Redis and run its own election");
+	ck_assert_int_eq(h->n_lease_take, 0);
+}
+END_TEST
+
+START_TEST(election_is_answered_not_ok_while_a_store_call_goes_unanswered)
+{
+	int status;
+	char *r;
+
+	follow_3_at_epoch_4(conf_preempt);
+	h->redis_hang = 1;       /* cut from Redis: calls are sent, nothing comes back */
+	fake_run(h, 0.05 + 0.1); /* the next check, then longer than timeout (0.05 s) */
+	r = fake_message(h, "election", "{\"id\":1}", &status);
+	ck_assert_msg(status == 200 && strstr(r, "\"ok\":false") && strstr(r, "does not answer"),
+	              "expected ok:false while Redis does not answer, got %d %s", status, r);
+	free(r);
+	ck_assert_int_eq(fake_count_calls(h, "/election/election"), 0);
 }
 END_TEST
 
@@ -258,23 +323,26 @@ START_TEST(coordinator_with_an_older_epoch_is_refused)
 }
 END_TEST
 
-START_TEST(coordinator_from_a_lower_id_is_refused_while_this_higher_node_is_alive)
+START_TEST(coordinator_from_a_lower_id_is_followed_then_asked_to_release_with_preempt)
 {
 	int status;
 	char *r;
 
-	/* Rule: with preempt on, a higher live node that reaches Redis refuses a
-	 * COORDINATOR from a lower id and runs its own election instead. */
+	/* Node 1 won while node 2 could not answer; it holds the lease. Node 2
+	 * follows it (Redis says so), then preempts by asking it to release. */
 	follow_3_at_epoch_4(conf_preempt);
+	fake_lease_hold(h, "1", 5, 60.0);
 	r = fake_message(h, "coordinator", "{\"id\":1,\"epoch\":5}", &status);
-	ck_assert_msg(status == 409, "expected 409 for a COORDINATOR from lower id 1, got %d %s",
+	ck_assert_msg(status == 200, "expected 200 for a COORDINATOR from lower id 1, got %d %s",
 	              status, r);
 	free(r);
-	ck_assert_msg(strcmp(h->primary_id, "3") == 0, "expected primary to stay 3, got %s",
-	              h->primary_id);
-	ck_assert_str_eq(fake_status_str(h, "state"), "electing");
-	ck_assert_msg(fake_find_call(h, URL3 "/election/election", FAKE_PENDING, 0) >= 0,
-	              "expected node 2 to start its own election");
+	ck_assert_str_eq(h->primary_id, "1");
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	ck_assert(fake_run_until(h, pending_ping_to_1, 1.0));
+	fake_answer_all(h, URL1 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":5}");
+	ck_assert_msg(fake_find_call(h, URL1 "/election/release", FAKE_PENDING, 0) >= 0,
+	              "expected node 2 to ask node 1 to release the lead");
+	ck_assert_int_eq(h->n_lease_take, 0);
 }
 END_TEST
 
@@ -318,8 +386,7 @@ START_TEST(an_epoch_beyond_redis_is_corrected_from_redis)
 	ck_assert_msg(fake_run_until(h, follows_3_at_4, 1.0),
 	              "expected node 2 to go back to Redis's epoch 4 for primary 3");
 	/* the real next COORDINATOR (epoch 5) is not refused as stale */
-	h->epoch = 5;
-	h->leader_epoch = 5;
+	fake_lease_hold(h, "3", 5, 60.0);
 	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":5}", &status);
 	ck_assert_msg(status == 200, "expected 200 for the real epoch 5, got %d %s", status, r);
 	free(r);
@@ -418,7 +485,7 @@ START_TEST(a_primary_without_redis_for_the_lease_is_deposed)
 	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
 	/* no election without Redis, and no OK to others */
 	fake_run(h, 0.2);
-	ck_assert_int_eq(h->n_epoch_take, 1);
+	ck_assert_int_eq(h->n_lease_take, 1);
 }
 END_TEST
 
@@ -435,30 +502,57 @@ START_TEST(a_primary_that_sees_a_newer_epoch_in_redis_steps_down)
 }
 END_TEST
 
-START_TEST(a_primary_that_receives_a_newer_coordinator_steps_down)
+START_TEST(a_primary_renews_its_lease_at_every_check)
+{
+	int before;
+
+	become_primary(conf_preempt);
+	before = h->n_lease_renew;
+	fake_run(h, 0.5); /* lease 0.2 s, checks every 0.05 s */
+	ck_assert_msg(h->n_lease_renew >= before + 5, "expected about 10 renewals in 0.5 s, got %d",
+	              h->n_lease_renew - before);
+	ck_assert_msg(is_primary(h) && h->n_deposed == 0,
+	              "expected node 2 to stay primary for 0.5 s, more than its 0.2 s lease");
+	ck_assert_msg(fake_lease_live(h) && strcmp(h->lease_holder, "2") == 0,
+	              "expected node 2's lease to be live in the store");
+}
+END_TEST
+
+START_TEST(a_primary_is_not_deposed_by_a_coordinator_unless_redis_says_so)
 {
 	int status;
 	char *r;
 
 	become_primary(conf_preempt);
-	h->epoch = 2;
+	/* a COORDINATOR that Redis does not back: refused, nothing changes */
 	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":2,\"url\":\"" URL3 "\"}", &status);
-	ck_assert_msg(status == 200, "expected 200, got %d %s", status, r);
+	ck_assert_msg(status == 409, "expected 409 from a primary, got %d %s", status, r);
 	free(r);
-	ck_assert_int_eq(h->n_deposed, 1);
+	fake_run(h, 0.1);
+	ck_assert_msg(is_primary(h) && h->n_deposed == 0,
+	              "expected node 2 to stay primary: Redis shows its own lease");
+	/* node 3 really took epoch 2 (node 2's lease had lapsed in Redis) */
+	fake_lease_hold(h, "3", 2, 60.0);
+	r = fake_message(h, "coordinator", "{\"id\":3,\"epoch\":2,\"url\":\"" URL3 "\"}", &status);
+	free(r);
+	ck_assert_msg(fake_run_until(h, was_deposed, 0.5),
+	              "expected a step down once Redis shows epoch 2");
+	ck_assert_msg(fake_run_until(h, pending_ping_to_3, 0.5),
+	              "expected node 2 to follow the holder of the lease, node 3");
 	ck_assert_str_eq(h->primary_id, "3");
 	ck_assert_int_eq(h->primary_epoch, 2);
-	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
 }
 END_TEST
 
-START_TEST(a_backup_whose_primary_fails_a_check_takes_over)
+START_TEST(a_backup_whose_dead_primary_fails_a_check_breaks_its_lease_and_takes_over)
 {
 	follow_3_at_epoch_4(conf_preempt);
+	h->lease_gone = 1; /* node 3 was killed: Redis closed its connection */
 	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
 	fake_answer_all(h, URL3 "/election/ping", 0, "Connection refused");
-	ck_assert_msg(fake_find_call(h, URL3 "/election/election", FAKE_PENDING, 0) >= 0,
-	              "expected an ELECTION after one failed check (failures_before_election = 1)");
+	ck_assert_msg(fake_run_until(h, pending_election_to_3, 0.5),
+	              "expected an ELECTION once the dead primary's lease was broken");
+	ck_assert_int_eq(h->n_lease_break, 1);
 	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
 	ck_assert_msg(fake_run_until(h, is_primary, 1.0), "expected node 2 to take over");
 	ck_assert_int_eq(h->elected_epoch, 5);
@@ -466,22 +560,121 @@ START_TEST(a_backup_whose_primary_fails_a_check_takes_over)
 }
 END_TEST
 
-START_TEST(a_ping_answer_saying_backup_counts_as_a_failure)
+static int lease_lapsed(struct fake_host *fh)
+{
+	return !fake_lease_live(fh);
+}
+
+/* #25: the primary is cut off from this node but still renews its lease in
+ * Redis (its connection is open): nobody takes the role nor an epoch. */
+START_TEST(a_primary_that_does_not_answer_but_holds_its_lease_keeps_the_role)
 {
 	follow_3_at_epoch_4(conf_preempt);
+	for (int i = 0; i < 6; i++) {
+		ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+		fake_answer_all(h, URL3 "/election/ping", 0, "Operation timed out");
+		fake_lease_hold(h, "3", 4, 60.0); /* node 3 renews */
+		fake_run(h, 0.01);
+	}
+	ck_assert_msg(fake_count_calls(h, "/election/election") == 0 && h->n_lease_take == 0,
+	              "expected no election while node 3's lease is live");
+	ck_assert_msg(h->n_lease_break >= 1, "expected node 2 to ask Redis about node 3");
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	ck_assert_str_eq(h->primary_id, "3");
+	ck_assert_int_eq(h->epoch, 4);
+	/* healed: node 3 answers again and nothing changes */
+	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
+	fake_run(h, 0.2);
+	fake_answer_all(h, URL3 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
+	ck_assert_int_eq(h->n_primary, 1);
+	ck_assert_int_eq(h->n_lease_take, 0);
+}
+END_TEST
+
+START_TEST(a_hung_primary_is_replaced_once_its_lease_lapses)
+{
+	follow_3_at_epoch_4_for(conf_preempt, 0.3);
+	while (fake_lease_live(h)) {
+		ck_assert_msg(fake_count_calls(h, "/election/election") == 0 &&
+		                  h->n_lease_take == 0,
+		              "expected no election while the lease is live");
+		fake_answer_all(h, URL3 "/election/ping", 0, "Operation timed out");
+		fake_run(h, 0.005);
+	}
+	ck_assert_msg(h->n_lease_break >= 1, "expected node 2 to ask Redis about node 3");
+	ck_assert_msg(pings_answered_until(URL3 "/election/ping", 0, "Operation timed out",
+	                                   pending_election_to_3, 0.5),
+	              "expected an election right after the lease lapsed");
+	fake_answer_all(h, URL3 "/election/election", 0, "Operation timed out");
+	ck_assert_msg(fake_run_until(h, is_primary, 1.0), "expected node 2 to take over");
+	ck_assert_int_eq(h->elected_epoch, 5);
+}
+END_TEST
+
+START_TEST(a_ping_answer_saying_backup_counts_as_a_failure)
+{
+	follow_3_at_epoch_4_for(conf_preempt, 0.3);
 	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
 	fake_answer_all(h, URL3 "/election/ping", 200, "{\"state\":\"backup\",\"epoch\":0}");
-	ck_assert_msg(fake_find_call(h, URL3 "/election/election", FAKE_PENDING, 0) >= 0,
-	              "expected an ELECTION when the primary says it is no longer primary");
+	ck_assert_int_eq(fake_status_int(h, "checks_failed"), 1);
+	ck_assert_msg(fake_count_calls(h, "/election/election") == 0,
+	              "expected no ELECTION while node 3's lease is live");
+	ck_assert_msg(pings_answered_until(URL3 "/election/ping", 200,
+	                                   "{\"state\":\"backup\",\"epoch\":0}",
+	                                   pending_election_to_3, 1.0),
+	              "expected an ELECTION once the former primary's lease lapsed");
+}
+END_TEST
+
+/* #23: different tokens are a configuration error, not a dead primary. */
+START_TEST(a_primary_that_refuses_our_token_is_not_taken_for_dead)
+{
+	int errs;
+
+	follow_3_at_epoch_4(conf_preempt);
+	errs = h->n_err_logs;
+	for (int i = 0; i < 5; i++) {
+		ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+		fake_answer_all(h, URL3 "/election/ping", 401, "{\"error\":\"bad token\"}");
+	}
+	ck_assert_msg(fake_count_calls(h, "/election/election") == 0 && h->n_lease_take == 0 &&
+	                  h->n_lease_break == 0,
+	              "expected no election over a 401");
+	ck_assert_int_eq(fake_status_int(h, "checks_failed"), 0);
+	ck_assert_msg(h->n_err_logs == errs + 1, "expected one error logged for 5 refusals, got %d",
+	              h->n_err_logs - errs);
+	ck_assert_str_eq(h->primary_id, "3");
+	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
+	/* 403 too */
+	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/ping", 403, "{\"error\":\"forbidden\"}");
+	ck_assert_int_eq(fake_count_calls(h, "/election/election"), 0);
+}
+END_TEST
+
+START_TEST(the_refusal_is_logged_again_after_the_peer_accepted_our_token)
+{
+	int errs;
+
+	follow_3_at_epoch_4(conf_preempt);
+	errs = h->n_err_logs;
+	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/ping", 401, "{}");
+	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
+	ck_assert(fake_run_until(h, pending_ping_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/ping", 401, "{}");
+	ck_assert_int_eq(h->n_err_logs, errs + 2);
+	ck_assert_msg(strstr(h->last_log, "node 3") != NULL || h->n_err_logs == errs + 2,
+	              "expected the log to name node 3");
 }
 END_TEST
 
 START_TEST(a_live_lower_primary_is_not_preempted_with_preempt_off)
 {
 	/* node 2 restarts while node 1 leads */
-	h->epoch = 4;
-	h->leader_epoch = 4;
-	strcpy(h->leader_id, "1");
+	fake_lease_hold(h, "1", 4, 60.0);
 	load(conf_no_preempt);
 	ck_assert(fake_run_until(h, pending_ping_to_1, 2.0));
 	ck_assert_int_eq(
@@ -489,47 +682,132 @@ START_TEST(a_live_lower_primary_is_not_preempted_with_preempt_off)
 	    1);
 	fake_run(h, 0.2);
 	fake_answer_all(h, URL1 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
-	ck_assert_msg(fake_count_calls(h, "/election/election") == 0 && h->n_epoch_take == 0,
+	ck_assert_msg(fake_count_calls(h, "/election/election") == 0 && h->n_lease_take == 0 &&
+	                  fake_count_calls(h, "/election/release") == 0,
 	              "expected no election against a live primary with preempt = false");
 	ck_assert_str_eq(fake_status_str(h, "state"), "backup");
 	ck_assert_str_eq(h->primary_id, "1");
 }
 END_TEST
 
-START_TEST(a_live_lower_primary_is_preempted_with_preempt_on)
+START_TEST(a_live_lower_primary_is_asked_to_release_with_preempt_on)
 {
-	h->epoch = 4;
-	h->leader_epoch = 4;
-	strcpy(h->leader_id, "1");
+	int i;
+
+	fake_lease_hold(h, "1", 4, 60.0);
 	load(conf_preempt);
 	ck_assert(fake_run_until(h, pending_ping_to_1, 2.0));
 	ck_assert_int_eq(
 	    fake_answer_all(h, URL1 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}"),
 	    1);
-	ck_assert_msg(pending_election_to_3(h), "expected node 2 to start an election over node 1");
+	i = fake_find_call(h, URL1 "/election/release", FAKE_PENDING, 0);
+	ck_assert_msg(i >= 0, "expected node 2 to ask node 1 to release the lead");
+	ck_assert_str_eq(h->calls[i].auth, "Authorization: Bearer secret");
+	ck_assert_msg(h->n_lease_take == 0 && fake_count_calls(h, "/election/election") == 0,
+	              "expected no election before node 1 released its lease");
+	/* node 1 steps down and drops its lease */
+	h->lease_holder[0] = '\0';
+	fake_answer(h, i, 200, "{\"ok\":true,\"epoch\":4}");
+	ck_assert_msg(pending_election_to_3(h), "expected node 2 to start an election");
 	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
 	ck_assert_msg(fake_run_until(h, is_primary, 1.0), "expected node 2 to take over");
 	ck_assert_int_eq(h->elected_epoch, 5);
+	ck_assert_int_eq(h->n_lease_take, 1);
 }
 END_TEST
 
-START_TEST(a_winner_whose_epoch_was_overtaken_does_not_become_primary)
+START_TEST(a_refused_release_changes_nothing)
+{
+	fake_lease_hold(h, "1", 4, 60.0);
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_ping_to_1, 2.0));
+	fake_answer_all(h, URL1 "/election/ping", 200, "{\"state\":\"primary\",\"epoch\":4}");
+	ck_assert_int_eq(fake_answer_all(h, URL1 "/election/release", 409, "{\"error\":\"no\"}"),
+	                 1);
+	fake_run(h, 0.1);
+	ck_assert_msg(h->n_lease_take == 0 && fake_count_calls(h, "/election/election") == 0,
+	              "expected no election when node 1 keeps the lead");
+	ck_assert_str_eq(h->primary_id, "1");
+}
+END_TEST
+
+START_TEST(a_primary_releases_the_lead_to_a_higher_id_only)
+{
+	static const struct {
+		const char *body;
+		int status;
+	} refused[] = {
+	    {"{\"id\":1}", 409}, /* a lower id */
+	    {"{\"id\":9}", 400}, /* not a peer */
+	    {"{}", 400},
+	    {"{\"id\":\"x\"}", 400},
+	};
+	int status;
+	char *r;
+
+	become_primary(conf_preempt);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		r = fake_message(h, "release", refused[i].body, &status);
+		ck_assert_msg(status == refused[i].status, "release %s: expected %d, got %d %s",
+		              refused[i].body, refused[i].status, status, r);
+		free(r);
+	}
+	ck_assert_msg(is_primary(h) && fake_lease_live(h), "expected node 2 to keep the lead");
+	r = fake_message(h, "release", "{\"id\":3,\"epoch\":1}", &status);
+	ck_assert_msg(status == 200, "expected 200 for node 3's release, got %d %s", status, r);
+	free(r);
+	ck_assert_msg(h->n_deposed == 1 && !is_primary(h), "expected node 2 to step down at once");
+	ck_assert_msg(fake_run_until(h, lease_lapsed, 0.1), "expected node 2 to drop its lease");
+	/* a backup has nothing to release */
+	r = fake_message(h, "release", "{\"id\":3}", &status);
+	ck_assert_msg(status == 409, "expected 409 from a backup, got %d %s", status, r);
+	free(r);
+}
+END_TEST
+
+START_TEST(a_winner_that_finds_the_lease_taken_follows_its_holder)
 {
 	load(conf_preempt);
 	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
-	h->steal_after_take = 1; /* another node takes epoch 2 right after our epoch 1 */
+	fake_lease_hold(h, "3", 1, 60.0); /* node 3 took the lead meanwhile */
 	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
 	fake_run(h, 0.02);
-	ck_assert_msg(h->n_elected == 0,
-	              "expected no primary with overtaken epoch 1, elected epoch %llu",
-	              (unsigned long long)h->elected_epoch);
-	ck_assert_msg(h->leader_epoch == 0, "expected leader_set with epoch 1 to be fenced");
+	ck_assert_msg(h->n_elected == 0, "expected no primary while node 3 holds the lease");
+	ck_assert_int_eq(h->n_lease_take, 1);
+	ck_assert_int_eq(h->epoch, 1);
 	ck_assert_str_ne(fake_status_str(h, "state"), "primary");
-	/* nobody recorded leadership: the next check runs a new election */
-	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
-	fake_answer_all(h, URL3 "/election/election", 0, "Connection refused");
-	ck_assert(fake_run_until(h, is_primary, 1.0));
-	ck_assert_int_eq(h->elected_epoch, 3);
+	ck_assert_str_eq(h->primary_id, "3");
+	ck_assert_msg(fake_run_until(h, pending_ping_to_3, 1.0), "expected node 2 to watch node 3");
+}
+END_TEST
+
+static double lease_remaining(struct fake_host *fh)
+{
+	json_t *j = fake_status(fh);
+	double v = json_real_value(json_object_get(json_object_get(j, "lease"), "remaining"));
+
+	json_decref(j);
+	return v;
+}
+
+START_TEST(a_primary_stops_acting_when_its_renewals_go_unanswered)
+{
+	become_primary(conf_preempt);
+	fake_run(h, 0.12);
+	/* the primary counts its lease from when it sent the renewal, the store
+	 * from when it ran it: the primary's own view never outlasts Redis's */
+	ck_assert_msg(lease_remaining(h) <= h->lease_until - ev_now(h->loop) &&
+	                  lease_remaining(h) > 0,
+	              "expected the primary's lease (%.3f s left) to end no later than the "
+	              "store's (%.3f s left)",
+	              lease_remaining(h), h->lease_until - ev_now(h->loop));
+	h->redis_hang = 1; /* cut from Redis: renewals are sent, never answered */
+	fake_run(h, 0.1);
+	ck_assert_msg(is_primary(h), "expected node 2 to act while its lease is live");
+	ck_assert_msg(fake_run_until(h, was_deposed, 0.5),
+	              "expected the primary to step down within its 0.2 s lease");
+	ck_assert_msg(strstr(h->deposed_reason, "lost Redis"), "expected \"lost Redis\", got %s",
+	              h->deposed_reason);
 }
 END_TEST
 
@@ -614,21 +892,33 @@ static Suite *bully_suite(void)
 	tcase_add_test(tc, election_from_a_lower_id_is_answered_ok_and_starts_an_own_election);
 	tcase_add_test(tc, election_to_a_primary_is_answered_ok_and_the_coordinator_repeated);
 	tcase_add_test(tc, election_is_answered_not_ok_when_this_node_cannot_reach_redis);
+	tcase_add_test(tc, election_after_redis_came_back_is_answered_ok_before_the_next_check);
+	tcase_add_test(tc, election_is_answered_not_ok_while_a_store_call_goes_unanswered);
 	tcase_add_test(tc, coordinator_with_an_older_epoch_is_refused);
-	tcase_add_test(tc, coordinator_from_a_lower_id_is_refused_while_this_higher_node_is_alive);
+	tcase_add_test(tc,
+	               coordinator_from_a_lower_id_is_followed_then_asked_to_release_with_preempt);
 	tcase_add_test(tc, coordinator_from_a_lower_id_is_accepted_without_preempt);
-	tcase_add_test(tc, invalid_messages_are_refused_and_change_nothing);
 	tcase_add_test(tc, an_epoch_beyond_redis_is_corrected_from_redis);
+	tcase_add_test(tc, invalid_messages_are_refused_and_change_nothing);
 	tcase_add_test(tc, ping_answers_state_and_epoch);
 	tcase_add_test(tc, fenced_deposes_the_primary_at_once);
 	tcase_add_test(tc, a_primary_without_redis_for_the_lease_is_deposed);
 	tcase_add_test(tc, a_primary_that_sees_a_newer_epoch_in_redis_steps_down);
-	tcase_add_test(tc, a_primary_that_receives_a_newer_coordinator_steps_down);
-	tcase_add_test(tc, a_backup_whose_primary_fails_a_check_takes_over);
+	tcase_add_test(tc, a_primary_renews_its_lease_at_every_check);
+	tcase_add_test(tc, a_primary_is_not_deposed_by_a_coordinator_unless_redis_says_so);
+	tcase_add_test(tc,
+	               a_backup_whose_dead_primary_fails_a_check_breaks_its_lease_and_takes_over);
+	tcase_add_test(tc, a_primary_that_does_not_answer_but_holds_its_lease_keeps_the_role);
+	tcase_add_test(tc, a_hung_primary_is_replaced_once_its_lease_lapses);
 	tcase_add_test(tc, a_ping_answer_saying_backup_counts_as_a_failure);
+	tcase_add_test(tc, a_primary_that_refuses_our_token_is_not_taken_for_dead);
+	tcase_add_test(tc, the_refusal_is_logged_again_after_the_peer_accepted_our_token);
 	tcase_add_test(tc, a_live_lower_primary_is_not_preempted_with_preempt_off);
-	tcase_add_test(tc, a_live_lower_primary_is_preempted_with_preempt_on);
-	tcase_add_test(tc, a_winner_whose_epoch_was_overtaken_does_not_become_primary);
+	tcase_add_test(tc, a_live_lower_primary_is_asked_to_release_with_preempt_on);
+	tcase_add_test(tc, a_refused_release_changes_nothing);
+	tcase_add_test(tc, a_primary_releases_the_lead_to_a_higher_id_only);
+	tcase_add_test(tc, a_winner_that_finds_the_lease_taken_follows_its_holder);
+	tcase_add_test(tc, a_primary_stops_acting_when_its_renewals_go_unanswered);
 	tcase_add_test(tc, settings_are_validated);
 	tcase_add_test(tc, defaults_need_no_settings);
 	tcase_add_test(tc, without_a_token_no_authorization_header_is_sent);
