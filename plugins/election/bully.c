@@ -46,6 +46,11 @@
  *     for longer than `timeout`;
  *   - a RELEASE is accepted from a configured higher id, by a primary.
  *
+ * A node whose ELECTION a higher node answered "no" (alive, but without
+ * Redis) asks once more after `timeout` before it takes the lead itself:
+ * after a Redis restart the nodes reconnect within moments of each other,
+ * and the highest of them should lead, not the first to look.
+ *
  * Watching: every check_interval a backup reads the lease and pings its
  * holder; failures_before_election consecutive failed pings (no answer in
  * `timeout`, or an answer saying it is not primary) lead to an election if
@@ -200,8 +205,12 @@ struct bully {
 	int redis_seen;       /* a store call succeeded once (the connection is up) */
 	double startup_retry; /* delay of the next check while Redis was never seen */
 	int election_pending;
+	int election_round;     /* 2: asking again, a higher node could not reach Redis */
+	int election_unready;   /* higher nodes that answered no: alive, Redis unreachable */
+	int election_resend;    /* the phase timer asks again */
 	int waiting_logged;     /* "the primary does not answer but holds its lease" */
 	double last_transition; /* unix time */
+	double primary_since, primary_until; /* last became primary, last stepped down */
 
 	/* counters for /status and /metrics */
 	uint64_t n_elections, n_won, n_deposed, n_refused, n_checks_failed, n_messages;
@@ -568,6 +577,7 @@ static void bully_step_down(struct bully *b, const char *fmt, ...)
 	             b->my_epoch, reason);
 	b->n_deposed++;
 	bully_set_state(b, BULLY_BACKUP);
+	b->primary_until = ev_time();
 	ev_timer_stop(b->host->loop, &b->lease_timer);
 	b->my_epoch = 0;
 	bully_primary_forget(b); /* the new primary is learned from Redis or its COORDINATOR */
@@ -627,6 +637,7 @@ static void bully_coordinator_send(struct bully *b, const struct bully_peer *p)
 static void bully_become_primary(struct bully *b, uint64_t epoch, ev_tstamp sent)
 {
 	bully_set_state(b, BULLY_PRIMARY);
+	b->primary_since = ev_time();
 	b->my_epoch = epoch;
 	b->known_epoch = epoch;
 	if (epoch > b->redis_epoch)
@@ -772,6 +783,23 @@ static void bully_win(struct bully *b)
 
 /* ---- election ----------------------------------------------------------- */
 
+/* Every higher node answered, none OK. One that lives but cannot reach
+ * Redis yet (its connection comes back moments after a Redis restart) is
+ * asked once more after `timeout`, so that it, the highest live id, leads. */
+static void bully_election_settle(struct bully *b)
+{
+	if (b->election_unready && b->election_round == 1) {
+		b->host->log(SCALER_LOG_INFO, BULLY_WHO,
+		             "%d higher node(s) cannot reach Redis now; asking again in %.2f s",
+		             b->election_unready, b->conf.timeout);
+		b->election_round = 2;
+		b->election_resend = 1;
+		bully_phase_arm(b, b->conf.timeout);
+		return;
+	}
+	bully_win(b);
+}
+
 static void bully_election_reply(void *arg, const struct scaler_http_response *resp)
 {
 	struct bully_op *op = arg;
@@ -786,6 +814,8 @@ static void bully_election_reply(void *arg, const struct scaler_http_response *r
 	b->election_pending--;
 	j = bully_answer(resp);
 	ok = j && json_is_true(json_object_get(j, "ok"));
+	if (j && json_is_false(json_object_get(j, "ok")))
+		b->election_unready++;
 	json_decref(j);
 	if (ok) {
 		b->host->log(SCALER_LOG_INFO, BULLY_WHO,
@@ -795,23 +825,15 @@ static void bully_election_reply(void *arg, const struct scaler_http_response *r
 		return;
 	}
 	if (b->election_pending <= 0)
-		bully_win(b);
+		bully_election_settle(b);
 }
 
-static void bully_election_start(struct bully *b, const char *why)
+/* ELECTION to every higher id. */
+static void bully_election_send(struct bully *b)
 {
-	if (b->state != BULLY_BACKUP)
-		return;
-	if (!b->redis_ok) {
-		/* nobody can take the lead; the next check that reaches Redis retries */
-		b->host->log(SCALER_LOG_DEBUG, BULLY_WHO, "no election (%s): Redis unreachable",
-		             why);
-		return;
-	}
-	b->n_elections++;
-	b->host->log(SCALER_LOG_NOTICE, BULLY_WHO, "election: %s", why);
-	bully_set_state(b, BULLY_ELECTING);
 	b->election_pending = 0;
+	b->election_unready = 0;
+	b->election_resend = 0;
 	for (size_t i = 0; i < b->conf.npeers; i++) {
 		const struct bully_peer *p = &b->conf.peers[i];
 		struct bully_op *op;
@@ -831,11 +853,31 @@ static void bully_election_start(struct bully *b, const char *why)
 	bully_phase_arm(b, b->conf.timeout + 0.5);
 }
 
+static void bully_election_start(struct bully *b, const char *why)
+{
+	if (b->state != BULLY_BACKUP)
+		return;
+	if (!b->redis_ok) {
+		/* nobody can take the lead; the next check that reaches Redis retries */
+		b->host->log(SCALER_LOG_DEBUG, BULLY_WHO, "no election (%s): Redis unreachable",
+		             why);
+		return;
+	}
+	b->n_elections++;
+	b->host->log(SCALER_LOG_NOTICE, BULLY_WHO, "election: %s", why);
+	bully_set_state(b, BULLY_ELECTING);
+	b->election_round = 1;
+	bully_election_send(b);
+}
+
 static void bully_phase_expired(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct bully *b = w->data;
 
-	if (b->state == BULLY_ELECTING) {
+	if (b->state == BULLY_ELECTING && b->election_resend) {
+		bully_set_state(b, BULLY_ELECTING); /* replies of the first round are stale */
+		bully_election_send(b);
+	} else if (b->state == BULLY_ELECTING) {
 		bully_win(b);
 	} else if (b->state == BULLY_WAITING) {
 		/* the winner may hold the lease and have failed to tell us: look */
@@ -1542,16 +1584,16 @@ static json_t *bully_status(const struct bully *b)
 		                  (json_int_t)b->lease.epoch, "remaining", left > 0 ? left : 0.);
 	}
 	return json_pack(
-	    "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:f, s:I, s:I, s:I, s:I, s:I, s:b, "
+	    "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:b, "
 	    "s:b}",
 	    "plugin", "bully", "id", ids, "state", bully_state_names[b->state], "phase",
 	    bully_phase_names[b->state], "primary", primary, "epoch",
 	    (json_int_t)(b->state == BULLY_PRIMARY ? b->my_epoch : b->primary.epoch), "redis_epoch",
 	    (json_int_t)b->redis_epoch, "lease", lease, "last_transition", b->last_transition,
-	    "elections", (json_int_t)b->n_elections, "elections_won", (json_int_t)b->n_won,
-	    "deposed", (json_int_t)b->n_deposed, "messages_refused", (json_int_t)b->n_refused,
-	    "checks_failed", (json_int_t)b->n_checks_failed, "preempt", b->conf.preempt, "redis_ok",
-	    b->redis_ok);
+	    "primary_since", b->primary_since, "primary_until", b->primary_until, "elections",
+	    (json_int_t)b->n_elections, "elections_won", (json_int_t)b->n_won, "deposed",
+	    (json_int_t)b->n_deposed, "messages_refused", (json_int_t)b->n_refused, "checks_failed",
+	    (json_int_t)b->n_checks_failed, "preempt", b->conf.preempt, "redis_ok", b->redis_ok);
 }
 
 static void bully_message(void *ctx, const char *type, const char *body, size_t len, int *status,

@@ -347,14 +347,19 @@ static void rc_ready_cb(redisAsyncContext *ac, void *reply_, void *privdata)
 
 /* The id Redis gives this connection: a lease names it, so that others can
  * ask Redis whether its holder is still connected. Optional (an ACL may
- * refuse CLIENT): 0 then. */
+ * refuse CLIENT, an old Redis not know it): 0 then. Any other error (a
+ * protected or loading Redis) fails the handshake like PING would. */
 static void rc_client_id_cb(redisAsyncContext *ac, void *reply_, void *privdata)
 {
 	struct redis_conn *r = ac->data;
 	redisReply *reply = reply_;
-	(void)privdata;
-	if (r && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+	if (!r || !reply || (ac->c.flags & REDIS_DISCONNECTING))
+		return;
+	if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
 		r->client_id = (unsigned long long)reply->integer;
+	else if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOPERM", 6) != 0 &&
+	         strncmp(reply->str, "ERR unknown", 11) != 0)
+		rc_handshake_failed(r, ac, privdata, reply);
 }
 
 static void rc_connect_cb(const redisAsyncContext *cac, int status)
@@ -385,7 +390,7 @@ static void rc_connect_cb(const redisAsyncContext *cac, int status)
 	}
 	if (r->db)
 		redisAsyncCommand(ac, rc_ready_cb, "SELECT", "SELECT %d", r->db);
-	redisAsyncCommand(ac, rc_client_id_cb, NULL, "CLIENT ID");
+	redisAsyncCommand(ac, rc_client_id_cb, "CLIENT ID", "CLIENT ID");
 	redisAsyncCommand(ac, rc_ready_cb, "ready", "PING");
 }
 

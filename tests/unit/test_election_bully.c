@@ -301,6 +301,49 @@ START_TEST(election_is_answered_not_ok_while_a_store_call_goes_unanswered)
 }
 END_TEST
 
+static int two_elections_to_3(struct fake_host *fh)
+{
+	return fake_count_calls(fh, URL3 "/election/election") == 2 &&
+	       fake_find_call(fh, URL3 "/election/election", FAKE_PENDING, 0) >= 0;
+}
+
+/* #22: after a Redis restart the nodes reconnect moments apart; a higher
+ * node that answers "no Redis" is asked again before this node leads. */
+START_TEST(a_higher_node_without_redis_yet_is_asked_again_before_taking_the_lead)
+{
+	static const char *no =
+	    "{\"ok\":false,\"id\":\"3\",\"reason\":\"this node cannot reach Redis\"}";
+
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/election", 200, no);
+	fake_run(h, 0.02);
+	ck_assert_msg(h->n_lease_take == 0, "expected no lead taken at node 3's first no");
+	ck_assert_msg(fake_run_until(h, two_elections_to_3, 1.0),
+	              "expected a second ELECTION to node 3 after timeout");
+	fake_answer_all(h, URL3 "/election/election", 200, "{\"ok\":true,\"id\":\"3\"}");
+	ck_assert_str_eq(fake_status_str(h, "phase"), "waiting");
+	ck_assert_int_eq(h->n_lease_take, 0);
+	ck_assert_int_eq(fake_status_int(h, "elections"), 1);
+}
+END_TEST
+
+START_TEST(a_higher_node_still_without_redis_is_passed_over)
+{
+	static const char *no =
+	    "{\"ok\":false,\"id\":\"3\",\"reason\":\"Redis does not answer this node\"}";
+
+	load(conf_preempt);
+	ck_assert(fake_run_until(h, pending_election_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/election", 200, no);
+	ck_assert(fake_run_until(h, two_elections_to_3, 1.0));
+	fake_answer_all(h, URL3 "/election/election", 200, no);
+	ck_assert_msg(fake_run_until(h, is_primary, 1.0),
+	              "expected node 2 to lead when node 3 still cannot reach Redis");
+	ck_assert_int_eq(h->elected_epoch, 1);
+}
+END_TEST
+
 START_TEST(coordinator_with_an_older_epoch_is_refused)
 {
 	int status;
@@ -894,6 +937,8 @@ static Suite *bully_suite(void)
 	tcase_add_test(tc, election_is_answered_not_ok_when_this_node_cannot_reach_redis);
 	tcase_add_test(tc, election_after_redis_came_back_is_answered_ok_before_the_next_check);
 	tcase_add_test(tc, election_is_answered_not_ok_while_a_store_call_goes_unanswered);
+	tcase_add_test(tc, a_higher_node_without_redis_yet_is_asked_again_before_taking_the_lead);
+	tcase_add_test(tc, a_higher_node_still_without_redis_is_passed_over);
 	tcase_add_test(tc, coordinator_with_an_older_epoch_is_refused);
 	tcase_add_test(tc,
 	               coordinator_from_a_lower_id_is_followed_then_asked_to_release_with_preempt);
