@@ -18,10 +18,11 @@ TOKEN = "t0ken"
 
 
 class Cluster:
-    def __init__(self, n=3, preempt=True, redis=None):
+    def __init__(self, n=3, preempt=True, redis=None, tokens=None):
         self.redis = redis or Redis()
         self.n = n
         self.preempt = preempt
+        self.tokens = tokens or {}  # node -> its own token (default: TOKEN for all)
         self.cluster = "el%d" % free_port()
         self.ports = {i: free_port() for i in range(1, n + 1)}
         self.procs = {}
@@ -48,9 +49,12 @@ election = {
   peers = ( %s );
 };
 zones = ();
-""" % (i, self.ports[i], TOKEN, self.cluster, self.redis.url(), plugin_dir(), state, CHECK,
+""" % (i, self.ports[i], self.token(i), self.cluster, self.redis.url(), plugin_dir(), state, CHECK,
             TIMEOUT, "true" if self.preempt else "false", peers)
         return write_file("%s-node%d.conf" % (self.cluster, i), text)
+
+    def token(self, i):
+        return self.tokens.get(i, TOKEN)
 
     def start(self, i):
         self.procs[i] = spawn([binary("scalerd"), "-c", self.conf(i)],
@@ -67,7 +71,8 @@ zones = ();
 
     def election(self, i, timeout=1.0):
         status, body = http_json("GET", self.url(i) + "/status",
-                                 headers={"Authorization": "Bearer " + TOKEN}, timeout=timeout)
+                                 headers={"Authorization": "Bearer " + self.token(i)},
+                                 timeout=timeout)
         if status != 200 or not isinstance(body, dict):
             return None
         return body.get("election")
@@ -120,6 +125,10 @@ zones = ();
     def redis_epoch(self):
         v = self.redis.cli("GET", self.cluster + ":epoch")
         return int(v) if v and v.isdigit() else 0
+
+    def log(self, i):
+        with open(self.procs[i].logpath, errors="replace") as f:
+            return f.read()
 
     def stop(self):
         for p in self.procs.values():
@@ -348,6 +357,74 @@ def a_primary_that_loses_redis_stops_acting():
               "expected node 2 to log that it lost Redis")
         c.redis.start()
         c.wait_primary(2, 15)
+    finally:
+        c.stop()
+
+
+@test
+def after_a_redis_restart_the_highest_id_leads_with_one_new_epoch():
+    """#22: Redis restarts empty. The nodes reconnect moments apart and the
+    first to look starts an election; the others must answer from Redis as it
+    is now, not from the failure of their last check, so node 3 leads with
+    epoch 1 and no second epoch follows."""
+    need_scalerd()
+    c = Cluster(preempt=True)
+    try:
+        c.start_all()
+        c.wait_primary(3, 10)
+        for run in range(4):
+            c.redis.stop()
+            wait_until(lambda: all(e and not e["redis_ok"] for e in c.views().values()),
+                       5, "every node to notice that Redis is gone (run %d)" % run)
+            # down longer than a check, so each node's last check failed
+            time.sleep(2 * CHECK)
+            c.redis.start()
+            epoch = c.wait_primary(3, 10)
+            check_eq(epoch, 1, "epoch after Redis restarted empty (run %d)" % run)
+            time.sleep(5 * CHECK)
+            check_eq(c.agreed(3), 1, "node 3 still leading with epoch 1 (run %d)" % run)
+            check_eq(c.redis_epoch(), 1, "epoch in Redis: one taken (run %d)" % run)
+    finally:
+        c.stop()
+
+
+@test
+def nodes_with_different_tokens_keep_one_primary_and_one_epoch():
+    """#23: every ping gets 401. That is a configuration error, logged once
+    per peer, not a dead primary: no election storm, one primary."""
+    need_scalerd()
+    c = Cluster(preempt=True, tokens={1: "token-one", 2: "token-two", 3: "token-three"})
+    try:
+        c.start_all()
+
+        def one_primary():
+            v = c.views()
+            prim = [i for i, e in v.items() if e and e["state"] == "primary"]
+            return len(prim) == 1 and all(e for e in v.values()) and prim[0]
+        first = wait_until(one_primary, 10, "one node primary")
+        epoch = c.redis_epoch()
+        seen = set()
+        deadline = time.monotonic() + 20 * CHECK
+        while time.monotonic() < deadline:
+            v = c.views()
+            prim = [i for i, e in v.items() if e and e["state"] == "primary"]
+            check(len(prim) <= 1, "expected at most one primary, got %r" % prim)
+            seen.update(prim)
+            time.sleep(0.05)
+        check_eq(sorted(seen), [first], "nodes seen primary over 20 checks")
+        check_eq(c.redis_epoch(), epoch, "epoch in Redis after 20 checks")
+        for i in (1, 2, 3):
+            log_text = c.log(i)
+            for k in (1, 2, 3):
+                if k == i:
+                    continue
+                n = log_text.count("node %d (%s) refuses this node's token" % (k, c.url(k)))
+                check(n <= 1, "expected node %d to log node %d's refusal at most once, "
+                              "got %d" % (i, k, n))
+        # a backup names the primary that refuses its token
+        backup = 1 if first != 1 else 2
+        check("node %d (%s) refuses this node's token" % (first, c.url(first)) in c.log(backup),
+              "expected node %d to log that node %d refuses its token" % (backup, first))
     finally:
         c.stop()
 

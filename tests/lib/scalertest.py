@@ -245,16 +245,21 @@ def spawn(argv, env=None, name=None, cwd=None):
 class Redis:
     """A throwaway redis-server on a free loopback port."""
 
-    def __init__(self, appendonly=False, port=None):
+    def __init__(self, appendonly=False, port=None, bind=()):
+        """bind: more addresses to listen on besides 127.0.0.1 (a test
+        network's, from netbed)."""
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="redis-", dir=tmpdir())
         self.appendonly = appendonly
+        self.bind = list(bind)
         self.start()
 
     def start(self):
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"] + self.bind + [
                 "--dir", self.dir, "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no"]
+        if self.bind:  # a private test network: no password, as on loopback
+            argv += ["--protected-mode", "no"]
         self.proc = spawn(argv, name="redis")
         wait_until(lambda: self.cli("PING") == "PONG", 5, "redis-server to answer PING")
 
