@@ -89,6 +89,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <scaler/plugin.h>
 
@@ -157,7 +158,7 @@ struct bully_op {
 	uint64_t learned; /* b->learned when issued */
 	uint64_t check;   /* b->check_seq of the check it belongs to, 0: none */
 	uint64_t peer;
-	ev_tstamp sent;
+	double sent; /* bully_now() */
 	int issuing; /* a store call is still on the issuer's stack */
 	int done;    /* its callback ran */
 	struct scaler_http_call *call;
@@ -191,10 +192,10 @@ struct bully {
 		uint64_t holder; /* 0: no live lease */
 		uint64_t epoch;
 		double remaining;
-		ev_tstamp seen;
+		double seen; /* bully_now() */
 		char ref[192];
 	} lease;
-	ev_tstamp lease_until; /* PRIMARY: when our lease lapses at the latest */
+	double lease_until; /* PRIMARY: when our lease lapses at the latest (bully_now) */
 
 	int failures;         /* consecutive failed pings of the primary */
 	int check_busy;       /* a check (lease read or renewal, then ping) is in flight */
@@ -228,6 +229,16 @@ static void bully_lease_seen(void *arg, int status, const struct scaler_lease *l
                              uint64_t current_epoch);
 
 /* ---- small helpers ----------------------------------------------------- */
+
+/* Now on the monotonic clock: leases are durations, a wall clock that is
+ * set back must not stretch them. */
+static double bully_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static struct bully_peer *bully_peer_find(const struct bully *b, uint64_t id)
 {
@@ -323,7 +334,7 @@ static void bully_lease_note(struct bully *b, const struct scaler_lease *l)
 		b->lease.remaining = 0;
 		b->lease.ref[0] = '\0';
 	}
-	b->lease.seen = ev_now(b->host->loop);
+	b->lease.seen = bully_now();
 }
 
 /* An answer 401/403 from a peer: the tokens differ. Logged once per peer
@@ -362,7 +373,7 @@ static struct bully_op *bully_op_new(struct bully *b, enum bully_op_kind kind)
 	op->kind = kind;
 	op->gen = b->gen;
 	op->learned = b->learned;
-	op->sent = ev_now(b->host->loop);
+	op->sent = bully_now();
 	op->next = b->ops;
 	if (b->ops)
 		b->ops->prev = op;
@@ -392,7 +403,7 @@ static struct bully *bully_op_end(struct bully_op *op)
 /* What a store callback needs from its op, copied before the op is freed. */
 struct bully_done {
 	uint64_t gen, learned, check;
-	ev_tstamp sent;
+	double sent;
 };
 
 /* First thing in every store callback: the instance (NULL when it is gone)
@@ -469,7 +480,7 @@ static int bully_store_call(struct bully *b, enum bully_op_kind kind, uint64_t c
  * answer this node now, whatever the last answer said. */
 static int bully_store_stalled(const struct bully *b)
 {
-	ev_tstamp now = ev_now(b->host->loop);
+	double now = bully_now();
 
 	for (const struct bully_op *op = b->ops; op; op = op->next)
 		if (BULLY_OP_IS_STORE(op->kind) && !op->done && now - op->sent > b->conf.timeout)
@@ -553,7 +564,7 @@ static const char *bully_resp_text(const struct scaler_http_response *resp)
 /* The lease timer fires when our lease may have lapsed in Redis. */
 static void bully_lease_arm(struct bully *b)
 {
-	ev_tstamp left = b->lease_until - ev_now(b->host->loop);
+	double left = b->lease_until - bully_now();
 
 	ev_timer_stop(b->host->loop, &b->lease_timer);
 	ev_timer_set(&b->lease_timer, left > 0 ? left : 0., 0.);
@@ -634,7 +645,7 @@ static void bully_coordinator_send(struct bully *b, const struct bully_peer *p)
 }
 
 /* The lease taken at `sent` with `epoch` is ours. */
-static void bully_become_primary(struct bully *b, uint64_t epoch, ev_tstamp sent)
+static void bully_become_primary(struct bully *b, uint64_t epoch, double sent)
 {
 	bully_set_state(b, BULLY_PRIMARY);
 	b->primary_since = ev_time();
@@ -664,7 +675,7 @@ static void bully_renewed(void *arg, int status, const struct scaler_lease *leas
 {
 	struct bully_done d;
 	struct bully *b = bully_store_op_done(arg, &d);
-	ev_tstamp until;
+	double until;
 
 	if (!b)
 		return;
@@ -678,7 +689,7 @@ static void bully_renewed(void *arg, int status, const struct scaler_lease *leas
 		return;
 	if (status == 0) {
 		until = d.sent + b->conf.lease;
-		if (until <= ev_now(b->host->loop)) {
+		if (until <= bully_now()) {
 			bully_step_down(b,
 			                "the renewal was answered after the lease (%.1f s) ran out",
 			                b->conf.lease);
@@ -957,13 +968,13 @@ static void bully_store_unreachable(struct bully *b)
  * it lives, cut off from this node, or hangs. Wait for the lease. */
 static void bully_lease_wait(struct bully *b)
 {
-	double left = b->lease.remaining - (ev_now(b->host->loop) - b->lease.seen);
+	double left = b->lease.remaining - (bully_now() - b->lease.seen);
 
 	if (!b->waiting_logged)
 		b->host->log(SCALER_LOG_NOTICE, BULLY_WHO,
-		             "primary %" PRIu64 " does not answer, but holds its lease in Redis "
-		             "(%.2f s left, renewed while it lives) and its Redis connection is "
-		             "open: waiting for the lease",
+		             "primary %" PRIu64 " does not answer as primary, but holds its lease "
+		             "in Redis (%.2f s left, renewed while it lives) and its Redis "
+		             "connection is open: waiting for the lease",
 		             b->lease.holder, left);
 	b->waiting_logged = 1;
 	bully_check_soon(b, left);
@@ -1566,7 +1577,7 @@ static json_t *bully_status(const struct bully *b)
 {
 	char ids[24], pid[24], hid[24];
 	json_t *primary = json_null(), *lease = json_null();
-	ev_tstamp now = ev_now(b->host->loop);
+	double now = bully_now();
 
 	snprintf(ids, sizeof(ids), "%" PRIu64, b->self);
 	if (b->primary.id) {

@@ -223,7 +223,7 @@ def a_primary_cut_from_its_peers_but_not_from_redis_keeps_the_lead():
         for i in (1, 2):
             check_eq(v[i]["primary"] and v[i]["primary"]["id"], "3",
                      "node %d's primary during the partition" % i)
-            check("does not answer, but holds its lease" in c.log(i),
+            check("does not answer as primary, but holds its lease" in c.log(i),
                   "expected node %d to log that it waits for node 3's lease" % i)
         b.join(h[3], h[1])
         b.join(h[3], h[2])
