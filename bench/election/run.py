@@ -34,6 +34,7 @@ SRC = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "lib"))
 
 import scalertest as st  # noqa: E402
+from electiontest import bully_node_conf  # noqa: E402
 
 TOKEN = "bench"
 
@@ -51,18 +52,9 @@ class Cluster:
         return "http://127.0.0.1:%d" % self.ports[i]
 
     def start(self, i):
-        peers = ", ".join('{ id = %d; url = "%s"; }' % (k, self.url(k)) for k in self.ports)
-        state = os.path.join(st.tmpdir(), "state-%s-%d" % (self.cluster, i))
-        os.makedirs(state, exist_ok=True)
-        conf = st.write_file("%s-%d.conf" % (self.cluster, i), """
-node = { id = %d; admin = "127.0.0.1:%d"; token = "%s"; };
-cluster = "%s"; redis = "%s"; plugin_dir = "%s"; state_dir = "%s";
-log = { level = "notice"; };
-election = { plugin = "bully"; check_interval = %g; timeout = %g; preempt = true;
-             peers = ( %s ); };
-zones = ();
-""" % (i, self.ports[i], TOKEN, self.cluster, self.redis.url(), st.plugin_dir(), state,
-            self.check, self.timeout, peers))
+        conf = bully_node_conf(self.cluster, i, "127.0.0.1:%d" % self.ports[i], TOKEN,
+                               self.redis.url(), {k: self.url(k) for k in self.ports},
+                               self.check, self.timeout, level="notice")
         self.procs[i] = st.spawn([st.binary("scalerd"), "-c", conf], name="scalerd-%d" % i)
 
     def view(self, i):

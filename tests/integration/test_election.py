@@ -10,6 +10,7 @@ import signal
 import time
 
 from scalertest import *
+from electiontest import bully_node_conf
 
 CHECK = 0.2
 TIMEOUT = 0.3
@@ -31,27 +32,9 @@ class Cluster:
         return "http://127.0.0.1:%d" % self.ports[i]
 
     def conf(self, i):
-        peers = ", ".join('{ id = %d; url = "%s"; }' % (k, self.url(k)) for k in self.ports)
-        state = os.path.join(tmpdir(), "state-%s-%d" % (self.cluster, i))
-        os.makedirs(state, exist_ok=True)
-        text = """
-node = { id = %d; admin = "127.0.0.1:%d"; token = "%s"; };
-cluster = "%s";
-redis = "%s";
-plugin_dir = "%s";
-state_dir = "%s";
-log = { level = "debug"; };
-election = {
-  plugin = "bully";
-  check_interval = %g;
-  timeout = %g;
-  preempt = %s;
-  peers = ( %s );
-};
-zones = ();
-""" % (i, self.ports[i], self.token(i), self.cluster, self.redis.url(), plugin_dir(), state, CHECK,
-            TIMEOUT, "true" if self.preempt else "false", peers)
-        return write_file("%s-node%d.conf" % (self.cluster, i), text)
+        return bully_node_conf(self.cluster, i, "127.0.0.1:%d" % self.ports[i], self.token(i),
+                               self.redis.url(), {k: self.url(k) for k in self.ports}, CHECK,
+                               TIMEOUT, preempt=self.preempt)
 
     def token(self, i):
         return self.tokens.get(i, TOKEN)

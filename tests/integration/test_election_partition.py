@@ -25,6 +25,7 @@ import subprocess
 import time
 
 from scalertest import *
+from electiontest import bully_node_conf
 from netbed import Bed, netns_available
 
 CHECK = 0.2
@@ -72,27 +73,10 @@ class NetCluster:
         return "http://%s:%d" % (self.hosts[i].addr, self.port)
 
     def start(self, i):
-        peers = ", ".join('{ id = %d; url = "%s"; }' % (k, self.url(k)) for k in self.hosts)
-        state = os.path.join(tmpdir(), "state-%s-%d" % (self.cluster, i))
-        os.makedirs(state, exist_ok=True)
-        conf = write_file("%s-node%d.conf" % (self.cluster, i), """
-node = { id = %d; admin = "%s:%d"; token = "%s"; };
-cluster = "%s";
-redis = "redis://%s:%d/0";
-plugin_dir = "%s";
-state_dir = "%s";
-log = { level = "info"; };
-election = {
-  plugin = "bully";
-  check_interval = %g;
-  timeout = %g;
-  lease = %g;
-  preempt = true;
-  peers = ( %s );
-};
-zones = ();
-""" % (i, self.hosts[i].addr, self.port, TOKEN, self.cluster, self.bed.gateway, self.redis.port,
-            plugin_dir(), state, CHECK, TIMEOUT, LEASE, peers))
+        conf = bully_node_conf(self.cluster, i, "%s:%d" % (self.hosts[i].addr, self.port), TOKEN,
+                               "redis://%s:%d/0" % (self.bed.gateway, self.redis.port),
+                               {k: self.url(k) for k in self.hosts}, CHECK, TIMEOUT,
+                               lease=LEASE, level="info")
         self.procs[i] = spawn(self.hosts[i].spawn_argv([binary("scalerd"), "-c", conf]),
                               name="scalerd-%s-%d" % (self.cluster, i))
 
