@@ -142,7 +142,8 @@ def create_sends_the_container_spec_then_starts_it():
               ("POST", "/containers/%s/start" % CID)], "calls in order")
     body = reqs[2][2]
     check_eq((body["Image"], body["Cmd"]), ("img:1", ["/bin/serve", "-v"]), "image and command")
-    check_eq(sorted(body["Env"]), ["A=1", "PORT=31000", "SERVER_ID=s1", "ZONE=z1"], "environment")
+    check_eq(sorted(body["Env"]), ["A=1", "HOST=127.0.0.1", "PORT=31000", "SERVER_ID=s1", "ZONE=z1"],
+             "environment (host networking: HOST is host_address)")
     check_eq({k: v for k, v in body["Labels"].items() if k != "scaler.created"},
              {"scaler.cluster": "fk", "scaler.zone": "z1", "scaler.server": "s1",
               "scaler.port": "31000", "scaler.address": "http://127.0.0.1:31000"}, "labels")
