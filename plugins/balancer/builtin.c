@@ -369,28 +369,16 @@ static void bi_push_done(void *arg, const struct scaler_http_response *resp)
 static int bi_put(struct bal *b, const struct scaler_zone *zone, const char *path, json_t *body,
                   scaler_balancer_cb cb, void *arg)
 {
-	char host[256], url[600], auth[600];
-	int port;
+	char url[600], auth[600];
 	if (!body)
 		return -1;
-	if (!zone || !zone->admin ||
-	    net_parse_hostport(zone->admin, host, sizeof(host), &port) < 0) {
+	if (!zone || net_http_url(zone->admin, path, url, sizeof(url)) < 0) {
 		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: invalid admin address \"%s\"",
 		             zone && zone->name ? zone->name : "?",
 		             zone && zone->admin ? zone->admin : "");
 		json_decref(body);
 		return -1;
 	}
-	/* a wildcard listen address is reached through loopback */
-	const char *h = host;
-	if (!host[0] || strcmp(host, "0.0.0.0") == 0)
-		h = "127.0.0.1";
-	else if (strcmp(host, "::") == 0)
-		h = "[::1]";
-	if (strchr(h, ':') && h[0] != '[')
-		snprintf(url, sizeof(url), "http://[%s]:%d%s", h, port, path);
-	else
-		snprintf(url, sizeof(url), "http://%s:%d%s", h, port, path);
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	struct bi_push *p = calloc(1, sizeof(*p));

@@ -152,6 +152,23 @@ static int net_in6_is_loopback(const struct in6_addr *a)
 	return memcmp(a->s6_addr, mapped, sizeof(mapped)) == 0 && a->s6_addr[12] == 127;
 }
 
+int net_http_url(const char *hostport, const char *path, char *out, size_t outlen)
+{
+	char host[256];
+	int port;
+	if (!hostport || net_parse_hostport(hostport, host, sizeof(host), &port) < 0)
+		return -1;
+	const char *h = host;
+	if (!host[0] || strcmp(host, "0.0.0.0") == 0)
+		h = "127.0.0.1";
+	else if (strcmp(host, "::") == 0)
+		h = "::1";
+	int v6 = strchr(h, ':') != NULL;
+	int n = snprintf(out, outlen, "http://%s%s%s:%d%s", v6 ? "[" : "", h, v6 ? "]" : "", port,
+	                 path ? path : "");
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
 int net_addr_is_loopback(const char *hostport)
 {
 	char host[256];

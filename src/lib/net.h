@@ -16,6 +16,11 @@ int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 /* Same; flags NET_PORT_ZERO_OK also accepts port 0. */
 int net_parse_hostport_flags(const char *s, char *host, size_t hostlen, int *port, int flags);
 
+/* "http://HOST:PORT" + path for reaching a listen address: a wildcard host
+ * ("", "0.0.0.0", "::") is reached through loopback, an IPv6 host gets its
+ * brackets. -1 on a bad hostport or when out is too small. */
+int net_http_url(const char *hostport, const char *path, char *out, size_t outlen);
+
 /* A listening TCP socket on hostport (port 0 picks a free one), nonblocking,
  * close-on-exec, SO_REUSEADDR. -1 with a sentence in err on failure. */
 int net_listen(const char *hostport, int backlog, char *err, size_t errlen);

@@ -2,6 +2,7 @@
  * metrics-query: run a metrics plugin outside scalerd, for tests.
  *
  *   metrics-query [-p PLUGIN] [-c SETTINGS] [-r ROUNDS] [-i INTERVAL] [-w WINDOW]
+ *                 [-a ADMIN] [-t TOKEN]
  *                 ZONE [ID[=ADDRESS]]... [/[ZONE] [ID[=ADDRESS]]...]...
  *
  * Loads $SCALER_PLUGIN_DIR/metrics_PLUGIN.so (default "http") with SETTINGS
@@ -9,7 +10,8 @@
  * ROUNDS times (default 1) INTERVAL seconds apart, on a libev loop with the
  * real HTTP client. A "/" starts the server set of the next round ("/zone2"
  * also changes the zone); the last set serves the remaining rounds, and
- * there are at least as many rounds as sets. Each result is printed as one
+ * there are at least as many rounds as sets. ADMIN is every zone's admin
+ * address (host:port), TOKEN the host's API token. Each result is printed as one
  * JSON line:
  *
  *   {"round": 1, "zone": "zone1", "status": 0, "error": null, "average": 42.5,
@@ -137,13 +139,14 @@ static void mq_on_linger(struct ev_loop *loop, ev_timer *w, int revents)
 static int mq_usage(void)
 {
 	fprintf(stderr, "usage: metrics-query [-p PLUGIN] [-c SETTINGS] [-r ROUNDS] [-i INTERVAL] "
-	                "[-w WINDOW] ZONE [ID[=ADDRESS]]... [/[ZONE] [ID[=ADDRESS]]...]...\n");
+	                "[-w WINDOW] [-a ADMIN] [-t TOKEN] ZONE [ID[=ADDRESS]]... [/[ZONE] "
+	                "[ID[=ADDRESS]]...]...\n");
 	return 1;
 }
 
 int main(int argc, char **argv)
 {
-	const char *name = "http", *settings = NULL;
+	const char *name = "http", *settings = NULL, *admin = NULL, *token = NULL;
 	struct scaler_host host;
 	config_setting_t *group = NULL;
 	config_t cf;
@@ -157,7 +160,7 @@ int main(int argc, char **argv)
 	memset(&mq, 0, sizeof(mq));
 	mq.rounds = 1;
 	mq.window = 10;
-	while ((c = getopt(argc, argv, "p:c:r:i:w:")) != -1) {
+	while ((c = getopt(argc, argv, "p:c:r:i:w:a:t:")) != -1) {
 		switch (c) {
 		case 'p':
 			name = optarg;
@@ -173,6 +176,12 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			mq.window = atof(optarg);
+			break;
+		case 'a':
+			admin = optarg;
+			break;
+		case 't':
+			token = optarg;
 			break;
 		default:
 			return mq_usage();
@@ -193,6 +202,7 @@ int main(int argc, char **argv)
 			set_zone = set->zone.name;
 			set->zone.min = 1;
 			set->zone.max = 10;
+			set->zone.admin = admin;
 			set->servers = calloc((size_t)argc, sizeof(*set->servers));
 			continue;
 		}
@@ -209,6 +219,7 @@ int main(int argc, char **argv)
 	mq.loop = EV_DEFAULT;
 	fake_host_table(&host, mq.loop);
 	fake_host_real_http(&host, mq.loop);
+	host.token = token;
 	fake_messages_echo(1);
 
 	mq.plugin = fake_plugin_open("metrics", name, err, sizeof(err));

@@ -1071,6 +1071,31 @@ START_TEST(net_addr_is_loopback_knows_loopback_addresses)
 }
 END_TEST
 
+START_TEST(net_http_url_reaches_a_listen_address)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	    {"127.0.0.1:9081", "http://127.0.0.1:9081/stats"},
+	    {"0.0.0.0:9081", "http://127.0.0.1:9081/stats"},
+	    {"*:9081", "http://127.0.0.1:9081/stats"},
+	    {":9081", "http://127.0.0.1:9081/stats"},
+	    {"[::]:9081", "http://[::1]:9081/stats"},
+	    {"[::1]:9081", "http://[::1]:9081/stats"},
+	    {"admin.example:80", "http://admin.example:80/stats"},
+	};
+	char out[128];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_msg(net_http_url(cases[i].in, "/stats", out, sizeof(out)) == 0,
+		              "net_http_url(\"%s\") refused", cases[i].in);
+		ck_assert_str_eq(out, cases[i].want);
+	}
+	ck_assert_int_eq(net_http_url("no-port", "/", out, sizeof(out)), -1);
+	ck_assert_int_eq(net_http_url(NULL, "/", out, sizeof(out)), -1);
+	ck_assert_int_eq(net_http_url("127.0.0.1:80", "/long", out, 10), -1);
+}
+END_TEST
+
 START_TEST(net_listen_gives_a_nonblocking_cloexec_socket)
 {
 	char err[256];
@@ -1161,6 +1186,7 @@ static Suite *http_server_suite(void)
 	tcase_add_test(tc, bad_listen_address_is_a_clear_error);
 	tcase_add_test(tc, net_parse_hostport_accepts_host_port_and_bracketed_v6);
 	tcase_add_test(tc, net_addr_is_loopback_knows_loopback_addresses);
+	tcase_add_test(tc, net_http_url_reaches_a_listen_address);
 	tcase_add_test(tc, net_listen_gives_a_nonblocking_cloexec_socket);
 	tcase_add_test(tc, status_texts_are_known);
 	suite_add_tcase(s, tc);
