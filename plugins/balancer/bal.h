@@ -145,7 +145,7 @@ struct server {
 	uint32_t hash;                /* of url */
 	uint8_t queued;               /* in the check queue */
 	uint8_t checking;             /* holds a check slot: resolving or checking */
-	uint8_t mark;                 /* PUT /servers: counted among the deletes */
+	uint8_t mark; /* a moment's mark: PUT /servers' deletes, a report's "alive" */
 	struct bal *b;
 	char url[256]; /* canonical http://host:port */
 	char hostport[262];

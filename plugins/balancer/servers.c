@@ -765,6 +765,10 @@ void srv_free_all(struct bal *b)
 
 /* ---- dead reports ------------------------------------------------------- */
 
+/* Dead servers named in one report: what the primary takes at once; the
+ * rest go in the next reports. */
+#define REPORT_MAX 1000
+
 struct report_ctx {
 	struct bal *b;
 	char **urls;
@@ -781,6 +785,20 @@ static void report_ctx_free(struct report_ctx *r)
 	free(r);
 }
 
+/* Mark (or unmark) the servers a JSON list of URLs names: a look-up each,
+ * where comparing the lists would take their product. */
+static void report_mark(struct bal *b, json_t *urls, int on)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(urls, i, v)
+	{
+		struct server *s = json_is_string(v) ? srv_find(b, json_string_value(v)) : NULL;
+		if (s)
+			s->mark = (uint8_t)on;
+	}
+}
+
 static void report_done(void *arg, const struct scaler_http_response *resp)
 {
 	struct report_ctx *r = arg;
@@ -791,13 +809,12 @@ static void report_done(void *arg, const struct scaler_http_response *resp)
 		/* servers the primary found healthy itself are looked at again */
 		json_t *reply = json_loadb(resp->body, resp->body_len, 0, NULL);
 		json_t *alive = json_object_get(reply, "alive");
+		report_mark(b, alive, 1);
 		for (size_t i = 0; i < r->n; i++) {
 			struct server *s = srv_find(b, r->urls[i]);
-			int kept = 0;
-			size_t k;
-			json_t *v;
-			json_array_foreach(alive, k, v) kept |=
-			    json_is_string(v) && strcmp(json_string_value(v), r->urls[i]) == 0;
+			int kept = s && s->mark;
+			if (s)
+				s->mark = 0;
 			if (s && s->state == SRV_DEAD && kept) {
 				srv_set_state(s, SRV_DISCONNECTED,
 				              "the primary found it healthy: checking it again");
@@ -809,6 +826,7 @@ static void report_done(void *arg, const struct scaler_http_response *resp)
 				srv_remove(s);
 			}
 		}
+		report_mark(b, alive, 0);
 		json_decref(reply);
 	} else {
 		b->host->log(
@@ -828,7 +846,7 @@ static void report_send(struct bal *b)
 	if (b->report_call || !b->monitor_url)
 		return;
 	size_t n = 0;
-	for (struct server *s = b->servers; s; s = s->next)
+	for (struct server *s = b->servers; s && n < REPORT_MAX; s = s->next)
 		n += s->state == SRV_DEAD;
 	if (n == 0)
 		return;
@@ -841,7 +859,7 @@ static void report_send(struct bal *b)
 		return;
 	}
 	r->b = b;
-	for (struct server *s = b->servers; s; s = s->next)
+	for (struct server *s = b->servers; s && r->n < n; s = s->next)
 		if (s->state == SRV_DEAD && (r->urls[r->n] = strdup(s->url))) {
 			json_array_append_new(dead, json_string(s->url));
 			r->n++;

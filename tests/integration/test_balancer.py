@@ -553,6 +553,28 @@ def a_dead_server_is_reported_and_forgotten_only_after_the_primary_accepts():
 
 
 @test
+def dead_servers_are_reported_a_thousand_at_a_time():
+    needs_scalerd()
+    primary = FakePrimary(status=500)  # refuses until every server is dead
+    redis = Redis()
+    set_leader(redis, primary.url, 1)
+    pit, ports = tarpit(1005)
+    bal = Balancer([], dict(FAST, retries=1, health_timeout=0.2, report_interval=0.3,
+                            max_checks=500), redis_url=redis.url())
+    check_eq(bal.admin_put("/servers", {"adds": ["http://127.0.0.1:%d" % p for p in ports]})[0],
+             200, "PUT of 1,005 servers that never answer")
+    wait_until(lambda: all(v["state"] == "dead" for v in bal.states().values()), 20,
+               "all 1,005 to be dead")
+    n = len(primary.reports)
+    primary.status = 200
+    wait_until(lambda: not bal.states(), 10, "every reported server forgotten")
+    sizes = [len(r["body"]["dead"]) for r in primary.reports[n:] if r["answered"] == 200]
+    check_eq(sizes, [1000, 5], "servers named per accepted report (the primary takes 1,000)")
+    pit.stop()
+    primary.close()
+
+
+@test
 def a_server_added_by_the_api_takes_traffic_once_its_check_passes():
     a, b = backend("add-a"), backend("add-b")
     bal = Balancer([a.url], FAST)
