@@ -2,8 +2,8 @@
  * and forwarding need (version, body framing, hop-by-hop lines to drop) and
  * refuses anything two parsers could read differently: bare CR or LF,
  * obs-fold, control bytes, Content-Length with Transfer-Encoding, a repeated
- * or malformed Content-Length, transfer codings other than chunked, chunk
- * lines and trailers outside RFC 9112's grammar. */
+ * or malformed Content-Length, transfer codings other than chunked, a tab in
+ * either, chunk lines and trailers outside RFC 9112's grammar. */
 #include "config.h"
 
 #include "bal.h"
@@ -129,6 +129,15 @@ struct h1_fields {
 	int keep_forwarded; /* request: keep the client's forwarding headers */
 };
 
+/* A tab in a framing field's value: valid OWS, but http_parser (and maybe
+ * the next hop) takes "chunked<TAB>" for another coding and reads the body
+ * to the end of the connection, where the balancer keeps it for the next
+ * request. Nobody needs it: refused. */
+static int h1_has_tab(const char *v, size_t n)
+{
+	return memchr(v, '\t', n) != NULL;
+}
+
 /* Parse the header lines in buf[start..end) (end = head length, the
  * final CRLF excluded). request: 1 for requests. Returns 0 or -status. */
 static int h1_fields_parse(const char *buf, size_t start, size_t end, int request, int keep_conn,
@@ -200,7 +209,7 @@ static int h1_fields_parse(const char *buf, size_t start, size_t end, int reques
 		case 14:
 			if (h1_name_is(line, n, "content-length")) {
 				uint64_t x = 0;
-				if (vl == 0 || vl > 18)
+				if (vl == 0 || vl > 18 || h1_has_tab(line + n + 1, ll - n - 1))
 					return bad;
 				for (size_t i = 0; i < vl; i++) {
 					if (val[i] < '0' || val[i] > '9')
@@ -231,6 +240,8 @@ static int h1_fields_parse(const char *buf, size_t start, size_t end, int reques
 			break;
 		case 17:
 			if (h1_name_is(line, n, "transfer-encoding")) {
+				if (h1_has_tab(line + n + 1, ll - n - 1))
+					return bad;
 				if (f->has_te)
 					f->te_repeated = 1;
 				f->has_te = 1;

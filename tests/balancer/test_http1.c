@@ -74,6 +74,10 @@ static const struct req_case req_cases[] = {
      "POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 1\r\n\r\n", -400,
      0, 0, 0},
     {"empty first line", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", -400, 0, 0, 0},
+    {"a tab after chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n",
+     -400, 0, 0, 0},
+    {"a tab before a Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\t5\r\n\r\n",
+     -400, 0, 0, 0},
     {"a bare CR ending the request line", "GET /x HTTP/1.1\rXKeep-Alive: 1\r\nHost: x\r\n\r\n",
      -400, 0, 0, 0},
     {"a bare CR in the target", "GET /x\r HTTP/1.1\r\nHost: x\r\n\r\n", -400, 0, 0, 0},
@@ -203,6 +207,8 @@ START_TEST(test_responses_the_proxy_refuses)
 	    "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
 	    "HTTP/1.1 200 OK\rX: y\r\nContent-Length: 0\r\n\r\n",
 	    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Length: 00\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,\tchunked\r\n\r\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct h1_head h;

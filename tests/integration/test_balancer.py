@@ -315,6 +315,8 @@ def smuggling_attempts_are_refused_with_400_and_reach_no_server():
          "a chunk size with a trailing space"),
         (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
          b"X-Trailer\r\n\r\n", "a trailer line without a colon"),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
+         "a tab after chunked"),
     ]
     for data, what in cases:
         refused(bal, data, 400, what)
@@ -359,6 +361,8 @@ def a_101_nobody_asked_for_and_a_status_outside_100_to_599_get_502():
         (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Length: 00\r\n\r\n",
          "Content-Length 0 and 00 from a server"),
         (b"HTTP/1.1 200 OK\rX: y\r\nContent-Length: 2\r\n\r\nok", "a bare CR in the status line"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+         "a tab after chunked, which http_parser reads as another coding"),
     ]
     for data, what in cases:
         res = request(bal.port, get(bal.port, raw(data)))
