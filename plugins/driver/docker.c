@@ -4,8 +4,8 @@
  * Every container is named scaler-<cluster>-<server-id> and labelled
  * scaler.cluster, scaler.zone, scaler.server (and, with host networking,
  * scaler.port and scaler.address), so list() finds exactly this cluster's
- * servers again after any restart. The API version is negotiated once:
- * min(1.41, the engine's ApiVersion). Images are not pulled: they must be
+ * servers again after any restart. The Engine API client (endpoint, TLS,
+ * version negotiation) is engine.c's. Images are not pulled: they must be
  * on the engine.
  *
  * Settings (driver group):
@@ -44,14 +44,14 @@
 #include <jansson.h>
 #include <scaler/plugin.h>
 
+#include "engine.h"
+
 #define DD_NAME "docker"
-#define DD_API_MAX_MAJOR 1
-#define DD_API_MAX_MINOR 41
-#define DD_DEFAULT_SOCKET "/var/run/docker.sock"
+#define DD_DEFAULT_HOST "unix:///var/run/docker.sock"
 
 struct dd;
 struct dd_op;
-typedef void (*dd_step)(struct dd_op *op, const struct scaler_http_response *resp);
+typedef void (*dd_step)(struct dd_op *op, const struct eng_reply *r);
 
 enum dd_kind { DD_CREATE, DD_REMOVE, DD_LIST };
 
@@ -61,9 +61,8 @@ struct dd_op {
 	scaler_driver_cb cb;
 	scaler_driver_list_cb list_cb;
 	void *arg;
-	struct scaler_http_call *call; /* in flight */
+	struct eng_call *call; /* in flight */
 	dd_step next;
-	int waiting_version;
 	ev_timer later; /* deferred failure before any request */
 	char err[768];
 
@@ -83,10 +82,7 @@ struct dd_op {
 
 struct dd {
 	const struct scaler_host *host;
-	/* where */
-	char socket_path[256]; /* "" for TCP */
-	char base_url[300];    /* "http://localhost" or "http(s)://host:port" */
-	char *tls_ca, *tls_cert, *tls_key;
+	struct eng *eng; /* where */
 	/* what */
 	char *image;
 	json_t *cmd; /* array or NULL */
@@ -102,8 +98,6 @@ struct dd {
 	int stop_timeout;
 	double api_timeout;
 
-	char version[16]; /* negotiated "1.41"; "" until then */
-	int version_pending;
 	struct dd_op *ops;
 };
 
@@ -132,118 +126,6 @@ static double dd_now(void)
 
 /* ---- config ------------------------------------------------------------- */
 
-static const char *dd_conf_string(const struct dd *dd, const config_setting_t *conf,
-                                  const char *name, int *bad)
-{
-	const config_setting_t *s = conf ? config_setting_get_member(conf, name) : NULL;
-	if (!s)
-		return NULL;
-	if (config_setting_type(s) != CONFIG_TYPE_STRING || !*config_setting_get_string(s)) {
-		dd->host->conf_error(s, "expected a non-empty string");
-		*bad = 1;
-		return NULL;
-	}
-	return config_setting_get_string(s);
-}
-
-/* Array of strings; need_eq: each "NAME=value"; colon: each "a:b[:c]". */
-static json_t *dd_conf_strings(const struct dd *dd, const config_setting_t *s, int need_eq,
-                               int colon)
-{
-	json_t *a = json_array();
-	if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
-		dd->host->conf_error(s, "expected an array of strings");
-		json_decref(a);
-		return NULL;
-	}
-	for (int i = 0; i < config_setting_length(s); i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		const char *v = config_setting_type(e) == CONFIG_TYPE_STRING
-		                    ? config_setting_get_string(e)
-		                    : NULL;
-		if (!v) {
-			dd->host->conf_error(e, "expected a string");
-			goto fail;
-		}
-		if (need_eq && (v[0] == '=' || !strchr(v, '='))) {
-			dd->host->conf_error(e, "expected \"NAME=value\", got \"%s\"", v);
-			goto fail;
-		}
-		if (colon && (v[0] == ':' || !strchr(v, ':'))) {
-			dd->host->conf_error(e, "expected \"source:/target[:options]\", got \"%s\"",
-			                     v);
-			goto fail;
-		}
-		json_array_append_new(a, json_string(v));
-	}
-	return a;
-fail:
-	json_decref(a);
-	return NULL;
-}
-
-/* 256m, 1g, 512k, 1048576 → bytes; -1 on bad input */
-static long long dd_parse_bytes(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-	double mult = 1;
-	if (end == s || v < 0)
-		return -1;
-	switch (tolower((unsigned char)*end)) {
-	case '\0':
-	case 'b':
-		break;
-	case 'k':
-		mult = 1024.0;
-		break;
-	case 'm':
-		mult = 1024.0 * 1024;
-		break;
-	case 'g':
-		mult = 1024.0 * 1024 * 1024;
-		break;
-	default:
-		return -1;
-	}
-	if (*end && end[1] && !(tolower((unsigned char)end[1]) == 'b' && !end[2]))
-		return -1;
-	return (long long)(v * mult);
-}
-
-static int dd_parse_host(struct dd *dd, const config_setting_t *s, const char *v)
-{
-	if (strncmp(v, "unix://", 7) == 0) {
-		if (v[7] != '/' || strlen(v + 7) >= sizeof(dd->socket_path))
-			return dd->host->conf_error(s, "expected unix:///absolute/path");
-		snprintf(dd->socket_path, sizeof(dd->socket_path), "%s", v + 7);
-		snprintf(dd->base_url, sizeof(dd->base_url), "http://localhost");
-		return 0;
-	}
-	if (strncmp(v, "tcp://", 6) == 0) {
-		const char *hp = v + 6;
-		const char *colon = strrchr(hp, ':');
-		if (!*hp || strpbrk(hp, "/?#@ ") || !colon || colon == hp || !colon[1] ||
-		    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) < 1 ||
-		    atoi(colon + 1) > 65535 || strlen(hp) > 250)
-			return dd->host->conf_error(s, "expected tcp://host:port");
-		dd->socket_path[0] = '\0';
-		dd_fmt(dd->base_url, sizeof(dd->base_url), "%s://%s",
-		       dd->tls_ca || dd->tls_cert ? "https" : "http", hp);
-		/* servers on host networking answer on the engine's host */
-		if (!dd->host_address[0]) {
-			size_t n = (size_t)(colon - hp);
-			if (hp[0] == '[' && n >= 2 && hp[n - 1] == ']') {
-				hp++;
-				n -= 2;
-			}
-			dd_fmt(dd->host_address, sizeof(dd->host_address), "%.*s", (int)n, hp);
-		}
-		return 0;
-	}
-	return dd->host->conf_error(s, "expected unix:///path or tcp://host:port, got \"%s\"", v);
-}
-
 static void dd_fini(void *ctx);
 
 static int dd_init(const struct scaler_host *host, const config_setting_t *conf, void **ctx)
@@ -260,22 +142,13 @@ static int dd_init(const struct scaler_host *host, const config_setting_t *conf,
 	dd->stop_timeout = 10;
 	dd->api_timeout = 60;
 	snprintf(dd->network, sizeof(dd->network), "host");
-	snprintf(dd->socket_path, sizeof(dd->socket_path), "%s", DD_DEFAULT_SOCKET);
-	snprintf(dd->base_url, sizeof(dd->base_url), "http://localhost");
 	if (conf && host->conf_check_known(conf, dd_known) < 0)
 		goto fail;
 
-	if ((v = dd_conf_string(dd, conf, "tls_ca", &bad)))
-		dd->tls_ca = strdup(v);
-	if ((v = dd_conf_string(dd, conf, "tls_cert", &bad)))
-		dd->tls_cert = strdup(v);
-	if ((v = dd_conf_string(dd, conf, "tls_key", &bad)))
-		dd->tls_key = strdup(v);
-	if (!!dd->tls_cert != !!dd->tls_key) {
-		host->conf_error(conf, "tls_cert and tls_key go together");
+	dd->eng = eng_new(host, conf, "host", 0, DD_DEFAULT_HOST, "Docker engine");
+	if (!dd->eng)
 		goto fail;
-	}
-	if ((v = dd_conf_string(dd, conf, "host_address", &bad))) {
+	if ((v = eng_conf_string(host, conf, "host_address", &bad))) {
 		if (strlen(v) >= sizeof(dd->host_address) || strpbrk(v, "/ @?#")) {
 			host->conf_error(config_setting_get_member(conf, "host_address"),
 			                 "expected a host name or address");
@@ -283,17 +156,12 @@ static int dd_init(const struct scaler_host *host, const config_setting_t *conf,
 		}
 		snprintf(dd->host_address, sizeof(dd->host_address), "%s", v);
 	}
-	if ((v = dd_conf_string(dd, conf, "host", &bad)) &&
-	    dd_parse_host(dd, config_setting_get_member(conf, "host"), v) < 0)
-		goto fail;
+	/* servers on host networking answer on the engine's host */
 	if (!dd->host_address[0])
-		snprintf(dd->host_address, sizeof(dd->host_address), "127.0.0.1");
-	if ((dd->tls_ca || dd->tls_cert) && dd->socket_path[0]) {
-		host->conf_error(conf, "TLS settings need host = \"tcp://host:port\"");
-		goto fail;
-	}
+		snprintf(dd->host_address, sizeof(dd->host_address), "%s",
+		         eng_tcp_host(dd->eng, 0) ? eng_tcp_host(dd->eng, 0) : "127.0.0.1");
 
-	v = dd_conf_string(dd, conf, "image", &bad);
+	v = eng_conf_string(host, conf, "image", &bad);
 	if (bad)
 		goto fail;
 	if (!v) {
@@ -305,18 +173,18 @@ static int dd_init(const struct scaler_host *host, const config_setting_t *conf,
 	}
 	dd->image = strdup(v);
 	if ((s = conf ? config_setting_get_member(conf, "command") : NULL)) {
-		dd->cmd = dd_conf_strings(dd, s, 0, 0);
+		dd->cmd = eng_conf_strings(host, s, 0, 0);
 		if (!dd->cmd)
 			goto fail;
 	}
 	if ((s = conf ? config_setting_get_member(conf, "env") : NULL)) {
-		dd->env = dd_conf_strings(dd, s, 1, 0);
+		dd->env = eng_conf_strings(host, s, 1, 0);
 		if (!dd->env)
 			goto fail;
 	} else {
 		dd->env = json_array();
 	}
-	if ((v = dd_conf_string(dd, conf, "network", &bad))) {
+	if ((v = eng_conf_string(host, conf, "network", &bad))) {
 		if (strlen(v) >= sizeof(dd->network)) {
 			host->conf_error(config_setting_get_member(conf, "network"), "too long");
 			goto fail;
@@ -331,28 +199,16 @@ static int dd_init(const struct scaler_host *host, const config_setting_t *conf,
 	dd->cpu_shares = (int)num;
 	if (host->conf_number(conf, "cpus", dd->cpus, 0.01, 1024, &dd->cpus) < 0)
 		goto fail;
-	if ((s = conf ? config_setting_get_member(conf, "memory") : NULL)) {
-		if (config_setting_type(s) == CONFIG_TYPE_STRING)
-			dd->memory = dd_parse_bytes(config_setting_get_string(s));
-		else if (config_setting_type(s) == CONFIG_TYPE_INT)
-			dd->memory = config_setting_get_int(s);
-		else if (config_setting_type(s) == CONFIG_TYPE_INT64)
-			dd->memory = config_setting_get_int64(s);
-		else
-			dd->memory = -1;
-		if (dd->memory < 6 * 1024 * 1024) {
-			host->conf_error(
-			    s, "expected bytes (at least 6m), e.g. 268435456 or \"256m\"");
-			goto fail;
-		}
-	}
+	dd->memory = eng_conf_bytes(host, conf, "memory", 6 << 20);
+	if (dd->memory < 0)
+		goto fail;
 	if ((s = conf ? config_setting_get_member(conf, "binds") : NULL)) {
-		dd->binds = dd_conf_strings(dd, s, 0, 1);
+		dd->binds = eng_conf_strings(host, s, 0, 1);
 		if (!dd->binds)
 			goto fail;
 	}
 	if ((s = conf ? config_setting_get_member(conf, "volumes") : NULL)) {
-		json_t *vols = dd_conf_strings(dd, s, 0, 1);
+		json_t *vols = eng_conf_strings(host, s, 0, 1);
 		size_t i;
 		json_t *e;
 		if (!vols)
@@ -444,29 +300,11 @@ static void dd_op_fail(struct dd_op *op, const char *fmt, ...)
 	dd_op_done(op, -1, NULL, 0);
 }
 
-/* Docker's own words: {"message": "..."}, else the transport error or the status. */
-static void dd_resp_error(const struct scaler_http_response *resp, char *buf, size_t len)
-{
-	json_error_t jerr;
-	json_t *j;
-	if (resp->status == 0) {
-		snprintf(buf, len, "Docker engine unreachable: %s",
-		         resp->error ? resp->error : "no response");
-		return;
-	}
-	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
-	if (json_is_string(json_object_get(j, "message")))
-		snprintf(buf, len, "%s", json_string_value(json_object_get(j, "message")));
-	else
-		snprintf(buf, len, "Docker engine answered HTTP %ld", resp->status);
-	json_decref(j);
-}
-
-static void dd_http_cb(void *arg, const struct scaler_http_response *resp)
+static void dd_eng_cb(void *arg, const struct eng_reply *r)
 {
 	struct dd_op *op = arg;
 	op->call = NULL;
-	op->next(op, resp);
+	op->next(op, r);
 }
 
 /* One API call; path without the version prefix. -1 (op not finished) when
@@ -474,31 +312,9 @@ static void dd_http_cb(void *arg, const struct scaler_http_response *resp)
 static int dd_call(struct dd_op *op, const char *method, const char *path, json_t *body,
                    double timeout, dd_step next)
 {
-	struct dd *dd = op->dd;
-	static const char *const json_headers[] = {"Content-Type: application/json", NULL};
-	char url[1024];
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	struct scaler_http_request req = {
-	    .method = method,
-	    .url = url,
-	    .unix_socket = dd->socket_path[0] ? dd->socket_path : NULL,
-	    .headers = body ? json_headers : NULL,
-	    .body = text,
-	    .body_len = text ? strlen(text) : 0,
-	    .timeout = timeout > 0 ? timeout : dd->api_timeout,
-	    .ca_cert = dd->tls_ca,
-	    .client_cert = dd->tls_cert,
-	    .client_key = dd->tls_key,
-	};
-	if (body && !text)
-		return -1;
-	if (dd->version[0] && path[0] == '/' && strcmp(path, "/version") != 0)
-		dd_fmt(url, sizeof(url), "%s/v%s%s", dd->base_url, dd->version, path);
-	else
-		dd_fmt(url, sizeof(url), "%s%s", dd->base_url, path);
 	op->next = next;
-	op->call = dd->host->http_request(&req, dd_http_cb, op);
-	free(text);
+	op->call = eng_request(op->dd->eng, method, path, body,
+	                       timeout > 0 ? timeout : op->dd->api_timeout, dd_eng_cb, op);
 	return op->call ? 0 : -1;
 }
 
@@ -531,118 +347,19 @@ static struct dd_op *dd_op_new(struct dd *dd, enum dd_kind kind, void *arg)
 	return op;
 }
 
-/* ---- version negotiation ------------------------------------------------ */
-
-static void dd_begin(struct dd_op *op);
-
-static void dd_version_resume(struct dd *dd, const char *err)
-{
-	/* every op waiting for the version goes on (or fails) */
-	for (;;) {
-		struct dd_op *op = dd->ops;
-		while (op && !op->waiting_version)
-			op = op->next_op;
-		if (!op)
-			break;
-		op->waiting_version = 0;
-		if (err) {
-			snprintf(op->err, sizeof(op->err), "%s", err);
-			dd_op_done(op, -1, NULL, 0);
-		} else {
-			dd_begin(op);
-		}
-	}
-}
-
-static void dd_version_cb(struct dd_op *op, const struct scaler_http_response *resp)
-{
-	struct dd *dd = op->dd;
-	char err[600];
-	json_error_t jerr;
-	json_t *j = NULL;
-	int major = 0, minor = 0;
-	dd->version_pending = 0;
-	dd_op_free(op); /* the negotiation's own op */
-	if (resp->status != 200) {
-		char why[512];
-		dd_resp_error(resp, why, sizeof(why));
-		dd_fmt(err, sizeof(err), "Docker engine at %s%s: %s",
-		       dd->socket_path[0] ? "unix://" : dd->base_url, dd->socket_path, why);
-		dd_version_resume(dd, err);
-		return;
-	}
-	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
-	const char *v = json_string_value(json_object_get(j, "ApiVersion"));
-	if (!v || sscanf(v, "%d.%d", &major, &minor) != 2) {
-		json_decref(j);
-		dd_version_resume(dd, "Docker engine: GET /version has no ApiVersion");
-		return;
-	}
-	if (major > DD_API_MAX_MAJOR || (major == DD_API_MAX_MAJOR && minor > DD_API_MAX_MINOR)) {
-		major = DD_API_MAX_MAJOR;
-		minor = DD_API_MAX_MINOR;
-	}
-	snprintf(dd->version, sizeof(dd->version), "%d.%d", major, minor);
-	dd->host->log(SCALER_LOG_INFO, DD_NAME, "Docker engine %s, API %s (using %s)",
-	              json_string_value(json_object_get(j, "Version"))
-	                  ? json_string_value(json_object_get(j, "Version"))
-	                  : "?",
-	              v, dd->version);
-	json_decref(j);
-	dd_version_resume(dd, NULL);
-}
-
-/* Start op now, or once the API version is known. 0, or -1 when nothing
- * could be sent (op freed, cb not called). */
-static int dd_start(struct dd_op *op)
-{
-	struct dd *dd = op->dd;
-	if (dd->version[0]) {
-		dd_begin(op);
-		return 0;
-	}
-	op->waiting_version = 1;
-	if (dd->version_pending)
-		return 0;
-	struct dd_op *v = dd_op_new(dd, DD_LIST, NULL);
-	if (!v || dd_call(v, "GET", "/version", NULL, 10, dd_version_cb) < 0) {
-		if (v)
-			dd_op_free(v);
-		dd_op_free(op);
-		return -1;
-	}
-	dd->version_pending = 1;
-	return 0;
-}
-
 /* ---- list --------------------------------------------------------------- */
-
-static void dd_urlencode(const char *s, char *out, size_t len)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-	for (; *s && o + 4 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (isalnum(c) || strchr("-_.~", c)) {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	out[o] = '\0';
-}
 
 /* GET /containers/json filtered on this cluster's label. */
 static int dd_list_call(struct dd_op *op, dd_step next)
 {
-	char filter[300], enc[900], path[1024];
-	dd_fmt(filter, sizeof(filter), "{\"label\":[\"scaler.cluster=%s\"]}",
-	       op->dd->host->cluster);
-	dd_urlencode(filter, enc, sizeof(enc));
-	dd_fmt(path, sizeof(path), "/containers/json?all=1&filters=%s", enc);
-	return dd_call(op, "GET", path, NULL, 0, next);
+	char label[300];
+	dd_fmt(label, sizeof(label), "scaler.cluster=%s", op->dd->host->cluster);
+	json_t *filters = json_pack("{s:[s]}", "label", label);
+	op->next = next;
+	op->call = eng_get_filtered(op->dd->eng, "/containers/json?all=1", filters,
+	                            op->dd->api_timeout, dd_eng_cb, op);
+	json_decref(filters);
+	return op->call ? 0 : -1;
 }
 
 /* One container of the list (or an inspect) as a server; -1 when it does
@@ -681,19 +398,18 @@ static int dd_container_server(const struct dd *dd, json_t *c, json_t *labels,
 	return 0;
 }
 
-static void dd_list_cb(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_list_cb(struct dd_op *op, const struct eng_reply *r)
 {
-	json_error_t jerr;
 	json_t *a, *c;
 	size_t i, n = 0;
 	struct scaler_server *srvs;
-	if (resp->status != 200) {
+	if (r->status != 200) {
 		char why[512];
-		dd_resp_error(resp, why, sizeof(why));
+		snprintf(why, sizeof(why), "%s", r->message);
 		dd_op_fail(op, "cannot list containers: %s", why);
 		return;
 	}
-	a = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	a = json_incref(r->json);
 	if (!json_is_array(a)) {
 		json_decref(a);
 		dd_op_fail(op, "cannot list containers: the Docker engine sent no JSON array");
@@ -737,9 +453,9 @@ static int dd_port_bindable(int port)
 	return ok;
 }
 
-static void dd_create_started(struct dd_op *op, const struct scaler_http_response *resp);
-static void dd_create_made(struct dd_op *op, const struct scaler_http_response *resp);
-static void dd_create_inspected(struct dd_op *op, const struct scaler_http_response *resp);
+static void dd_create_started(struct dd_op *op, const struct eng_reply *r);
+static void dd_create_made(struct dd_op *op, const struct eng_reply *r);
+static void dd_create_inspected(struct dd_op *op, const struct eng_reply *r);
 
 /* With host networking a server listens on the host's own interfaces: tell
  * it the one address the balancers reach (HOST), so it is not open on every
@@ -760,12 +476,8 @@ static int dd_host_env(const struct dd *dd, char *buf, size_t len)
 	return 1;
 }
 
-static void dd_create_body_fail(struct dd_op *op)
-{
-	dd_op_fail(op, "create server %s: cannot build the request", op->server_id);
-}
-
-static void dd_create_send(struct dd_op *op)
+/* POST /containers/create: 0, or -1 when it could not be sent */
+static int dd_create_send(struct dd_op *op)
 {
 	struct dd *dd = op->dd;
 	char buf[300], path[400], created[32];
@@ -803,37 +515,34 @@ static void dd_create_send(struct dd_op *op)
 		json_object_set(hc, "Mounts", dd->mounts);
 	body = json_pack("{s:s, s:o, s:o, s:o}", "Image", dd->image, "Env", env, "Labels", labels,
 	                 "HostConfig", hc);
-	if (!body) {
-		dd_create_body_fail(op);
-		return;
-	}
+	if (!body)
+		return -1;
 	if (dd->cmd)
 		json_object_set(body, "Cmd", dd->cmd);
 	if (!host_net) {
 		snprintf(buf, sizeof(buf), "%d/tcp", dd->container_port);
 		json_object_set_new(body, "ExposedPorts", json_pack("{s:{}}", buf));
 	}
-	dd_urlencode(op->name, buf, sizeof(buf));
+	eng_urlencode(op->name, buf, sizeof(buf));
 	dd_fmt(path, sizeof(path), "/containers/create?name=%s", buf);
-	if (dd_call(op, "POST", path, body, 0, dd_create_made) < 0)
-		dd_create_body_fail(op);
+	int rc = dd_call(op, "POST", path, body, 0, dd_create_made);
 	json_decref(body);
+	return rc;
 }
 
 /* The cluster's containers are listed: pick a port none of them holds. */
-static void dd_create_ports(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_create_ports(struct dd_op *op, const struct eng_reply *r)
 {
 	struct dd *dd = op->dd;
-	json_error_t jerr;
 	json_t *a, *c;
 	size_t i;
-	if (resp->status != 200) {
+	if (r->status != 200) {
 		char why[512];
-		dd_resp_error(resp, why, sizeof(why));
+		snprintf(why, sizeof(why), "%s", r->message);
 		dd_op_fail(op, "create server %s: cannot list containers: %s", op->server_id, why);
 		return;
 	}
-	a = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	a = json_incref(r->json);
 	json_array_foreach(a, i, c)
 	{
 		json_t *labels = json_object_get(c, "Labels");
@@ -860,7 +569,7 @@ static void dd_create_ports(struct dd_op *op, const struct scaler_http_response 
 				used = 1;
 		}
 		/* a local engine: the port must also be free on this host */
-		if (!used && (!dd->socket_path[0] || dd_port_bindable(port)))
+		if (!used && (eng_tcp_host(dd->eng, 0) || dd_port_bindable(port)))
 			op->port = port;
 	}
 	json_decref(a);
@@ -871,24 +580,24 @@ static void dd_create_ports(struct dd_op *op, const struct scaler_http_response 
 	}
 	dd_fmt(op->srv.address, sizeof(op->srv.address), "http://%s:%d", dd->host_address,
 	       op->port);
-	dd_create_send(op);
+	if (dd_create_send(op) < 0)
+		dd_op_fail(op, "create server %s: cannot send the request", op->server_id);
 }
 
-static void dd_create_made(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_create_made(struct dd_op *op, const struct eng_reply *r)
 {
-	json_error_t jerr;
 	json_t *j;
 	char why[512], path[256];
-	if (resp->status != 201) {
-		dd_resp_error(resp, why, sizeof(why));
-		if (resp->status == 409)
+	if (r->status != 201) {
+		snprintf(why, sizeof(why), "%s", r->message);
+		if (r->status == 409)
 			dd_op_fail(op, "create server %s: container %s already exists: %s",
 			           op->server_id, op->name, why);
 		else
 			dd_op_fail(op, "create server %s: %s", op->server_id, why);
 		return;
 	}
-	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	j = json_incref(r->json);
 	const char *id = json_string_value(json_object_get(j, "Id"));
 	if (!id || strlen(id) >= sizeof(op->container) ||
 	    strspn(id, "0123456789abcdef") != strlen(id)) {
@@ -905,11 +614,11 @@ static void dd_create_made(struct dd_op *op, const struct scaler_http_response *
 }
 
 /* start failed: the container goes, so nothing half-created stays */
-static void dd_create_cleaned(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_create_cleaned(struct dd_op *op, const struct eng_reply *r)
 {
-	if (resp->status != 204 && resp->status != 404) {
+	if (r->status != 204 && r->status != 404) {
 		char why[512];
-		dd_resp_error(resp, why, sizeof(why));
+		snprintf(why, sizeof(why), "%s", r->message);
 		op->dd->host->log(
 		    SCALER_LOG_ERR, DD_NAME,
 		    "server %s: cannot delete container %.12s after the failed start: "
@@ -919,11 +628,11 @@ static void dd_create_cleaned(struct dd_op *op, const struct scaler_http_respons
 	dd_op_fail(op, "start server %s: %s", op->server_id, op->start_err);
 }
 
-static void dd_create_started(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_create_started(struct dd_op *op, const struct eng_reply *r)
 {
 	char path[256];
-	if (resp->status != 204 && resp->status != 304) {
-		dd_resp_error(resp, op->start_err, sizeof(op->start_err));
+	if (r->status != 204 && r->status != 304) {
+		snprintf(op->start_err, sizeof(op->start_err), "%s", r->message);
 		dd_fmt(path, sizeof(path), "/containers/%s?force=1", op->container);
 		if (dd_call(op, "DELETE", path, NULL, 0, dd_create_cleaned) < 0)
 			dd_op_fail(op, "start server %s: %s (container %.12s left behind)",
@@ -942,18 +651,17 @@ static void dd_create_started(struct dd_op *op, const struct scaler_http_respons
 	dd_call_or_fail(op, "GET", path, NULL, 0, dd_create_inspected);
 }
 
-static void dd_create_inspected(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_create_inspected(struct dd_op *op, const struct eng_reply *r)
 {
-	json_error_t jerr;
 	json_t *j;
 	struct scaler_server srv;
-	if (resp->status != 200) {
+	if (r->status != 200) {
 		char why[512];
-		dd_resp_error(resp, why, sizeof(why));
+		snprintf(why, sizeof(why), "%s", r->message);
 		dd_op_fail(op, "inspect server %s: %s", op->server_id, why);
 		return;
 	}
-	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	j = json_incref(r->json);
 	if (dd_container_server(op->dd, j, json_object_get(json_object_get(j, "Config"), "Labels"),
 	                        &srv) < 0 ||
 	    !srv.address[0]) {
@@ -972,10 +680,10 @@ static void dd_create_inspected(struct dd_op *op, const struct scaler_http_respo
 
 /* ---- remove ------------------------------------------------------------- */
 
-static void dd_remove_inspected(struct dd_op *op, const struct scaler_http_response *resp);
-static void dd_remove_stopped(struct dd_op *op, const struct scaler_http_response *resp);
-static void dd_remove_deleted(struct dd_op *op, const struct scaler_http_response *resp);
-static void dd_remove_forced(struct dd_op *op, const struct scaler_http_response *resp);
+static void dd_remove_inspected(struct dd_op *op, const struct eng_reply *r);
+static void dd_remove_stopped(struct dd_op *op, const struct eng_reply *r);
+static void dd_remove_deleted(struct dd_op *op, const struct eng_reply *r);
+static void dd_remove_forced(struct dd_op *op, const struct eng_reply *r);
 
 static void dd_remove_gone(struct dd_op *op)
 {
@@ -985,22 +693,21 @@ static void dd_remove_gone(struct dd_op *op)
 }
 
 /* Only a container of this cluster, labelled with this server, is removed. */
-static void dd_remove_inspected(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_remove_inspected(struct dd_op *op, const struct eng_reply *r)
 {
-	json_error_t jerr;
 	json_t *j, *labels;
 	char path[256];
-	if (resp->status == 404) {
+	if (r->status == 404) {
 		dd_remove_gone(op);
 		return;
 	}
-	if (resp->status != 200) {
+	if (r->status != 200) {
 		char why[512];
-		dd_resp_error(resp, why, sizeof(why));
+		snprintf(why, sizeof(why), "%s", r->message);
 		dd_op_fail(op, "remove server %s: %s", op->srv.id, why);
 		return;
 	}
-	j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	j = json_incref(r->json);
 	labels = json_object_get(json_object_get(j, "Config"), "Labels");
 	const char *cl = json_string_value(json_object_get(labels, "scaler.cluster"));
 	const char *sid = json_string_value(json_object_get(labels, "scaler.server"));
@@ -1021,16 +728,16 @@ static void dd_remove_inspected(struct dd_op *op, const struct scaler_http_respo
 	                dd_remove_stopped);
 }
 
-static void dd_remove_stopped(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_remove_stopped(struct dd_op *op, const struct eng_reply *r)
 {
 	char path[256];
-	if (resp->status == 404) {
+	if (r->status == 404) {
 		dd_remove_gone(op);
 		return;
 	}
-	if (resp->status != 204 && resp->status != 304) {
+	if (r->status != 204 && r->status != 304) {
 		char why[512];
-		dd_resp_error(resp, why, sizeof(why));
+		snprintf(why, sizeof(why), "%s", r->message);
 		op->dd->host->log(SCALER_LOG_WARNING, DD_NAME,
 		                  "server %s: stop failed (%s); removing it by force", op->srv.id,
 		                  why);
@@ -1042,10 +749,10 @@ static void dd_remove_stopped(struct dd_op *op, const struct scaler_http_respons
 	dd_call_or_fail(op, "DELETE", path, NULL, 0, dd_remove_deleted);
 }
 
-static void dd_remove_deleted(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_remove_deleted(struct dd_op *op, const struct eng_reply *r)
 {
 	char path[256];
-	if (resp->status == 204 || resp->status == 404) {
+	if (r->status == 204 || r->status == 404) {
 		dd_remove_gone(op);
 		return;
 	}
@@ -1053,15 +760,15 @@ static void dd_remove_deleted(struct dd_op *op, const struct scaler_http_respons
 	dd_call_or_fail(op, "DELETE", path, NULL, 0, dd_remove_forced);
 }
 
-static void dd_remove_forced(struct dd_op *op, const struct scaler_http_response *resp)
+static void dd_remove_forced(struct dd_op *op, const struct eng_reply *r)
 {
 	char why[512];
-	if (resp->status == 204 || resp->status == 404) {
+	if (r->status == 204 || r->status == 404) {
 		dd_remove_gone(op);
 		return;
 	}
-	dd_resp_error(resp, why, sizeof(why));
-	if (resp->status == 409 && strstr(why, "already in progress")) {
+	snprintf(why, sizeof(why), "%s", r->message);
+	if (r->status == 409 && strstr(why, "already in progress")) {
 		dd_remove_gone(op);
 		return;
 	}
@@ -1070,7 +777,9 @@ static void dd_remove_forced(struct dd_op *op, const struct scaler_http_response
 
 /* ---- ops ---------------------------------------------------------------- */
 
-static void dd_begin(struct dd_op *op)
+/* Send op's first request: 0, or -1 when nothing could be sent (op freed,
+ * cb not called). */
+static int dd_start(struct dd_op *op)
 {
 	char path[256], enc[256];
 	int rc;
@@ -1079,22 +788,21 @@ static void dd_begin(struct dd_op *op)
 		rc = dd_list_call(op, dd_list_cb);
 		break;
 	case DD_CREATE:
-		if (strcmp(op->dd->network, "host") == 0) {
+		if (strcmp(op->dd->network, "host") == 0)
 			rc = dd_list_call(op, dd_create_ports);
-		} else {
-			dd_create_send(op);
-			return;
-		}
+		else
+			rc = dd_create_send(op);
 		break;
 	case DD_REMOVE:
 	default:
-		dd_urlencode(op->container, enc, sizeof(enc));
+		eng_urlencode(op->container, enc, sizeof(enc));
 		dd_fmt(path, sizeof(path), "/containers/%s/json", enc);
 		rc = dd_call(op, "GET", path, NULL, 0, dd_remove_inspected);
 		break;
 	}
 	if (rc < 0)
-		dd_op_fail(op, "cannot send a request to the Docker engine");
+		dd_op_free(op);
+	return rc;
 }
 
 /* Refuse later, on the loop: callbacks never run inside the call. */
@@ -1110,17 +818,6 @@ static int dd_refuse(struct dd_op *op, const char *fmt, ...)
 	return 0;
 }
 
-static int dd_id_valid(const char *id)
-{
-	size_t n = strlen(id);
-	if (n == 0 || n >= 64 || !isalnum((unsigned char)id[0]))
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)id[i]) && !strchr("_.-", id[i]))
-			return 0;
-	return 1;
-}
-
 static int dd_create(void *ctx, const struct scaler_server_spec *spec, scaler_driver_cb cb,
                      void *arg)
 {
@@ -1133,7 +830,7 @@ static int dd_create(void *ctx, const struct scaler_server_spec *spec, scaler_dr
 	if (!op)
 		return -1;
 	op->cb = cb;
-	if (!dd_id_valid(spec->server_id))
+	if (!eng_id_valid(spec->server_id))
 		return dd_refuse(
 		    op,
 		    "server id \"%s\" is not valid: use letters, digits, '_', '.' and '-'"
@@ -1199,13 +896,10 @@ static void dd_fini(void *ctx)
 	/* in-flight requests are cancelled; their callbacks are not called */
 	while (dd->ops) {
 		struct dd_op *op = dd->ops;
-		if (op->call)
-			dd->host->http_cancel(op->call);
+		eng_cancel(op->call);
 		dd_op_free(op);
 	}
-	free(dd->tls_ca);
-	free(dd->tls_cert);
-	free(dd->tls_key);
+	eng_free(dd->eng);
 	free(dd->image);
 	json_decref(dd->cmd);
 	json_decref(dd->env);
@@ -1219,19 +913,17 @@ static void dd_fini(void *ctx)
 static int dd_reload(void *ctx, const config_setting_t *conf)
 {
 	struct dd *dd = ctx, *n, old;
-	int same_engine;
 	if (dd_init(dd->host, conf, (void **)&n) < 0)
 		return -1;
-	same_engine =
-	    strcmp(n->socket_path, dd->socket_path) == 0 && strcmp(n->base_url, dd->base_url) == 0;
 	old = *dd;
 	*dd = *n;
 	dd->ops = old.ops;
-	dd->version_pending = old.version_pending;
-	if (same_engine)
-		snprintf(dd->version, sizeof(dd->version), "%s", old.version);
+	/* the engine client stays (its calls are in flight) with the new endpoint */
+	eng_take(old.eng, dd->eng);
+	dd->eng = old.eng;
 	*n = old;
 	n->ops = NULL;
+	n->eng = NULL;
 	dd_fini(n); /* the old settings */
 	return 0;
 }
