@@ -56,15 +56,10 @@ typedef void (*dd_step)(struct dd_op *op, const struct eng_reply *r);
 enum dd_kind { DD_CREATE, DD_REMOVE, DD_LIST };
 
 struct dd_op {
+	struct eng_op base; /* first: the callback, the call in flight, the error */
 	struct dd *dd;
 	enum dd_kind kind;
-	scaler_driver_cb cb;
-	scaler_driver_list_cb list_cb;
-	void *arg;
-	struct eng_call *call; /* in flight */
 	dd_step next;
-	ev_timer later; /* deferred failure before any request */
-	char err[768];
 
 	/* create */
 	char zone[64];
@@ -73,11 +68,8 @@ struct dd_op {
 	char name[200];
 	int port; /* reserved while creating */
 	char start_err[512];
-	/* create + remove */
+	/* remove */
 	char container[128];
-	struct scaler_server srv;
-
-	struct dd_op *next_op;
 };
 
 struct dd {
@@ -98,7 +90,7 @@ struct dd {
 	int stop_timeout;
 	double api_timeout;
 
-	struct dd_op *ops;
+	struct eng_op *ops;
 };
 
 static const char *const dd_known[] = {
@@ -254,56 +246,10 @@ fail:
 
 /* ---- operations and requests -------------------------------------------- */
 
-static void dd_op_unlink(struct dd_op *op)
-{
-	for (struct dd_op **pp = &op->dd->ops; *pp; pp = &(*pp)->next_op)
-		if (*pp == op) {
-			*pp = op->next_op;
-			break;
-		}
-}
-
-static void dd_op_free(struct dd_op *op)
-{
-	ev_timer_stop(op->dd->host->loop, &op->later);
-	dd_op_unlink(op);
-	free(op);
-}
-
-/* Finish: call back once, forget the op. */
-static void dd_op_done(struct dd_op *op, int status, const struct scaler_server *srvs, size_t n)
-{
-	scaler_driver_cb cb = op->cb;
-	scaler_driver_list_cb list_cb = op->list_cb;
-	void *arg = op->arg;
-	char err[sizeof(op->err)];
-	struct scaler_server srv = op->srv;
-	snprintf(err, sizeof(err), "%s", op->err);
-	if (status)
-		op->dd->host->log(SCALER_LOG_ERR, DD_NAME, "%s", err);
-	dd_op_free(op);
-	if (list_cb)
-		list_cb(arg, status, status ? NULL : srvs, status ? 0 : n, status ? err : NULL);
-	else if (cb)
-		cb(arg, status, status ? NULL : &srv, status ? err : NULL);
-}
-
-static void dd_op_fail(struct dd_op *op, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void dd_op_fail(struct dd_op *op, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(op->err, sizeof(op->err), fmt, ap);
-	va_end(ap);
-	dd_op_done(op, -1, NULL, 0);
-}
-
 static void dd_eng_cb(void *arg, const struct eng_reply *r)
 {
 	struct dd_op *op = arg;
-	op->call = NULL;
+	op->base.call = NULL;
 	op->next(op, r);
 }
 
@@ -313,9 +259,9 @@ static int dd_call(struct dd_op *op, const char *method, const char *path, json_
                    double timeout, dd_step next)
 {
 	op->next = next;
-	op->call = eng_request(op->dd->eng, method, path, body,
-	                       timeout > 0 ? timeout : op->dd->api_timeout, dd_eng_cb, op);
-	return op->call ? 0 : -1;
+	op->base.call = eng_request(op->dd->eng, method, path, body,
+	                            timeout > 0 ? timeout : op->dd->api_timeout, dd_eng_cb, op);
+	return op->base.call ? 0 : -1;
 }
 
 /* As dd_call, but a request that cannot start fails the op. */
@@ -323,12 +269,7 @@ static void dd_call_or_fail(struct dd_op *op, const char *method, const char *pa
                             double timeout, dd_step next)
 {
 	if (dd_call(op, method, path, body, timeout, next) < 0)
-		dd_op_fail(op, "cannot send %s %s to the Docker engine", method, path);
-}
-
-static void dd_later_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	dd_op_done(w->data, -1, NULL, 0);
+		eng_op_fail(&op->base, "cannot send %s %s to the Docker engine", method, path);
 }
 
 static struct dd_op *dd_op_new(struct dd *dd, enum dd_kind kind, void *arg)
@@ -336,14 +277,10 @@ static struct dd_op *dd_op_new(struct dd *dd, enum dd_kind kind, void *arg)
 	struct dd_op *op = calloc(1, sizeof(*op));
 	if (!op)
 		return NULL;
+	eng_op_init(&op->base, dd->host, DD_NAME, &dd->ops, arg);
 	op->dd = dd;
 	op->kind = kind;
-	op->arg = arg;
 	op->port = -1;
-	ev_timer_init(&op->later, dd_later_cb, 0., 0.);
-	op->later.data = op;
-	op->next_op = dd->ops;
-	dd->ops = op;
 	return op;
 }
 
@@ -356,10 +293,10 @@ static int dd_list_call(struct dd_op *op, dd_step next)
 	dd_fmt(label, sizeof(label), "scaler.cluster=%s", op->dd->host->cluster);
 	json_t *filters = json_pack("{s:[s]}", "label", label);
 	op->next = next;
-	op->call = eng_get_filtered(op->dd->eng, "/containers/json?all=1", filters,
-	                            op->dd->api_timeout, dd_eng_cb, op);
+	op->base.call = eng_get_filtered(op->dd->eng, "/containers/json?all=1", filters,
+	                                 op->dd->api_timeout, dd_eng_cb, op);
 	json_decref(filters);
-	return op->call ? 0 : -1;
+	return op->base.call ? 0 : -1;
 }
 
 /* One container of the list (or an inspect) as a server; -1 when it does
@@ -406,19 +343,20 @@ static void dd_list_cb(struct dd_op *op, const struct eng_reply *r)
 	if (r->status != 200) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", r->message);
-		dd_op_fail(op, "cannot list containers: %s", why);
+		eng_op_fail(&op->base, "cannot list containers: %s", why);
 		return;
 	}
 	a = json_incref(r->json);
 	if (!json_is_array(a)) {
 		json_decref(a);
-		dd_op_fail(op, "cannot list containers: the Docker engine sent no JSON array");
+		eng_op_fail(&op->base,
+		            "cannot list containers: the Docker engine sent no JSON array");
 		return;
 	}
 	srvs = calloc(json_array_size(a) + 1, sizeof(*srvs));
 	if (!srvs) {
 		json_decref(a);
-		dd_op_fail(op, "out of memory");
+		eng_op_fail(&op->base, "out of memory");
 		return;
 	}
 	json_array_foreach(a, i, c)
@@ -427,7 +365,7 @@ static void dd_list_cb(struct dd_op *op, const struct eng_reply *r)
 			n++;
 	}
 	json_decref(a);
-	dd_op_done(op, 0, srvs, n);
+	eng_op_done(&op->base, 0, srvs, n);
 	free(srvs);
 }
 
@@ -435,9 +373,11 @@ static void dd_list_cb(struct dd_op *op, const struct eng_reply *r)
 
 static int dd_port_reserved(const struct dd *dd, const struct dd_op *self, int port)
 {
-	for (const struct dd_op *o = dd->ops; o; o = o->next_op)
+	for (const struct eng_op *b = dd->ops; b; b = b->next) {
+		const struct dd_op *o = (const struct dd_op *)b;
 		if (o != self && o->kind == DD_CREATE && o->port == port)
 			return 1;
+	}
 	return 0;
 }
 
@@ -492,14 +432,14 @@ static int dd_create_send(struct dd_op *op)
 	json_array_append_new(env, json_string(buf));
 	if (host_net && dd_host_env(dd, buf, sizeof(buf)))
 		json_array_append_new(env, json_string(buf));
-	snprintf(created, sizeof(created), "%.6f", op->srv.created);
+	snprintf(created, sizeof(created), "%.6f", op->base.srv.created);
 	labels =
 	    json_pack("{s:s, s:s, s:s, s:s}", "scaler.cluster", dd->host->cluster, "scaler.zone",
 	              op->zone, "scaler.server", op->server_id, "scaler.created", created);
 	if (host_net) {
 		snprintf(buf, sizeof(buf), "%d", op->port);
 		json_object_set_new(labels, "scaler.port", json_string(buf));
-		json_object_set_new(labels, "scaler.address", json_string(op->srv.address));
+		json_object_set_new(labels, "scaler.address", json_string(op->base.srv.address));
 	}
 	hc = json_pack("{s:s, s:{s:s}}", "NetworkMode", dd->network, "RestartPolicy", "Name", "no");
 	if (dd->cpu_shares)
@@ -539,7 +479,8 @@ static void dd_create_ports(struct dd_op *op, const struct eng_reply *r)
 	if (r->status != 200) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", r->message);
-		dd_op_fail(op, "create server %s: cannot list containers: %s", op->server_id, why);
+		eng_op_fail(&op->base, "create server %s: cannot list containers: %s",
+		            op->server_id, why);
 		return;
 	}
 	a = json_incref(r->json);
@@ -554,8 +495,8 @@ static void dd_create_ports(struct dd_op *op, const struct eng_reply *r)
 			             ? json_string_value(json_object_get(c, "Id"))
 			             : "?");
 			json_decref(a);
-			dd_op_fail(op, "create server %s: it already exists (container %s)",
-			           op->server_id, cid);
+			eng_op_fail(&op->base, "create server %s: it already exists (container %s)",
+			            op->server_id, cid);
 			return;
 		}
 	}
@@ -574,14 +515,14 @@ static void dd_create_ports(struct dd_op *op, const struct eng_reply *r)
 	}
 	json_decref(a);
 	if (op->port < 0) {
-		dd_op_fail(op, "zone %s: no free port in %d-%d for server %s", op->zone,
-		           op->port_min, op->port_max, op->server_id);
+		eng_op_fail(&op->base, "zone %s: no free port in %d-%d for server %s", op->zone,
+		            op->port_min, op->port_max, op->server_id);
 		return;
 	}
-	dd_fmt(op->srv.address, sizeof(op->srv.address), "http://%s:%d", dd->host_address,
+	dd_fmt(op->base.srv.address, sizeof(op->base.srv.address), "http://%s:%d", dd->host_address,
 	       op->port);
 	if (dd_create_send(op) < 0)
-		dd_op_fail(op, "create server %s: cannot send the request", op->server_id);
+		eng_op_fail(&op->base, "create server %s: cannot send the request", op->server_id);
 }
 
 static void dd_create_made(struct dd_op *op, const struct eng_reply *r)
@@ -591,10 +532,10 @@ static void dd_create_made(struct dd_op *op, const struct eng_reply *r)
 	if (r->status != 201) {
 		snprintf(why, sizeof(why), "%s", r->message);
 		if (r->status == 409)
-			dd_op_fail(op, "create server %s: container %s already exists: %s",
-			           op->server_id, op->name, why);
+			eng_op_fail(&op->base, "create server %s: container %s already exists: %s",
+			            op->server_id, op->name, why);
 		else
-			dd_op_fail(op, "create server %s: %s", op->server_id, why);
+			eng_op_fail(&op->base, "create server %s: %s", op->server_id, why);
 		return;
 	}
 	j = json_incref(r->json);
@@ -602,12 +543,13 @@ static void dd_create_made(struct dd_op *op, const struct eng_reply *r)
 	if (!id || strlen(id) >= sizeof(op->container) ||
 	    strspn(id, "0123456789abcdef") != strlen(id)) {
 		json_decref(j);
-		dd_op_fail(op, "create server %s: the Docker engine returned no container id",
-		           op->server_id);
+		eng_op_fail(&op->base,
+		            "create server %s: the Docker engine returned no container id",
+		            op->server_id);
 		return;
 	}
 	snprintf(op->container, sizeof(op->container), "%s", id);
-	snprintf(op->srv.ref, sizeof(op->srv.ref), "%s", id);
+	snprintf(op->base.srv.ref, sizeof(op->base.srv.ref), "%s", id);
 	json_decref(j);
 	dd_fmt(path, sizeof(path), "/containers/%s/start", op->container);
 	dd_call_or_fail(op, "POST", path, NULL, 0, dd_create_started);
@@ -625,7 +567,7 @@ static void dd_create_cleaned(struct dd_op *op, const struct eng_reply *r)
 		    "%s",
 		    op->server_id, op->container, why);
 	}
-	dd_op_fail(op, "start server %s: %s", op->server_id, op->start_err);
+	eng_op_fail(&op->base, "start server %s: %s", op->server_id, op->start_err);
 }
 
 static void dd_create_started(struct dd_op *op, const struct eng_reply *r)
@@ -635,16 +577,16 @@ static void dd_create_started(struct dd_op *op, const struct eng_reply *r)
 		snprintf(op->start_err, sizeof(op->start_err), "%s", r->message);
 		dd_fmt(path, sizeof(path), "/containers/%s?force=1", op->container);
 		if (dd_call(op, "DELETE", path, NULL, 0, dd_create_cleaned) < 0)
-			dd_op_fail(op, "start server %s: %s (container %.12s left behind)",
-			           op->server_id, op->start_err, op->container);
+			eng_op_fail(&op->base, "start server %s: %s (container %.12s left behind)",
+			            op->server_id, op->start_err, op->container);
 		return;
 	}
 	if (strcmp(op->dd->network, "host") == 0) {
-		op->srv.running = 1;
+		op->base.srv.running = 1;
 		op->dd->host->log(SCALER_LOG_INFO, DD_NAME,
 		                  "server %s started: container %.12s, %s", op->server_id,
-		                  op->container, op->srv.address);
-		dd_op_done(op, 0, NULL, 0);
+		                  op->container, op->base.srv.address);
+		eng_op_done(&op->base, 0, NULL, 0);
 		return;
 	}
 	dd_fmt(path, sizeof(path), "/containers/%s/json", op->container);
@@ -658,7 +600,7 @@ static void dd_create_inspected(struct dd_op *op, const struct eng_reply *r)
 	if (r->status != 200) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", r->message);
-		dd_op_fail(op, "inspect server %s: %s", op->server_id, why);
+		eng_op_fail(&op->base, "inspect server %s: %s", op->server_id, why);
 		return;
 	}
 	j = json_incref(r->json);
@@ -666,16 +608,16 @@ static void dd_create_inspected(struct dd_op *op, const struct eng_reply *r)
 	                        &srv) < 0 ||
 	    !srv.address[0]) {
 		json_decref(j);
-		dd_op_fail(op, "server %s: container %.12s has no address on network %s",
-		           op->server_id, op->container, op->dd->network);
+		eng_op_fail(&op->base, "server %s: container %.12s has no address on network %s",
+		            op->server_id, op->container, op->dd->network);
 		return;
 	}
 	json_decref(j);
-	snprintf(op->srv.address, sizeof(op->srv.address), "%s", srv.address);
-	op->srv.running = 1;
+	snprintf(op->base.srv.address, sizeof(op->base.srv.address), "%s", srv.address);
+	op->base.srv.running = 1;
 	op->dd->host->log(SCALER_LOG_INFO, DD_NAME, "server %s started: container %.12s, %s",
-	                  op->server_id, op->container, op->srv.address);
-	dd_op_done(op, 0, NULL, 0);
+	                  op->server_id, op->container, op->base.srv.address);
+	eng_op_done(&op->base, 0, NULL, 0);
 }
 
 /* ---- remove ------------------------------------------------------------- */
@@ -687,9 +629,9 @@ static void dd_remove_forced(struct dd_op *op, const struct eng_reply *r);
 
 static void dd_remove_gone(struct dd_op *op)
 {
-	op->srv.running = 0;
-	op->dd->host->log(SCALER_LOG_INFO, DD_NAME, "server %s removed", op->srv.id);
-	dd_op_done(op, 0, NULL, 0);
+	op->base.srv.running = 0;
+	op->dd->host->log(SCALER_LOG_INFO, DD_NAME, "server %s removed", op->base.srv.id);
+	eng_op_done(&op->base, 0, NULL, 0);
 }
 
 /* Only a container of this cluster, labelled with this server, is removed. */
@@ -704,7 +646,7 @@ static void dd_remove_inspected(struct dd_op *op, const struct eng_reply *r)
 	if (r->status != 200) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", r->message);
-		dd_op_fail(op, "remove server %s: %s", op->srv.id, why);
+		eng_op_fail(&op->base, "remove server %s: %s", op->base.srv.id, why);
 		return;
 	}
 	j = json_incref(r->json);
@@ -712,13 +654,13 @@ static void dd_remove_inspected(struct dd_op *op, const struct eng_reply *r)
 	const char *cl = json_string_value(json_object_get(labels, "scaler.cluster"));
 	const char *sid = json_string_value(json_object_get(labels, "scaler.server"));
 	const char *id = json_string_value(json_object_get(j, "Id"));
-	if (!cl || strcmp(cl, op->dd->host->cluster) != 0 || !sid || strcmp(sid, op->srv.id) != 0 ||
-	    !id || strlen(id) >= sizeof(op->container)) {
+	if (!cl || strcmp(cl, op->dd->host->cluster) != 0 || !sid ||
+	    strcmp(sid, op->base.srv.id) != 0 || !id || strlen(id) >= sizeof(op->container)) {
 		json_decref(j);
-		dd_op_fail(op,
-		           "remove server %s: container %.12s is not server %s of cluster %s; "
-		           "leaving it alone",
-		           op->srv.id, op->container, op->srv.id, op->dd->host->cluster);
+		eng_op_fail(&op->base,
+		            "remove server %s: container %.12s is not server %s of cluster %s; "
+		            "leaving it alone",
+		            op->base.srv.id, op->container, op->base.srv.id, op->dd->host->cluster);
 		return;
 	}
 	snprintf(op->container, sizeof(op->container), "%s", id);
@@ -739,8 +681,8 @@ static void dd_remove_stopped(struct dd_op *op, const struct eng_reply *r)
 		char why[512];
 		snprintf(why, sizeof(why), "%s", r->message);
 		op->dd->host->log(SCALER_LOG_WARNING, DD_NAME,
-		                  "server %s: stop failed (%s); removing it by force", op->srv.id,
-		                  why);
+		                  "server %s: stop failed (%s); removing it by force",
+		                  op->base.srv.id, why);
 		dd_fmt(path, sizeof(path), "/containers/%s?force=1", op->container);
 		dd_call_or_fail(op, "DELETE", path, NULL, 0, dd_remove_forced);
 		return;
@@ -772,7 +714,7 @@ static void dd_remove_forced(struct dd_op *op, const struct eng_reply *r)
 		dd_remove_gone(op);
 		return;
 	}
-	dd_op_fail(op, "remove server %s: %s", op->srv.id, why);
+	eng_op_fail(&op->base, "remove server %s: %s", op->base.srv.id, why);
 }
 
 /* ---- ops ---------------------------------------------------------------- */
@@ -801,21 +743,8 @@ static int dd_start(struct dd_op *op)
 		break;
 	}
 	if (rc < 0)
-		dd_op_free(op);
+		eng_op_free(&op->base);
 	return rc;
-}
-
-/* Refuse later, on the loop: callbacks never run inside the call. */
-static int dd_refuse(struct dd_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int dd_refuse(struct dd_op *op, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(op->err, sizeof(op->err), fmt, ap);
-	va_end(ap);
-	ev_timer_start(op->dd->host->loop, &op->later);
-	return 0;
 }
 
 static int dd_create(void *ctx, const struct scaler_server_spec *spec, scaler_driver_cb cb,
@@ -829,29 +758,30 @@ static int dd_create(void *ctx, const struct scaler_server_spec *spec, scaler_dr
 	op = dd_op_new(dd, DD_CREATE, arg);
 	if (!op)
 		return -1;
-	op->cb = cb;
+	op->base.cb = cb;
 	if (!eng_id_valid(spec->server_id))
-		return dd_refuse(
-		    op,
+		return eng_op_refuse(
+		    &op->base,
 		    "server id \"%s\" is not valid: use letters, digits, '_', '.' and '-'"
 		    " (at most 63, starting with a letter or digit)",
 		    spec->server_id);
 	if (strlen(z->name) >= sizeof(op->zone))
-		return dd_refuse(op, "zone name \"%s\" is too long", z->name);
+		return eng_op_refuse(&op->base, "zone name \"%s\" is too long", z->name);
 	if (strcmp(dd->network, "host") == 0 &&
 	    (z->port_min <= 0 || z->port_max < z->port_min || z->port_max > 65535))
-		return dd_refuse(op,
-		                 "zone %s has no port range for its servers (port_min %d, port_max "
-		                 "%d); host networking needs one",
-		                 z->name, z->port_min, z->port_max);
+		return eng_op_refuse(
+		    &op->base,
+		    "zone %s has no port range for its servers (port_min %d, port_max "
+		    "%d); host networking needs one",
+		    z->name, z->port_min, z->port_max);
 	snprintf(op->zone, sizeof(op->zone), "%s", z->name);
 	snprintf(op->server_id, sizeof(op->server_id), "%s", spec->server_id);
 	dd_fmt(op->name, sizeof(op->name), "scaler-%s-%s", dd->host->cluster, spec->server_id);
 	op->port_min = z->port_min;
 	op->port_max = z->port_max;
-	snprintf(op->srv.id, sizeof(op->srv.id), "%s", spec->server_id);
-	snprintf(op->srv.zone, sizeof(op->srv.zone), "%s", z->name);
-	op->srv.created = dd_now();
+	snprintf(op->base.srv.id, sizeof(op->base.srv.id), "%s", spec->server_id);
+	snprintf(op->base.srv.zone, sizeof(op->base.srv.zone), "%s", z->name);
+	op->base.srv.created = dd_now();
 	return dd_start(op);
 }
 
@@ -864,8 +794,8 @@ static int dd_remove(void *ctx, const struct scaler_server *srv, scaler_driver_c
 	op = dd_op_new(dd, DD_REMOVE, arg);
 	if (!op)
 		return -1;
-	op->cb = cb;
-	op->srv = *srv;
+	op->base.cb = cb;
+	op->base.srv = *srv;
 	/* by container id when known, else by the name create gave it */
 	if (srv->ref[0])
 		snprintf(op->container, sizeof(op->container), "%s", srv->ref);
@@ -884,7 +814,7 @@ static int dd_list(void *ctx, scaler_driver_list_cb cb, void *arg)
 	op = dd_op_new(dd, DD_LIST, arg);
 	if (!op)
 		return -1;
-	op->list_cb = cb;
+	op->base.list_cb = cb;
 	return dd_start(op);
 }
 
@@ -894,11 +824,8 @@ static void dd_fini(void *ctx)
 	if (!dd)
 		return;
 	/* in-flight requests are cancelled; their callbacks are not called */
-	while (dd->ops) {
-		struct dd_op *op = dd->ops;
-		eng_cancel(op->call);
-		dd_op_free(op);
-	}
+	while (dd->ops)
+		eng_op_free(dd->ops);
 	eng_free(dd->eng);
 	free(dd->image);
 	json_decref(dd->cmd);

@@ -513,6 +513,78 @@ struct eng_call *eng_get_filtered(struct eng *e, const char *path, json_t *filte
 	return c;
 }
 
+/* ---- a driver's operations ------------------------------------------------ */
+
+static void eng_op_later(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	eng_op_done(w->data, -1, NULL, 0);
+}
+
+void eng_op_init(struct eng_op *op, const struct scaler_host *host, const char *who,
+                 struct eng_op **head, void *arg)
+{
+	op->host = host;
+	op->who = who;
+	op->arg = arg;
+	op->head = head;
+	ev_timer_init(&op->timer, eng_op_later, 0., 0.);
+	op->timer.data = op;
+	op->next = *head;
+	*head = op;
+}
+
+void eng_op_free(struct eng_op *op)
+{
+	eng_cancel(op->call);
+	ev_timer_stop(op->host->loop, &op->timer);
+	for (struct eng_op **pp = op->head; *pp; pp = &(*pp)->next)
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+	free(op);
+}
+
+void eng_op_done(struct eng_op *op, int status, const struct scaler_server *srvs, size_t n)
+{
+	scaler_driver_cb cb = op->cb;
+	scaler_driver_list_cb list_cb = op->list_cb;
+	void *arg = op->arg;
+	char err[sizeof(op->err)];
+	struct scaler_server srv = op->srv;
+	snprintf(err, sizeof(err), "%s", op->err);
+	if (status)
+		op->host->log(SCALER_LOG_ERR, op->who, "%s", err);
+	eng_op_free(op);
+	if (list_cb)
+		list_cb(arg, status, status ? NULL : srvs, status ? 0 : n, status ? err : NULL);
+	else if (cb)
+		cb(arg, status, status ? NULL : &srv, status ? err : NULL);
+}
+
+void eng_op_fail(struct eng_op *op, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(op->err, sizeof(op->err), fmt, ap);
+	va_end(ap);
+	eng_op_done(op, -1, NULL, 0);
+}
+
+int eng_op_refuse(struct eng_op *op, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(op->err, sizeof(op->err), fmt, ap);
+	va_end(ap);
+	ev_set_cb(&op->timer, eng_op_later);
+	ev_timer_set(&op->timer, 0., 0.);
+	ev_timer_start(op->host->loop, &op->timer);
+	return 0;
+}
+
 /* ---- helpers -------------------------------------------------------------- */
 
 void eng_urlencode(const char *s, char *out, size_t len)

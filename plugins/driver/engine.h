@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include <ev.h>
 #include <jansson.h>
 #include <scaler/plugin.h>
 
@@ -47,6 +48,35 @@ const char *eng_tcp_host(const struct eng *e, size_t i);
 struct eng_call *eng_request(struct eng *e, const char *method, const char *path, json_t *body,
                              double timeout, eng_cb cb, void *arg);
 void eng_cancel(struct eng_call *c);
+
+/* ---- a driver's operations ---- */
+
+/* One create, remove or list of a driver: the caller's callback runs exactly
+ * once, never on the caller's stack. Drivers put it first in their own op
+ * struct (malloc'd), so that eng_op_free frees the whole. */
+struct eng_op {
+	const struct scaler_host *host;
+	const char *who;             /* the driver, for the log */
+	struct eng_op **head, *next; /* the driver's operations in flight */
+	scaler_driver_cb cb;         /* create, remove */
+	scaler_driver_list_cb list_cb;
+	void *arg;
+	struct eng_call *call; /* the request in flight */
+	ev_timer timer;        /* a refusal, or the driver's own waits */
+	struct scaler_server srv;
+	char err[1024];
+};
+
+/* Link op (zeroed by the caller) into *head. */
+void eng_op_init(struct eng_op *op, const struct scaler_host *host, const char *who,
+                 struct eng_op **head, void *arg);
+/* Cancel what is in flight, unlink, free (the callback is not called). */
+void eng_op_free(struct eng_op *op);
+/* Call back (status 0: srv, or srvs[n] for a list; -1: op->err, logged) and free. */
+void eng_op_done(struct eng_op *op, int status, const struct scaler_server *srvs, size_t n);
+void eng_op_fail(struct eng_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Fail later, from the loop; returns 0 (the call was accepted). */
+int eng_op_refuse(struct eng_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- helpers the drivers share ---- */
 
