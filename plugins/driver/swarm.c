@@ -50,6 +50,9 @@
 
 #define SW_NAME "swarm"
 #define SW_POLL 0.25 /* seconds between looks at a task that starts or stops */
+/* Docker's Swarm executor waits 2 s ("gossip converge") before it signals a
+ * task's container to stop; with the dispatch, a removal takes 3 s or so. */
+#define SW_STOP_DELAY 5.0
 
 struct sw;
 struct sw_op;
@@ -450,8 +453,64 @@ static json_t *sw_service_task(json_t *tasks, const char *sid)
 	return NULL;
 }
 
-/* The constraints of a new server of `zone`: the configured ones and, per
- * spread key, the group of nodes holding the fewest of the zone's servers. */
+/* The group (value of `key`) among the candidate nodes that holds the
+ * fewest of the zone's servers, counting its running ones and the creates
+ * in flight (preference k of each); a tie goes to the group with more nodes
+ * per server. NULL when no candidate has a value the driver can read.
+ * `groups` gets {value: [servers, nodes]}. */
+static const char *sw_spread_pick(struct sw_op *op, const char *key, size_t k, json_t *cand,
+                                  json_t *groups)
+{
+	const char *best = NULL, *v;
+	json_t *n, *s, *g, *bg = NULL;
+	size_t j;
+	json_array_foreach(cand, j, n)
+	{
+		if (!(v = sw_node_value(n, key)))
+			continue;
+		if (!(g = json_object_get(groups, v)))
+			json_object_set_new(groups, v, g = json_pack("[i, i]", 0, 0));
+		json_array_set_new(g, 1,
+		                   json_integer(json_integer_value(json_array_get(g, 1)) + 1));
+	}
+	json_array_foreach(op->services, j, s)
+	{
+		json_t *t = sw_service_task(op->tasks, sw_str(s, "ID", NULL, NULL));
+		json_t *node = t ? sw_node_by_id(op->nodes, sw_str(t, "NodeID", NULL, NULL)) : NULL;
+		v = node ? sw_node_value(node, key) : NULL;
+		g = v && strcmp(sw_str(s, "Spec", "Labels", "scaler.zone"), op->base.srv.zone) == 0
+		        ? json_object_get(groups, v)
+		        : NULL;
+		if (g)
+			json_array_set_new(
+			    g, 0, json_integer(json_integer_value(json_array_get(g, 0)) + 1));
+	}
+	for (const struct eng_op *b = op->sw->ops; b; b = b->next) {
+		const struct sw_op *o = (const struct sw_op *)b;
+		g = o != op && o->kind == SW_CREATE && o->pins &&
+		            strcmp(o->base.srv.zone, op->base.srv.zone) == 0
+		        ? json_object_get(groups, json_string_value(json_array_get(o->pins, k)))
+		        : NULL;
+		if (g)
+			json_array_set_new(
+			    g, 0, json_integer(json_integer_value(json_array_get(g, 0)) + 1));
+	}
+	json_object_foreach(groups, v, g)
+	{
+		json_int_t servers = json_integer_value(json_array_get(g, 0));
+		json_int_t nodes = json_integer_value(json_array_get(g, 1));
+		json_int_t bs = bg ? json_integer_value(json_array_get(bg, 0)) : 0;
+		json_int_t bn = bg ? json_integer_value(json_array_get(bg, 1)) : 1;
+		if (!bg || servers < bs || (servers == bs && servers * bn < bs * nodes)) {
+			best = v;
+			bg = g;
+		}
+	}
+	return best;
+}
+
+/* The constraints of a new server: the configured ones ({zone} replaced)
+ * and, per spread key, one that pins it to the group sw_spread_pick chose. */
 static json_t *sw_placement(struct sw_op *op)
 {
 	struct sw *sw = op->sw;
@@ -469,8 +528,6 @@ static json_t *sw_placement(struct sw_op *op)
 		}
 		json_array_append_new(cons, json_string(buf));
 	}
-	if (!json_array_size(sw->spreads))
-		goto out;
 	json_array_foreach(op->nodes, i, c)
 	{
 		if (sw_node_ready(c) && sw_node_admits(c, cons))
@@ -479,77 +536,33 @@ static json_t *sw_placement(struct sw_op *op)
 	op->pins = json_array();
 	json_array_foreach(sw->spreads, k, c)
 	{
-		const char *key = json_string_value(c);
-		json_t *count = json_object(), *n, *s;
-		const char *best = NULL, *gv;
-		long long best_n = 0;
-		size_t j;
-		if (!json_array_size(cand)) {
-			json_decref(count);
-			break; /* nothing fits: Swarm says so in its own words */
-		}
-		json_array_foreach(cand, j, n)
-		{
-			if (sw_node_value(n, key))
-				json_object_set_new(count, sw_node_value(n, key), json_integer(0));
-		}
-		/* the zone's running servers, and the creates in flight, per group */
-		json_array_foreach(op->services, j, s)
-		{
-			json_t *t = sw_service_task(op->tasks, sw_str(s, "ID", NULL, NULL));
-			json_t *node =
-			    t ? sw_node_by_id(op->nodes, sw_str(t, "NodeID", NULL, NULL)) : NULL;
-			const char *v = node ? sw_node_value(node, key) : NULL;
-			json_t *cur = v ? json_object_get(count, v) : NULL;
-			if (cur && strcmp(sw_str(s, "Spec", "Labels", "scaler.zone"),
-			                  op->base.srv.zone) == 0)
-				json_integer_set(cur, json_integer_value(cur) + 1);
-		}
-		for (const struct eng_op *b = sw->ops; b; b = b->next) {
-			const struct sw_op *o = (const struct sw_op *)b;
-			json_t *cur =
-			    o != op && o->kind == SW_CREATE && o->pins &&
-			            strcmp(o->base.srv.zone, op->base.srv.zone) == 0
-			        ? json_object_get(count,
-			                          json_string_value(json_array_get(o->pins, k)))
-			        : NULL;
-			if (cur)
-				json_integer_set(cur, json_integer_value(cur) + 1);
-		}
-		json_object_foreach(count, gv, n)
-		{
-			if (!best || json_integer_value(n) < best_n) {
-				best = gv;
-				best_n = json_integer_value(n);
-			}
-		}
-		if (!best) {
-			json_decref(count);
-			break; /* a key the driver cannot read: Swarm places freely */
+		const char *key = json_string_value(c), *gv;
+		json_t *groups = json_object(), *g;
+		const char *best = sw_spread_pick(op, key, k, cand, groups);
+		char buf[512];
+		if (!best) { /* nothing fits, or a key the driver cannot read: Swarm decides */
+			json_decref(groups);
+			break;
 		}
 		json_array_append_new(op->pins, json_string(best));
 		if (best[0]) {
-			char buf[512];
 			snprintf(buf, sizeof(buf), "%s==%s", key, best);
 			json_array_append_new(cons, json_string(buf));
-		} else {
+		}
+		json_object_foreach(groups, gv, g)
+		{
 			/* nodes without the label: not any value the others have */
-			json_object_foreach(count, gv, n)
-			{
-				char buf[512];
-				if (!gv[0])
-					continue;
+			if (!best[0] && gv[0]) {
 				snprintf(buf, sizeof(buf), "%s!=%s", key, gv);
 				json_array_append_new(cons, json_string(buf));
 			}
 		}
 		/* the next key spreads within the chosen group */
-		for (j = json_array_size(cand); j-- > 0;)
+		for (size_t j = json_array_size(cand); j-- > 0;)
 			if (strcmp(sw_node_value(json_array_get(cand, j), key), best) != 0)
 				json_array_remove(cand, j);
-		json_decref(count);
+		json_decref(groups);
 	}
-out:
 	json_decref(cand);
 	return cons;
 }
@@ -956,7 +969,7 @@ static void sw_remove_deleted(struct sw_op *op, const struct eng_reply *r)
 		sw_fail(op, "remove server %s: %s", op->base.srv.id, r->message);
 		return;
 	}
-	op->deadline = ev_now(op->sw->host->loop) + op->sw->stop_timeout + 2 * SW_POLL + 2;
+	op->deadline = ev_now(op->sw->host->loop) + op->sw->stop_timeout + SW_STOP_DELAY;
 	sw_wait(op, sw_remove_poll);
 }
 

@@ -4,70 +4,14 @@ order of calls, cleanup after a failed start, the remove fallbacks."""
 import json
 import os
 import re
-import socketserver
-import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler
 
 from scalertest import *
+import fakeengine
 
 
-class FakeEngine:
-    """Answers from `routes`: list of (method, regex on the unversioned path,
-    status, body); records every request as (method, full path, body)."""
-
-    def __init__(self, api_version="1.41"):
-        self.sock = os.path.join(tmpdir(), "fake-docker-%d.sock" % id(self))
-        self.api_version = api_version
-        self.routes = []
-        self.requests = []
-        engine = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                engine.requests.append((self.command, self.path,
-                                        json.loads(body) if body else None))
-                path = re.sub(r"^/v\d+\.\d+", "", self.path)
-                status, out = 404, {"message": "no route for %s %s" % (self.command, path)}
-                if path == "/version":
-                    status, out = 200, {"Version": "fake", "ApiVersion": engine.api_version}
-                for method, pattern, st, b in engine.routes:
-                    if method == self.command and re.match(pattern + "$", path):
-                        status, out = st, b
-                        break
-                data = json.dumps(out).encode() if out is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if data:
-                    self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = _answer
-
-        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass  # a client that went away after its answer
-
-            def get_request(self):
-                conn, _ = self.socket.accept()
-                return conn, ("fake", 0)
-
-        self.server = Server(self.sock, Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def paths(self):
-        return [(m, p) for m, p, _ in self.requests]
+class FakeEngine(fakeengine.FakeEngine):
+    """The fake engine with a docker driver config pointing at it."""
 
     def conf(self, settings=""):
         path = os.path.join(tmpdir(), "fake-%d.conf" % id(self))
@@ -79,13 +23,7 @@ class FakeEngine:
         return path
 
     def ctl(self, *cmds, settings=""):
-        argv = [binary("tests/driverctl"), "-d", plugin_dir(), "-c", self.conf(settings)]
-        for i, c in enumerate(cmds):
-            if i:
-                argv.append(";")
-            argv += [str(a) for a in c]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-        return [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        return fakeengine.driverctl(self.conf(settings), *cmds)
 
 
 CID = "ab" * 32
