@@ -867,6 +867,12 @@ static void sw_create_polled(struct sw_op *op, const struct eng_reply *r)
 	}
 	state = sw_str(t, "Status", "State", NULL);
 	err = sw_str(t, "Status", "Err", NULL);
+	if (r->status == 404) {
+		/* someone removed it meanwhile (a new primary's reconciliation) */
+		sw_fail(op, "create server %s: its service was removed while it started: %s",
+		        op->base.srv.id, r->message);
+		return;
+	}
 	if (r->status != 200)
 		op->sw->host->log(SCALER_LOG_WARNING, SW_NAME, "server %s: cannot see its task: %s",
 		                  op->base.srv.id, r->message);

@@ -177,6 +177,19 @@ def a_task_that_does_not_run_in_time_is_reported_and_deleted():
 
 
 @test
+def a_service_removed_while_it_starts_fails_the_create_at_once():
+    # a new primary's reconciliation removed it: no need to wait for start_timeout
+    m = manager(first=[("POST", r"/services/create", 201, {"ID": SID}),
+                       ("GET", r"/tasks\?filters=.*service.*", 404,
+                        {"message": "service %s not found" % SID})])
+    t0 = time.monotonic()
+    r = driverctl(conf([m]), ["create", "z1", "s1"])[0]
+    check(not r["ok"] and "removed while it started" in r["error"] and "not found" in r["error"],
+          "error: %r" % r)
+    check(time.monotonic() - t0 < 2.5, "failed before start_timeout (3 s): %.1f s" % (time.monotonic() - t0))
+
+
+@test
 def a_create_a_lost_manager_may_have_made_is_adopted_not_doubled():
     # the first manager takes the create and falls silent past api_timeout
     # (having made the service); the second says the name exists: it is ours

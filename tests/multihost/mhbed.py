@@ -105,15 +105,57 @@ class Certs:
 
 
 class _Root:
-    """The temporary tree every host's root lives in (short: unix sockets)."""
+    """The temporary tree every host's root lives in (short: unix sockets).
+    It records its owner's pid and the inode of every namespace made for
+    it, so that a later bed can clear what a killed run left (processes in
+    those namespaces, mounts, files): `ip netns del` alone leaves the
+    processes of a namespace running."""
 
     def __init__(self):
+        _reap_leftovers()
         self.path = tempfile.mkdtemp(prefix="mh-", dir="/tmp")
+        with open(os.path.join(self.path, "owner"), "w") as f:
+            f.write("%d\n" % os.getpid())
 
     def host(self, name):
         d = os.path.join(self.path, name)
         os.makedirs(d, exist_ok=True)
         return d
+
+    def namespace(self, host):
+        with open(os.path.join(self.path, "netns"), "a") as f:
+            f.write("%d\n" % os.stat("/var/run/netns/" + host.ns).st_ino)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _reap_leftovers():
+    for root in glob.glob("/tmp/mh-*"):
+        try:
+            with open(os.path.join(root, "owner")) as f:
+                if _alive(int(f.read())):
+                    continue
+            with open(os.path.join(root, "netns")) as f:
+                inodes = {"net:[%s]" % l.strip() for l in f if l.strip()}
+        except (OSError, ValueError):
+            continue
+        for pid in os.listdir("/proc"):
+            try:
+                if pid.isdigit() and os.readlink("/proc/%s/ns/net" % pid) in inodes:
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.5)
+        _umount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _kill_namespace(host):
@@ -139,6 +181,7 @@ class DockerHost:
 
     def __init__(self, bed, name, root, certs, registry_cidr):
         self.host = bed.host(name)
+        root.namespace(self.host)
         self.name, self.addr = name, self.host.addr
         self.root = root.host(name)
         cert, key = certs.issue(name + "-dockerd", "serverAuth", ip=self.addr)
@@ -403,6 +446,8 @@ class Scalers:
         self.cluster = cluster or "mh%d" % (os.getpid() % 100000)
         self.redis_host = self.bed.host("redis")
         self.hosts = {i: self.bed.host("s%d" % i) for i in range(1, nodes + 1)}
+        for h in [self.redis_host] + list(self.hosts.values()):
+            self.root.namespace(h)
         self.procs = {}
         self.zone_min, self.zone_max = zone_min, zone_max
         self.driver_extra = driver_extra
