@@ -25,7 +25,8 @@
  *   managers        array of "unix:///path" or "tcp://host:port" (default the local socket)
  *   tls_ca, tls_cert, tls_key   TLS for tcp:// (https, client certificate)
  *   image           required; nodes pull it (a registry they all reach)
- *   command, env    as the docker driver (PORT, ZONE, SERVER_ID are always set)
+ *   command, env    as the docker driver (PORT, ZONE, SERVER_ID are always set;
+ *                   HOST=0.0.0.0 unless env sets HOST)
  *   constraints     array of "KEY==VALUE" / "KEY!=VALUE" (Swarm's syntax)
  *   preferences     array of "spread=KEY", e.g. "spread=node.labels.rack"
  *   cpus, memory    limits; reserve_cpus, reserve_memory: reservations
@@ -709,6 +710,18 @@ static void sw_create_fail(struct sw_op *op, const char *fmt, ...)
 		sw_fail(op, "%s (service %s left behind)", op->fail, op->name);
 }
 
+static int sw_env_has(json_t *env, const char *name)
+{
+	size_t i, n = strlen(name);
+	json_t *e;
+	json_array_foreach(env, i, e)
+	{
+		if (strncmp(json_string_value(e), name, n) == 0 && json_string_value(e)[n] == '=')
+			return 1;
+	}
+	return 0;
+}
+
 static json_t *sw_create_spec(struct sw_op *op)
 {
 	struct sw *sw = op->sw;
@@ -720,6 +733,10 @@ static json_t *sw_create_spec(struct sw_op *op)
 	json_array_append_new(env, json_string(buf));
 	snprintf(buf, sizeof(buf), "PORT=%d", op->port);
 	json_array_append_new(env, json_string(buf));
+	/* the node's address is not known before Swarm places the task: the
+	 * server listens on every address of its node unless env says where */
+	if (!sw_env_has(sw->env, "HOST"))
+		json_array_append_new(env, json_string("HOST=0.0.0.0"));
 	snprintf(created, sizeof(created), "%.6f", op->base.srv.created);
 	snprintf(buf, sizeof(buf), "%d", op->port);
 	/* scaler.node: which scalerd made it, for whoever audits the cluster */
