@@ -434,6 +434,7 @@ class Swarm:
 
 
 TOKEN = "multihost-token"
+AUTH = {"Authorization": "Bearer " + TOKEN}
 
 
 class Scalers:
@@ -532,7 +533,10 @@ zones = ( { name = "zone1"; listen = "%s"; admin = "%s"; min = %d; max = %d; por
         logf = open(os.path.join(d, "scalerd.log"), "ab")
         self.procs[i] = subprocess.Popen(self.hosts[i].spawn_argv([binary("scalerd"), "-c", self._conf(i)]),
                                          stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: self.status(i), 15, "scalerd node %d to answer" % i)
+        try:
+            wait_until(lambda: self.status(i), 15, "scalerd node %d to answer" % i)
+        except AssertionError as e:
+            raise AssertionError("%s; its log ends with:\n%s" % (e, self.log_of(i)[-1500:]))
 
     def start_all(self):
         """Highest id first, so that it is the primary (preempt = false)."""
@@ -547,7 +551,7 @@ zones = ( { name = "zone1"; listen = "%s"; admin = "%s"; min = %d; max = %d; por
 
     def status(self, i, timeout=1.0):
         try:
-            st, body = http_json("GET", self.url(i) + "/status", timeout=timeout)
+            st, body = http_json("GET", self.url(i) + "/status", timeout=timeout, headers=AUTH)
             return body if st == 200 else None
         except OSError:
             return None
@@ -564,8 +568,7 @@ zones = ( { name = "zone1"; listen = "%s"; admin = "%s"; min = %d; max = %d; por
         return prim[0] if len(prim) == 1 else None
 
     def post(self, i, path, body):
-        return http_json("POST", self.url(i) + path, body,
-                         headers={"Authorization": "Bearer " + TOKEN}, timeout=3)
+        return http_json("POST", self.url(i) + path, body, headers=AUTH, timeout=3)
 
     def pin(self, count, seconds):
         p = self.primary()
@@ -578,7 +581,8 @@ zones = ( { name = "zone1"; listen = "%s"; admin = "%s"; min = %d; max = %d; por
         """Every event of zone1 in Redis (oldest first), as the admin API gives them."""
         for i in self.hosts:
             try:
-                st, body = http_json("GET", self.url(i) + "/events?zone=zone1&limit=1000", timeout=2)
+                st, body = http_json("GET", self.url(i) + "/events?zone=zone1&limit=1000",
+                                     timeout=2, headers=AUTH)
                 if st == 200:
                     return sorted(body["events"], key=lambda e: e["time"])
             except OSError:
@@ -587,7 +591,8 @@ zones = ( { name = "zone1"; listen = "%s"; admin = "%s"; min = %d; max = %d; por
 
     def balancer(self):
         """{address: state} of zone1's balancer."""
-        st, body = http_json("GET", "http://%s/servers?state=all" % self.zadmin, timeout=2)
+        st, body = http_json("GET", "http://%s/servers?state=all" % self.zadmin, timeout=2,
+                             headers=AUTH)
         return {s["url"]: s["state"] for s in body} if st == 200 else None
 
     def invariant(self):
