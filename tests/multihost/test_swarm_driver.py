@@ -91,7 +91,7 @@ def a_server_is_a_service_of_one_task_on_host_networking_with_restart_none():
     check(node is not None, "address %s is a node's address" % srv["address"])
     port = int(srv["address"].rsplit(":", 1)[1])
     check(PORTS[0] <= port <= PORTS[0] + 49, "port %d in zone z1's range" % port)
-    check_eq(health(srv["address"]), 200, "GET /health_check on the server's address")
+    wait_until(lambda: health(srv["address"]) == 200, 10, "GET /health_check on the server's address")
     st, svc = S.api("GET", "/services/" + srv["ref"])
     check_eq(st, 200, "the service named by the server's ref")
     tt = svc["Spec"]["TaskTemplate"]
@@ -216,7 +216,8 @@ def the_docker_driver_drives_a_remote_engine_over_tls():
     check(r["ok"], "create over TLS: %r" % r)
     check(r["server"]["address"].startswith("http://%s:" % m2.addr),
           "address on m2's host: %s" % r["server"]["address"])
-    check_eq(health(r["server"]["address"]), 200, "the container answers on m2")
+    # the driver reports a started container; its server listens a moment later
+    wait_until(lambda: health(r["server"]["address"]) == 200, 10, "the container to answer on m2")
     r = ctl(c, ["remove", "dk-1"])[0]
     check(r["ok"], "remove over TLS: %r" % r)
 
