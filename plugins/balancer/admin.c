@@ -369,8 +369,11 @@ static void adm_metrics(struct bal *b, struct http_exchange *x)
 	        "scaler_balancer_client_connections{zone=\"%s\"} %d\n"
 	        "# HELP scaler_balancer_upstream_connections Open connections to servers.\n"
 	        "# TYPE scaler_balancer_upstream_connections gauge\n"
-	        "scaler_balancer_upstream_connections{zone=\"%s\"} %d\n",
-	        b->zone, b->nconns, b->zone, b->nupstream);
+	        "scaler_balancer_upstream_connections{zone=\"%s\"} %d\n"
+	        "# HELP scaler_balancer_held_requests Requests waiting for a server to start.\n"
+	        "# TYPE scaler_balancer_held_requests gauge\n"
+	        "scaler_balancer_held_requests{zone=\"%s\"} %d\n",
+	        b->zone, b->nconns, b->zone, b->nupstream, b->zone, b->nheld);
 	fprintf(f, "# HELP scaler_balancer_server_active_requests Requests in flight per server.\n"
 	           "# TYPE scaler_balancer_server_active_requests gauge\n");
 	for (const struct server *s = b->servers; s; s = s->next)

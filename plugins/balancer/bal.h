@@ -5,6 +5,7 @@
  *   proxy.c    client and upstream connections, the request path
  *   servers.c  server table, pools, selection, health checks, dead reports
  *   stats.c    request statistics per server over a window (GET /stats)
+ *   wake.c     with requests held and no server alive: wake the primary, probe
  *   admin.c    the zone's admin API (GET/PUT /servers, /monitor, /metrics, /stats)
  *   builtin.c  plugin descriptor, settings, controller-side pushes
  */
@@ -124,6 +125,8 @@ struct bal_conf {
 	int max_servers;                         /* per zone */
 	int max_checks;                          /* health checks (with name resolution) at once */
 	int stats_history;                       /* seconds of request statistics per server */
+	int hold_max;                            /* requests held with no server alive, 0: none */
+	double hold_timeout;                     /* seconds one may be held */
 	struct bal_net trusted[BAL_MAX_TRUSTED]; /* trusted_proxies */
 	int ntrusted;
 };
@@ -145,7 +148,8 @@ struct server {
 	uint32_t hash;                /* of url */
 	uint8_t queued;               /* in the check queue */
 	uint8_t checking;             /* holds a check slot: resolving or checking */
-	uint8_t mark; /* a moment's mark: PUT /servers' deletes, a report's "alive" */
+	uint8_t mark;    /* a moment's mark: PUT /servers' deletes, a report's "alive" */
+	uint8_t probing; /* pending, checked fast: requests wait (wake.c) */
 	struct bal *b;
 	char url[256]; /* canonical http://host:port */
 	char hostport[262];
@@ -186,6 +190,8 @@ void srv_set_state(struct server *s, enum srv_state st, const char *why);
 struct server *srv_pick(struct bal *b, struct server *const *tried, int ntried);
 void srv_conn_closed(struct server *s); /* a connection to s went away */
 void srv_start_checks(struct bal *b);
+/* Check pending servers every WAKE_PROBE_INTERVAL from now on. */
+void srv_probe_pending(struct bal *b);
 void srv_stop_checks(struct bal *b);
 void srv_free_all(struct bal *b);
 const char *srv_state_name(enum srv_state st);
@@ -197,6 +203,8 @@ void report_stop(struct bal *b);
 int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen);
 void proxy_shutdown(struct bal *b);
 void proxy_free(struct bal *b);
+/* A server is alive: dispatch the held requests, oldest first. */
+void proxy_release_held(struct bal *b);
 /* Close the idle keep-alive connections to s (deleted or not alive). */
 void proxy_close_idle(struct server *s);
 
@@ -211,6 +219,16 @@ void st_server_free(struct server *s);
 /* GET /stats?window=S: the zone's servers over the last S seconds; NULL
  * with a sentence in err when S is not a window this balancer keeps. */
 json_t *st_json(struct bal *b, double window, char *err, size_t errlen);
+
+/* ---- wake.c ------------------------------------------------------------- */
+
+/* Every few tens of milliseconds: how often a pending server is checked
+ * while requests wait for it. */
+#define WAKE_PROBE_INTERVAL 0.03
+/* The zone started holding requests (no server alive): tell the primary now
+ * and every second while it lasts; probe pending servers fast. */
+void wake_holding(struct bal *b);
+void wake_stop(struct bal *b);
 
 /* ---- admin.c ------------------------------------------------------------ */
 
@@ -286,7 +304,13 @@ struct bal {
 
 	struct bal_stats st;
 	double st_t0; /* when this worker started serving: stats.c's second 0 */
-	int nheld;    /* requests held while no server is alive */
+
+	/* held requests (proxy.c) and waking the primary (wake.c) */
+	struct cconn *held_first, *held_last;
+	int nheld;
+	ev_timer wake_timer;
+	struct scaler_http_call *wake_call;
+	char wake_said[200]; /* the outcome last logged */
 };
 
 double bal_wallclock(void);

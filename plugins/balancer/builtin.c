@@ -42,6 +42,8 @@ static const char *const bi_known[] = {"plugin",
                                        "max_servers",
                                        "max_checks",
                                        "stats_history",
+                                       "hold_max",
+                                       "hold_timeout",
                                        NULL};
 
 static void bi_defaults(struct bal_conf *c)
@@ -69,6 +71,8 @@ static void bi_defaults(struct bal_conf *c)
 	c->max_servers = 4096;
 	c->max_checks = 256;
 	c->stats_history = 60;
+	c->hold_max = 1024;
+	c->hold_timeout = 30.0;
 }
 
 int bal_net_parse(const char *s, struct bal_net *out)
@@ -222,6 +226,9 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 	c->max_checks = (int)v;
 	rc |= h->conf_integer(g, "stats_history", c->stats_history, 0, 3600, &v);
 	c->stats_history = (int)v;
+	rc |= h->conf_integer(g, "hold_max", c->hold_max, 0, 1000000, &v);
+	c->hold_max = (int)v;
+	rc |= h->conf_number(g, "hold_timeout", c->hold_timeout, 0.01, 3600, &c->hold_timeout);
 	s = config_setting_get_member(g, "trusted_proxies");
 	if (s)
 		rc |= bi_parse_trusted(h, s, c);
@@ -263,6 +270,7 @@ static void bi_fini(void *ctx)
 	if (!b)
 		return;
 	report_stop(b);
+	wake_stop(b);
 	admin_stop(b);
 	proxy_free(b);
 	srv_free_all(b);
@@ -313,6 +321,7 @@ static void bi_shutdown(void *ctx)
 {
 	struct bal *b = ctx;
 	report_stop(b);
+	wake_stop(b);
 	srv_stop_checks(b);
 	admin_stop(b);
 	proxy_shutdown(b);
@@ -336,6 +345,7 @@ static void bi_restore(void *ctx, const char *const *servers, size_t n, const ch
 		b->monitor_url = strdup(monitor_url);
 		b->monitor_epoch = epoch;
 	}
+	proxy_release_held(b);
 }
 
 /* ---- controller side ---------------------------------------------------- */

@@ -9,7 +9,14 @@
  * One request of a client connection is in flight at a time; pipelined
  * requests wait in its buffer. The request's bytes stay in the buffer until
  * its response starts, so a failed attempt can be replayed on another
- * server (bodies up to retry_body_size). */
+ * server (bodies up to retry_body_size).
+ *
+ * With no alive server (a zone scaled to zero, or its first server still
+ * starting) a request is held instead of answered 503: at most hold_max of
+ * them, in arrival order, each for at most hold_timeout; its body keeps
+ * arriving into its buffer (up to retry_body_size, then the client waits).
+ * The first held request wakes the primary (wake.c); when a server turns
+ * alive they are dispatched to it in the order they came. */
 #include "config.h"
 
 #include "bal.h"
@@ -105,7 +112,10 @@ struct cconn {
 	struct h1_head rq;
 	struct server *tried[8];
 	double since, wsince;
-	double sent_at;  /* the current attempt went to its server (stats.c latency) */
+	double sent_at;              /* the current attempt went to its server (stats.c latency) */
+	struct cconn *hprev, *hnext; /* b->held_first..held_last while held */
+	double held_at;
+	uint8_t held;
 	struct outq out; /* response bytes to the client */
 	char fwd[176];   /* the forwarding lines the proxy adds to each request */
 };
@@ -229,16 +239,26 @@ static const struct {
     {503, "Service Unavailable", "service unavailable: no server is alive in this zone"},
     {504, "Gateway Timeout", "gateway timeout: the server did not answer in time"},
     {505, "HTTP Version Not Supported", "HTTP version not supported"},
+    /* holding (looked up by index, after the plain 503 above) */
+    {503, "Service Unavailable",
+     "service unavailable: no server of this zone became ready while the request waited "
+     "(hold_timeout); the zone may be starting from zero"},
+    {503, "Service Unavailable",
+     "service unavailable: this zone has no server ready and already holds hold_max "
+     "requests waiting for one"},
 };
+#define C_NERRORS (sizeof(c_errors) / sizeof(c_errors[0]))
+#define C_ERR_HOLD_TIMEOUT ((int)C_NERRORS - 2)
+#define C_ERR_HOLD_FULL ((int)C_NERRORS - 1)
 
-static char c_errtext[sizeof(c_errors) / sizeof(c_errors[0])][320];
-static size_t c_errlen[sizeof(c_errors) / sizeof(c_errors[0])];
+static char c_errtext[C_NERRORS][320];
+static size_t c_errlen[C_NERRORS];
 
 static void c_errors_init(void)
 {
 	if (c_errlen[0])
 		return;
-	for (size_t i = 0; i < sizeof(c_errors) / sizeof(c_errors[0]); i++) {
+	for (size_t i = 0; i < C_NERRORS; i++) {
 		size_t blen = strlen(c_errors[i].body) + 1;
 		int n = snprintf(c_errtext[i], sizeof(c_errtext[i]),
 		                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: "
@@ -434,10 +454,69 @@ static void c_arm(struct cconn *c)
 		ev_io_start(c->b->loop, &c->io);
 }
 
+/* ---- held requests ------------------------------------------------------ */
+
+static void c_hold_unlink(struct cconn *c)
+{
+	struct bal *b = c->b;
+	if (!c->held)
+		return;
+	if (c->hprev)
+		c->hprev->hnext = c->hnext;
+	else
+		b->held_first = c->hnext;
+	if (c->hnext)
+		c->hnext->hprev = c->hprev;
+	else
+		b->held_last = c->hprev;
+	c->hprev = c->hnext = NULL;
+	c->held = 0;
+	b->nheld--;
+}
+
+static void c_error_at(struct cconn *c, int i);
+
+/* No server is alive for c's request: hold it (1), or 0 to answer 503. */
+static int c_hold(struct cconn *c)
+{
+	struct bal *b = c->b;
+	if (b->conf.hold_max <= 0 || b->shutting_down)
+		return 0;
+	if (b->nheld >= b->conf.hold_max) {
+		c_error_at(c, C_ERR_HOLD_FULL);
+		return 1;
+	}
+	c->held = 1;
+	c->held_at = ev_now(b->loop);
+	c->hnext = NULL;
+	c->hprev = b->held_last;
+	if (b->held_last)
+		b->held_last->hnext = c;
+	else
+		b->held_first = c;
+	b->held_last = c;
+	if (++b->nheld == 1)
+		wake_holding(b);
+	return 1;
+}
+
+void proxy_release_held(struct bal *b)
+{
+	while (b->held_first && b->nalive > 0) {
+		struct cconn *c = b->held_first;
+		c_hold_unlink(c);
+		/* a body that filled the buffer blocked reading: it streams now */
+		c->read_blocked = 0;
+		c_arm(c);
+		c_dispatch(c);
+	}
+}
+
 static void c_close(struct cconn *c)
 {
 	struct bal *b = c->b;
 	struct uconn *u = c->u;
+	c_hold_unlink(c);
 	if (u) {
 		st_request_end(u->srv, ev_now(b->loop), 0, 0);
 		u->srv->active--;
@@ -467,7 +546,7 @@ static void c_close(struct cconn *c)
 
 static int c_err_index(int status)
 {
-	for (size_t i = 0; i < sizeof(c_errors) / sizeof(c_errors[0]); i++)
+	for (size_t i = 0; i < C_NERRORS; i++)
 		if (c_errors[i].status == status)
 			return (int)i;
 	return 0;
@@ -476,7 +555,14 @@ static int c_err_index(int status)
 /* Answer with an error and close once the client has read it. */
 static void c_error(struct cconn *c, int status)
 {
+	c_error_at(c, c_err_index(status));
+}
+
+static void c_error_at(struct cconn *c, int i)
+{
 	struct bal *b = c->b;
+	int status = c_errors[i].status;
+	c_hold_unlink(c);
 	if (outq_pending(&c->out)) {
 		/* part of an interim response is still queued (it points into
 		 * the server's buffer): nothing clean can follow it */
@@ -494,7 +580,6 @@ static void c_error(struct cconn *c, int status)
 	if (status < 500)
 		b->st.client_errors++;
 	b->st.responses[status / 100]++;
-	int i = c_err_index(status);
 	c->out.i = c->out.n = 0;
 	outq_add(&c->out, c_errtext[i], c_errlen[i]);
 	c->phase = C_CLOSING;
@@ -598,6 +683,8 @@ static void c_dispatch(struct cconn *c)
 	for (;;) {
 		struct server *s = srv_pick(b, c->tried, c->ntried);
 		if (!s) {
+			if (c->ntried == 0 && c_hold(c))
+				return;
 			c_error(c, c->ntried == 0 ? 503 : (c->last_timeout ? 504 : 502));
 			return;
 		}
@@ -1364,7 +1451,11 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			}
 			break;
 		case C_EXCHANGE:
-			if (u && u->state == U_CONNECTING && now - u->since > cf->connect_timeout) {
+			if (c->held && now - c->held_at > cf->hold_timeout) {
+				b->st.timeouts++;
+				c_error_at(c, C_ERR_HOLD_TIMEOUT);
+			} else if (u && u->state == U_CONNECTING &&
+			           now - u->since > cf->connect_timeout) {
 				b->st.timeouts++;
 				u_fail(u, ETIMEDOUT, 1, 1);
 			} else if (u && now - u->since > cf->server_timeout &&
@@ -1429,6 +1520,8 @@ int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen)
 		tick = cf->client_timeout;
 	if (cf->server_timeout < tick)
 		tick = cf->server_timeout;
+	if (cf->hold_max > 0 && cf->hold_timeout < tick)
+		tick = cf->hold_timeout;
 	tick /= 4;
 	if (tick > 0.5)
 		tick = 0.5;
@@ -1443,6 +1536,9 @@ int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen)
 void proxy_shutdown(struct bal *b)
 {
 	b->shutting_down = 1;
+	/* nobody will serve what waits: say so now rather than at hold_timeout */
+	while (b->held_first)
+		c_error_at(b->held_first, C_ERR_HOLD_TIMEOUT);
 	if (b->listen_fd >= 0) {
 		ev_io_stop(b->loop, &b->accept_w);
 		ev_timer_stop(b->loop, &b->accept_pause);

@@ -265,12 +265,19 @@ static void srv_check_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	b->checkq_last = s;
 }
 
-/* (Re)schedule the server's checks for its state; first after `first`. */
+/* (Re)schedule the server's checks for its state; first after `first`. A
+ * pending server is probed fast while requests wait for one (wake.c). */
 static void srv_schedule(struct server *s, double first)
 {
 	struct bal *b = s->b;
 	double every =
 	    s->state == SRV_DISCONNECTED ? b->conf.recheck_interval : b->conf.health_interval;
+	s->probing = s->state == SRV_PENDING && b->nheld > 0;
+	if (s->probing) {
+		every = WAKE_PROBE_INTERVAL;
+		if (first > every)
+			first = every;
+	}
 	ev_timer_stop(b->loop, &s->check_timer);
 	if (s->state == SRV_DEAD || !b->serving)
 		return;
@@ -315,6 +322,15 @@ void srv_set_state(struct server *s, enum srv_state st, const char *why)
 		srv_schedule(s, 0.);
 		break;
 	}
+	if (st == SRV_ALIVE)
+		proxy_release_held(b);
+}
+
+void srv_probe_pending(struct bal *b)
+{
+	for (struct server *s = b->servers; s; s = s->next)
+		if (s->state == SRV_PENDING && !s->probing && !s->checking && !s->queued)
+			srv_schedule(s, 0.);
 }
 
 struct server *srv_add(struct bal *b, const char *url, int start_alive, char *err, size_t errlen)
@@ -499,6 +515,12 @@ static void srv_check_result(struct server *s, int ok, const char *why)
 	s->fails++;
 	snprintf(s->last_error, sizeof(s->last_error), "%s%s", s->addrlen ? "health check: " : "",
 	         why);
+	if (s->state == SRV_PENDING && s->probing) {
+		/* starting while requests wait for it: not a failure yet */
+		if (b->nheld == 0)
+			srv_schedule(s, b->conf.health_interval);
+		return;
+	}
 	switch (s->state) {
 	case SRV_ALIVE:
 		srv_set_state(s, SRV_DISCONNECTED, s->last_error);

@@ -1,5 +1,6 @@
 /* scalerd's admin API (node.admin): status, servers, events, reload,
- * scale, drain, dead reports, Prometheus metrics and election messages. */
+ * scale, drain, dead reports, wake-ups of zones at zero, Prometheus metrics
+ * and election messages. */
 #include "config.h"
 
 #include "admin.h"
@@ -455,6 +456,23 @@ static void admin_drain(struct daemon *d, struct http_exchange *x, json_t *body)
 	admin_reply(x, st, reply);
 }
 
+/* POST /wake from a balancer holding requests with no server alive. */
+static void admin_wake(struct daemon *d, struct http_exchange *x, json_t *body)
+{
+	const char *zone = body_string(body, "zone");
+	json_t *held = json_object_get(body, "held"), *epoch = json_object_get(body, "epoch");
+	json_t *reply = NULL;
+	if (!zone || (held && (!json_is_integer(held) || json_integer_value(held) < 0)) ||
+	    (epoch && (!json_is_integer(epoch) || json_integer_value(epoch) < 0))) {
+		http_reply_error(x, 400,
+		                 "expected {\"zone\": string, \"held\": N, \"epoch\": N} (N >= 0)");
+		return;
+	}
+	int st = controller_wake(d->ctl, zone, held ? (long)json_integer_value(held) : 0,
+	                         epoch ? (uint64_t)json_integer_value(epoch) : 0, &reply);
+	admin_reply(x, st, reply);
+}
+
 static void admin_election(struct daemon *d, struct http_exchange *x,
                            const struct http_request *req, const char *type)
 {
@@ -612,7 +630,8 @@ static void admin_handle(struct http_exchange *x, const struct http_request *req
 		}
 		admin_metrics(d, x);
 	} else if (strcmp(p, "/reload") == 0 || strcmp(p, "/report") == 0 ||
-	           strcmp(p, "/scale") == 0 || strcmp(p, "/drain") == 0) {
+	           strcmp(p, "/scale") == 0 || strcmp(p, "/drain") == 0 ||
+	           strcmp(p, "/wake") == 0) {
 		int is_report = strcmp(p, "/report") == 0;
 		if (!(is_report ? method_is(req, "PUT") : method_is(req, "POST"))) {
 			http_reply_error(x, 405, "use %s", is_report ? "PUT" : "POST");
@@ -631,6 +650,8 @@ static void admin_handle(struct http_exchange *x, const struct http_request *req
 			admin_report(d, x, body);
 		else if (strcmp(p, "/scale") == 0)
 			admin_scale(d, x, body);
+		else if (strcmp(p, "/wake") == 0)
+			admin_wake(d, x, body);
 		else
 			admin_drain(d, x, body);
 		json_decref(body);

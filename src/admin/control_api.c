@@ -1,5 +1,5 @@
 /* The control loop as the admin API shows and drives it: GET /status zones,
- * GET /servers, PUT /report, POST /scale, POST /drain and the controller's
+ * GET /servers, PUT /report, POST /scale, POST /drain, POST /wake and the controller's
  * counters in GET /metrics (src/admin/admin.c routes the requests). */
 #include "config.h"
 
@@ -256,6 +256,49 @@ int controller_pin(struct controller *c, const char *zone, int count, double dur
 	return 200;
 }
 
+int controller_wake(struct controller *c, const char *zone, long held, uint64_t epoch,
+                    json_t **reply)
+{
+	struct czone *z = czone_find(c, zone);
+	if (!z) {
+		*reply = json_pack("{s:s}", "error", "unknown zone");
+		return 404;
+	}
+	if (!c->active || !z->loaded)
+		return ctl_not_primary(c, reply);
+	if (epoch > c->epoch) {
+		/* the balancer was told of a newer primary: this node is not it */
+		*reply = json_pack("{s:s, s:I}", "error",
+		                   "stale primary: the balancer knows a newer "
+		                   "epoch",
+		                   "epoch", (json_int_t)c->epoch);
+		return 409;
+	}
+	int starting = czone_count(z, "starting"), serving = czone_count(z, "serving");
+	z->wake_until = ev_now(ctl_loop(c)) + z->cz->idle_timeout;
+	if (starting + serving == 0 && !c->reconcile && z->pin_count < 0) {
+		char reason[256];
+		snprintf(reason, sizeof(reason),
+		         "%ld request(s) wait at the balancer with no server: waking the zone from "
+		         "zero (at least one server for idle_timeout, %g s)",
+		         held, z->cz->idle_timeout);
+		z->wakes++;
+		czone_decision(z, "wake", 0, 1, "wake", reason);
+		if (z->cz->dry_run) {
+			czone_event(z, "dry_run", 0, 1, "wake", reason,
+			            json_pack("{s:s}", "would", "wake"));
+		} else {
+			czone_event(z, "wake", 0, 1, "wake", reason,
+			            json_pack("{s:i}", "held", (int)held));
+			czone_create(z);
+			starting++;
+		}
+	}
+	*reply =
+	    json_pack("{s:s, s:i, s:i}", "zone", zone, "starting", starting, "serving", serving);
+	return 202;
+}
+
 int controller_drain(struct controller *c, const char *zone, const char *server, json_t **reply)
 {
 	struct czone *z = czone_find(c, zone);
@@ -302,6 +345,8 @@ void controller_metrics(struct controller *c, FILE *f)
 		        z->downs);
 		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"hold\"} %lu\n", z->name,
 		        z->holds);
+		fprintf(f, "scaler_decisions_total{zone=\"%s\",kind=\"wake\"} %lu\n", z->name,
+		        z->wakes);
 	}
 	fprintf(f,
 	        "# HELP scaler_servers Servers by zone and state.\n# TYPE scaler_servers gauge\n");

@@ -436,10 +436,11 @@ static void cf_zone_ports(struct cf *x, struct conf_zone *z, const config_settin
 
 static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *zg)
 {
-	static const char *const known[] = {"name",        "listen",        "admin",    "min",
-	                                    "max",         "ports",         "interval", "window",
-	                                    "cooldown_up", "cooldown_down", "dry_run",  "servers",
-	                                    "policy",      "balancer",      NULL};
+	static const char *const known[] = {
+	    "name",        "listen",        "admin",        "min",
+	    "max",         "ports",         "interval",     "window",
+	    "cooldown_up", "cooldown_down", "dry_run",      "servers",
+	    "policy",      "balancer",      "idle_timeout", NULL};
 	struct conf *c = x->c;
 	const config_setting_t *s, *smin, *smax;
 	const char *v, *why;
@@ -454,6 +455,7 @@ static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *z
 	z->window = c->window;
 	z->cooldown_up = c->cooldown_up;
 	z->cooldown_down = c->cooldown_down;
+	z->idle_timeout = c->idle_timeout;
 	z->dry_run = c->dry_run;
 	snprintf(z->policy_plugin, sizeof(z->policy_plugin), "%s", c->policy.name);
 	snprintf(z->balancer_plugin, sizeof(z->balancer_plugin), "%s", c->balancer.name);
@@ -509,6 +511,7 @@ static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *z
 	cf_seconds(x, zg, "window", 0, 1, &z->window);
 	cf_seconds(x, zg, "cooldown_up", 0, 0, &z->cooldown_up);
 	cf_seconds(x, zg, "cooldown_down", 0, 0, &z->cooldown_down);
+	cf_seconds(x, zg, "idle_timeout", 0, 0, &z->idle_timeout);
 	cf_bool(x, zg, "dry_run", &z->dry_run);
 
 	if ((s = cf_member(zg, "servers")))
@@ -697,11 +700,13 @@ static void cf_check_hosted(struct cf *x, const config_setting_t *root)
 
 static void cf_root(struct cf *x, const config_setting_t *root)
 {
-	static const char *const known[] = {
-	    "node",          "cluster",  "redis",        "plugin_dir",  "state_dir",
-	    "log",           "interval", "window",       "cooldown_up", "cooldown_down",
-	    "drain_timeout", "dry_run",  "stop_timeout", "driver",      "metrics",
-	    "policy",        "election", "balancer",     "zones",       NULL};
+	static const char *const known[] = {"node",          "cluster",       "redis",
+	                                    "plugin_dir",    "state_dir",     "log",
+	                                    "interval",      "window",        "cooldown_up",
+	                                    "cooldown_down", "drain_timeout", "dry_run",
+	                                    "stop_timeout",  "driver",        "metrics",
+	                                    "policy",        "election",      "balancer",
+	                                    "zones",         "idle_timeout",  NULL};
 	static const char *const log_known[] = {"level", "syslog", NULL};
 	struct conf *c = x->c;
 	const config_setting_t *s;
@@ -717,6 +722,7 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	c->window = 10.0;
 	c->drain_timeout = 10.0;
 	c->stop_timeout = 10.0;
+	c->idle_timeout = 30.0;
 
 	x->nerr += conf_report_unknown(root, known);
 	cf_node(x, root);
@@ -771,6 +777,7 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	cf_seconds(x, root, "window", 0, 1, &c->window);
 	cf_seconds(x, root, "cooldown_up", 0, 0, &c->cooldown_up);
 	cf_seconds(x, root, "cooldown_down", 0, 0, &c->cooldown_down);
+	cf_seconds(x, root, "idle_timeout", 0, 0, &c->idle_timeout);
 	cf_seconds(x, root, "drain_timeout", 0, 0, &c->drain_timeout);
 	cf_seconds(x, root, "stop_timeout", 0, 0, &c->stop_timeout);
 	cf_bool(x, root, "dry_run", &c->dry_run);

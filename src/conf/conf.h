@@ -27,6 +27,7 @@ struct conf_zone {
 	double interval;          /* control loop period, inherits global */
 	double window;            /* metrics window, inherits global */
 	double cooldown_up, cooldown_down;
+	double idle_timeout; /* scale to zero after this long without a request */
 	int dry_run;
 	char **servers; /* static servers, NULL-terminated (maybe empty) */
 	size_t nservers;
@@ -69,6 +70,7 @@ struct conf {
 	double interval;                   /* default 10 s (seed) */
 	double window;                     /* default 10 s (seed) */
 	double cooldown_up, cooldown_down; /* default 0 s */
+	double idle_timeout;               /* default 30 s */
 	double drain_timeout;              /* removed servers finish requests, default 10 s */
 	int dry_run;
 	double stop_timeout; /* SIGTERM → SIGKILL for children, default 10 s */

@@ -21,8 +21,9 @@
 #include "plugin.h"
 #include "store.h"
 
-#define START_TIMEOUT 30.0 /* a new server must pass a health check within this */
-#define START_POLL 0.2     /* health check period while a server starts */
+#define START_TIMEOUT 30.0     /* a new server must pass a health check within this */
+#define START_POLL 0.2         /* health check period while a server starts */
+#define START_POLL_WAKING 0.02 /* the same while requests wait for the zone's first server */
 #define HEALTH_TIMEOUT 2.0
 
 /* driver operations, for the counters */
@@ -63,9 +64,10 @@ struct czone {
 	char last_hold[64]; /* rule of the last hold event, so holds are not repeated */
 	int pin_count;      /* -1: not pinned */
 	double pin_until;   /* unix time, 0: until unpinned */
+	double wake_until;  /* ev_now: woken from zero, min is at least 1 until then */
 
 	unsigned long evaluations, ups, downs, holds, creates, deletes, create_errors,
-	    delete_errors;
+	    delete_errors, wakes;
 	struct czone *next;
 };
 
@@ -127,6 +129,11 @@ void czone_server_forget(struct czone *z, const char *id);
 int czone_count(const struct czone *z, const char *state);
 /* servers that count toward the zone's size: starting or serving */
 int czone_size(const struct czone *z);
+/* The zone's min, or 1 while it is woken from zero (POST /wake). */
+int czone_min(const struct czone *z);
+/* 1 while the zone is woken from zero: a POST /wake less than its
+ * idle_timeout ago. */
+int czone_waking(const struct czone *z);
 /* Log and record (fenced) an event of the zone; takes `extra` (may be NULL). */
 void czone_event(struct czone *z, const char *kind, int from, int to, const char *rule,
                  const char *reason, json_t *extra);

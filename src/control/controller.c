@@ -222,6 +222,16 @@ int czone_size(const struct czone *z)
 	return czone_count(z, "starting") + czone_count(z, "serving");
 }
 
+int czone_min(const struct czone *z)
+{
+	return z->cz->min < 1 && czone_waking(z) ? 1 : z->cz->min;
+}
+
+int czone_waking(const struct czone *z)
+{
+	return z->wake_until > ev_now(ctl_loop(z->c));
+}
+
 /* ---- events ---------------------------------------------------------------------- */
 
 struct ctl_event {

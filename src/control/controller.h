@@ -46,6 +46,12 @@ void controller_report(struct controller *c, const char *zone, json_t *dead,
  * until unpinned). HTTP status, *reply filled. */
 int controller_pin(struct controller *c, const char *zone, int count, double duration,
                    json_t **reply);
+/* POST /wake from a zone's balancer that holds `held` requests with no
+ * server alive (it knows the primary of `epoch`): the zone keeps at least
+ * one server for idle_timeout, and one is started now if it has none. HTTP
+ * status, *reply filled. */
+int controller_wake(struct controller *c, const char *zone, long held, uint64_t epoch,
+                    json_t **reply);
 /* POST /drain: take a server out of the balancer, drain, delete, refill. */
 int controller_drain(struct controller *c, const char *zone, const char *server, json_t **reply);
 

@@ -145,7 +145,7 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 		return;
 	}
 	int cur = czone_size(z);
-	int min = z->cz->min, max = z->cz->max;
+	int min = czone_min(z), max = z->cz->max;
 	json_t *values = json_object();
 	int any_missing = status != 0;
 
@@ -270,10 +270,16 @@ void czone_evaluate(struct czone *z)
 		if (z->srv[i].owner)
 			return;
 	char reason[128];
-	if (cur < z->cz->min && !czone_pin_active(z)) {
-		snprintf(reason, sizeof(reason), "below the zone's minimum (%d < %d)", cur,
-		         z->cz->min);
-		czone_bound(z, cur, z->cz->min, "min", "fill", "fill", reason);
+	int min = czone_min(z);
+	if (cur < min && !czone_pin_active(z)) {
+		if (min > z->cz->min)
+			snprintf(reason, sizeof(reason),
+			         "woken from zero: at least %d server for idle_timeout (%d < %d)",
+			         min, cur, min);
+		else
+			snprintf(reason, sizeof(reason), "below the zone's minimum (%d < %d)", cur,
+			         min);
+		czone_bound(z, cur, min, "min", "fill", "fill", reason);
 		return;
 	}
 	if (cur > z->cz->max && !czone_pin_active(z)) {

@@ -271,7 +271,9 @@ static void create_health_done(void *arg, const struct scaler_http_response *res
 		create_fail(f, why);
 		return;
 	}
-	ev_timer_set(&f->timer, START_POLL, 0.);
+	/* requests wait at the balancer for the first server: check it often */
+	int waiting = czone_waking(f->z) && czone_count(f->z, "serving") == 0;
+	ev_timer_set(&f->timer, waiting ? START_POLL_WAKING : START_POLL, 0.);
 	ev_timer_start(ctl_loop(f->z->c), &f->timer);
 }
 

@@ -164,7 +164,7 @@ class Balancer:
 
 
 class FakePrimary:
-    """Records PUT /report calls; answers with `self.status`."""
+    """Records PUT /report (and POST /wake) calls; answers with `self.status`."""
 
     def __init__(self, status=200):
         self.status = status
@@ -175,12 +175,15 @@ class FakePrimary:
             def do_PUT(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n)
-                outer.reports.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                outer.reports.append({"method": self.command, "path": self.path,
+                                      "auth": self.headers.get("Authorization"),
                                       "body": json.loads(body or b"null"),
                                       "answered": outer.status})
                 self.send_response(outer.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_POST = do_PUT
 
             def log_message(self, *a):
                 pass

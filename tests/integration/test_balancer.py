@@ -419,8 +419,8 @@ def a_slow_client_gets_408():
 
 
 @test
-def with_zero_servers_requests_get_503_saying_so():
-    bal = Balancer([])
+def with_zero_servers_and_no_holding_requests_get_503_saying_so():
+    bal = Balancer([], {"hold_max": 0})
     res = request(bal.port, get(bal.port, "/"))
     check_eq(res[0][0], 503, "status")
     check(b"no server is alive" in res[0][2], "body says why: %r" % res[0][2])
@@ -637,7 +637,7 @@ def a_worker_restores_its_servers_and_primary_from_redis():
 @test
 def in_flight_requests_to_a_deleted_server_finish():
     a = backend("del-a")
-    bal = Balancer([a.url])
+    bal = Balancer([a.url], {"hold_max": 0})
     s = socket.create_connection(("127.0.0.1", bal.port), timeout=5)
     s.sendall(get(bal.port, "/slow?s=1", b"Connection: close\r\n"))
     time.sleep(0.3)

@@ -1,0 +1,163 @@
+"""Scale to zero and back with real processes: scalerd (process driver
+running scaler-app, single election, builtin balancer) and a throwaway
+Redis. A zone with min = 0 and no server holds the requests that arrive,
+wakes the primary (POST /wake), which starts a server at once; the held
+requests reach it in order with their bodies; once idle for idle_timeout
+the zone goes back to zero, and wakes again."""
+import os
+import threading
+import time
+
+from scalertest import *
+
+SCALERD = binary("scalerd")
+APP = binary("scaler-app")
+TOKEN = "zero-token"
+AUTH = {"Authorization": "Bearer " + TOKEN}
+
+
+class Zone:
+    """scalerd with one zone at min = 0."""
+
+    def __init__(self, name="zero", policy='plugin = "threshold"; max_cpu = 80.0; min_cpu = 5.0;',
+                 metrics='plugin = "http"; timeout = 0.5;', idle_timeout=2.0):
+        self.redis = Redis()
+        self.admin, self.listen, self.zadmin = free_port(), free_port(), free_port()
+        self.state = os.path.join(tmpdir(), name + "-state")
+        os.makedirs(self.state, exist_ok=True)
+        first, _ = free_port_range(100)
+        self.conf = write_file(name + ".conf", """
+node = { id = 1; admin = "127.0.0.1:%d"; token = "%s"; };
+cluster = "%s";
+redis = "%s";
+plugin_dir = "%s";
+state_dir = "%s";
+log = { level = "debug"; };
+interval = 0.5; window = 1.0; drain_timeout = 0.2; idle_timeout = %g;
+driver = { plugin = "process"; command = ["%s"]; stop_timeout = 3.0; };
+metrics = { %s };
+policy = { %s };
+balancer = { plugin = "builtin"; health_interval = 0.5; hold_timeout = 20.0; };
+zones = ( { name = "zone1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 2;
+            ports = [%d, %d]; } );
+""" % (self.admin, TOKEN, name, self.redis.url(), plugin_dir(), self.state, idle_timeout, APP,
+       metrics, policy, self.listen, self.zadmin, first, first + 99))
+        self.proc = spawn([SCALERD, "-c", self.conf], name="scalerd-" + name)
+        wait_until(lambda: http("GET", self.url("/health_check"))[0] == 200, 10,
+                   "scalerd's admin API")
+        wait_until(lambda: self.balancer_stats() is not None, 10, "the zone's balancer")
+        # primary, and the zone loaded: its first evaluation holds at zero
+        wait_until(lambda: self.events("hold"), 10, "the zone's first evaluation")
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.admin, path)
+
+    def servers(self):
+        st, body = http_json("GET", self.url("/servers?zone=zone1"), headers=AUTH)
+        check_eq(st, 200, "GET /servers")
+        return body
+
+    def events(self, kind=None):
+        st, body = http_json("GET", self.url("/events?zone=zone1"), headers=AUTH)
+        check_eq(st, 200, "GET /events")
+        return [e for e in body["events"] if kind is None or e["kind"] == kind]
+
+    def balancer_stats(self):
+        try:
+            st, body = http_json("GET", "http://127.0.0.1:%d/stats?window=1" % self.zadmin,
+                                 headers=AUTH)
+        except OSError:
+            return None
+        return body if st == 200 else None
+
+    def request(self, method, path, body=None):
+        return http(method, "http://127.0.0.1:%d%s" % (self.listen, path), body=body,
+                    timeout=30)
+
+    def stop(self):
+        refs = [s["ref"] for s in self.servers()]
+        self.proc.stop()
+        for ref in refs:
+            kill_process_server(ref)
+        self.redis.stop()
+
+
+def burst(zone, n):
+    """n requests at once, every third a POST /echo with a body of its own;
+    returns [(status, body, expected body)]."""
+    out = [None] * n
+
+    def one(i):
+        if i % 3 == 0:
+            want = ("body %d " % i).encode() * (50 + i)
+            st, _, body = zone.request("POST", "/echo", want)
+            out[i] = (st, body, want)
+        else:
+            st, _, body = zone.request("GET", "/health_check")
+            out[i] = (st, body, None)
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(40)
+    return out
+
+
+def check_answers(out, what):
+    for i, r in enumerate(out):
+        check(r is not None, "%s: request %d was answered" % (what, i))
+        st, body, want = r
+        check_eq(st, 200, "%s: status of request %d" % (what, i))
+        if want is not None:
+            check_eq(body, want, "%s: the body request %d sent, echoed" % (what, i))
+
+
+@test
+def a_zone_at_zero_wakes_on_requests_and_serves_them_all_then_goes_back_to_zero_and_again():
+    z = Zone()
+    try:
+        time.sleep(1.0)
+        check_eq(z.servers(), [], "servers of a zone at min = 0 that saw no request")
+        out = burst(z, 12)
+        check_answers(out, "first wake-up")
+        wakes = z.events("wake")
+        check_eq(len(wakes), 1, "one wake event for the burst: %r" % wakes)
+        check_eq((wakes[0]["from"], wakes[0]["to"]), (0, 1), "the wake goes 0 -> 1")
+        check("wait at the balancer" in wakes[0]["reason"], "its reason: %r" % wakes[0])
+        check_eq(len([s for s in z.servers() if s["state"] == "serving"]), 1, "serving servers")
+        # idle: after idle_timeout the policy (min_cpu 5 %, count above min 0) removes it
+        wait_until(lambda: z.servers() == [], 20, "the idle zone back at zero")
+        out = burst(z, 6)
+        check_answers(out, "second wake-up")
+        check_eq(len(z.events("wake")), 2, "a second wake event")
+    finally:
+        z.stop()
+
+
+@test
+def a_wake_up_call_for_an_unknown_zone_or_without_the_token_changes_nothing():
+    z = Zone(name="zero-api")
+    try:
+        st, body = http_json("POST", z.url("/wake"), {"zone": "nope", "held": 1}, headers=AUTH)
+        check_eq(st, 404, "unknown zone: %r" % body)
+        st, _ = http_json("POST", z.url("/wake"), {"zone": "zone1", "held": 1})
+        check_eq(st, 401, "without the token")
+        st, body = http_json("POST", z.url("/wake"), {"zone": "zone1", "held": "x"}, headers=AUTH)
+        check_eq(st, 400, "held not a number: %r" % body)
+        st, body = http_json("POST", z.url("/wake"), {"zone": "zone1", "held": 1, "epoch": 99},
+                             headers=AUTH)
+        check_eq(st, 409, "a balancer that knows a newer epoch: %r" % body)
+        time.sleep(1.0)
+        check_eq(z.servers(), [], "no server started by refused calls")
+        check_eq(z.events("wake"), [], "no wake event")
+        st, body = http_json("POST", z.url("/wake"), {"zone": "zone1", "held": 3}, headers=AUTH)
+        check_eq(st, 202, "a good call: %r" % body)
+        check_eq(body["starting"], 1, "it starts one server")
+        wait_until(lambda: [s for s in z.servers() if s["state"] == "serving"], 10,
+                   "the server serving")
+    finally:
+        z.stop()
+
+
+if __name__ == "__main__":
+    main()
