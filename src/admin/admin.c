@@ -102,7 +102,7 @@ static void admin_status(struct daemon *d, struct http_exchange *x)
 
 	json_t *election = NULL;
 	const struct scaler_election_ops *eo =
-	    d->election.plugin ? d->election.plugin->desc->ops.election : NULL;
+	    d->election.plugin ? &d->election.plugin->ops.election : NULL;
 	if (eo && eo->status_json) {
 		char *s = eo->status_json(d->election.ctx);
 		if (s) {
@@ -476,7 +476,7 @@ static void admin_wake(struct daemon *d, struct http_exchange *x, json_t *body)
 static void admin_election(struct daemon *d, struct http_exchange *x,
                            const struct http_request *req, const char *type)
 {
-	const struct scaler_election_ops *eo = d->election.plugin->desc->ops.election;
+	const struct scaler_election_ops *eo = &d->election.plugin->ops.election;
 	int status = 404;
 	char *reply = NULL;
 	if (!eo->message) {
@@ -531,7 +531,7 @@ static void admin_metrics(struct daemon *d, struct http_exchange *x)
 			        supervisor_zone_restarts(d->sup, d->conf->zones[i].name));
 	/* election counters come from the plugin's status */
 	const struct scaler_election_ops *eo =
-	    d->election.plugin ? d->election.plugin->desc->ops.election : NULL;
+	    d->election.plugin ? &d->election.plugin->ops.election : NULL;
 	if (eo && eo->status_json) {
 		char *s = eo->status_json(d->election.ctx);
 		json_t *j = s ? json_loads(s, 0, NULL) : NULL;

@@ -20,6 +20,9 @@
 #ifndef PLUGINDIR
 #define PLUGINDIR "/usr/local/lib/scaler"
 #endif
+#ifndef LOCALPLUGINDIR
+#define LOCALPLUGINDIR "/usr/local/lib/scaler"
+#endif
 #ifndef LOCALSTATEDIR
 #define LOCALSTATEDIR "/var"
 #endif
@@ -32,6 +35,7 @@
 struct cf {
 	struct conf *c;
 	int nerr;
+	char base[4096]; /* the config file's directory, absolute */
 };
 
 __attribute__((format(printf, 3, 4))) static void cf_err(struct cf *x, const config_setting_t *s,
@@ -698,6 +702,78 @@ static void cf_check_hosted(struct cf *x, const config_setting_t *root)
 
 /* ---- the whole file ----------------------------------------------------- */
 
+/* Add one directory to the plugin search path, relative to the config
+ * file's directory when it is not absolute. */
+static void cf_plugin_dir_add(struct cf *x, const config_setting_t *s, const char *dir, size_t n)
+{
+	struct conf *c = x->c;
+	size_t off = strlen(c->plugin_dir);
+	int w;
+
+	if (n == 0) {
+		cf_err(x, s, "an empty directory in the plugin search path");
+		return;
+	}
+	w = snprintf(c->plugin_dir + off, sizeof(c->plugin_dir) - off, "%s%s%s%.*s", off ? ":" : "",
+	             dir[0] == '/' ? "" : x->base, dir[0] == '/' ? "" : "/", (int)n, dir);
+	if (w < 0 || (size_t)w >= sizeof(c->plugin_dir) - off) {
+		c->plugin_dir[off] = '\0';
+		cf_err(x, s, "the plugin search path is too long");
+	}
+}
+
+/* plugin_dir: one directory, several separated by ':' or a list of them:
+ * the plugin search path, first match wins (local plugins before packaged
+ * ones). Unset: $SCALER_PLUGIN_DIR, else the local then the packaged
+ * plugin directory. */
+static void cf_plugin_dir(struct cf *x, const config_setting_t *root)
+{
+	struct conf *c = x->c;
+	const config_setting_t *s = config_setting_get_member(root, "plugin_dir");
+	const char *env = getenv("SCALER_PLUGIN_DIR");
+
+	if (!s) {
+		if (env && *env)
+			snprintf(c->plugin_dir, sizeof(c->plugin_dir), "%s", env);
+		else if (strcmp(LOCALPLUGINDIR, PLUGINDIR) == 0)
+			snprintf(c->plugin_dir, sizeof(c->plugin_dir), "%s", PLUGINDIR);
+		else
+			snprintf(c->plugin_dir, sizeof(c->plugin_dir), "%s:%s", LOCALPLUGINDIR,
+			         PLUGINDIR);
+		return;
+	}
+	c->plugin_dir[0] = '\0';
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *v = config_setting_get_string(s);
+		if (!*v) {
+			cf_err(x, s, "must not be empty");
+			return;
+		}
+		for (size_t n; *v; v += n + (v[n] == ':')) {
+			n = strcspn(v, ":");
+			cf_plugin_dir_add(x, s, v, n);
+		}
+		return;
+	}
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST) {
+		cf_err(x, s, "must be a directory or a list of them (got %s)", conf_type_name(s));
+		return;
+	}
+	if (config_setting_length(s) == 0)
+		cf_err(x, s, "must name at least one directory");
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		if (!v)
+			cf_err(x, e, "must be a string (got %s)", conf_type_name(e));
+		else if (strchr(v, ':'))
+			cf_err(x, e, "\"%s\": a directory of the list cannot contain ':'", v);
+		else
+			cf_plugin_dir_add(x, e, v, strlen(v));
+	}
+}
+
 static void cf_root(struct cf *x, const config_setting_t *root)
 {
 	static const char *const known[] = {"node",          "cluster",       "redis",
@@ -710,12 +786,10 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	static const char *const log_known[] = {"level", "syslog", NULL};
 	struct conf *c = x->c;
 	const config_setting_t *s;
-	const char *v, *why, *env;
+	const char *v, *why;
 
 	snprintf(c->cluster, sizeof(c->cluster), "scaler");
 	snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:6379/0");
-	env = getenv("SCALER_PLUGIN_DIR");
-	snprintf(c->plugin_dir, sizeof(c->plugin_dir), "%s", env && *env ? env : PLUGINDIR);
 	snprintf(c->state_dir, sizeof(c->state_dir), "%s", LOCALSTATEDIR "/lib/scaler");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 	c->interval = 10.0;
@@ -743,12 +817,7 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 		else
 			cf_copy(x, s, v, c->redis_url, sizeof(c->redis_url));
 	}
-	if (cf_string(x, root, "plugin_dir", &v, &s) > 0) {
-		if (!*v)
-			cf_err(x, s, "must not be empty");
-		else
-			cf_copy(x, s, v, c->plugin_dir, sizeof(c->plugin_dir));
-	}
+	cf_plugin_dir(x, root);
 	if (cf_string(x, root, "state_dir", &v, &s) > 0) {
 		if (!*v)
 			cf_err(x, s, "must not be empty");
@@ -833,6 +902,16 @@ struct conf *conf_load(const char *path)
 		*(slash == dir ? slash + 1 : slash) = '\0';
 		config_set_include_dir(&c->cfg, dir);
 	}
+	/* relative paths in the file are relative to its directory */
+	char cwd[4096];
+	if (path[0] == '/')
+		snprintf(x.base, sizeof(x.base), "%s", slash ? dir : "/");
+	else if (!getcwd(cwd, sizeof(cwd)))
+		snprintf(x.base, sizeof(x.base), "%s", slash ? dir : ".");
+	else if (slash)
+		snprintf(x.base, sizeof(x.base), "%s/%s", cwd, dir);
+	else
+		snprintf(x.base, sizeof(x.base), "%s", cwd);
 
 	if (!config_read_file(&c->cfg, path)) {
 		const char *text = config_error_text(&c->cfg) ? config_error_text(&c->cfg) : "";

@@ -49,14 +49,13 @@ double ctl_mono_now(void)
 
 int controller_check_policies(const struct conf *conf, const struct scaler_host *host)
 {
-	char err[1024];
 	int failed = 0;
 	struct plugin_instance pi;
 
 	/* the global policy group is checked even with no zone */
 	if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, conf->policy.name, host,
-	                        conf->policy.group, err, sizeof(err)) < 0) {
-		log_err("%s", err);
+	                        conf->policy.group, plugin_setting(conf->policy.group), NULL,
+	                        0) < 0) {
 		failed = 1;
 	} else {
 		plugin_instance_free(&pi);
@@ -66,9 +65,8 @@ int controller_check_policies(const struct conf *conf, const struct scaler_host 
 		if (!cz->policy)
 			continue;
 		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
-		                        cz->policy_plugin, host, cz->policy_conf, err,
-		                        sizeof(err)) < 0) {
-			log_err("zone %s: %s", cz->name, err);
+		                        cz->policy_plugin, host, cz->policy_conf,
+		                        plugin_setting(cz->policy), NULL, 0) < 0) {
 			failed = 1;
 		} else {
 			plugin_instance_free(&pi);
@@ -86,7 +84,6 @@ static void czone_tick(struct ev_loop *loop, ev_timer *t, int revents)
 
 static int czone_setup(struct czone *z, const struct conf *conf, const struct conf_zone *cz)
 {
-	char err[1024];
 	struct plugin_instance pi;
 	const struct scaler_plugin *cur = z->policy.plugin ? z->policy.plugin->desc : NULL;
 
@@ -95,12 +92,11 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 	int kept = cur && strcmp(z->policy.plugin->name, cz->policy_plugin) == 0 && cur->reload &&
 	           cur->reload(z->policy.ctx, cz->policy_conf) == 0;
 	if (!kept) {
-		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
-		                        cz->policy_plugin, ctl_host(z->c), cz->policy_conf, err,
-		                        sizeof(err)) < 0) {
-			log_err("zone %s: %s", cz->name, err);
+		if (plugin_instance_new(
+		        &pi, conf->plugin_dir, SCALER_KIND_POLICY, cz->policy_plugin,
+		        ctl_host(z->c), cz->policy_conf,
+		        plugin_setting(cz->policy ? cz->policy : conf->policy.group), NULL, 0) < 0)
 			return -1;
-		}
 		plugin_instance_free(&z->policy);
 		z->policy = pi;
 	}
@@ -292,7 +288,7 @@ void ctl_fenced(struct controller *c, const char *err)
 	log_err(
 	    "a state store write was refused as stale (epoch %llu, current %llu): stepping down",
 	    (unsigned long long)c->epoch, (unsigned long long)cur);
-	const struct scaler_election_ops *eo = d->election.plugin->desc->ops.election;
+	const struct scaler_election_ops *eo = &d->election.plugin->ops.election;
 	controller_stop(c, "fenced by a newer epoch");
 	d->role = ROLE_BACKUP;
 	if (eo->fenced)
@@ -316,7 +312,7 @@ static void ctl_push_done(void *arg, int status, const char *err)
 void czone_push(struct czone *z, const char *add, const char *del)
 {
 	struct daemon *d = z->c->d;
-	const struct scaler_balancer_ops *bo = d->balancer.plugin->desc->ops.balancer;
+	const struct scaler_balancer_ops *bo = &d->balancer.plugin->ops.balancer;
 	const char *adds[1] = {add}, *dels[1] = {del};
 	char *what = NULL;
 	if (!bo->push_servers)
@@ -333,7 +329,7 @@ void czone_push(struct czone *z, const char *add, const char *del)
 void czone_push_all(struct czone *z)
 {
 	struct daemon *d = z->c->d;
-	const struct scaler_balancer_ops *bo = d->balancer.plugin->desc->ops.balancer;
+	const struct scaler_balancer_ops *bo = &d->balancer.plugin->ops.balancer;
 	const char **adds = calloc(z->nsrv + 1, sizeof(char *));
 	size_t n = 0;
 	if (!adds || !bo->push_servers) {
@@ -353,7 +349,7 @@ void czone_push_all(struct czone *z)
 void ctl_push_monitor_all(struct controller *c)
 {
 	struct daemon *d = c->d;
-	const struct scaler_balancer_ops *bo = d->balancer.plugin->desc->ops.balancer;
+	const struct scaler_balancer_ops *bo = &d->balancer.plugin->ops.balancer;
 	if (!c->active || !bo->push_monitor)
 		return;
 	for (struct czone *z = c->zones; z; z = z->next) {

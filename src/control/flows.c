@@ -67,7 +67,7 @@ static int flow_stale(const struct flow *f)
 
 static const struct scaler_driver_ops *ctl_driver(const struct controller *c)
 {
-	return c->d->driver.plugin->desc->ops.driver;
+	return &c->d->driver.plugin->ops.driver;
 }
 
 static void ctl_driver_stat(struct controller *c, int op, double t0, int failed)

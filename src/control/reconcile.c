@@ -519,7 +519,7 @@ struct reconcile *reconcile_start(struct store *store, const struct plugin_insta
 		return NULL;
 	}
 	r->store = store;
-	r->ops = driver->plugin->desc->ops.driver;
+	r->ops = &driver->plugin->ops.driver;
 	r->driver_ctx = driver->ctx;
 	snprintf(r->driver_name, sizeof(r->driver_name), "%.31s", driver->plugin->name);
 	r->zones = zones;

@@ -89,17 +89,14 @@ static void plugin_set_free(struct plugin_set *s)
  * checked here and made by the controller). -1 after logging each error. */
 static int plugin_set_load(struct plugin_set *s, const struct conf *c, const struct scaler_host *h)
 {
-	char err[1024];
 	int failed = 0;
 
 	memset(s, 0, sizeof(*s));
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct conf_plugin *cp = KIND_CONF(c, i);
 		if (plugin_instance_new(KIND_PI(s, i), c->plugin_dir, kinds[i].kind, cp->name, h,
-		                        cp->group, err, sizeof(err)) < 0) {
-			log_err("%s", err);
+		                        cp->group, plugin_setting(cp->group), NULL, 0) < 0)
 			failed = 1;
-		}
 	}
 	if (controller_check_policies(c, h) < 0)
 		failed = 1;
@@ -161,6 +158,14 @@ static int config_snapshot_fd(struct conf *c)
 	if (!f) {
 		close(fd);
 		return -1;
+	}
+	/* the search path as resolved here: relative directories are relative
+	 * to the config file, which the worker reads from the snapshot */
+	config_setting_t *root = config_root_setting(&c->cfg), *pd;
+	if (config_setting_get_member(root, "plugin_dir")) {
+		config_setting_remove(root, "plugin_dir");
+		if ((pd = config_setting_add(root, "plugin_dir", CONFIG_TYPE_STRING)))
+			config_setting_set_string(pd, c->plugin_dir);
 	}
 	config_write(&c->cfg, f);
 	if (ferror(f) | fclose(f)) {
@@ -351,8 +356,8 @@ int daemon_reload(struct daemon *d, void *errors)
 			continue;
 		}
 		if (plugin_instance_new(&fresh[i], nc->plugin_dir, kinds[i].kind, np->name,
-		                        &d->host->pub, np->group, err, sizeof(err)) < 0) {
-			log_err("%s", err);
+		                        &d->host->pub, np->group, plugin_setting(np->group), err,
+		                        sizeof(err)) < 0) {
 			if (errs)
 				json_array_append_new(errs, json_string(err));
 			failed = 1;
@@ -542,7 +547,7 @@ static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 
 	struct scaler_election_events ev = {
 	    .arg = &d, .elected = on_elected, .deposed = on_deposed, .primary = on_primary};
-	if (d.election.plugin->desc->ops.election->start(d.election.ctx, &ev) < 0) {
+	if (d.election.plugin->ops.election.start(d.election.ctx, &ev) < 0) {
 		log_err("election plugin \"%s\" failed to start", d.election.plugin->name);
 		goto out;
 	}

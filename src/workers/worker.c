@@ -195,12 +195,10 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, int debug
 	}
 	/* a zone's own balancer group replaces the global one */
 	if (plugin_instance_new(&w.bal, w.conf->plugin_dir, SCALER_KIND_BALANCER,
-	                        w.zone->balancer_plugin, &w.host->pub, w.zone->balancer_conf, err,
-	                        sizeof(err)) < 0) {
-		log_err("zone %s: %s", zone, err);
+	                        w.zone->balancer_plugin, &w.host->pub, w.zone->balancer_conf,
+	                        plugin_setting(w.zone->balancer_conf), NULL, 0) < 0)
 		goto out;
-	}
-	w.ops = w.bal.plugin->desc->ops.balancer;
+	w.ops = &w.bal.plugin->ops.balancer;
 	if (!w.ops->serve || w.ops->serve(w.bal.ctx, &w.zone->pub) < 0) {
 		log_err("zone %s: the balancer could not start on %s (admin %s)", zone,
 		        w.zone->listen, w.zone->admin);

@@ -378,8 +378,8 @@ int main(int argc, char **argv)
 			ev_run(dc.loop, EVRUN_ONCE);
 		redis_conn_on_state(dc.host->redis, NULL, NULL);
 	}
-	if (plugin_instance_new(&dc.pi, dir, SCALER_KIND_DRIVER, name, &dc.host->pub, group, err,
-	                        sizeof(err)) < 0) {
+	if (plugin_instance_new(&dc.pi, dir, SCALER_KIND_DRIVER, name, &dc.host->pub, group,
+	                        plugin_setting(group), err, sizeof(err)) < 0) {
 		json_t *j = json_pack("{s:b, s:s}", "ok", 0, "error", err);
 		char *text = json_dumps(j, JSON_COMPACT);
 		printf("%s\n", text);
@@ -388,7 +388,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "driverctl: %s\n", err);
 		return 1;
 	}
-	dc.ops = dc.pi.plugin->desc->ops.driver;
+	dc.ops = &dc.pi.plugin->ops.driver;
 
 	for (int i = optind; i < argc;) {
 		int j = i;

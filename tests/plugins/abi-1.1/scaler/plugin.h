@@ -1,0 +1,331 @@
+/*
+ * scaler plugin ABI 1.1, as released: kept to build a plugin the way an
+ * author did against ABI 1.1 (tests/plugins/, "old plugins still load").
+ * Do not edit.
+ *
+ * A plugin is one shared object that exports exactly one symbol,
+ * SCALER_PLUGIN_SYMBOL ("scaler_plugin"), a `const struct scaler_plugin`.
+ * scalerd loads it from its plugin directory as <kind>_<name>.so, checks
+ * abi_major (must equal), abi_minor (must be <= the host's), kind and name,
+ * then calls init() with the plugin's own config group.
+ *
+ * Plugins never block the event loop: every service the host offers is
+ * asynchronous and completes through a callback on host->loop.
+ *
+ * Build a plugin with:
+ *   cc -shared -fPIC $(pkg-config --cflags scaler-plugin) -o driver_mine.so mine.c
+ * and install it into $(pkg-config --variable=plugindir scaler-plugin).
+ */
+#ifndef SCALER_PLUGIN_H
+#define SCALER_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <libconfig.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SCALER_ABI_MAJOR 1
+#define SCALER_ABI_MINOR 1
+#define SCALER_PLUGIN_SYMBOL "scaler_plugin"
+
+struct ev_loop;
+
+enum scaler_kind {
+	SCALER_KIND_DRIVER = 1,
+	SCALER_KIND_METRICS = 2,
+	SCALER_KIND_POLICY = 3,
+	SCALER_KIND_ELECTION = 4,
+	SCALER_KIND_BALANCER = 5,
+};
+
+enum scaler_log_level {
+	SCALER_LOG_ERR = 3,
+	SCALER_LOG_WARNING = 4,
+	SCALER_LOG_NOTICE = 5,
+	SCALER_LOG_INFO = 6,
+	SCALER_LOG_DEBUG = 7,
+};
+
+/* ---- services the host offers ------------------------------------------ */
+
+/* An outbound HTTP request (curl multi on the host loop). */
+struct scaler_http_request {
+	const char *method; /* "GET" when NULL */
+	const char *url;    /* http://host:port/path, or http://localhost/path with unix_socket */
+	const char *unix_socket;    /* optional: connect through this AF_UNIX path */
+	const char *const *headers; /* optional NULL-terminated "Name: value" list */
+	const char *body;           /* optional */
+	size_t body_len;
+	double timeout;      /* seconds, whole request; 0 = 10 s */
+	const char *ca_cert; /* optional TLS settings */
+	const char *client_cert;
+	const char *client_key;
+};
+
+struct scaler_http_response {
+	long status;      /* 0 when no HTTP response was received */
+	const char *body; /* NUL-terminated, valid only during the callback */
+	size_t body_len;
+	const char *error; /* transport error when status == 0, else NULL */
+	double elapsed;    /* seconds */
+};
+
+typedef void (*scaler_http_cb)(void *arg, const struct scaler_http_response *resp);
+struct scaler_http_call; /* opaque handle of an in-flight request */
+
+/* Redis reply as hiredis gives it (a `redisReply *`); NULL when the
+ * connection failed. Valid only during the callback. */
+typedef void (*scaler_redis_cb)(void *arg, const void *reply);
+
+struct scaler_host {
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	size_t size; /* sizeof(struct scaler_host) of the host */
+
+	struct ev_loop *loop;
+	const char *node_id;   /* this node's id (decimal string) */
+	const char *cluster;   /* cluster name: prefix of Redis keys, label value */
+	const char *admin_url; /* this node's advertised admin URL */
+	const char *token;     /* API bearer token, NULL when none is configured */
+
+	void (*log)(enum scaler_log_level level, const char *who, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+	/* Log "FILE:LINE: PATH: message" for a setting and return -1. */
+	int (*conf_error)(const config_setting_t *setting, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+	/* Return -1 (after conf_error) when `group` holds a setting whose name
+	 * is not in the NULL-terminated `known` list, else 0. */
+	int (*conf_check_known)(const config_setting_t *group, const char *const *known);
+
+	/* Start an HTTP request; cb is always called exactly once unless the
+	 * call is cancelled first. Returns NULL (cb not called) on bad input. */
+	struct scaler_http_call *(*http_request)(const struct scaler_http_request *req,
+	                                         scaler_http_cb cb, void *arg);
+	void (*http_cancel)(struct scaler_http_call *call);
+
+	/* Send a Redis command (hiredis printf-like format) on the host's
+	 * connection. Returns -1 when Redis is not connected (cb not called). */
+	int (*redis_command)(scaler_redis_cb cb, void *arg, const char *fmt, ...);
+	int (*redis_command_argv)(scaler_redis_cb cb, void *arg, int argc, const char **argv,
+	                          const size_t *argvlen);
+
+	/* Leadership records in the state store (for election plugins).
+	 * status: 0 done, -1 store unreachable or error, -2 stale (fenced). */
+	int (*epoch_take)(void (*cb)(void *arg, int status, uint64_t epoch), void *arg);
+	int (*leader_set)(uint64_t epoch, void (*cb)(void *arg, int status, uint64_t current_epoch),
+	                  void *arg);
+	int (*leader_get)(void (*cb)(void *arg, int status, const char *id, const char *url,
+	                             uint64_t leader_epoch, uint64_t current_epoch),
+	                  void *arg);
+
+	/* ABI 1.1 from here on (state_dir, conf_number, conf_integer): check
+	 * host->size (SCALER_HOST_HAS) before using them.
+	 * scaler.conf's state_dir, where plugins keep files of their own (e.g.
+	 * the process driver's server logs). */
+	const char *state_dir;
+	/* Read a number setting `name` of `group` (int or float; absent, or
+	 * `group` NULL → *out = def, returns 0). Not a number, not finite, or
+	 * outside [lo, hi] → conf_error naming FILE:LINE: SETTING ("NAME must be
+	 * a number (got a string)", "NAME must be between LO and HI, not V")
+	 * and -1. */
+	int (*conf_number)(const config_setting_t *group, const char *name, double def, double lo,
+	                   double hi, double *out);
+	/* The same for an integer setting in [lo, hi]. */
+	int (*conf_integer)(const config_setting_t *group, const char *name, long long def,
+	                    long long lo, long long hi, long long *out);
+};
+
+/* 1 when the host offers `member` (it was built with an ABI that has it). */
+#define SCALER_HOST_HAS(host, member) \
+	((host)->size >= offsetof(struct scaler_host, member) + sizeof((host)->member))
+
+/* ---- shared data -------------------------------------------------------- */
+
+struct scaler_zone {
+	const char *name;
+	const char *listen; /* host:port users connect to */
+	const char *admin;  /* host:port of the balancer's admin API */
+	int min, max;
+	int port_min, port_max;       /* ports servers of this zone may take (host networking) */
+	const char *const *servers;   /* static servers from scaler.conf, NULL-terminated */
+	const config_setting_t *conf; /* the zone's group, for per-zone overrides */
+};
+
+/* One server as drivers see it. */
+struct scaler_server {
+	char id[64]; /* unique in the cluster, e.g. "zone1-7f3a2c" */
+	char zone[64];
+	char address[256]; /* http://host:port */
+	char ref[128];     /* driver's reference: container id, "pid:starttime" */
+	double created;    /* unix time */
+	int running;       /* list/inspect: 1 when the server exists and runs */
+};
+
+/* ---- kind: driver ------------------------------------------------------- */
+
+struct scaler_server_spec {
+	const struct scaler_zone *zone;
+	const char *server_id; /* chosen by the host */
+};
+
+/* status 0 = done; -1 = failed, err says why (the provider's own message). */
+typedef void (*scaler_driver_cb)(void *arg, int status, const struct scaler_server *srv,
+                                 const char *err);
+typedef void (*scaler_driver_list_cb)(void *arg, int status, const struct scaler_server *srvs,
+                                      size_t n, const char *err);
+
+struct scaler_driver_ops {
+	size_t size;
+	int (*create)(void *ctx, const struct scaler_server_spec *spec, scaler_driver_cb cb,
+	              void *arg);
+	int (*remove)(void *ctx, const struct scaler_server *srv, scaler_driver_cb cb, void *arg);
+	/* every server of this cluster the driver can see, in every zone */
+	int (*list)(void *ctx, scaler_driver_list_cb cb, void *arg);
+};
+
+/* ---- kind: metrics ------------------------------------------------------ */
+
+struct scaler_metric_value {
+	const char *server_id; /* points into the query's servers */
+	double value;          /* percent CPU for the built-ins */
+	int missing;           /* 1: no data for this server in the window */
+};
+
+struct scaler_metrics_result {
+	const struct scaler_metric_value *values;
+	size_t n;
+	double average;    /* mean of the non-missing values */
+	int average_valid; /* 0 when every value is missing */
+};
+
+typedef void (*scaler_metrics_cb)(void *arg, int status, const struct scaler_metrics_result *res,
+                                  const char *err);
+
+struct scaler_metrics_ops {
+	size_t size;
+	int (*query)(void *ctx, const struct scaler_zone *zone, const struct scaler_server *servers,
+	             size_t n, double window, scaler_metrics_cb cb, void *arg);
+};
+
+/* ---- kind: policy (pure: no I/O, state only in ctx) --------------------- */
+
+/* The host makes one policy instance per zone, configured with the zone's
+ * `policy` group when it has one, else the global one. */
+struct scaler_policy_input {
+	int current;    /* servers now */
+	int min, max;   /* zone bounds */
+	double average; /* zone average of the metric */
+	int average_valid;
+	double now; /* monotonic seconds, for windows */
+};
+
+struct scaler_policy_decision {
+	int desired;      /* before the host's clamp to min/max */
+	char rule[64];    /* short name of the rule applied ("above max_cpu") */
+	char reason[256]; /* one sentence for people */
+};
+
+struct scaler_policy_ops {
+	size_t size;
+	int (*decide)(void *ctx, const struct scaler_policy_input *in,
+	              struct scaler_policy_decision *out);
+};
+
+/* ---- kind: election ----------------------------------------------------- */
+
+struct scaler_election_events {
+	void *arg;
+	/* this node is primary from now on, fenced by epoch */
+	void (*elected)(void *arg, uint64_t epoch);
+	/* this node must stop acting at once */
+	void (*deposed)(void *arg, const char *reason);
+	/* somebody (maybe this node) is primary with this epoch */
+	void (*primary)(void *arg, const char *id, const char *url, uint64_t epoch);
+};
+
+struct scaler_election_ops {
+	size_t size;
+	int (*start)(void *ctx, const struct scaler_election_events *events);
+	/* A message on the admin API: POST /election/<type> with a JSON body.
+	 * Fill *status and *reply (malloc'd JSON, freed by the host). */
+	void (*message)(void *ctx, const char *type, const char *body, size_t len, int *status,
+	                char **reply);
+	/* malloc'd JSON object for GET /status */
+	char *(*status_json)(void *ctx);
+	/* the store refused a write as stale: step down */
+	void (*fenced)(void *ctx, uint64_t current_epoch);
+};
+
+/* ---- kind: balancer ----------------------------------------------------- */
+
+typedef void (*scaler_balancer_cb)(void *arg, int status, const char *err);
+
+struct scaler_balancer_ops {
+	size_t size;
+	/* Worker side: set up the zone's data plane and admin API on host->loop.
+	 * The host then runs the loop until it is told to stop. */
+	int (*serve)(void *ctx, const struct scaler_zone *zone);
+	/* Worker side: stop accepting, finish in-flight requests. */
+	void (*shutdown)(void *ctx);
+	/* Worker side: servers and primary recorded in the state store, handed
+	 * over at start so a restarted worker serves at once (as if pushed). */
+	void (*restore)(void *ctx, const char *const *servers, size_t n, const char *monitor_url,
+	                uint64_t epoch);
+	/* Controller side: change the zone's server set. */
+	int (*push_servers)(void *ctx, const struct scaler_zone *zone, const char *const *adds,
+	                    size_t nadds, const char *const *deletes, size_t ndeletes,
+	                    scaler_balancer_cb cb, void *arg);
+	/* Controller side: tell the zone's balancer who is primary. */
+	int (*push_monitor)(void *ctx, const struct scaler_zone *zone, const char *url,
+	                    uint64_t epoch, scaler_balancer_cb cb, void *arg);
+};
+
+/* ---- the descriptor ----------------------------------------------------- */
+
+struct scaler_plugin {
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	size_t size; /* sizeof(struct scaler_plugin) the plugin was built with */
+	enum scaler_kind kind;
+	const char *name; /* must equal the <name> in <kind>_<name>.so */
+	const char *version;
+
+	/* Parse and validate `conf` (may be NULL: all defaults), no side
+	 * effects beyond memory. -1 after logging through host->conf_error. */
+	int (*init)(const struct scaler_host *host, const config_setting_t *conf, void **ctx);
+	/* Apply a changed config group; -1 when it cannot (the host then swaps
+	 * the instance: fini + init). NULL: always swap. */
+	int (*reload)(void *ctx, const config_setting_t *conf);
+	void (*fini)(void *ctx);
+
+	union {
+		const struct scaler_driver_ops *driver;
+		const struct scaler_metrics_ops *metrics;
+		const struct scaler_policy_ops *policy;
+		const struct scaler_election_ops *election;
+		const struct scaler_balancer_ops *balancer;
+	} ops;
+};
+
+#define SCALER_PLUGIN_DEFINE(kind_, name_, version_, init_, reload_, fini_, opsfield_, ops_) \
+	__attribute__((visibility("default"))) const struct scaler_plugin scaler_plugin = {  \
+	    .abi_major = SCALER_ABI_MAJOR,                                                   \
+	    .abi_minor = SCALER_ABI_MINOR,                                                   \
+	    .size = sizeof(struct scaler_plugin),                                            \
+	    .kind = (kind_),                                                                 \
+	    .name = (name_),                                                                 \
+	    .version = (version_),                                                           \
+	    .init = (init_),                                                                 \
+	    .reload = (reload_),                                                             \
+	    .fini = (fini_),                                                                 \
+	    .ops = {.opsfield_ = (ops_)},                                                    \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+#endif
