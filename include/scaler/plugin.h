@@ -1,18 +1,55 @@
 /*
- * scaler plugin ABI.
+ * scaler plugin ABI (scaler-plugin(7) is the guide; this file is the
+ * reference).
  *
  * A plugin is one shared object that exports exactly one symbol,
- * SCALER_PLUGIN_SYMBOL ("scaler_plugin"), a `const struct scaler_plugin`.
- * scalerd loads it from its plugin directory as <kind>_<name>.so, checks
- * abi_major (must equal), abi_minor (must be <= the host's), kind and name,
- * then calls init() with the plugin's own config group.
- *
- * Plugins never block the event loop: every service the host offers is
- * asynchronous and completes through a callback on host->loop.
+ * SCALER_PLUGIN_SYMBOL ("scaler_plugin"), a `const struct scaler_plugin`
+ * made with SCALER_PLUGIN_DEFINE (C or C++). scalerd finds it on its plugin
+ * search path as <kind>_<name>.so, checks abi_major (must equal),
+ * abi_minor (must be <= the host's), kind, name and the kind's required
+ * operations, then calls init() with the plugin's own config group.
  *
  * Build a plugin with:
- *   cc -shared -fPIC $(pkg-config --cflags scaler-plugin) -o driver_mine.so mine.c
- * and install it into $(pkg-config --variable=plugindir scaler-plugin).
+ *   cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags scaler-plugin) \
+ *      -o policy_mine.so mine.c $(pkg-config --libs scaler-plugin)
+ * and install it into $(pkg-config --variable=plugindir scaler-plugin), or
+ * into a directory named first on plugin_dir (local plugins).
+ *
+ * Contracts every plugin can rely on, and must keep:
+ *  - Threads: the host calls every function of a plugin from one thread,
+ *    the thread running host->loop; a plugin never blocks it (every
+ *    service below is asynchronous) and starts no thread that calls the
+ *    host.
+ *  - Callbacks, both ways: a callback is never called before the call that
+ *    took it returns. A plugin that has its answer at once defers it
+ *    (host->defer). A call that returns -1 (or NULL) will not call its
+ *    callback; one that returns 0 calls it exactly once, unless it is
+ *    cancelled first (http_cancel) or the plugin's fini runs first.
+ *  - Lifetimes: what the host hands a plugin (zones, servers arrays, the
+ *    config group, strings) is valid during the call that handed it and,
+ *    for an operation with a callback, until the plugin calls that
+ *    callback; config groups stay valid until reload or fini. What a
+ *    callback is handed (a server, a result, an HTTP response, a Redis
+ *    reply) is valid only during the callback: copy what you keep.
+ *  - Instances: init makes one instance (ctx); the host may make several
+ *    of one plugin (one policy instance per zone). fini is the last call
+ *    for a ctx: the plugin cancels what it has in flight (http_cancel,
+ *    defer_cancel) and frees ctx; no callback reaches the host after it.
+ *  - Config: the group given to init is the plugin's whole group, the
+ *    `plugin = "name";` member included (list "plugin" in the known[] of
+ *    conf_check_known). NULL means no group: all defaults. Report every
+ *    bad setting through conf_error or conf_number (they name FILE:LINE:
+ *    SETTING) and return -1; init has no side effect beyond memory.
+ *
+ * Versioning: additive changes (host services appended to struct
+ * scaler_host, ops appended to a kind's table, fields appended to a struct
+ * the host hands over) bump SCALER_ABI_MINOR, and plugins built against an
+ * older minor keep loading. A plugin uses what a minor added only when the
+ * host has it: SCALER_HOST_HAS(host, member) for services, host->abi_minor
+ * for fields of structs the host hands over. An incompatible change bumps
+ * SCALER_ABI_MAJOR (at most once a release, listed in NEWS with what a
+ * plugin author must change); the loader refuses a plugin of another major
+ * with a sentence that says so.
  */
 #ifndef SCALER_PLUGIN_H
 #define SCALER_PLUGIN_H
@@ -29,7 +66,7 @@ extern "C" {
 #define SCALER_ABI_MINOR 2
 #define SCALER_PLUGIN_SYMBOL "scaler_plugin"
 
-struct ev_loop;
+struct ev_loop; /* libev's: <ev.h> (libev-dev) to use host->loop */
 
 enum scaler_kind {
 	SCALER_KIND_DRIVER = 1,
@@ -74,8 +111,9 @@ struct scaler_http_response {
 typedef void (*scaler_http_cb)(void *arg, const struct scaler_http_response *resp);
 struct scaler_http_call; /* opaque handle of an in-flight request */
 
-/* Redis reply as hiredis gives it (a `redisReply *`); NULL when the
- * connection failed. Valid only during the callback. */
+/* Redis reply as hiredis gives it (a `const redisReply *`, from
+ * <hiredis/hiredis.h>); NULL when the connection failed. Valid only during
+ * the callback. */
 typedef void (*scaler_redis_cb)(void *arg, const void *reply);
 
 /* The primary's lease in the state store (ABI 1.2), for election plugins. */
@@ -93,6 +131,8 @@ struct scaler_lease {
 typedef void (*scaler_lease_cb)(void *arg, int status, const struct scaler_lease *lease,
                                 uint64_t current_epoch);
 
+struct scaler_deferred; /* opaque handle of a deferred call (ABI 1.2) */
+
 struct scaler_host {
 	uint32_t abi_major;
 	uint32_t abi_minor;
@@ -104,6 +144,8 @@ struct scaler_host {
 	const char *admin_url; /* this node's advertised admin URL */
 	const char *token;     /* API bearer token, NULL when none is configured */
 
+	/* Log a line at `level` (below scalerd's level it is dropped); `who`
+	 * names the plugin. */
 	void (*log)(enum scaler_log_level level, const char *who, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 
@@ -114,10 +156,12 @@ struct scaler_host {
 	 * is not in the NULL-terminated `known` list, else 0. */
 	int (*conf_check_known)(const config_setting_t *group, const char *const *known);
 
-	/* Start an HTTP request; cb is always called exactly once unless the
-	 * call is cancelled first. Returns NULL (cb not called) on bad input. */
+	/* Start an HTTP request; cb is always called exactly once, after
+	 * http_request returned, unless the call is cancelled first. Returns
+	 * NULL (cb not called) on bad input. */
 	struct scaler_http_call *(*http_request)(const struct scaler_http_request *req,
 	                                         scaler_http_cb cb, void *arg);
+	/* Cancel a call whose callback has not run (cb will not be called). */
 	void (*http_cancel)(struct scaler_http_call *call);
 
 	/* Send a Redis command (hiredis printf-like format) on the host's
@@ -135,9 +179,9 @@ struct scaler_host {
 	                             uint64_t leader_epoch, uint64_t current_epoch),
 	                  void *arg);
 
-	/* ABI 1.1 from here on (state_dir, conf_number, conf_integer): check
-	 * host->size (SCALER_HOST_HAS) before using them.
-	 * scaler.conf's state_dir, where plugins keep files of their own (e.g.
+	/* ---- ABI 1.1: check SCALER_HOST_HAS before using these ---- */
+
+	/* scaler.conf's state_dir, where plugins keep files of their own (e.g.
 	 * the process driver's server logs). */
 	const char *state_dir;
 	/* Read a number setting `name` of `group` (int or float; absent, or
@@ -151,7 +195,9 @@ struct scaler_host {
 	int (*conf_integer)(const config_setting_t *group, const char *name, long long def,
 	                    long long lo, long long hi, long long *out);
 
-	/* ABI 1.2 from here on: the primary's lease (check SCALER_HOST_HAS).
+	/* ---- ABI 1.2: check SCALER_HOST_HAS before using these ---- */
+
+	/* The primary's lease.
 	 * A lease names the node that leads and its epoch; it lapses `ttl`
 	 * seconds after it was taken or last renewed, and a newer epoch voids it.
 	 * lease_take: unless another node's lease is live (-3, `lease` is that
@@ -170,6 +216,14 @@ struct scaler_host {
 	int (*lease_release)(uint64_t epoch, scaler_lease_cb cb, void *arg);
 	int (*lease_get)(scaler_lease_cb cb, void *arg);
 	int (*lease_break)(const struct scaler_lease *lease, scaler_lease_cb cb, void *arg);
+
+	/* Call fn(arg) once from the loop, on its next iteration, never
+	 * before defer returns: how a plugin answers a call later. NULL when
+	 * out of memory (fn will not be called). */
+	struct scaler_deferred *(*defer)(void (*fn)(void *arg), void *arg);
+	/* Drop a deferred call that has not run (fn will not be called); the
+	 * handle is gone once fn ran. */
+	void (*defer_cancel)(struct scaler_deferred *d);
 };
 
 /* 1 when the host offers `member` (it was built with an ABI that has it). */
@@ -205,16 +259,21 @@ struct scaler_server_spec {
 	const char *server_id; /* chosen by the host */
 };
 
-/* status 0 = done; -1 = failed, err says why (the provider's own message). */
+/* status 0 = done; -1 = failed, err says why (the provider's own message).
+ * srv and err are valid only during the callback. */
 typedef void (*scaler_driver_cb)(void *arg, int status, const struct scaler_server *srv,
                                  const char *err);
 typedef void (*scaler_driver_list_cb)(void *arg, int status, const struct scaler_server *srvs,
                                       size_t n, const char *err);
 
+/* Every op is required. Each returns 0 and calls cb once, later; or -1
+ * without calling it. */
 struct scaler_driver_ops {
-	size_t size;
+	size_t size; /* sizeof(struct scaler_driver_ops) */
+	/* Start server spec->server_id in spec->zone; cb gets its address. */
 	int (*create)(void *ctx, const struct scaler_server_spec *spec, scaler_driver_cb cb,
 	              void *arg);
+	/* Stop and remove a server (as create or list gave it). */
 	int (*remove)(void *ctx, const struct scaler_server *srv, scaler_driver_cb cb, void *arg);
 	/* every server of this cluster the driver can see, in every zone */
 	int (*list)(void *ctx, scaler_driver_list_cb cb, void *arg);
@@ -229,17 +288,24 @@ struct scaler_metric_value {
 };
 
 struct scaler_metrics_result {
-	const struct scaler_metric_value *values;
+	const struct scaler_metric_value *values; /* one per server asked about */
 	size_t n;
-	double average;    /* mean of the non-missing values */
-	int average_valid; /* 0 when every value is missing */
+	/* The zone average. From ABI 1.2 the host computes it (the mean of the
+	 * values not missing) and ignores these two; a plugin built against
+	 * 1.1 fills them. */
+	double average;
+	int average_valid;
 };
 
+/* status 0: res holds a value (maybe missing) per server; -1: the query
+ * failed as a whole, err says why. res and err are valid only during the
+ * callback. */
 typedef void (*scaler_metrics_cb)(void *arg, int status, const struct scaler_metrics_result *res,
                                   const char *err);
 
 struct scaler_metrics_ops {
-	size_t size;
+	size_t size; /* sizeof(struct scaler_metrics_ops) */
+	/* Required. The load of `servers` over the last `window` seconds. */
 	int (*query)(void *ctx, const struct scaler_zone *zone, const struct scaler_server *servers,
 	             size_t n, double window, scaler_metrics_cb cb, void *arg);
 };
@@ -247,13 +313,15 @@ struct scaler_metrics_ops {
 /* ---- kind: policy (pure: no I/O, state only in ctx) --------------------- */
 
 /* The host makes one policy instance per zone, configured with the zone's
- * `policy` group when it has one, else the global one. */
+ * `policy` group when it has one, else the global one (init is not told
+ * which zone: keep per-zone state in ctx, which is per zone). */
 struct scaler_policy_input {
-	int current;    /* servers now */
-	int min, max;   /* zone bounds */
-	double average; /* zone average of the metric */
-	int average_valid;
-	double now; /* monotonic seconds, for windows */
+	int current;       /* servers now */
+	int min, max;      /* zone bounds */
+	double average;    /* zone average of the metric */
+	int average_valid; /* always 1: without a valid average the host holds
+	                    * and does not call decide */
+	double now;        /* monotonic seconds, for windows */
 };
 
 struct scaler_policy_decision {
@@ -263,7 +331,9 @@ struct scaler_policy_decision {
 };
 
 struct scaler_policy_ops {
-	size_t size;
+	size_t size; /* sizeof(struct scaler_policy_ops) */
+	/* Required. Fill out (desired starts at in->current); -1 on failure
+	 * (the host holds). */
 	int (*decide)(void *ctx, const struct scaler_policy_input *in,
 	              struct scaler_policy_decision *out);
 };
@@ -281,7 +351,8 @@ struct scaler_election_events {
 };
 
 struct scaler_election_ops {
-	size_t size;
+	size_t size; /* sizeof(struct scaler_election_ops) */
+	/* Required. Start electing; events stay valid until fini. */
 	int (*start)(void *ctx, const struct scaler_election_events *events);
 	/* A message on the admin API: POST /election/<type> with a JSON body.
 	 * Fill *status and *reply (malloc'd JSON, freed by the host). */
@@ -298,9 +369,9 @@ struct scaler_election_ops {
 typedef void (*scaler_balancer_cb)(void *arg, int status, const char *err);
 
 struct scaler_balancer_ops {
-	size_t size;
-	/* Worker side: set up the zone's data plane and admin API on host->loop.
-	 * The host then runs the loop until it is told to stop. */
+	size_t size; /* sizeof(struct scaler_balancer_ops) */
+	/* Required. Worker side: set up the zone's data plane and admin API on
+	 * host->loop. The host then runs the loop until it is told to stop. */
 	int (*serve)(void *ctx, const struct scaler_zone *zone);
 	/* Worker side: stop accepting, finish in-flight requests. */
 	void (*shutdown)(void *ctx);
@@ -319,6 +390,33 @@ struct scaler_balancer_ops {
 
 /* ---- the descriptor ----------------------------------------------------- */
 
+/* The kind's operations (the member named after the plugin's kind). */
+union scaler_plugin_ops {
+	const struct scaler_driver_ops *driver;
+	const struct scaler_metrics_ops *metrics;
+	const struct scaler_policy_ops *policy;
+	const struct scaler_election_ops *election;
+	const struct scaler_balancer_ops *balancer;
+#ifdef __cplusplus
+	/* C++17 has no designated initializers: pick the member by type */
+	constexpr scaler_plugin_ops(const struct scaler_driver_ops *o) : driver(o)
+	{
+	}
+	constexpr scaler_plugin_ops(const struct scaler_metrics_ops *o) : metrics(o)
+	{
+	}
+	constexpr scaler_plugin_ops(const struct scaler_policy_ops *o) : policy(o)
+	{
+	}
+	constexpr scaler_plugin_ops(const struct scaler_election_ops *o) : election(o)
+	{
+	}
+	constexpr scaler_plugin_ops(const struct scaler_balancer_ops *o) : balancer(o)
+	{
+	}
+#endif
+};
+
 struct scaler_plugin {
 	uint32_t abi_major;
 	uint32_t abi_minor;
@@ -335,15 +433,26 @@ struct scaler_plugin {
 	int (*reload)(void *ctx, const config_setting_t *conf);
 	void (*fini)(void *ctx);
 
-	union {
-		const struct scaler_driver_ops *driver;
-		const struct scaler_metrics_ops *metrics;
-		const struct scaler_policy_ops *policy;
-		const struct scaler_election_ops *election;
-		const struct scaler_balancer_ops *balancer;
-	} ops;
+	union scaler_plugin_ops ops;
 };
 
+/* Define the descriptor. opsfield_ names the kind (driver, metrics,
+ * policy, election, balancer), ops_ points to its ops table. */
+#ifdef __cplusplus
+#define SCALER_PLUGIN_DEFINE(kind_, name_, version_, init_, reload_, fini_, opsfield_, ops_) \
+	extern "C" __attribute__((visibility("default")))                                    \
+	const struct scaler_plugin scaler_plugin;                                            \
+	const struct scaler_plugin scaler_plugin = {SCALER_ABI_MAJOR,                        \
+	                                            SCALER_ABI_MINOR,                        \
+	                                            sizeof(struct scaler_plugin),            \
+	                                            (kind_),                                 \
+	                                            (name_),                                 \
+	                                            (version_),                              \
+	                                            (init_),                                 \
+	                                            (reload_),                               \
+	                                            (fini_),                                 \
+	                                            scaler_plugin_ops(ops_)}
+#else
 #define SCALER_PLUGIN_DEFINE(kind_, name_, version_, init_, reload_, fini_, opsfield_, ops_) \
 	__attribute__((visibility("default"))) const struct scaler_plugin scaler_plugin = {  \
 	    .abi_major = SCALER_ABI_MAJOR,                                                   \
@@ -357,6 +466,7 @@ struct scaler_plugin {
 	    .fini = (fini_),                                                                 \
 	    .ops = {.opsfield_ = (ops_)},                                                    \
 	}
+#endif
 
 #ifdef __cplusplus
 }

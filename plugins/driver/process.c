@@ -84,8 +84,8 @@ struct pd_server {
 /* A callback deferred to the next loop iteration (never from inside a call). */
 struct pd_deferred {
 	struct pd *pd;
-	ev_timer w;
-	int list; /* 1: list, 0: driver cb */
+	struct scaler_deferred *h; /* host->defer's */
+	int list;                  /* 1: list, 0: driver cb */
 	scaler_driver_cb cb;
 	scaler_driver_list_cb list_cb;
 	void *arg;
@@ -368,7 +368,7 @@ fail:
 
 /* ---- deferred callbacks ------------------------------------------------- */
 
-static void pd_deferred_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void pd_deferred_cb(void *arg);
 
 static struct pd_deferred *pd_defer(struct pd *pd)
 {
@@ -376,9 +376,10 @@ static struct pd_deferred *pd_defer(struct pd *pd)
 	if (!d)
 		return NULL;
 	d->pd = pd;
-	ev_timer_init(&d->w, pd_deferred_cb, 0., 0.);
-	d->w.data = d;
-	ev_timer_start(pd->host->loop, &d->w);
+	if (!(d->h = pd->host->defer(pd_deferred_cb, d))) {
+		free(d);
+		return NULL;
+	}
 	d->next = pd->deferred;
 	pd->deferred = d;
 	return d;
@@ -396,9 +397,9 @@ static void pd_deferred_unlink(struct pd *pd, struct pd_deferred *d)
 static int pd_scan(struct pd *pd);
 static void pd_list_fill(struct pd *pd, struct scaler_server **out, size_t *n);
 
-static void pd_deferred_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void pd_deferred_cb(void *arg)
 {
-	struct pd_deferred *d = w->data;
+	struct pd_deferred *d = arg;
 	struct pd *pd = d->pd;
 	pd_deferred_unlink(pd, d);
 	if (d->list) {
@@ -1167,7 +1168,7 @@ static void pd_fini(void *ctx)
 	while (pd->deferred) {
 		struct pd_deferred *d = pd->deferred;
 		pd->deferred = d->next;
-		ev_timer_stop(pd->host->loop, &d->w);
+		pd->host->defer_cancel(d->h);
 		free(d);
 	}
 	pd_strv_free(pd->command);

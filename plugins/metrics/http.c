@@ -133,19 +133,8 @@ static int hm_parse(const struct scaler_host *host, const config_setting_t *conf
 	    strstr(ctx->field, "..") || strlen(ctx->field) > 255)
 		bad = host->conf_error(s, "field must name a JSON member, like \"cpu_usage\" "
 		                          "or \"cpu.usage\"");
-	s = conf ? config_setting_get_member(conf, "timeout") : NULL;
-	if (s) {
-		int t = config_setting_type(s);
-		if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
-			ctx->timeout = (double)config_setting_get_int64(s);
-		else if (t == CONFIG_TYPE_FLOAT)
-			ctx->timeout = config_setting_get_float(s);
-		else
-			ctx->timeout = NAN;
-		if (!(ctx->timeout >= 0.01 && ctx->timeout <= 300))
-			bad = host->conf_error(s, "timeout must be a number of seconds between "
-			                          "0.01 and 300");
-	}
+	if (host->conf_number(conf, "timeout", 1.0, 0.01, 300, &ctx->timeout) < 0)
+		bad = -1;
 	return bad;
 }
 
@@ -274,20 +263,9 @@ static int hm_extract(const char *field, const char *body, size_t len, double *o
 static void hm_query_finish(struct hm_query *q)
 {
 	struct hm_ctx *ctx = q->ctx;
-	struct scaler_metrics_result res;
+	struct scaler_metrics_result res = {.values = q->values, .n = q->n};
 	struct hm_query **pp;
-	double sum = 0;
-	size_t i, good = 0;
 
-	for (i = 0; i < q->n; i++)
-		if (!q->values[i].missing) {
-			sum += q->values[i].value;
-			good++;
-		}
-	res.values = q->values;
-	res.n = q->n;
-	res.average_valid = good > 0;
-	res.average = good ? sum / (double)good : 0;
 	for (pp = &ctx->queries; *pp; pp = &(*pp)->next)
 		if (*pp == q) {
 			*pp = q->next;

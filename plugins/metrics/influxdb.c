@@ -11,8 +11,8 @@
  * Identifiers are double-quoted and the zone a single-quoted string
  * literal, both with backslash escapes, so no setting or zone name can
  * change the statement. A server asked about without points in the window
- * is missing (never 0); the zone average is the mean of the per-server
- * means. An error from InfluxDB (transport, HTTP status, "error" in the
+ * is missing (never 0); the zone average (the host's) is the mean of the
+ * per-server means. An error from InfluxDB (transport, HTTP status, "error" in the
  * result) is status -1 with InfluxDB's own message.
  *
  * Settings (group "metrics"):
@@ -255,19 +255,8 @@ static int im_parse(const struct scaler_host *host, const config_setting_t *conf
 		bad = host->conf_error(config_setting_get_member(conf, "username"),
 		                       "username must not contain \":\" (HTTP basic auth)");
 
-	s = conf ? config_setting_get_member(conf, "timeout") : NULL;
-	if (s) {
-		int t = config_setting_type(s);
-		if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
-			set->timeout = (double)config_setting_get_int64(s);
-		else if (t == CONFIG_TYPE_FLOAT)
-			set->timeout = config_setting_get_float(s);
-		else
-			set->timeout = NAN;
-		if (!(set->timeout >= 0.01 && set->timeout <= 300))
-			bad = host->conf_error(s, "timeout must be a number of seconds between "
-			                          "0.01 and 300");
-	}
+	if (host->conf_number(conf, "timeout", 2.0, 0.01, 300, &set->timeout) < 0)
+		bad = -1;
 	if (bad)
 		return -1;
 
@@ -418,13 +407,12 @@ static int im_fill(struct im_query *q, json_t *root, char *why, size_t whylen)
 static void im_on_response(void *arg, const struct scaler_http_response *resp)
 {
 	struct im_query *q = arg;
-	struct scaler_metrics_result res;
+	struct scaler_metrics_result res = {0};
 	json_t *root = NULL;
 	json_error_t jerr;
 	const char *ierr;
 	char why[1024] = "", sub[256];
-	double sum = 0;
-	size_t i, good = 0;
+	size_t i;
 	int status = 0;
 
 	q->call = NULL;
@@ -454,18 +442,11 @@ static void im_on_response(void *arg, const struct scaler_http_response *resp)
 	}
 	json_decref(root);
 
-	for (i = 0; i < q->n && status == 0; i++)
-		if (!q->values[i].missing) {
-			sum += q->values[i].value;
-			good++;
-		}
 	if (status < 0)
 		for (i = 0; i < q->n; i++)
 			q->values[i].missing = 1;
 	res.values = q->values;
 	res.n = q->n;
-	res.average = good ? sum / (double)good : 0;
-	res.average_valid = good > 0;
 	/* the callback may end the plugin instance: touch nothing of ctx after */
 	q->cb(q->arg, status, &res, status < 0 ? why : NULL);
 	im_query_free(q);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "host_services.h"
 #include "log.h"
 
 struct eval {
@@ -148,6 +149,8 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	int min = czone_min(z), max = z->cz->max;
 	json_t *values = json_object();
 	int any_missing = status != 0;
+	double average = 0;
+	int average_valid = 0;
 
 	if (status == 0 && res) {
 		for (size_t i = 0; i < res->n; i++) {
@@ -164,6 +167,8 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 		}
 		if (res->n < e->n)
 			any_missing = 1;
+		average_valid =
+		    metrics_average(res, c->d->metrics.plugin->desc->abi_minor, &average);
 	}
 
 	if (czone_pin_active(z)) {
@@ -189,7 +194,7 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 		return;
 	}
 
-	if (status != 0 || !res || !res->average_valid) {
+	if (status != 0 || !res || !average_valid) {
 		snprintf(reason, sizeof(reason), "no usable metrics (%s); holding at %d",
 		         status != 0 ? (err ? err : "query failed")
 		                     : "every server's metric is missing",
@@ -204,11 +209,11 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	struct scaler_policy_input in = {.current = cur,
 	                                 .min = min,
 	                                 .max = max,
-	                                 .average = res->average,
+	                                 .average = average,
 	                                 .average_valid = 1,
 	                                 .now = ctl_mono_now()};
 	struct scaler_policy_decision out = {.desired = cur};
-	if (z->policy.plugin->desc->ops.policy->decide(z->policy.ctx, &in, &out) < 0) {
+	if (z->policy.plugin->ops.policy.decide(z->policy.ctx, &in, &out) < 0) {
 		czone_hold(z, cur, "policy error", "the policy plugin failed", 1);
 		json_decref(values);
 		eval_free(e);
@@ -217,7 +222,7 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	int want = out.desired;
 	log_debug("zone %s: evaluation: %d server(s), average %.2f over %zu value(s); policy %s: "
 	          "%d -> %d (%s)",
-	          z->name, cur, res->average, res->n, z->policy.plugin->name, cur, out.desired,
+	          z->name, cur, average, res->n, z->policy.plugin->name, cur, out.desired,
 	          out.reason);
 	snprintf(reason, sizeof(reason), "%s", out.reason[0] ? out.reason : out.rule);
 	if (want > max) {
@@ -233,7 +238,7 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	}
 	if (want < min)
 		want = min;
-	json_object_set_new(values, "_average", json_real(res->average));
+	json_object_set_new(values, "_average", json_real(average));
 	czone_act(z, cur, want, out.rule[0] ? out.rule : z->policy.plugin->name, reason, values,
 	          any_missing);
 	eval_free(e);
@@ -307,7 +312,7 @@ void czone_evaluate(struct czone *z)
 		eval_metrics_done(e, -1, NULL, "no serving server to measure");
 		return;
 	}
-	const struct scaler_metrics_ops *mo = c->d->metrics.plugin->desc->ops.metrics;
+	const struct scaler_metrics_ops *mo = &c->d->metrics.plugin->ops.metrics;
 	if (mo->query(c->d->metrics.ctx, &z->cz->pub, e->servers, e->n, z->cz->window,
 	              eval_metrics_done, e) < 0)
 		eval_metrics_done(e, -1, NULL, "the metrics plugin refused the query");

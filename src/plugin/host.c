@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "host_services.h"
 #include "http_client.h"
 #include "log.h"
 #include "redis_conn.h"
@@ -266,6 +267,11 @@ static int host_lease_break(const struct scaler_lease *lease, scaler_lease_cb cb
 	    c, store_lease_break(host_current->store, lease->ref, host_lease_done, c));
 }
 
+static struct scaler_deferred *host_defer(void (*fn)(void *arg), void *arg)
+{
+	return defer_on(host_current->loop, fn, arg);
+}
+
 static char *host_strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -326,6 +332,8 @@ struct host *host_new(struct ev_loop *loop, const struct host_params *p, char *e
 	s->lease_release = host_lease_release;
 	s->lease_get = host_lease_get;
 	s->lease_break = host_lease_break;
+	s->defer = host_defer;
+	s->defer_cancel = defer_cancel;
 	host_current = h;
 	return h;
 }

@@ -204,8 +204,8 @@ def path_and_nested_field_are_settings():
 @test
 def bad_settings_are_refused_with_the_setting_named():
     for settings, want in [
-        ("timeout = -1;", "g.timeout: timeout must be a number of seconds"),
-        ('timeout = "1s";', "g.timeout: timeout must be a number of seconds"),
+        ("timeout = -1;", "g.timeout: timeout must be between 0.01 and 300, not -1"),
+        ('timeout = "1s";', "g.timeout: timeout must be a number (got a string)"),
         ('path = "stats";', 'g.path: path must start with "/"'),
         ('path = "/a b";', "g.path: path must not contain spaces"),
         ('field = "";', "g.field: field must name a JSON member"),

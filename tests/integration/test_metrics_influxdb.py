@@ -252,7 +252,7 @@ def bad_settings_are_refused_with_the_setting_named():
         ("measurement = 5;", "g.measurement: measurement must be a string"),
         ('token = "t"; username = "u";', "g.token: set either token"),
         ('password = "p";', "g.password: password is set but username is not"),
-        ("timeout = 0;", "g.timeout: timeout must be a number of seconds"),
+        ("timeout = 0;", "g.timeout: timeout must be between 0.01 and 300, not 0"),
         ('databse = "x";', "g.databse: unknown setting databse"),
     ]:
         res, err = query("zone1", ["a"], settings, expect_rc=2)

@@ -4,6 +4,7 @@
 #include "fakehost.h"
 
 #include "conf_util.h"
+#include "host_services.h"
 #include "http_client.h"
 
 #include <dlfcn.h>
@@ -35,6 +36,7 @@ struct fake_store_cb {
 };
 
 static struct fake_host *fake_current; /* log and conf_error have no context */
+static struct ev_loop *fake_loop;      /* the table's loop, for defer */
 
 /* ---- recorded messages ---- */
 
@@ -143,6 +145,11 @@ static int fake_conf_check_known(const config_setting_t *group, const char *cons
 	return bad;
 }
 
+static struct scaler_deferred *fake_defer(void (*fn)(void *arg), void *arg)
+{
+	return defer_on(fake_current ? fake_current->loop : fake_loop, fn, arg);
+}
+
 void fake_host_table(struct scaler_host *host, struct ev_loop *loop)
 {
 	memset(host, 0, sizeof(*host));
@@ -158,6 +165,9 @@ void fake_host_table(struct scaler_host *host, struct ev_loop *loop)
 	host->conf_check_known = fake_conf_check_known;
 	host->conf_number = conf_number;
 	host->conf_integer = conf_integer;
+	host->defer = fake_defer;
+	host->defer_cancel = defer_cancel;
+	fake_loop = loop;
 	conf_number_reporter(fake_conf_error);
 }
 

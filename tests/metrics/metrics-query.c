@@ -25,6 +25,7 @@
 #include "config.h"
 
 #include "fakehost.h"
+#include "host_services.h"
 
 #include <ev.h>
 #include <jansson.h>
@@ -76,8 +77,11 @@ static void mq_on_result(void *arg, int status, const struct scaler_metrics_resu
 	json_object_set_new(o, "error", err ? json_string(err) : json_null());
 	json_object_set_new(o, "elapsed", json_real(ev_time() - mq->started));
 	if (res) {
-		json_object_set_new(o, "average", json_real(res->average));
-		json_object_set_new(o, "average_valid", json_boolean(res->average_valid));
+		/* the zone average as scalerd computes it */
+		double average;
+		int valid = metrics_average(res, mq->plugin->abi_minor, &average);
+		json_object_set_new(o, "average", json_real(average));
+		json_object_set_new(o, "average_valid", json_boolean(valid));
 		for (i = 0; i < res->n; i++) {
 			json_t *v = json_object();
 			json_object_set_new(v, "server", json_string(res->values[i].server_id));
