@@ -979,6 +979,11 @@ const struct conf_zone *conf_zone_find(const struct conf *c, const char *name)
 	return NULL;
 }
 
+const config_setting_t *conf_plugin_dir_setting(const struct conf *c)
+{
+	return config_setting_get_member(config_root_setting(&c->cfg), "plugin_dir");
+}
+
 int conf_hosts_zone(const struct conf *c, const char *name)
 {
 	if (!conf_zone_find(c, name))

@@ -98,6 +98,9 @@ const struct conf_zone *conf_zone_find(const struct conf *c, const char *name);
  * plugin name). min, max, ports, interval, window, cooldowns, dry_run and
  * the policy are controller-side and are not compared. */
 int conf_zone_equal(const struct conf_zone *a, const struct conf_zone *b);
+/* The plugin_dir setting (NULL when the file has none): where errors of
+ * plugins that have no group of their own are reported. */
+const config_setting_t *conf_plugin_dir_setting(const struct conf *c);
 /* 1 when this node hosts the balancer of zone `name`. */
 int conf_hosts_zone(const struct conf *c, const char *name);
 

@@ -54,8 +54,9 @@ int controller_check_policies(const struct conf *conf, const struct scaler_host 
 
 	/* the global policy group is checked even with no zone */
 	if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, conf->policy.name, host,
-	                        conf->policy.group, plugin_setting(conf->policy.group), NULL,
-	                        0) < 0) {
+	                        conf->policy.group,
+	                        plugin_setting(conf->policy.group, conf_plugin_dir_setting(conf)),
+	                        NULL, 0) < 0) {
 		failed = 1;
 	} else {
 		plugin_instance_free(&pi);
@@ -66,7 +67,7 @@ int controller_check_policies(const struct conf *conf, const struct scaler_host 
 			continue;
 		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
 		                        cz->policy_plugin, host, cz->policy_conf,
-		                        plugin_setting(cz->policy), NULL, 0) < 0) {
+		                        plugin_setting(cz->policy, NULL), NULL, 0) < 0) {
 			failed = 1;
 		} else {
 			plugin_instance_free(&pi);
@@ -92,10 +93,11 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 	int kept = cur && strcmp(z->policy.plugin->name, cz->policy_plugin) == 0 && cur->reload &&
 	           cur->reload(z->policy.ctx, cz->policy_conf) == 0;
 	if (!kept) {
-		if (plugin_instance_new(
-		        &pi, conf->plugin_dir, SCALER_KIND_POLICY, cz->policy_plugin,
-		        ctl_host(z->c), cz->policy_conf,
-		        plugin_setting(cz->policy ? cz->policy : conf->policy.group), NULL, 0) < 0)
+		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
+		                        cz->policy_plugin, ctl_host(z->c), cz->policy_conf,
+		                        plugin_setting(cz->policy ? cz->policy : conf->policy.group,
+		                                       conf_plugin_dir_setting(conf)),
+		                        NULL, 0) < 0)
 			return -1;
 		plugin_instance_free(&z->policy);
 		z->policy = pi;

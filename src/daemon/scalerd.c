@@ -94,8 +94,9 @@ static int plugin_set_load(struct plugin_set *s, const struct conf *c, const str
 	memset(s, 0, sizeof(*s));
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct conf_plugin *cp = KIND_CONF(c, i);
-		if (plugin_instance_new(KIND_PI(s, i), c->plugin_dir, kinds[i].kind, cp->name, h,
-		                        cp->group, plugin_setting(cp->group), NULL, 0) < 0)
+		if (plugin_instance_new(
+		        KIND_PI(s, i), c->plugin_dir, kinds[i].kind, cp->name, h, cp->group,
+		        plugin_setting(cp->group, conf_plugin_dir_setting(c)), NULL, 0) < 0)
 			failed = 1;
 	}
 	if (controller_check_policies(c, h) < 0)
@@ -356,7 +357,8 @@ int daemon_reload(struct daemon *d, void *errors)
 			continue;
 		}
 		if (plugin_instance_new(&fresh[i], nc->plugin_dir, kinds[i].kind, np->name,
-		                        &d->host->pub, np->group, plugin_setting(np->group), err,
+		                        &d->host->pub, np->group,
+		                        plugin_setting(np->group, conf_plugin_dir_setting(nc)), err,
 		                        sizeof(err)) < 0) {
 			if (errs)
 				json_array_append_new(errs, json_string(err));

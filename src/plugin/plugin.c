@@ -421,10 +421,11 @@ void plugin_unload(struct plugin *p)
 	free(p);
 }
 
-const config_setting_t *plugin_setting(const config_setting_t *group)
+const config_setting_t *plugin_setting(const config_setting_t *group,
+                                       const config_setting_t *fallback)
 {
 	const config_setting_t *s = group ? config_setting_get_member(group, "plugin") : NULL;
-	return s ? s : group;
+	return s ? s : group ? group : fallback;
 }
 
 int plugin_instance_new(struct plugin_instance *pi, const char *path, enum scaler_kind kind,

@@ -58,7 +58,8 @@ int plugin_instance_new(struct plugin_instance *pi, const char *path, enum scale
                         size_t errlen);
 void plugin_instance_free(struct plugin_instance *pi);
 /* Where a plugin group's load errors are reported: its `plugin` setting,
- * else the group itself (NULL when there is no group). */
-const config_setting_t *plugin_setting(const config_setting_t *group);
+ * else the group itself, else `fallback` (the plugin_dir setting, or NULL). */
+const config_setting_t *plugin_setting(const config_setting_t *group,
+                                       const config_setting_t *fallback);
 
 #endif

@@ -194,9 +194,11 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, int debug
 		goto out;
 	}
 	/* a zone's own balancer group replaces the global one */
-	if (plugin_instance_new(&w.bal, w.conf->plugin_dir, SCALER_KIND_BALANCER,
-	                        w.zone->balancer_plugin, &w.host->pub, w.zone->balancer_conf,
-	                        plugin_setting(w.zone->balancer_conf), NULL, 0) < 0)
+	if (plugin_instance_new(
+	        &w.bal, w.conf->plugin_dir, SCALER_KIND_BALANCER, w.zone->balancer_plugin,
+	        &w.host->pub, w.zone->balancer_conf,
+	        plugin_setting(w.zone->balancer_conf, conf_plugin_dir_setting(w.conf)), NULL,
+	        0) < 0)
 		goto out;
 	w.ops = &w.bal.plugin->ops.balancer;
 	if (!w.ops->serve || w.ops->serve(w.bal.ctx, &w.zone->pub) < 0) {

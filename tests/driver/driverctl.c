@@ -379,7 +379,7 @@ int main(int argc, char **argv)
 		redis_conn_on_state(dc.host->redis, NULL, NULL);
 	}
 	if (plugin_instance_new(&dc.pi, dir, SCALER_KIND_DRIVER, name, &dc.host->pub, group,
-	                        plugin_setting(group), err, sizeof(err)) < 0) {
+	                        plugin_setting(group, NULL), err, sizeof(err)) < 0) {
 		json_t *j = json_pack("{s:b, s:s}", "ok", 0, "error", err);
 		char *text = json_dumps(j, JSON_COMPACT);
 		printf("%s\n", text);

@@ -237,6 +237,17 @@ def a_plugin_that_is_not_found_is_reported_at_its_line():
 
 
 @test
+def a_plugin_dir_without_the_default_plugins_is_reported_at_its_line():
+    empty = own_plugin_dir("empty")
+    r = scalerd_t(write_file("empty-dir.conf", 'node = { id = 1; };\n\nplugin_dir = "%s";\n'
+                             % empty))
+    check_eq(r.returncode, 1, "exit status of scalerd -t")
+    check(re.search(r"empty-dir\.conf:3: plugin_dir: driver plugin \"process\" not found: "
+                    r"no driver_process\.so in %s" % re.escape(empty), r.stderr),
+          "expected FILE:LINE: plugin_dir: ... not found in: %s" % r.stderr)
+
+
+@test
 def a_relative_plugin_dir_is_relative_to_the_config_file():
     d = os.path.join(tmpdir(), "relconf")
     os.makedirs(d)
