@@ -257,23 +257,29 @@ def work_spends_the_cpu_asked_for_and_counts_in_throughput():
     status, r = request_json("GET", a.port, "/work?ms=200")
     took = time.monotonic() - t0
     check_eq(status, 200, "GET /work?ms=200")
-    # a starved process gives up after twice the time in wall clock
-    check(100 <= r["cpu_ms"] <= 260 and took >= 0.19,
-          "GET /work?ms=200 spends about 200 ms of CPU; got cpu_ms %r in %.3fs" % (r["cpu_ms"],
-                                                                                   took))
+    # it stops at 200 ms of CPU, or, starved, at twice that in wall clock
+    check(r["cpu_ms"] <= 260 and took >= 0.19 and (r["cpu_ms"] >= 195 or took >= 0.395),
+          "GET /work?ms=200 spends 200 ms of CPU or 400 ms of wall time; got cpu_ms %r in %.3fs"
+          % (r["cpu_ms"], took))
     status, r = request_json("GET", a.port, "/work")
     check(status == 200 and r["ms"] == 10, "GET /work defaults to 10 ms; got %d %r" % (status, r))
 
     deadline = time.monotonic() + 2.5
-    n = 0
+    done = []
     while time.monotonic() < deadline:
         request("GET", a.port, "/work?ms=1")
-        n += 1
-    rate = n / 2.5
+        done.append(time.monotonic())
+    t_read = time.monotonic()
     s = a.stats()
-    check(s["throughput"] >= rate * 0.5,
-          "throughput in /stats should reflect about %.0f requests/s; got %r" % (rate,
-                                                                               s["throughput"]))
+    # the app counts requests per second at a phase of its own: its last
+    # second ended somewhere in [t_read - 1, t_read]; the fewest requests
+    # this client completed in any such second bounds what it must show
+    # (a machine that starves this client lowers the bound with it)
+    fewest = min(sum(1 for t in done if end - 1.0 < t <= end)
+                 for end in (t_read - 1.0 + k * 0.05 for k in range(21)))
+    check(s["throughput"] >= fewest * 0.5,
+          "throughput in /stats should reflect at least %d requests in its last second; got %r"
+          % (fewest, s["throughput"]))
 
 
 @test
