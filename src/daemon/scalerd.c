@@ -26,6 +26,7 @@
 #include "net.h"
 #include "plugin.h"
 #include "sdnotify.h"
+#include "stop_servers.h"
 #include "supervise.h"
 #include "worker.h"
 
@@ -35,6 +36,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f, "Usage: scalerd [-c FILE] [-t] [-d]\n"
+	       "       scalerd --stop-servers [-c FILE]\n"
 	       "       scalerd --balancer ZONE [-c FILE]\n"
 	       "\n"
 	       "Keeps a stateless HTTP service sized to its load, zone by zone.\n"
@@ -44,6 +46,8 @@ static void usage(FILE *f)
 	       "                      (0: valid, 1: errors, printed one per line)\n"
 	       "  -d, --debug         log at debug level (overrides log.level)\n"
 	       "      --syslog        log to syslog instead of stderr\n"
+	       "      --stop-servers  stop the servers this node started on this host (process\n"
+	       "                      driver) and exit; for removing the software\n"
 	       "      --balancer ZONE run the balancer worker of ZONE (started by scalerd itself)\n"
 	       "  -V, --version       print the version and exit\n"
 	       "  -h, --help          print this help and exit\n"
@@ -590,12 +594,13 @@ int main(int argc, char **argv)
 	                                     {"debug", no_argument, NULL, 'd'},
 	                                     {"syslog", no_argument, NULL, 's'},
 	                                     {"balancer", required_argument, NULL, 'b'},
+	                                     {"stop-servers", no_argument, NULL, 'S'},
 	                                     {"config-fd", required_argument, NULL, 'F'},
 	                                     {"version", no_argument, NULL, 'V'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *conf_path = DEFAULT_CONF, *zone = NULL;
-	int test = 0, debug = 0, use_syslog = 0, config_fd = -1, c;
+	int test = 0, debug = 0, use_syslog = 0, config_fd = -1, stop = 0, c;
 
 	while ((c = getopt_long(argc, argv, "c:tdVh", opts, NULL)) != -1) {
 		switch (c) {
@@ -613,6 +618,9 @@ int main(int argc, char **argv)
 			break;
 		case 'b':
 			zone = optarg;
+			break;
+		case 'S':
+			stop = 1;
 			break;
 		case 'F':
 			config_fd = atoi(optarg);
@@ -638,6 +646,8 @@ int main(int argc, char **argv)
 	          use_syslog);
 	if (test)
 		return test_config(conf_path);
+	if (stop)
+		return stop_servers_run(conf_path);
 	if (zone)
 		return worker_run(zone, conf_path, config_fd, debug, use_syslog);
 	return daemon_run(conf_path, debug, use_syslog);

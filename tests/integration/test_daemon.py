@@ -1,6 +1,7 @@
 """scalerd as a daemon: config test mode, supervision of the balancer
 workers, reload on SIGHUP, graceful stop."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -338,6 +339,47 @@ def balancer_workers_log_at_the_level_and_to_the_place_scalerd_is_told():
               "with --syslog nothing of the workers on stderr, got: %s" % p.output()[-800:])
     finally:
         p.stop()
+        redis.stop()
+
+
+@test
+def stop_servers_stops_what_the_process_driver_started_and_nothing_else():
+    redis = Redis()
+    port = free_port()
+    lo, hi = free_port_range(20)
+    state = os.path.join(tmpdir(), "stop-servers-state")
+    os.makedirs(state)
+    text = conf_text(redis, port, [("zs", free_port(), free_port())],
+                     extra='driver = { plugin = "process"; command = ["%s"]; stop_timeout = 2.0; };'
+                     % binary("scaler-app")).replace("min = 0; max = 3;", "min = 2; max = 3; ports = [%d, %d];" % (lo, hi))
+    text = re.sub(r'state_dir = "[^"]*";', 'state_dir = "%s";' % state, text)
+    path = write_file("stop-servers.conf", text)
+    d = spawn([SCALERD, "-c", path], name="scalerd-stop-servers")
+    other = spawn(["sleep", "300"], name="not-a-server")
+    try:
+        wait_until(lambda: answers(port), 10, "scalerd's admin API")
+
+        def serving():
+            st, body = http_json("GET", "http://127.0.0.1:%d/servers?zone=zs" % port, headers=AUTH)
+            return [s for s in body if s["state"] == "serving"] if st == 200 else []
+        wait_until(lambda: len(serving()) == 2, 30, "two serving servers")
+        pids = [int(s["ref"].split(":")[0]) for s in serving()]
+        check_eq(d.stop(), 0, "scalerd's exit status after SIGTERM")
+        check(all(pid_alive(p) for p in pids), "servers outlive a stop of scalerd (by design)")
+        r = subprocess.run([SCALERD, "--stop-servers", "-c", path], capture_output=True,
+                           text=True, timeout=60)
+        check_eq(r.returncode, 0, "scalerd --stop-servers exit status (%s%s)" % (r.stdout, r.stderr))
+        check("2 server(s) stopped" in r.stdout, "it says what it stopped: %r" % r.stdout)
+        left = [p for p in pids if pid_alive(p)]
+        check(not left, "no server left running, found pids %r" % left)
+        check(other.alive(), "a process that is not a server is left alone")
+        r = subprocess.run([SCALERD, "--stop-servers", "-c", path], capture_output=True,
+                           text=True, timeout=60)
+        check_eq((r.returncode, "0 server(s) stopped" in r.stdout), (0, True),
+                 "a second run finds nothing to stop (%r)" % r.stdout)
+    finally:
+        d.kill()
+        other.kill()
         redis.stop()
 
 

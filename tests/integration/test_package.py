@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """The Debian packages: packaging/deb/build makes them, lintian finds no
 errors, they install, the installed scalerd accepts its packaged config and
-runs (checked with the installed scalerctl), and a purge leaves nothing.
+runs as user scaler (checked with the installed scalerctl), and a purge
+stops the servers it started and leaves no file, user or process.
 
 This installs into the machine it runs on, so it runs only as root, on a
-machine where scaler is not already installed."""
+machine where scaler is not already installed. Two checkouts may run their
+tests on one machine at once: the install-to-purge of one run would pull
+the package from under the other, so the runs take turns (a lock file), and
+a dpkg call that finds dpkg's own lock taken waits for it."""
+import fcntl
 import glob
 import grp
 import json
@@ -14,10 +19,12 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 
 from scalertest import *
 
 S = {}  # what the steps found, in order
+LOCK = "/run/lock/scaler-test-package.lock"
 
 
 def run(argv, timeout=120, **kw):
@@ -25,6 +32,37 @@ def run(argv, timeout=120, **kw):
            if not k.startswith("SCALER_")}  # the installed daemon uses its own plugin dir
     env.update(kw.pop("env", {}))
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+def take_turns():
+    """Hold the machine's lock of this test until the process exits."""
+    os.makedirs(os.path.dirname(LOCK), exist_ok=True)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    waited = False
+    deadline = time.monotonic() + 3600
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if not waited:
+                log("another run of this test holds %s; waiting for it" % LOCK)
+                waited = True
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s still held after an hour" % LOCK)
+            time.sleep(1)
+
+
+def dpkg(args, timeout=300):
+    """dpkg ARGS, waiting (up to 10 minutes) while another dpkg or apt holds
+    dpkg's lock instead of failing."""
+    deadline = time.monotonic() + 600
+    while True:
+        r = run(["dpkg"] + args, timeout=timeout)
+        if r.returncode == 0 or "locked by another process" not in r.stderr or \
+                time.monotonic() > deadline:
+            return r
+        time.sleep(1)
 
 
 def scaler_installed():
@@ -54,7 +92,7 @@ def installed():
 
 
 def purge():
-    r = run(["dpkg", "--purge", "scaler-dev", "scaler"])
+    r = dpkg(["--purge", "scaler-dev", "scaler"])
     S.pop("debs_installed", None)
     return r
 
@@ -132,7 +170,7 @@ def lintian_finds_no_errors():
 def installing_creates_the_user_and_a_private_token():
     preconditions()
     needs("built")
-    r = run(["dpkg", "-i", S["scaler"], S["scaler-dev"]], timeout=300)
+    r = dpkg(["-i", S["scaler"], S["scaler-dev"]])
     S["debs_installed"] = True
     check(r.returncode == 0, "dpkg -i: expected exit 0, got %d:\n%s%s"
           % (r.returncode, r.stdout, r.stderr))
@@ -155,7 +193,7 @@ def installing_creates_the_user_and_a_private_token():
         check(r.returncode == 0 and "scaler.service" not in r.stderr,
               "systemd-analyze verify scaler.service: exit %d\n%s" % (r.returncode, r.stderr))
     # a reinstall keeps the token
-    r = run(["dpkg", "-i", S["scaler"]], timeout=300)
+    r = dpkg(["-i", S["scaler"]])
     check_eq(open("/etc/scaler/token").read(), token, "token after reinstalling")
     S["installed"] = True
 
@@ -174,37 +212,88 @@ def the_installed_scalerd_accepts_the_packaged_config():
         check(r.returncode == 0, "man page %s is installed: %s" % (page, r.stderr))
 
 
+def alive(pid):
+    """pid runs (a zombie does not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_of(uid):
+    """Live processes of user `uid` in this mount namespace (containers on
+    this machine may run their own scaler as a uid of the same number)."""
+    mine = os.stat("/proc/self/ns/mnt").st_ino
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if os.stat("/proc/%s" % p).st_uid != uid or \
+                    os.stat("/proc/%s/ns/mnt" % p).st_ino != mine or not alive(int(p)):
+                continue
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                found.append("%s %s" % (p, f.read().replace(b"\0", b" ").decode(errors="replace")))
+        except OSError:
+            continue
+    return found
+
+
 @test
-def the_installed_daemon_runs_and_answers_scalerctl():
+def the_installed_daemon_runs_as_scaler_and_answers_scalerctl():
     preconditions()
     needs("installed")
     redis = Redis()
+    # ports below the ephemeral range: no other test's outgoing connection
+    # can take one of them between now and the bind
+    base, _ = free_port_range(100)
+    admin = base
     conf = open("/etc/scaler/scaler.conf").read()
-    admin = free_port()
     conf = re.sub(r'(?m)^(\s*)admin = "127\.0\.0\.1:9000";', r'\1admin = "127.0.0.1:%d";' % admin, conf)
     check(str(admin) in conf, "node.admin of the packaged config could be moved to a free port")
     conf = re.sub(r'(?m)^redis = ".*";', 'redis = "%s";' % redis.url(), conf)
-    # zones on free ports, so that nothing else on this machine is in the way
     for z in (1, 2, 3):
-        conf = conf.replace('"127.0.0.1:808%d"' % z, '"127.0.0.1:%d"' % free_port())
-        conf = conf.replace('"127.0.0.1:908%d"' % z, '"127.0.0.1:%d"' % free_port())
-    state = os.path.join(tmpdir(), "state")
-    os.makedirs(state)
-    conf += '\nstate_dir = "%s";\n' % state
-    path = write_file("installed.conf", conf)
+        lo = base + 20 * z
+        conf = conf.replace('"127.0.0.1:808%d";' % z, '"127.0.0.1:%d"; ports = [%d, %d];'
+                            % (base + 2 * z - 1, lo, lo + 19))
+        conf = conf.replace('"127.0.0.1:908%d"' % z, '"127.0.0.1:%d"' % (base + 2 * z))
+    # the packaged state_dir (/var/lib/scaler), where the package finds the
+    # servers again when it is removed; the copy is readable by group scaler
+    os.chmod(tmpdir(), 0o711)
+    confdir = os.path.join(tmpdir(), "installed")
+    os.makedirs(confdir)
+    gid = grp.getgrnam("scaler").gr_gid
+    os.chown(confdir, 0, gid)
+    os.chmod(confdir, 0o750)
+    path = os.path.join(confdir, "scaler.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    os.chown(path, 0, gid)
+    os.chmod(path, 0o640)
     r = run(["/usr/sbin/scalerd", "-t", "-c", path])
     check(r.returncode == 0, "scalerd -t on the test copy of the config:\n%s%s" % (r.stdout, r.stderr))
 
-    # the test environment's SCALER_PLUGIN_DIR points at the build tree; the
-    # installed daemon must load the installed plugins
-    d = Proc(["/usr/bin/env", "-u", "SCALER_PLUGIN_DIR", "/usr/sbin/scalerd", "-c", path],
+    # as systemd runs it: user and group scaler. The test environment's
+    # SCALER_PLUGIN_DIR points at the build tree; the installed daemon must
+    # load the installed plugins.
+    d = Proc(["/usr/bin/setpriv", "--reuid=scaler", "--regid=scaler", "--init-groups",
+              "/usr/bin/env", "-u", "SCALER_PLUGIN_DIR", "/usr/sbin/scalerd", "-c", path],
              name="scalerd-installed")
+    token = open("/etc/scaler/token").read().strip()
     try:
         def role():
             r = run(["/usr/bin/scalerctl", "-c", path, "--json", "status"], timeout=20)
             return r.returncode == 0 and json.loads(r.stdout)["node"]["role"] == "primary"
         wait_until(role, 30, "the installed scalerd to be primary (single election), "
                    "asked with the installed scalerctl")
+
+        def serving():
+            st, body = http_json("GET", "http://127.0.0.1:%d/servers" % admin,
+                                 headers={"Authorization": "Bearer " + token})
+            return [x for x in body if x["state"] == "serving"] if st == 200 else []
+        wait_until(lambda: len(serving()) == 3, 60, "one serving server in each of 3 zones")
+        S["servers"] = [int(x["ref"].split(":")[0]) for x in serving()]
         r = run(["/usr/bin/scalerctl", "-c", path, "status"], timeout=20)
         log(r.stdout)
         check_eq(r.returncode, 0, "scalerctl status exit status")
@@ -223,15 +312,24 @@ def the_installed_daemon_runs_and_answers_scalerctl():
         if rc != 0:
             log(d.output()[-4000:])
     check_eq(rc, 0, "scalerd's exit status after SIGTERM")
+    left = [p for p in S["servers"] if alive(p)]
+    check_eq(left, S["servers"], "the servers outlive a stop of scalerd (by design)")
 
 
 @test
-def purging_leaves_no_files_and_no_user():
+def purging_stops_the_servers_and_leaves_no_files_no_user_and_no_process():
     preconditions()
     needs("built")
+    uid = pwd.getpwnam("scaler").pw_uid
     r = purge()
     check(r.returncode == 0, "dpkg --purge: expected exit 0, got %d:\n%s%s"
           % (r.returncode, r.stdout, r.stderr))
+    log(r.stdout.strip())
+    left = [p for p in S.get("servers", []) if alive(p)]
+    check(not left, "no server of the installed scalerd left running after the purge, found "
+          "pids %r" % left)
+    procs = processes_of(uid)
+    check(not procs, "no process of user scaler left, found:\n" + "\n".join(procs))
     left = [p for p in ("/etc/scaler", "/usr/sbin/scalerd", "/usr/bin/scalerctl",
                         "/usr/bin/scaler-app", "/usr/lib/%s/scaler" % S["multiarch"],
                         "/usr/include/scaler", "/var/lib/scaler")
@@ -255,5 +353,6 @@ def _cleanup_install():
 
 if __name__ == "__main__":
     import atexit
+    turn = take_turns()
     atexit.register(_cleanup_install)
     main()
