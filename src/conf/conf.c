@@ -5,9 +5,14 @@
 #include "config.h"
 
 #include "conf.h"
+#include "conf_read.h"
 #include "log.h"
+#include "net.h"
+#include "secret.h"
 #include "token_file.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -197,15 +202,9 @@ static void cf_token_file(struct cf *x, const config_setting_t *s, const char *p
 	}
 	if (cf_copy(x, s, path, c->token_file, sizeof(c->token_file)) < 0)
 		return;
-	if (!(c->token = token_file_read(path, &st, why, sizeof(why)))) {
+	/* the secret rule: who may own and read it (src/lib/secret.c) */
+	if (!(c->token = token_file_read(path, &st, why, sizeof(why))))
 		cf_err(x, s, "%s", why);
-		return;
-	}
-	if (st.st_mode & S_IRWXO)
-		log_msg(SCALER_LOG_WARNING, NULL,
-		        "%s:%u: node.token_file: %s is accessible by other "
-		        "users; chmod o-rwx it",
-		        conf_setting_file(s), config_setting_source_line(s), path);
 }
 
 static void cf_node(struct cf *x, const config_setting_t *root)
@@ -475,10 +474,12 @@ static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *z
 	if (r == 0)
 		cf_missing(x, zg, "name");
 	else if (r > 0) {
-		if (!conf_charset(v, "_.-", 1) || strlen(v) >= sizeof(z->name))
+		/* names end up in file and container names: no "..", no hidden files */
+		if (!conf_charset(v, "_.-", 1) || strlen(v) >= sizeof(z->name) ||
+		    !isalnum((unsigned char)v[0]))
 			cf_err(x, s,
 			       "\"%s\": zone names are 1 to %zu characters of A-Z, a-z, 0-9, '_', "
-			       "'.', '-'",
+			       "'.', '-', starting with a letter or a digit",
 			       v, sizeof(z->name) - 1);
 		else
 			memcpy(z->name, v, strlen(v) + 1);
@@ -544,12 +545,38 @@ struct cf_addr {
 	int port;
 };
 
+/* A host as an address: numeric forms in their canonical spelling
+ * (127.000.000.001, [0:0::1]), names lower-case. */
+static void cf_host_canon(const char *h, char *out, size_t len)
+{
+	unsigned char a[16];
+
+	if ((inet_pton(AF_INET, h, a) == 1 && inet_ntop(AF_INET, a, out, (socklen_t)len)) ||
+	    (inet_pton(AF_INET6, h, a) == 1 && inet_ntop(AF_INET6, a, out, (socklen_t)len)))
+		return;
+	snprintf(out, len, "%s", h);
+	for (char *p = out; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
 static int cf_addr_conflict(const struct cf_addr *a, const struct cf_addr *b)
 {
+	char ha[INET6_ADDRSTRLEN + 260], hb[INET6_ADDRSTRLEN + 260];
+
 	if (a->port != b->port)
 		return 0;
-	return strcasecmp(a->host, b->host) == 0 || conf_wildcard_host(a->host) ||
-	       conf_wildcard_host(b->host);
+	if (conf_wildcard_host(a->host) || conf_wildcard_host(b->host))
+		return 1;
+	cf_host_canon(a->host, ha, sizeof(ha));
+	cf_host_canon(b->host, hb, sizeof(hb));
+	if (strcmp(ha, hb) == 0)
+		return 1;
+	/* localhost is the loopback address it resolves to */
+	if (strcmp(ha, "localhost") == 0)
+		return strcmp(hb, "127.0.0.1") == 0 || strcmp(hb, "::1") == 0;
+	if (strcmp(hb, "localhost") == 0)
+		return strcmp(ha, "127.0.0.1") == 0 || strcmp(ha, "::1") == 0;
+	return 0;
 }
 
 /* Listen and admin addresses of scalerd and every zone must differ. */
@@ -862,30 +889,112 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	cf_check_addresses(x, root);
 }
 
+/* ---- what the text says and libconfig does not --------------------------- */
+
+static const config_setting_t *cf_note_setting(const config_setting_t *s,
+                                               const struct conf_note *nt)
+{
+	int type = config_setting_type(s);
+	int want = nt->kind == CONF_NOTE_NUL ? type == CONFIG_TYPE_STRING
+	                                     : type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64;
+	const char *file = config_setting_source_file(s);
+
+	const char *name = config_setting_name(s);
+	const config_setting_t *parent = config_setting_parent(s);
+	int index = -1;
+	if (!name && parent) {
+		name = config_setting_name(parent); /* an element: its array's name and place */
+		index = config_setting_index(s);
+	}
+	if (want && config_setting_source_line(s) == nt->line && file &&
+	    strcmp(file, nt->file) == 0 &&
+	    (!nt->name[0] || (name && strcmp(name, nt->name) == 0 && index == nt->index)))
+		return s;
+	if (config_setting_is_aggregate(s))
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *f =
+			    cf_note_setting(config_setting_get_elem(s, (unsigned)i), nt);
+			if (f)
+				return f;
+		}
+	return NULL;
+}
+
+/* A string that held \x00 (libconfig cuts or skips the NUL) and an integer
+ * too large for 64 bits (libconfig reads -1 or the largest value). */
+static void cf_notes(struct cf *x, const config_setting_t *root, const struct conf_text *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct conf_note *nt = &t->notes[i];
+		const config_setting_t *s = cf_note_setting(root, nt);
+		char text[700];
+		if (nt->kind == CONF_NOTE_NUL && s)
+			cf_err(x, s, "holds \\x00 (a NUL character), which no setting takes");
+		else if (s)
+			cf_err(x, s,
+			       "%s is out of range: an integer is at most 2147483647, or "
+			       "9223372036854775807 written with an L",
+			       nt->text);
+		else {
+			x->nerr++;
+			snprintf(
+			    text, sizeof(text), "%s:%u: %s", nt->file, nt->line,
+			    nt->kind == CONF_NOTE_NUL
+			        ? "a string holds \\x00 (a NUL character), which no setting takes"
+			        : "a number does not fit in a 64-bit integer");
+			conf_emit(nt->file, nt->line, text);
+		}
+	}
+}
+
+/* A file that holds the token inline is a secret itself. */
+static void cf_check_secret(struct cf *x, const config_setting_t *root, const struct stat *st)
+{
+	const config_setting_t *ts = cf_member(cf_member(root, "node"), "token");
+	char why[1024];
+
+	if (ts && x->c->token &&
+	    secret_check(st, x->c->path, "configuration file", why, sizeof(why)) < 0)
+		cf_err(x, ts, "the token is inline, so %s (or move it to a token_file)", why);
+}
+
+/* What scalerd and its balancer workers refuse at start, -t refuses too:
+ * an admin API that others can reach, without a token. */
+static void cf_check_exposure(struct cf *x, const config_setting_t *root)
+{
+	const struct conf *c = x->c;
+	const config_setting_t *node = cf_member(root, "node");
+
+	if (c->token)
+		return;
+	if (!net_addr_is_loopback(c->admin_listen))
+		cf_err(x,
+		       cf_member(node, "admin") ? cf_member(node, "admin")
+		       : node                   ? node
+		                                : root,
+		       "\"%s\" is not a loopback address and no token is configured; set "
+		       "node.token or node.token_file, or listen on 127.0.0.1",
+		       c->admin_listen);
+	for (size_t i = 0; i < c->nzones; i++) {
+		const struct conf_zone *z = &c->zones[i];
+		if (z->admin[0] && conf_hosts_zone(c, z->name) && !net_addr_is_loopback(z->admin))
+			cf_err(x, cf_blame(z, "admin"),
+			       "\"%s\" is not a loopback address and no token is configured; set "
+			       "node.token or node.token_file, or listen on 127.0.0.1",
+			       z->admin);
+	}
+}
+
 struct conf *conf_load(const char *path)
 {
 	struct conf *c;
 	struct cf x = {0};
-	struct stat st;
-	FILE *f;
+	struct conf_text t = {0};
 
 	if (!path || !*path) {
 		log_msg(SCALER_LOG_ERR, NULL, "no configuration file given");
 		return NULL;
 	}
-	/* open it ourselves first: libconfig only says "file I/O error" */
-	f = fopen(path, "re");
-	if (!f) {
-		log_msg(SCALER_LOG_ERR, NULL, "%s: cannot open: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_msg(SCALER_LOG_ERR, NULL, "%s: not a regular file", path);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		log_msg(SCALER_LOG_ERR, NULL, "%s: out of memory", path);
@@ -913,26 +1022,26 @@ struct conf *conf_load(const char *path)
 	else
 		snprintf(x.base, sizeof(x.base), "%s", cwd);
 
-	if (!config_read_file(&c->cfg, path)) {
-		const char *text = config_error_text(&c->cfg) ? config_error_text(&c->cfg) : "";
-		if (config_error_type(&c->cfg) == CONFIG_ERR_PARSE)
-			log_msg(SCALER_LOG_ERR, NULL, "%s:%d: syntax error%s%s",
-			        config_error_file(&c->cfg) ? config_error_file(&c->cfg) : path,
-			        config_error_line(&c->cfg),
-			        strcmp(text, "syntax error") ? ": " : "",
-			        strcmp(text, "syntax error") ? text : "");
-		else
-			log_msg(SCALER_LOG_ERR, NULL, "%s: cannot read: %s",
-			        config_error_file(&c->cfg) ? config_error_file(&c->cfg) : path,
-			        text);
+	/* a regular file of a sane size, read once (a FIFO would hang) */
+	if (conf_read(&c->cfg, path, c->path, &t) < 0) {
+		conf_text_free(&t);
 		conf_free(c);
 		return NULL;
 	}
 
 	x.c = c;
 	conf_errors_hold();
-	cf_root(&x, config_root_setting(&c->cfg));
+	const config_setting_t *root = config_root_setting(&c->cfg);
+	/* values libconfig could not read as written are read errors: nothing
+	 * is validated on top of them */
+	cf_notes(&x, root, &t);
+	if (x.nerr == 0) {
+		cf_root(&x, root);
+		cf_check_secret(&x, root, &t.st);
+		cf_check_exposure(&x, root);
+	}
 	conf_errors_release();
+	conf_text_free(&t);
 	if (x.nerr > 0) {
 		log_msg(SCALER_LOG_ERR, NULL, "%s: %d error%s, configuration not loaded", path,
 		        x.nerr, x.nerr == 1 ? "" : "s");

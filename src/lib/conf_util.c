@@ -378,6 +378,9 @@ int conf_seconds(const config_setting_t *group, const char *name, double min, in
 		return conf_error(s, "must be > %g (got %g)", min, v);
 	if (!strict && v < min)
 		return conf_error(s, "must be >= %g (got %g)", min, v);
+	if (v > CONF_SECONDS_MAX)
+		return conf_error(s, "must be at most %.0f s (a year), not %g", CONF_SECONDS_MAX,
+		                  v);
 	*out = v;
 	return 1;
 }

@@ -54,9 +54,12 @@ int conf_integer(const config_setting_t *group, const char *name, long long def,
 /* From now on conf_number and conf_integer report through `error` (NULL:
  * conf_error again), for hosts in tests that record messages their own way. */
 void conf_number_reporter(conf_error_fn error);
+#define CONF_SECONDS_MAX (366 * 86400.0) /* no duration setting runs longer */
+
 /* Read a number of seconds (int or float); 0 when absent (value untouched),
- * 1 when read, -1 after conf_error when not a finite number or below min
- * (strict: not above min). `group` may be NULL (absent). */
+ * 1 when read, -1 after conf_error when not a finite number, below min
+ * (strict: not above min) or above CONF_SECONDS_MAX. `group` may be NULL
+ * (absent). */
 int conf_seconds(const config_setting_t *group, const char *name, double min, int strict,
                  double *out);
 int conf_get_seconds(const config_setting_t *group, const char *name, double min, double *out);

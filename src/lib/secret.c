@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *sc_file_kind(mode_t m)
+const char *file_type_name(mode_t m)
 {
 	if (S_ISFIFO(m))
 		return "a FIFO";
@@ -70,7 +70,7 @@ int secret_check(const struct stat *st, const char *path, const char *what, char
 
 	if (!S_ISREG(st->st_mode)) {
 		snprintf(err, errlen, "%s %s is %s: it must be a regular file", what, path,
-		         sc_file_kind(st->st_mode));
+		         file_type_name(st->st_mode));
 		return -1;
 	}
 	if (st->st_uid != 0 && st->st_uid != me) {

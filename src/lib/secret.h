@@ -24,6 +24,9 @@
  * the status of the file checked. */
 int secret_open(const char *path, const char *what, struct stat *st, char *err, size_t errlen);
 
+/* "a FIFO", "a directory", ... for messages about a file that is not regular. */
+const char *file_type_name(mode_t mode);
+
 /* The rule on the status of a file already open: 0, or -1 with the reason. */
 int secret_check(const struct stat *st, const char *path, const char *what, char *err,
                  size_t errlen);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conf_util.h"
+#include "secret.h"
 
 char *token_file_read(const char *path, struct stat *st, char *why, size_t whylen)
 {
@@ -20,16 +21,10 @@ char *token_file_read(const char *path, struct stat *st, char *why, size_t whyle
 
 	if (!st)
 		st = &own;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot read token file %s: %s", path, strerror(errno));
+	/* a regular file that only its owner (and the daemon's group) can read */
+	fd = secret_open(path, "token file", st, why, whylen);
+	if (fd < 0)
 		return NULL;
-	}
-	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
-		snprintf(why, whylen, "token file %s is not a regular file", path);
-		close(fd);
-		return NULL;
-	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	err = errno;
 	close(fd);

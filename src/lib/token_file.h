@@ -7,9 +7,10 @@
 #include <sys/stat.h>
 
 /* The token in `path`: its first line, spaces and tabs trimmed at both
- * ends; it must be visible ASCII. A malloc'ed string (explicit_bzero and
- * free it), or NULL with a sentence naming the file in `why`. When `st` is
- * not NULL it gets the status of the file that was read (for mode checks). */
+ * ends; it must be visible ASCII, and the file must pass the rule for
+ * secrets (secret.h: no FIFO, nobody else may read or write it). A malloc'ed string (explicit_bzero
+ * and free it), or NULL with a sentence naming the file in `why`. When `st` is not NULL it gets the
+ * status of the file that was read (for mode checks). */
 char *token_file_read(const char *path, struct stat *st, char *why, size_t whylen);
 
 #endif

@@ -101,16 +101,29 @@ def config_test_mode_refuses_an_unknown_plugin_naming_it():
 
 
 @test
-def a_non_loopback_admin_address_without_a_token_is_refused():
+def a_non_loopback_admin_address_without_a_token_is_refused_by_t_and_at_start():
     redis = Redis()
     port = free_port()
-    text = conf_text(redis, port, [], token=None).replace('"127.0.0.1:%d"' % port, '"0.0.0.0:%d"' % port)
-    path = write_file("open.conf", text)
-    p = spawn([SCALERD, "-c", path], name="scalerd-open")
-    rc = p.wait(10)
-    redis.stop()
-    check_eq(rc, 1, "exit status of scalerd with a public admin address and no token")
-    check("token" in p.output(), "expected the reason (token) in the log: %s" % p.output()[-500:])
+    node = conf_text(redis, port, [], token=None).replace('"127.0.0.1:%d"' % port,
+                                                          '"0.0.0.0:%d"' % port)
+    zone = conf_text(redis, port, [("pub", free_port(), free_port())], token=None)
+    zone = re.sub(r'admin = "127\.0\.0\.1:(\d+)"; min', r'admin = "0.0.0.0:\1"; min', zone)
+    try:
+        for name, text, setting in (("open-node.conf", node, "node.admin"),
+                                    ("open-zone.conf", zone, "zones.[0].admin")):
+            path = write_file(name, text)
+            r = subprocess.run([SCALERD, "-t", "-c", path], capture_output=True, text=True,
+                               timeout=30)
+            check_eq(r.returncode, 1, "scalerd -t exit status for %s" % name)
+            check(re.search(r"%s:\d+: %s: .*not a loopback address and no token"
+                            % (re.escape(name), re.escape(setting)), r.stderr),
+                  "-t names FILE:LINE: %s: %r" % (setting, r.stderr))
+            p = spawn([SCALERD, "-c", path], name="scalerd-" + name)
+            rc = p.wait(10)
+            check_eq(rc, 1, "exit status of scalerd started with %s" % name)
+            check("token" in p.output(), "the reason (token) in the log: %s" % p.output()[-500:])
+    finally:
+        redis.stop()
 
 
 class Daemon:

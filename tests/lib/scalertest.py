@@ -110,8 +110,12 @@ def tmpdir():
 
 
 def write_file(name, text):
+    """A file of the test's own, mode 0600: configs with an inline token and
+    token files are secrets that scalerd refuses when others can read them."""
     path = os.path.join(tmpdir(), name)
-    with open(path, "w") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
         f.write(text)
     return path
 

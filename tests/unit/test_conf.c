@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,10 +25,54 @@ static const char *tc_srcdir(void)
 	return d && *d ? d : ".";
 }
 
+static char tc_fixtures[64]; /* a private copy of tests/data/conf */
+
+static void tc_fixtures_remove(void)
+{
+	DIR *d = opendir(tc_fixtures);
+	struct dirent *e;
+	char path[4200];
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(path, sizeof(path), "%s/%s", tc_fixtures, e->d_name);
+			unlink(path);
+		}
+	if (d)
+		closedir(d);
+	rmdir(tc_fixtures);
+}
+
+/* Fixtures are loaded from a copy of mode 0600: a checkout's files are
+ * readable by everybody, and a file holding a token inline must not be. */
 static const char *tc_fixture(const char *name)
 {
-	static char path[4096];
-	snprintf(path, sizeof(path), "%s/tests/data/conf/%s", tc_srcdir(), name);
+	static char path[4200];
+	if (!tc_fixtures[0]) {
+		char src[4096];
+		snprintf(tc_fixtures, sizeof(tc_fixtures), "/tmp/test_conf-fixtures-XXXXXX");
+		ck_assert(mkdtemp(tc_fixtures) != NULL);
+		atexit(tc_fixtures_remove);
+		snprintf(src, sizeof(src), "%s/tests/data/conf", tc_srcdir());
+		DIR *d = opendir(src);
+		struct dirent *e;
+		ck_assert_msg(d != NULL, "cannot read %s: %s", src, strerror(errno));
+		while ((e = readdir(d))) {
+			char from[4200], to[4200], buf[65536];
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(from, sizeof(from), "%s/%s", src, e->d_name);
+			snprintf(to, sizeof(to), "%s/%s", tc_fixtures, e->d_name);
+			int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT, 0600);
+			ck_assert(in >= 0 && out >= 0);
+			ssize_t n;
+			while ((n = read(in, buf, sizeof(buf))) > 0)
+				ck_assert(write(out, buf, (size_t)n) == n);
+			close(in);
+			close(out);
+		}
+		closedir(d);
+	}
+	snprintf(path, sizeof(path), "%s/%s", tc_fixtures, name);
 	return path;
 }
 
@@ -506,16 +551,20 @@ START_TEST(token_file_is_read_trimmed_and_never_logged)
 	expect_log(":1: node.token_file: the first line of");
 	expect_no_log("very-secret-value");
 
-	/* readable by everybody: loads, with a warning */
+	/* readable or writable by others: refused, saying what to chmod */
 	fd = open(tok, O_WRONLY | O_TRUNC);
 	ck_assert_int_eq(write(fd, "very-secret-value\n", 18), 18);
 	close(fd);
-	chmod(tok, 0644);
-	c = tc_load_text(text);
-	expect_loaded(c);
-	expect_log("is accessible by other users");
-	expect_no_log("very-secret-value");
-	conf_free(c);
+	static const mode_t open_modes[] = {0644, 0666, 0604, 0620};
+	for (size_t i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+		chmod(tok, open_modes[i]);
+		c = tc_load_text(text);
+		expect_refused(c);
+		expect_log(":1: node.token_file: token file");
+		expect_log("chmod ");
+		expect_no_log("very-secret-value");
+	}
+	chmod(tok, 0600);
 
 	unlink(tok);
 	c = tc_load_text(text);
@@ -750,7 +799,7 @@ START_TEST(node_url_defaults_to_admin_and_is_checked)
 	ck_assert_str_eq(c->admin_url, "http://[::1]:9100");
 	conf_free(c);
 
-	c = tc_load_text("node = { id = 1; admin = \"0.0.0.0:9100\"; };\n");
+	c = tc_load_text("node = { id = 1; admin = \"0.0.0.0:9100\"; token = \"t\"; };\n");
 	expect_loaded(c);
 	expect_log("node.url: not set and node.admin listens on every address");
 	conf_free(c);
@@ -842,7 +891,177 @@ START_TEST(a_missing_file_is_reported)
 	expect_log("/nonexistent/scaler.conf: cannot open: No such file or directory");
 	c = tc_load("/tmp");
 	expect_refused(c);
-	expect_log("/tmp: not a regular file");
+	expect_log("/tmp: is a directory; a configuration must be a regular file");
+}
+END_TEST
+
+/* ---- hostile files (issue #11, items 16-20) --------------------------------- */
+
+START_TEST(a_fifo_as_the_config_or_the_token_file_is_refused_at_once)
+{
+	char dir[] = "/tmp/test_conf-fifo-XXXXXX", fifo[128], text[256];
+	ck_assert(mkdtemp(dir) != NULL);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert(mkfifo(fifo, 0600) == 0);
+	/* no writer ever comes: waiting for one would hang here until the timeout */
+	struct conf *c = tc_load(fifo);
+	expect_refused(c);
+	expect_log("is a FIFO; a configuration must be a regular file");
+	snprintf(text, sizeof(text), "node = { id = 1; token_file = \"%s\"; };\n", fifo);
+	c = tc_load_text(text);
+	expect_refused(c);
+	expect_log(":1: node.token_file: token file");
+	expect_log("is a FIFO");
+	unlink(fifo);
+	rmdir(dir);
+}
+END_TEST
+
+static char *tc_big(size_t line_len, size_t lines)
+{
+	char *t = malloc(lines * (line_len + 2) + 64);
+	size_t o = 0;
+	ck_assert(t != NULL);
+	o += (size_t)sprintf(t, "node = { id = 1; };\n");
+	for (size_t l = 0; l < lines; l++) {
+		t[o++] = '#';
+		memset(t + o, 'x', line_len);
+		o += line_len;
+		t[o++] = '\n';
+	}
+	t[o] = '\0';
+	return t;
+}
+
+START_TEST(a_huge_file_or_line_is_refused_before_parsing)
+{
+	/* a 10 MB comment line took libconfig > 15 s: refused at once */
+	char *t = tc_big(10 * 1000 * 1000, 1);
+	struct conf *c = tc_load_text(t);
+	free(t);
+	expect_refused(c);
+	expect_log("bytes; a configuration file is at most 1048576 bytes");
+	t = tc_big(100 * 1000, 1);
+	c = tc_load_text(t);
+	free(t);
+	expect_refused(c);
+	expect_log(":2: a line of 100001 bytes; lines are at most 65536 bytes");
+	/* many ordinary lines are fine */
+	t = tc_big(100, 5000);
+	c = tc_load_text(t);
+	free(t);
+	expect_loaded(c);
+	conf_free(c);
+}
+END_TEST
+
+START_TEST(what_libconfig_reads_wrong_is_refused_naming_the_setting)
+{
+	tc_refuses("zones = ( { name = \"zo\\x00ne1\"; listen = \"127.0.0.1:1\"; "
+	           "admin = \"127.0.0.1:2\"; } );\n",
+	           ":2: zones.[0].name: holds \\x00 (a NUL character), which no setting takes");
+	tc_refuses(
+	    "zones = ( { name = \"zone1\";\n listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";"
+	    " min = 1; max = 99999999999999999999; } );\n",
+	    ":3: zones.[0].max: 99999999999999999999 is out of range");
+	tc_refuses("interval = 123456789012345678901234567890L;\n",
+	           ":2: interval: 123456789012345678901234567890L is out of range");
+	tc_refuses("zones = ( { name = \"z\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
+	           " ports = [1, 0x1FFFFFFFFFFFFFFFFF]; } );\n",
+	           ":3: zones.[0].ports.[1]: 0x1FFFFFFFFFFFFFFFFF is out of range");
+	/* 32 bits without an L: 2147483648 would be read as -2147483648 */
+	tc_refuses("interval = 2147483648;\n", ":2: interval: 2147483648 is out of range");
+	tc_refuses("interval = 0x80000000;\n", ":2: interval: 0x80000000 is out of range");
+	struct conf *c = tc_accepts("# 99999999999999999999 in a comment, \"\\x00\" too\n"
+	                            "cluster = \"c\"; # 1e300\n"
+	                            "driver = { plugin = \"p\"; a = 2147483647; b = -2147483648;\n"
+	                            " c = 9223372036854775807L; d = 0x7FFFFFFF; e = [1, 2];\n"
+	                            " f = 1.5e300; };\n");
+	conf_free(c);
+}
+END_TEST
+
+START_TEST(dot_zone_names_and_endless_durations_are_refused)
+{
+	static const char *const names[] = {"..", ".", ".hidden", "-x"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text),
+		         "zones = ( { name = \"%s\"; listen = \"127.0.0.1:1\"; "
+		         "admin = \"127.0.0.1:2\"; } );\n",
+		         names[i]);
+		tc_refuses(text, "starting with a letter or a digit");
+	}
+	tc_refuses("interval = 1e300;\n",
+	           ":2: interval: must be at most 31622400 s (a year), not 1e+300");
+	tc_refuses("window = 1e999;\n", ":2: window:");
+	tc_refuses("drain_timeout = 400000000;\n", ":2: drain_timeout: must be at most");
+}
+END_TEST
+
+START_TEST(one_port_named_two_ways_is_one_port)
+{
+	tc_refuses(
+	    "zones = ( { name = \"a\"; listen = \"localhost:31000\"; admin = \"127.0.0.1:2\"; },\n"
+	    "  { name = \"b\"; listen = \"127.0.0.1:31000\"; admin = \"127.0.0.1:3\"; } );\n",
+	    ":3: zones.[1].listen: \"127.0.0.1:31000\" is already used by zones.[0].listen");
+	tc_refuses(
+	    "zones = ( { name = \"a\"; listen = \"[::1]:31000\"; admin = \"127.0.0.1:2\"; },\n"
+	    "  { name = \"b\"; listen = \"[0:0::1]:31000\"; admin = \"127.0.0.1:3\"; } );\n",
+	    "is already used by zones.[0].listen");
+	tc_refuses(
+	    "zones = ( { name = \"a\"; listen = \"127.0.0.1:31000\"; admin = \"127.0.0.1:2\"; },\n"
+	    "  { name = \"b\"; listen = \"LOCALHOST:31000\"; admin = \"127.0.0.1:3\"; } );\n",
+	    "is already used by zones.[0].listen");
+	struct conf *c = tc_accepts(
+	    "zones = ( { name = \"a\"; listen = \"127.0.0.1:31000\"; admin = \"127.0.0.1:2\"; },\n"
+	    "  { name = \"b\"; listen = \"127.0.0.2:31000\"; admin = \"127.0.0.1:3\"; } );\n");
+	conf_free(c);
+}
+END_TEST
+
+START_TEST(an_admin_api_others_can_reach_needs_a_token)
+{
+	struct conf *c = tc_load_text("node = { id = 1; admin = \"0.0.0.0:9100\"; };\n");
+	expect_refused(c);
+	expect_log(":1: node.admin: \"0.0.0.0:9100\" is not a loopback address and no token is "
+	           "configured");
+	c = tc_load_text("node = { id = 1; };\nzones = ( { name = \"z\"; listen = \"0.0.0.0:1\"; "
+	                 "admin = \"10.1.2.3:2\"; } );\n");
+	expect_refused(c);
+	expect_log(":2: zones.[0].admin: \"10.1.2.3:2\" is not a loopback address");
+	/* with a token, or for a zone this node does not run: fine */
+	c = tc_load_text(
+	    "node = { id = 1; token = \"t\"; admin = \"0.0.0.0:9100\"; };\n"
+	    "zones = ( { name = \"z\"; listen = \"0.0.0.0:1\"; admin = \"0.0.0.0:2\"; } );\n");
+	expect_loaded(c);
+	conf_free(c);
+	c = tc_load_text(
+	    "node = { id = 1; zones = []; };\n"
+	    "zones = ( { name = \"z\"; listen = \"0.0.0.0:1\"; admin = \"0.0.0.0:2\"; } );\n");
+	expect_loaded(c);
+	conf_free(c);
+}
+END_TEST
+
+START_TEST(a_config_holding_the_token_inline_is_a_secret_itself)
+{
+	char path[] = "/tmp/test_conf-inline-XXXXXX";
+	const char *text = "node = { id = 1; token = \"very-secret-value\"; };\n";
+	int fd = mkstemp(path);
+	ck_assert(fd >= 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	struct conf *c = tc_load(path); /* mkstemp made it 0600 */
+	expect_loaded(c);
+	conf_free(c);
+	chmod(path, 0644);
+	c = tc_load(path);
+	expect_refused(c);
+	expect_log(":1: node.token: the token is inline, so configuration file");
+	expect_log("can be read by others (mode 0644)");
+	expect_no_log("very-secret-value");
+	unlink(path);
 }
 END_TEST
 
@@ -1060,6 +1279,13 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, errors_in_an_included_file_name_that_file);
 	tcase_add_test(t, a_config_written_back_by_libconfig_loads_the_same);
 	tcase_add_test(t, a_missing_file_is_reported);
+	tcase_add_test(t, a_fifo_as_the_config_or_the_token_file_is_refused_at_once);
+	tcase_add_test(t, a_huge_file_or_line_is_refused_before_parsing);
+	tcase_add_test(t, what_libconfig_reads_wrong_is_refused_naming_the_setting);
+	tcase_add_test(t, dot_zone_names_and_endless_durations_are_refused);
+	tcase_add_test(t, one_port_named_two_ways_is_one_port);
+	tcase_add_test(t, an_admin_api_others_can_reach_needs_a_token);
+	tcase_add_test(t, a_config_holding_the_token_inline_is_a_secret_itself);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("helpers");
