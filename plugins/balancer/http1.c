@@ -56,17 +56,32 @@ static int h1_list_has(const char *v, size_t n, const char *token)
 	return 0;
 }
 
-/* 1 when the last element of the list v[0..n) is "chunked" ("gzip,
- * chunked"; not "gzip chunked", which is no list). */
-static int h1_last_is_chunked(const char *v, size_t n)
+/* A server's Transfer-Encoding list v[0..n): 1 when it ends with chunked
+ * ("gzip, chunked"), 0 when chunked is not in it ("gzip": the body ends
+ * with the connection), -1 for what parsers read differently: an empty
+ * element (",chunked", valid but read as another coding by http_parser), an
+ * element that is no token ("gzip chunked", or with parameters), chunked
+ * anywhere but last. */
+static int h1_te_list(const char *v, size_t n)
 {
-	const char *comma = memrchr(v, ',', n);
-	if (!comma)
-		return 0;
-	size_t s = (size_t)(comma - v) + 1;
-	while (s < n && (v[s] == ' ' || v[s] == '\t'))
-		s++;
-	return n - s == 7 && h1_name_is(v + s, 7, "chunked");
+	size_t i = 0;
+	int chunked_last = 0;
+	for (;;) {
+		while (i < n && v[i] == ' ')
+			i++;
+		size_t s = i;
+		while (i < n && h1_tchar[(unsigned char)v[i]])
+			i++;
+		size_t e = i;
+		while (i < n && v[i] == ' ')
+			i++;
+		if (e == s || (i < n && v[i] != ',') || chunked_last)
+			return -1;
+		chunked_last = e - s == 7 && h1_name_is(v + s, 7, "chunked");
+		if (i == n)
+			return chunked_last;
+		i++; /* the comma */
+	}
 }
 
 struct h1_fields;
@@ -245,10 +260,11 @@ static int h1_fields_parse(const char *buf, size_t start, size_t end, int reques
 				if (f->has_te)
 					f->te_repeated = 1;
 				f->has_te = 1;
-				if (vl == 7 && h1_name_is(val, vl, "chunked"))
+				int te = vl == 7 && h1_name_is(val, vl, "chunked");
+				if (!te && !request && (te = h1_te_list(val, vl)) < 0)
+					return bad; /* "gzip, chunked" is fine from a server */
+				if (te)
 					f->te_chunked = 1;
-				else if (!request && h1_last_is_chunked(val, vl))
-					f->te_chunked = 1; /* "gzip, chunked" from a server */
 				else
 					f->te_bad = 1;
 			} else if (request && h1_name_is(line, n, "x-forwarded-proto")) {

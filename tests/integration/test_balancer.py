@@ -363,6 +363,8 @@ def a_101_nobody_asked_for_and_a_status_outside_100_to_599_get_502():
         (b"HTTP/1.1 200 OK\rX: y\r\nContent-Length: 2\r\n\r\nok", "a bare CR in the status line"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n2\r\nok\r\n0\r\n\r\n",
          "a tab after chunked, which http_parser reads as another coding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+         "an empty element before chunked, the same"),
     ]
     for data, what in cases:
         res = request(bal.port, get(bal.port, raw(data)))
