@@ -63,7 +63,7 @@ extern "C" {
 #endif
 
 #define SCALER_ABI_MAJOR 1
-#define SCALER_ABI_MINOR 2
+#define SCALER_ABI_MINOR 3
 #define SCALER_PLUGIN_SYMBOL "scaler_plugin"
 
 struct ev_loop; /* libev's: <ev.h> (libev-dev) to use host->loop */
@@ -308,9 +308,31 @@ struct scaler_metrics_ops {
 	/* Required. The load of `servers` over the last `window` seconds. */
 	int (*query)(void *ctx, const struct scaler_zone *zone, const struct scaler_server *servers,
 	             size_t n, double window, scaler_metrics_cb cb, void *arg);
+	/* ABI 1.3, optional (the host checks `size`): what the values measure,
+	 * as a policy's sentence says it after a number ("in flight",
+	 * "requests/s", "% CPU"); NULL or "": the metric's name is said. The
+	 * string lives as long as ctx. */
+	const char *(*unit)(void *ctx);
 };
 
 /* ---- kind: policy (pure: no I/O, state only in ctx) --------------------- */
+
+/* ABI 1.3: one metric of the zone over one window, as decide() sees it.
+ * A zone scales on one metric (scaler.conf's `metrics` group) or on several
+ * named ones (`metrics = { cpu = { plugin = "http"; }; requests = {
+ * plugin = "balancer"; }; };`): the host queries each over each window the
+ * policy asked for (bind) and hands decide() every pair. */
+struct scaler_policy_metric {
+	const char *name; /* its name in scaler.conf: the named group's, else the plugin's */
+	const char *unit; /* what the values measure ("in flight"), "" when unknown */
+	double window;    /* seconds the values cover */
+	double total;     /* sum of the servers' values (those not missing) */
+	double average;   /* their mean */
+	int valid;        /* 0: no server had a value (or the query failed): total and
+	                   * average mean nothing */
+	int complete;     /* 1: every serving server had a value */
+	int n;            /* servers with a value */
+};
 
 /* The host makes one policy instance per zone, configured with the zone's
  * `policy` group when it has one, else the global one (init is not told
@@ -318,10 +340,22 @@ struct scaler_metrics_ops {
 struct scaler_policy_input {
 	int current;       /* servers now */
 	int min, max;      /* zone bounds */
-	double average;    /* zone average of the metric */
-	int average_valid; /* always 1: without a valid average the host holds
-	                    * and does not call decide */
+	double average;    /* zone average of the metric (the first metric, first window) */
+	int average_valid; /* a policy without bind: always 1 (without a valid average
+	                    * the host holds and does not call decide) */
 	double now;        /* monotonic seconds, for windows */
+
+	/* ABI 1.3 from here on (a plugin built against 1.3 is only loaded by a
+	 * host that fills them). Every metric of the zone over every window
+	 * bind() asked for: metric by metric in config order, each over the
+	 * windows in the order asked (over the zone's `window` when bind asked
+	 * for none, or the policy has no bind). A policy with bind is called
+	 * whenever the zone has a serving server, valid average or not, and
+	 * decides what missing values mean (the host still never scales down
+	 * while a value is missing). */
+	const struct scaler_policy_metric *metrics;
+	size_t nmetrics;
+	double idle_timeout; /* the zone's idle_timeout (scale to zero), seconds */
 };
 
 struct scaler_policy_decision {
@@ -330,12 +364,25 @@ struct scaler_policy_decision {
 	char reason[256]; /* one sentence for people */
 };
 
+#define SCALER_POLICY_WINDOWS_MAX 4
+
 struct scaler_policy_ops {
 	size_t size; /* sizeof(struct scaler_policy_ops) */
 	/* Required. Fill out (desired starts at in->current); -1 on failure
 	 * (the host holds). */
 	int (*decide)(void *ctx, const struct scaler_policy_input *in,
 	              struct scaler_policy_decision *out);
+	/* ABI 1.3, optional (the host checks `size`). Called after init and
+	 * after every reload, before decide, with the names of the zone's
+	 * metrics in config order. Return -1 after conf_error (FILE:LINE:
+	 * SETTING) when the policy's settings do not fit them (a target named
+	 * for a metric the zone lacks, none for one it has), else 0, having
+	 * set *nwindows (0 .. SCALER_POLICY_WINDOWS_MAX) windows in seconds the
+	 * policy reads every metric over (e.g. a stable and a panic window); 0:
+	 * the zone's `window`. A policy without bind takes one metric: the host
+	 * refuses a zone with several for it. */
+	int (*bind)(void *ctx, const char *const *metrics, size_t nmetrics, double *windows,
+	            size_t *nwindows);
 };
 
 /* ---- kind: election ----------------------------------------------------- */

@@ -35,10 +35,11 @@
 static const struct {
 	const char *name;
 	const char *key, *sub; /* in each server of GET /stats */
+	const char *unit;      /* as a policy's sentence says it */
 } bm_metrics[] = {
-    {"concurrency", "concurrency", NULL}, {"rps", "rps", NULL},
-    {"latency_p50", "latency", "p50"},    {"latency_p95", "latency", "p95"},
-    {"latency_p99", "latency", "p99"},
+    {"concurrency", "concurrency", NULL, "in flight"}, {"rps", "rps", NULL, "requests/s"},
+    {"latency_p50", "latency", "p50", "s (p50)"},      {"latency_p95", "latency", "p95", "s (p95)"},
+    {"latency_p99", "latency", "p99", "s (p99)"},
 };
 #define BM_NMETRICS (sizeof(bm_metrics) / sizeof(bm_metrics[0]))
 
@@ -364,9 +365,16 @@ static void bm_fini(void *vctx)
 	free(ctx);
 }
 
+static const char *bm_unit(void *vctx)
+{
+	const struct bm_ctx *ctx = vctx;
+	return bm_metrics[ctx->metric].unit;
+}
+
 static const struct scaler_metrics_ops bm_ops = {
     .size = sizeof(struct scaler_metrics_ops),
     .query = bm_query,
+    .unit = bm_unit,
 };
 
 SCALER_PLUGIN_DEFINE(SCALER_KIND_METRICS, "balancer", PACKAGE_VERSION, bm_init, bm_reload, bm_fini,

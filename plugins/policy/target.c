@@ -21,7 +21,12 @@
  *   a recommendation for scale-down, so the first scale-down comes one
  *   stabilization_down window after start at the earliest;
  * - no servers at all → max(min, 1): there is nothing to measure;
- * - missing metrics → hold (and no recommendation is stored).
+ * - missing metrics → hold (and no recommendation is stored);
+ * - several metrics (ABI 1.3: `target = { cpu = 60; requests = 10; };`, one
+ *   target per metric of the zone): each gives its recommendation as above
+ *   and the largest wins, as the HPA does with several metrics
+ *   ("Algorithm details": "the largest of the desired replica counts");
+ *   a metric without a value is left out.
  */
 #include "config.h"
 
@@ -33,8 +38,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define TGT_MAX_METRICS 8
+
 struct tgt_settings {
-	double target;
+	double target; /* one metric */
+	/* several: a target per metric name (target = { cpu = 60; ... };) */
+	char names[TGT_MAX_METRICS][64];
+	double targets[TGT_MAX_METRICS];
+	int ntargets;
+	const config_setting_t *where; /* the target setting, for bind's errors */
 	double tolerance;
 	double stab_down; /* seconds */
 	double stab_up;
@@ -50,6 +62,8 @@ struct tgt_rec {
 struct tgt_ctx {
 	const struct scaler_host *host;
 	struct tgt_settings set;
+	double bound[TGT_MAX_METRICS]; /* the target of each metric of the zone (bind) */
+	size_t nbound;
 	struct tgt_rec *recs; /* recommendations, oldest first */
 	size_t nrecs, cap;
 	/* the first evaluation counts as a recommendation to keep the count
@@ -81,7 +95,35 @@ static int tgt_parse(const struct scaler_host *host, const config_setting_t *con
 		return host->conf_error(conf, "the policy settings must be a group { ... }");
 	if (conf && host->conf_check_known(conf, tgt_known) < 0)
 		bad = -1;
-	bad |= host->conf_number(conf, "target", 50, 0, 1e6, &set->target);
+	const config_setting_t *t = conf ? config_setting_get_member(conf, "target") : NULL;
+	set->where = t ? t : conf;
+	set->ntargets = 0;
+	set->target = 50;
+	if (t && config_setting_is_group(t)) {
+		int n = config_setting_length(t);
+		if (n < 1 || n > TGT_MAX_METRICS)
+			bad |= host->conf_error(t, "target names 1 to %d metrics (got %d)",
+			                        TGT_MAX_METRICS, n);
+		for (int i = 0; i < n && i < TGT_MAX_METRICS; i++) {
+			const config_setting_t *e = config_setting_get_elem(t, (unsigned)i);
+			double v;
+			if (host->conf_number(t, config_setting_name(e), 0, 0, 1e6, &v) < 0) {
+				bad = -1;
+				continue;
+			}
+			if (v <= 0) {
+				bad |=
+				    host->conf_error(e, "a target must be above 0, it divides the "
+				                        "metric");
+				continue;
+			}
+			snprintf(set->names[set->ntargets], sizeof(set->names[0]), "%s",
+			         config_setting_name(e));
+			set->targets[set->ntargets++] = v;
+		}
+	} else {
+		bad |= host->conf_number(conf, "target", 50, 0, 1e6, &set->target);
+	}
 	bad |= host->conf_number(conf, "tolerance", 0.1, 0, 0.99, &set->tolerance);
 	bad |= host->conf_number(conf, "stabilization_down", 300, 0, 86400, &set->stab_down);
 	bad |= host->conf_number(conf, "stabilization_up", 0, 0, 86400, &set->stab_up);
@@ -93,7 +135,7 @@ static int tgt_parse(const struct scaler_host *host, const config_setting_t *con
 	bad |= host->conf_number(conf, "max_step_down_percent", 0, 0, 100, &set->pct_down);
 	if (bad)
 		return -1;
-	if (set->target <= 0)
+	if (!set->ntargets && set->target <= 0)
 		return host->conf_error(config_setting_get_member(conf, "target"),
 		                        "target must be above 0, it divides the average");
 	return 0;
@@ -213,15 +255,73 @@ static int tgt_limit_down(const struct tgt_settings *s, int cur)
 	return lim < 0 ? 0 : (int)lim;
 }
 
+/* The target of each of the zone's metrics: `target = N` takes one metric,
+ * a group takes exactly the zone's. */
+static int tgt_bind(void *vctx, const char *const *metrics, size_t n, double *windows,
+                    size_t *nwindows)
+{
+	struct tgt_ctx *ctx = vctx;
+	const struct tgt_settings *s = &ctx->set;
+	const struct scaler_host *h = ctx->host;
+	(void)windows;
+	*nwindows = 0; /* the zone's window */
+	ctx->nbound = 0;
+	if (n > TGT_MAX_METRICS)
+		return h->conf_error(s->where, "at most %d metrics", TGT_MAX_METRICS);
+	if (!s->ntargets) {
+		if (n > 1)
+			return h->conf_error(s->where,
+			                     "the zone has %zu metrics: give each a target, as "
+			                     "target = { %s = ...; %s = ...; };",
+			                     n, metrics[0], metrics[1]);
+		ctx->bound[0] = s->target;
+		ctx->nbound = n;
+		return 0;
+	}
+	for (int k = 0; k < s->ntargets; k++) {
+		size_t i = 0;
+		while (i < n && strcmp(metrics[i], s->names[k]))
+			i++;
+		if (i == n)
+			return h->conf_error(s->where,
+			                     "a target for \"%s\", which is not a metric of "
+			                     "the zone",
+			                     s->names[k]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		int k = 0;
+		while (k < s->ntargets && strcmp(metrics[i], s->names[k]))
+			k++;
+		if (k == s->ntargets)
+			return h->conf_error(s->where, "no target for the zone's metric \"%s\"",
+			                     metrics[i]);
+		ctx->bound[i] = s->targets[k];
+	}
+	ctx->nbound = n;
+	return 0;
+}
+
+/* ceil(cur × value / target) outside the tolerance band, else cur. */
+static int tgt_raw(const struct tgt_settings *s, int cur, double value, double target,
+                   double *ratio)
+{
+	*ratio = (value > 0 ? value : 0) / target;
+	/* 1e-9: 55 / 50 is 1.1000000000000001 in binary */
+	if (fabs(*ratio - 1.0) <= s->tolerance + 1e-9)
+		return cur;
+	double want = ceil(cur * *ratio);
+	return want > INT_MAX / 2 ? INT_MAX / 2 : (int)want;
+}
+
 static int tgt_decide(void *vctx, const struct scaler_policy_input *in,
                       struct scaler_policy_decision *out)
 {
 	struct tgt_ctx *ctx = vctx;
 	const struct tgt_settings *s = &ctx->set;
 	int cur = in->current, raw, up, down, desired, lim;
-	double ratio, want;
+	double ratio;
 	const char *rule;
-	char why[160];
+	char why[200];
 
 	if (cur <= 0) {
 		out->desired = in->min > 1 ? in->min : 1;
@@ -236,7 +336,31 @@ static int tgt_decide(void *vctx, const struct scaler_policy_input *in,
 		ctx->started = in->now;
 		ctx->start_count = cur;
 	}
-	if (!in->average_valid || !isfinite(in->average)) {
+	/* several metrics (bound): the largest recommendation of those with a
+	 * value; one: the zone average */
+	size_t nm = in->nmetrics > 1 && ctx->nbound == in->nmetrics ? in->nmetrics : 0;
+	int best = -1, second = -1, best_raw = 0, second_raw = 0;
+	double value = in->average, target = ctx->nbound ? ctx->bound[0] : s->target;
+	for (size_t i = 0; i < nm; i++) {
+		double r;
+		if (!in->metrics[i].valid || !isfinite(in->metrics[i].average))
+			continue;
+		int x = tgt_raw(s, cur, in->metrics[i].average, ctx->bound[i], &r);
+		if (best < 0 || x > best_raw) {
+			second = best;
+			second_raw = best_raw;
+			best = (int)i;
+			best_raw = x;
+		} else if (second < 0 || x > second_raw) {
+			second = (int)i;
+			second_raw = x;
+		}
+	}
+	if (nm && best >= 0) {
+		value = in->metrics[best].average;
+		target = ctx->bound[best];
+	}
+	if ((nm && best < 0) || (!nm && (!in->average_valid || !isfinite(in->average)))) {
 		out->desired = cur;
 		snprintf(out->rule, sizeof(out->rule), "metrics missing");
 		snprintf(out->reason, sizeof(out->reason),
@@ -245,21 +369,25 @@ static int tgt_decide(void *vctx, const struct scaler_policy_input *in,
 		return 0;
 	}
 
-	ratio = (in->average > 0 ? in->average : 0) / s->target;
-	/* 1e-9: 55 / 50 is 1.1000000000000001 in binary */
-	if (fabs(ratio - 1.0) <= s->tolerance + 1e-9) {
-		raw = cur;
+	raw = tgt_raw(s, cur, value, target, &ratio);
+	char what[96];
+	if (nm)
+		snprintf(what, sizeof(what), "%s %.1f", in->metrics[best].name, value);
+	else
+		snprintf(what, sizeof(what), "Average %.1f", value);
+	if (raw == cur && fabs(ratio - 1.0) <= s->tolerance + 1e-9) {
 		rule = "tolerance";
-		snprintf(why, sizeof(why),
-		         "Average %.1f is within %g%% of the target %g (ratio %.2f)", in->average,
-		         s->tolerance * 100, s->target, ratio);
+		snprintf(why, sizeof(why), "%s is within %g%% of the target %g (ratio %.2f)", what,
+		         s->tolerance * 100, target, ratio);
 	} else {
-		want = ceil(cur * ratio);
-		raw = want > INT_MAX / 2 ? INT_MAX / 2 : (int)want;
 		rule = raw > cur ? "above target" : raw < cur ? "below target" : "on target";
-		snprintf(why, sizeof(why),
-		         "Average %.1f against the target %g: ceil(%d x %.2f) = %d servers",
-		         in->average, s->target, cur, ratio, raw);
+		snprintf(why, sizeof(why), "%s against the target %g: ceil(%d x %.2f) = %d servers",
+		         what, target, cur, ratio, raw);
+	}
+	if (nm && second >= 0) {
+		size_t l = strlen(why);
+		snprintf(why + l, sizeof(why) - l, " (%s asks %d)", in->metrics[second].name,
+		         second_raw);
 	}
 	if (tgt_remember(ctx, in->now, raw) < 0) {
 		ctx->host->log(SCALER_LOG_ERR, "policy target", "out of memory: holding");
@@ -310,6 +438,7 @@ static int tgt_decide(void *vctx, const struct scaler_policy_input *in,
 static const struct scaler_policy_ops tgt_ops = {
     .size = sizeof(struct scaler_policy_ops),
     .decide = tgt_decide,
+    .bind = tgt_bind,
 };
 
 SCALER_PLUGIN_DEFINE(SCALER_KIND_POLICY, "target", PACKAGE_VERSION, tgt_init, tgt_reload, tgt_fini,

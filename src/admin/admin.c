@@ -96,8 +96,9 @@ static json_t *admin_plugin_json(const struct plugin_instance *pi)
 static void admin_status(struct daemon *d, struct http_exchange *x)
 {
 	json_t *plugins = json_array();
-	const struct plugin_instance *pis[] = {&d->driver, &d->metrics, &d->election, &d->balancer};
-	for (size_t i = 0; i < 4; i++)
+	const struct plugin_instance *pis[3 + 16] = {&d->driver, &d->election, &d->balancer};
+	size_t npis = 3 + controller_metrics_plugins(d->ctl, pis + 3, 16);
+	for (size_t i = 0; i < npis; i++)
 		json_array_append_new(plugins, admin_plugin_json(pis[i]));
 
 	json_t *election = NULL;

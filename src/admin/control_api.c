@@ -18,6 +18,21 @@ static json_t *cserver_json(const struct cserver *s)
 	return j;
 }
 
+size_t controller_metrics_plugins(struct controller *c, const struct plugin_instance **out,
+                                  size_t max)
+{
+	size_t n = 0;
+	for (struct czone *z = c->zones; z; z = z->next)
+		for (size_t i = 0; !z->removed && i < z->nmetrics; i++) {
+			size_t k = 0;
+			while (k < n && strcmp(out[k]->plugin->name, z->metrics[i].pi.plugin->name))
+				k++;
+			if (k == n && n < max)
+				out[n++] = &z->metrics[i].pi;
+		}
+	return n;
+}
+
 json_t *controller_zones_json(struct controller *c)
 {
 	json_t *arr = json_array();
@@ -46,13 +61,21 @@ json_t *controller_zones_json(struct controller *c)
 			if (cd < 0)
 				cd = 0;
 		}
-		json_array_append_new(
-		    arr, json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:o, s:o, s:f, s:o, s:o}",
-		                   "name", cz->name, "listen", cz->listen, "admin", cz->admin,
-		                   "min", cz->min, "max", cz->max, "interval", cz->interval,
-		                   "dry_run", cz->dry_run, "servers", servers, "last_decision",
-		                   last, "cooldown_remaining", cd, "pinned", pin, "policy",
-		                   json_string(cz->policy_plugin)));
+		json_t *metrics = json_array();
+		for (size_t k = 0; k < cz->nmetrics; k++)
+			json_array_append_new(metrics, json_pack("{s:s, s:s}", "name",
+			                                         cz->metrics_list[k].name, "plugin",
+			                                         cz->metrics_list[k].plugin.name));
+		json_t *zj = json_pack(
+		    "{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:o, s:o, s:f, s:o, s:o, s:o}", "name",
+		    cz->name, "listen", cz->listen, "admin", cz->admin, "min", cz->min, "max",
+		    cz->max, "interval", cz->interval, "dry_run", cz->dry_run, "servers", servers,
+		    "last_decision", last, "cooldown_remaining", cd, "pinned", pin, "policy",
+		    json_string(cz->policy_plugin), "metrics", metrics);
+		/* woken from zero: seconds left of the raised min */
+		double woken = z && czone_waking(z) ? z->wake_until - now : 0;
+		json_object_set_new(zj, "woken", woken > 0 ? json_real(woken) : json_null());
+		json_array_append_new(arr, zj);
 	}
 	return arr;
 }

@@ -355,6 +355,143 @@ static void cf_zone_plugin(struct cf *x, const config_setting_t *zg, const char 
 	cf_plugin_name(x, g, eff_name);
 }
 
+/* ---- metrics ------------------------------------------------------------ */
+
+/* `metrics`: one plugin's group (it names its plugin, or holds no group),
+ * or a group of named groups, one per metric. A zone's own group may omit
+ * `plugin` (then the global metric's plugin, when there is one). */
+static void cf_metrics_group(struct cf *x, const config_setting_t *g, const char *inherit,
+                             struct conf_metric *out, size_t *n)
+{
+	int len = config_setting_length(g), nsub = 0;
+	*n = 0;
+	for (int i = 0; i < len; i++)
+		nsub += config_setting_is_group(config_setting_get_elem(g, (unsigned)i));
+	if (cf_member(g, "plugin") || nsub == 0) {
+		struct conf_metric *m = &out[0];
+		snprintf(m->plugin.name, sizeof(m->plugin.name), "%s", inherit ? inherit : "");
+		m->plugin.group = g;
+		int r = cf_plugin_name(x, g, m->plugin.name);
+		if (r == 0 && !inherit)
+			cf_missing(x, g, "plugin");
+		snprintf(m->name, sizeof(m->name), "%s", m->plugin.name);
+		*n = 1;
+		return;
+	}
+	if (nsub != len) {
+		cf_err(x, g,
+		       "either one metric's settings (metrics = { plugin = \"http\"; };) or named "
+		       "metrics, each a group (metrics = { cpu = { plugin = \"http\"; }; requests "
+		       "= { plugin = \"balancer\"; }; };), not both");
+		return;
+	}
+	if (len > CONF_METRICS_MAX) {
+		cf_err(x, g, "at most %d metrics (got %d)", CONF_METRICS_MAX, len);
+		return;
+	}
+	for (int i = 0; i < len; i++) {
+		const config_setting_t *mg = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(mg);
+		struct conf_metric *m = &out[*n];
+		if (!name || !conf_charset(name, "_-", 0) || strlen(name) >= sizeof(m->name)) {
+			cf_err(x, mg, "metric names are 1 to %d characters of a-z, 0-9, '_', '-'",
+			       CONF_NAME_MAX - 1);
+			continue;
+		}
+		snprintf(m->name, sizeof(m->name), "%s", name);
+		m->plugin.name[0] = '\0';
+		m->plugin.group = mg;
+		if (cf_plugin_name(x, mg, m->plugin.name) == 0)
+			cf_missing(x, mg, "plugin");
+		(*n)++;
+	}
+}
+
+static void cf_metrics(struct cf *x, const config_setting_t *root, const char *def)
+{
+	struct conf *c = x->c;
+	const config_setting_t *g = cf_member(root, "metrics");
+	if (!g) {
+		snprintf(c->metrics[0].name, sizeof(c->metrics[0].name), "%s", def);
+		snprintf(c->metrics[0].plugin.name, sizeof(c->metrics[0].plugin.name), "%s", def);
+		c->metrics[0].plugin.group = NULL;
+		c->nmetrics = 1;
+		return;
+	}
+	if (!config_setting_is_group(g)) {
+		cf_err(x, g, "must be a group (got %s): metrics = { plugin = \"http\"; };",
+		       conf_type_name(g));
+		return;
+	}
+	cf_metrics_group(x, g, NULL, c->metrics, &c->nmetrics);
+}
+
+static const struct conf_metric *cf_metric_find(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->nmetrics; i++)
+		if (strcmp(c->metrics[i].name, name) == 0)
+			return &c->metrics[i];
+	return NULL;
+}
+
+/* A zone's `metrics`: its own group, or the names of global metrics
+ * ("requests" or ["cpu", "requests"]); absent: every global metric. */
+static void cf_zone_metrics(struct cf *x, struct conf_zone *z, const config_setting_t *zg)
+{
+	const struct conf *c = x->c;
+	const config_setting_t *g = cf_member(zg, "metrics");
+	z->metrics = g;
+	z->nmetrics = 0;
+	if (!g) {
+		memcpy(z->metrics_list, c->metrics, c->nmetrics * sizeof(c->metrics[0]));
+		z->nmetrics = c->nmetrics;
+		return;
+	}
+	if (config_setting_is_group(g)) {
+		cf_metrics_group(x, g, c->nmetrics == 1 ? c->metrics[0].plugin.name : NULL,
+		                 z->metrics_list, &z->nmetrics);
+		return;
+	}
+	int scalar = config_setting_type(g) == CONFIG_TYPE_STRING;
+	if (!scalar && !config_setting_is_array(g) && !config_setting_is_list(g)) {
+		cf_err(x, g,
+		       "must be a group of metrics, or the names of global ones (metrics = "
+		       "\"requests\"; or metrics = [\"cpu\", \"requests\"];), not %s",
+		       conf_type_name(g));
+		return;
+	}
+	int len = scalar ? 1 : config_setting_length(g);
+	if (len < 1 || len > CONF_METRICS_MAX) {
+		cf_err(x, g, "names 1 to %d metrics (got %d)", CONF_METRICS_MAX, len);
+		return;
+	}
+	for (int i = 0; i < len; i++) {
+		const config_setting_t *e = scalar ? g : config_setting_get_elem(g, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		const struct conf_metric *m = v ? cf_metric_find(c, v) : NULL;
+		if (!v) {
+			cf_err(x, e, "must be a metric's name (got %s)", conf_type_name(e));
+			continue;
+		}
+		if (!m) {
+			char names[512] = "";
+			for (size_t k = 0; k < c->nmetrics; k++)
+				snprintf(names + strlen(names), sizeof(names) - strlen(names),
+				         "%s\"%s\"", k ? ", " : "", c->metrics[k].name);
+			cf_err(x, e, "no metric \"%s\" among the global metrics (%s)", v, names);
+			continue;
+		}
+		int dup = 0;
+		for (size_t k = 0; k < z->nmetrics; k++)
+			dup |= strcmp(z->metrics_list[k].name, v) == 0;
+		if (dup) {
+			cf_err(x, e, "\"%s\" is named twice", v);
+			continue;
+		}
+		z->metrics_list[z->nmetrics++] = *m;
+	}
+}
+
 /* ---- zones -------------------------------------------------------------- */
 
 static void cf_zone_servers(struct cf *x, struct conf_zone *z, const config_setting_t *s)
@@ -440,10 +577,9 @@ static void cf_zone_ports(struct cf *x, struct conf_zone *z, const config_settin
 static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *zg)
 {
 	static const char *const known[] = {
-	    "name",        "listen",        "admin",        "min",
-	    "max",         "ports",         "interval",     "window",
-	    "cooldown_up", "cooldown_down", "dry_run",      "servers",
-	    "policy",      "balancer",      "idle_timeout", NULL};
+	    "name",     "listen",   "admin",        "min",           "max",     "ports",
+	    "interval", "window",   "cooldown_up",  "cooldown_down", "dry_run", "servers",
+	    "policy",   "balancer", "idle_timeout", "metrics",       NULL};
 	struct conf *c = x->c;
 	const config_setting_t *s, *smin, *smax;
 	const char *v, *why;
@@ -525,6 +661,7 @@ static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *z
 		cf_err(x, zg, "out of memory");
 
 	cf_zone_plugin(x, zg, "policy", &c->policy, &z->policy, z->policy_plugin, &z->policy_conf);
+	cf_zone_metrics(x, z, zg);
 	cf_zone_plugin(x, zg, "balancer", &c->balancer, &z->balancer, z->balancer_plugin,
 	               &z->balancer_conf);
 }
@@ -879,7 +1016,7 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	cf_bool(x, root, "dry_run", &c->dry_run);
 
 	cf_plugin(x, root, "driver", "process", &c->driver);
-	cf_plugin(x, root, "metrics", "http", &c->metrics);
+	cf_metrics(x, root, "http");
 	cf_plugin(x, root, "policy", "threshold", &c->policy);
 	cf_plugin(x, root, "election", "single", &c->election);
 	cf_plugin(x, root, "balancer", "builtin", &c->balancer);

@@ -18,6 +18,15 @@ struct conf_plugin {
 	const config_setting_t *group; /* the whole group (plugin's own settings), may be NULL */
 };
 
+/* One metric a zone scales on: `metrics = { plugin = "http"; };` is one,
+ * named after its plugin; `metrics = { cpu = { plugin = "http"; };
+ * requests = { plugin = "balancer"; }; };` names several. */
+#define CONF_METRICS_MAX 8
+struct conf_metric {
+	char name[CONF_NAME_MAX];  /* [a-z0-9_-]+ */
+	struct conf_plugin plugin; /* its plugin and settings */
+};
+
 struct conf_zone {
 	char name[CONF_NAME_MAX]; /* [A-Za-z0-9_.-]+ */
 	char listen[128];         /* host:port */
@@ -33,6 +42,7 @@ struct conf_zone {
 	size_t nservers;
 	const config_setting_t *policy;   /* per-zone policy group or NULL */
 	const config_setting_t *balancer; /* per-zone balancer group or NULL */
+	const config_setting_t *metrics;  /* per-zone metrics (group, names) or NULL */
 	const config_setting_t *group;    /* the zone's own group */
 	int line;
 	size_t index; /* position in the zones list */
@@ -43,6 +53,10 @@ struct conf_zone {
 	const config_setting_t *policy_conf;
 	char balancer_plugin[CONF_NAME_MAX];
 	const config_setting_t *balancer_conf;
+	/* the metrics it scales on: its own, some of the global ones (by
+	 * name), or all of the global ones */
+	struct conf_metric metrics_list[CONF_METRICS_MAX];
+	size_t nmetrics;
 	struct scaler_zone pub; /* view handed to plugins (points into this struct) */
 };
 
@@ -75,7 +89,9 @@ struct conf {
 	int dry_run;
 	double stop_timeout; /* SIGTERM → SIGKILL for children, default 10 s */
 
-	struct conf_plugin driver, metrics, policy, election, balancer;
+	struct conf_plugin driver, policy, election, balancer;
+	struct conf_metric metrics[CONF_METRICS_MAX]; /* at least one ("http") */
+	size_t nmetrics;
 
 	struct conf_zone *zones;
 	size_t nzones;

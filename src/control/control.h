@@ -38,11 +38,28 @@ struct cserver {
 	struct flow *owner; /* the create/delete flow working on it, NULL when idle */
 };
 
+/* One metric of a zone: its own instance of the metrics plugin. */
+struct czone_metric {
+	char name[CONF_NAME_MAX];
+	struct plugin_instance pi;
+	const config_setting_t *group; /* what it was made (or last reloaded) with */
+	const char *unit;              /* the plugin's unit(), "" without */
+};
+
 struct czone {
 	struct controller *c;
 	char name[CONF_NAME_MAX];
 	const struct conf_zone *cz; /* in the config in force */
 	struct plugin_instance policy;
+	struct czone_metric metrics[CONF_METRICS_MAX];
+	size_t nmetrics;
+	int binds; /* the policy has bind(): it reads every metric, over these windows */
+	double windows[SCALER_POLICY_WINDOWS_MAX];
+	size_t nwindows;
+	/* metric instances replaced while an evaluation may still wait for
+	 * them: finished once none is in flight */
+	struct plugin_instance *retired;
+	size_t nretired;
 	ev_timer tick;
 	int refs;    /* flows in flight that point here */
 	int removed; /* gone from the config: free when refs drops to 0 */
@@ -144,6 +161,8 @@ void czone_decision(struct czone *z, const char *kind, int from, int to, const c
 void ctl_fenced(struct controller *c, const char *err);
 /* Tell the zone's balancer to add or delete one server (either may be NULL). */
 void czone_push(struct czone *z, const char *add, const char *del);
+/* Finish the zone's retired metric instances unless an evaluation runs. */
+void czone_metrics_retired_free(struct czone *z);
 /* Give the zone's balancer its whole set of serving servers. */
 void czone_push_all(struct czone *z);
 /* Tell every balancer who the primary is. */

@@ -47,31 +47,101 @@ double ctl_mono_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The policy's bind (ABI 1.3) with the zone's metric names: 0 and the
+ * windows it reads them over; -1 after logging when it refuses them or takes
+ * one metric and the zone has several. */
+static int ctl_bind(const struct plugin_instance *policy, const struct conf_zone *cz, int *binds,
+                    double *windows, size_t *nwindows)
+{
+	/* the host's copy of the ops: bind is NULL for a plugin built before 1.3 */
+	const struct scaler_policy_ops *po = &policy->plugin->ops.policy;
+	const char *names[CONF_METRICS_MAX];
+	for (size_t i = 0; i < cz->nmetrics; i++)
+		names[i] = cz->metrics_list[i].name;
+	*nwindows = 0;
+	*binds = po->bind != NULL;
+	if (!*binds) {
+		if (cz->nmetrics > 1) {
+			conf_error(cz->metrics ? cz->metrics : cz->group,
+			           "zone %s: policy \"%s\" takes one metric; the zone has %zu "
+			           "(\"target\" and \"concurrency\" take several)",
+			           cz->name, policy->plugin->name, cz->nmetrics);
+			return -1;
+		}
+		return 0;
+	}
+	if (po->bind(policy->ctx, names, cz->nmetrics, windows, nwindows) < 0)
+		return -1;
+	if (*nwindows > SCALER_POLICY_WINDOWS_MAX)
+		*nwindows = SCALER_POLICY_WINDOWS_MAX;
+	for (size_t i = 0; i < *nwindows; i++)
+		if (!(windows[i] > 0)) {
+			log_err("zone %s: policy \"%s\" asked for a window of %g s", cz->name,
+			        policy->plugin->name, windows[i]);
+			return -1;
+		}
+	return 0;
+}
+
+/* Check the metrics in `list` (n of them): -1 after reporting each that
+ * cannot be made, at its `plugin` setting. */
+static int ctl_metrics_check(const struct conf *conf, const struct conf_metric *list, size_t n,
+                             const struct scaler_host *host)
+{
+	struct plugin_instance pi;
+	int failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_metric *m = &list[i];
+		if (plugin_instance_new(
+		        &pi, conf->plugin_dir, SCALER_KIND_METRICS, m->plugin.name, host,
+		        m->plugin.group,
+		        plugin_setting(m->plugin.group, conf_plugin_dir_setting(conf)), NULL,
+		        0) < 0)
+			failed = 1;
+		else
+			plugin_instance_free(&pi);
+	}
+	return failed ? -1 : 0;
+}
+
 int controller_check_policies(const struct conf *conf, const struct scaler_host *host)
 {
 	int failed = 0;
 	struct plugin_instance pi;
 
-	/* the global policy group is checked even with no zone */
-	if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, conf->policy.name, host,
+	/* the global groups are checked even with no zone */
+	int global_ok =
+	    plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY, conf->policy.name, host,
 	                        conf->policy.group,
 	                        plugin_setting(conf->policy.group, conf_plugin_dir_setting(conf)),
-	                        NULL, 0) < 0) {
-		failed = 1;
-	} else {
+	                        NULL, 0) == 0;
+	if (global_ok)
 		plugin_instance_free(&pi);
-	}
+	else
+		failed = 1;
+	if (ctl_metrics_check(conf, conf->metrics, conf->nmetrics, host) < 0)
+		failed = 1;
 	for (size_t i = 0; i < conf->nzones; i++) {
 		const struct conf_zone *cz = &conf->zones[i];
-		if (!cz->policy)
+		/* a zone's own metrics group; names of global ones are checked above */
+		if (cz->metrics && config_setting_is_group(cz->metrics) &&
+		    ctl_metrics_check(conf, cz->metrics_list, cz->nmetrics, host) < 0)
+			failed = 1;
+		if (!cz->policy && !global_ok)
 			continue;
+		/* the zone's policy, bound to the zone's metrics */
 		if (plugin_instance_new(&pi, conf->plugin_dir, SCALER_KIND_POLICY,
 		                        cz->policy_plugin, host, cz->policy_conf,
 		                        plugin_setting(cz->policy, NULL), NULL, 0) < 0) {
 			failed = 1;
-		} else {
-			plugin_instance_free(&pi);
+			continue;
 		}
+		double windows[SCALER_POLICY_WINDOWS_MAX];
+		size_t nw;
+		int binds;
+		if (ctl_bind(&pi, cz, &binds, windows, &nw) < 0)
+			failed = 1;
+		plugin_instance_free(&pi);
 	}
 	return failed ? -1 : 0;
 }
@@ -83,11 +153,93 @@ static void czone_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	czone_evaluate(t->data);
 }
 
+void czone_metrics_retired_free(struct czone *z)
+{
+	if (z->evaluating)
+		return;
+	for (size_t i = 0; i < z->nretired; i++)
+		plugin_instance_free(&z->retired[i]);
+	free(z->retired);
+	z->retired = NULL;
+	z->nretired = 0;
+}
+
+/* A metric instance goes: now, or once the evaluation in flight is back. */
+static void czone_metric_retire(struct czone *z, struct plugin_instance *pi)
+{
+	if (!pi->plugin)
+		return;
+	struct plugin_instance *r =
+	    z->evaluating ? realloc(z->retired, (z->nretired + 1) * sizeof(*r)) : NULL;
+	if (!r) {
+		/* nothing can call it back: fini cancels its queries */
+		plugin_instance_free(pi);
+		return;
+	}
+	z->retired = r;
+	z->retired[z->nretired++] = *pi;
+	memset(pi, 0, sizeof(*pi));
+}
+
+/* The zone's metric instances for cz: kept when the same plugin takes the
+ * settings (unchanged or reloaded), made otherwise; -1 (nothing changed)
+ * when one cannot be made. */
+static int czone_metrics_setup(struct czone *z, const struct conf *conf, const struct conf_zone *cz)
+{
+	struct czone_metric next[CONF_METRICS_MAX];
+	int used[CONF_METRICS_MAX] = {0};
+	memset(next, 0, sizeof(next));
+	for (size_t i = 0; i < cz->nmetrics; i++) {
+		const struct conf_metric *m = &cz->metrics_list[i];
+		struct czone_metric *n = &next[i];
+		snprintf(n->name, sizeof(n->name), "%s", m->name);
+		n->group = m->plugin.group;
+		for (size_t k = 0; k < z->nmetrics && !n->pi.plugin; k++) {
+			struct czone_metric *o = &z->metrics[k];
+			if (used[k] || strcmp(o->name, m->name) ||
+			    strcmp(o->pi.plugin->name, m->plugin.name))
+				continue;
+			const struct scaler_plugin *d = o->pi.plugin->desc;
+			if (conf_setting_equal(o->group, m->plugin.group) ||
+			    (d->reload && d->reload(o->pi.ctx, m->plugin.group) == 0)) {
+				n->pi = o->pi;
+				used[k] = 1;
+			}
+		}
+		if (!n->pi.plugin &&
+		    plugin_instance_new(
+		        &n->pi, conf->plugin_dir, SCALER_KIND_METRICS, m->plugin.name,
+		        ctl_host(z->c), m->plugin.group,
+		        plugin_setting(m->plugin.group, conf_plugin_dir_setting(conf)), NULL,
+		        0) < 0) {
+			for (size_t k = 0; k < i; k++) {
+				int kept = 0;
+				for (size_t o = 0; o < z->nmetrics; o++)
+					kept |= used[o] && z->metrics[o].pi.ctx == next[k].pi.ctx;
+				if (!kept)
+					plugin_instance_free(&next[k].pi);
+			}
+			return -1;
+		}
+		const struct scaler_metrics_ops *mo = &n->pi.plugin->ops.metrics;
+		const char *unit = mo->unit ? mo->unit(n->pi.ctx) : NULL;
+		n->unit = unit ? unit : "";
+	}
+	for (size_t k = 0; k < z->nmetrics; k++)
+		if (!used[k])
+			czone_metric_retire(z, &z->metrics[k].pi);
+	memcpy(z->metrics, next, sizeof(next));
+	z->nmetrics = cz->nmetrics;
+	return 0;
+}
+
 static int czone_setup(struct czone *z, const struct conf *conf, const struct conf_zone *cz)
 {
 	struct plugin_instance pi;
 	const struct scaler_plugin *cur = z->policy.plugin ? z->policy.plugin->desc : NULL;
 
+	if (czone_metrics_setup(z, conf, cz) < 0)
+		return -1;
 	/* the same policy plugin keeps its history (windows, streaks) when it
 	 * can apply the new settings itself */
 	int kept = cur && strcmp(z->policy.plugin->name, cz->policy_plugin) == 0 && cur->reload &&
@@ -102,6 +254,10 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 		plugin_instance_free(&z->policy);
 		z->policy = pi;
 	}
+	if (ctl_bind(&z->policy, cz, &z->binds, z->windows, &z->nwindows) < 0)
+		log_err("zone %s: the policy refused the zone's metrics; it decides on the first "
+		        "metric only",
+		        cz->name);
 	z->cz = cz;
 	int active = ev_is_active(&z->tick);
 	ev_timer_stop(ctl_loop(z->c), &z->tick);
@@ -143,6 +299,9 @@ static void czone_destroy(struct czone *z)
 		}
 	ev_timer_stop(ctl_loop(c), &z->tick);
 	plugin_instance_free(&z->policy);
+	for (size_t i = 0; i < z->nmetrics; i++)
+		plugin_instance_free(&z->metrics[i].pi);
+	czone_metrics_retired_free(z);
 	free(z->srv);
 	free(z);
 }
@@ -416,6 +575,10 @@ void controller_free(struct controller *c)
 		c->zones = z->next;
 		ev_timer_stop(ctl_loop(c), &z->tick);
 		plugin_instance_free(&z->policy);
+		for (size_t i = 0; i < z->nmetrics; i++)
+			plugin_instance_free(&z->metrics[i].pi);
+		z->evaluating = 0;
+		czone_metrics_retired_free(z);
 		free(z->srv);
 		free(z);
 	}

@@ -13,6 +13,7 @@
 struct daemon;
 struct conf;
 struct controller;
+struct plugin_instance;
 
 struct controller *controller_new(struct daemon *d);
 void controller_free(struct controller *c);
@@ -29,6 +30,10 @@ void controller_stop(struct controller *c, const char *reason);
 /* The config changed (reload): zones added/removed, settings changed. */
 void controller_reconfigure(struct controller *c, const struct conf *old, const struct conf *nc);
 
+/* The metrics plugins the zones use, one instance of each plugin (at most
+ * max); returns how many. */
+size_t controller_metrics_plugins(struct controller *c, const struct plugin_instance **out,
+                                  size_t max);
 /* GET /status zones array (new reference). */
 json_t *controller_zones_json(struct controller *c);
 /* GET /servers: array for one zone or all (zone NULL); NULL when the zone

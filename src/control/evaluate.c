@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <ev.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +14,25 @@
 #include "host_services.h"
 #include "log.h"
 
+/* One metric over one window: a query and what it gave. */
+struct eval_query {
+	struct eval *e;
+	size_t metric; /* index in z->metrics */
+	double window;
+	int failed;
+	char err[200];
+	struct scaler_policy_metric pm;
+	json_t *values; /* per server, for the first window of each metric */
+};
+
 struct eval {
 	struct czone *z;
 	unsigned gen;
 	double t0;
 	struct scaler_server *servers;
 	size_t n;
+	size_t nq, pending;
+	struct eval_query q[CONF_METRICS_MAX * SCALER_POLICY_WINDOWS_MAX];
 };
 
 static int czone_pin_active(struct czone *z)
@@ -123,53 +137,38 @@ static void czone_act(struct czone *z, int cur, int want, const char *rule, cons
 
 static void eval_free(struct eval *e)
 {
+	for (size_t i = 0; i < e->nq; i++)
+		json_decref(e->q[i].values);
 	e->z->evaluating = 0;
+	czone_metrics_retired_free(e->z);
 	czone_unref(e->z);
 	free(e->servers);
 	free(e);
 }
 
-static void eval_metrics_done(void *arg, int status, const struct scaler_metrics_result *res,
-                              const char *err)
+/* Every query of the evaluation is back (or failed): decide. */
+static void eval_decide(struct eval *e)
 {
-	struct eval *e = arg;
 	struct czone *z = e->z;
 	struct controller *c = z->c;
 	char reason[512];
 
-	c->metric_queries++;
-	c->metric_seconds += ev_time() - e->t0;
-	if (status != 0)
-		c->metric_errors++;
 	if (e->gen != c->gen || !c->active || z->removed) {
 		eval_free(e);
 		return;
 	}
 	int cur = czone_size(z);
 	int min = czone_min(z), max = z->cz->max;
-	json_t *values = json_object();
-	int any_missing = status != 0;
-	double average = 0;
-	int average_valid = 0;
-
-	if (status == 0 && res) {
-		for (size_t i = 0; i < res->n; i++) {
-			struct cserver *s = czone_server(z, res->values[i].server_id);
-			if (res->values[i].missing)
-				any_missing = 1;
-			if (s) {
-				s->metric_valid = !res->values[i].missing;
-				s->metric = res->values[i].value;
-			}
-			json_object_set_new(
-			    values, res->values[i].server_id,
-			    res->values[i].missing ? json_null() : json_real(res->values[i].value));
-		}
-		if (res->n < e->n)
+	const struct eval_query *first = e->nq ? &e->q[0] : NULL;
+	int any_missing = e->n == 0 || !first;
+	struct scaler_policy_metric pms[CONF_METRICS_MAX * SCALER_POLICY_WINDOWS_MAX];
+	for (size_t i = 0; i < e->nq; i++) {
+		pms[i] = e->q[i].pm;
+		if (e->q[i].failed || !e->q[i].pm.complete)
 			any_missing = 1;
-		average_valid =
-		    metrics_average(res, c->d->metrics.plugin->desc->abi_minor, &average);
 	}
+	/* the values of the zone's first metric, as before several metrics */
+	json_t *values = first && first->values ? json_deep_copy(first->values) : json_object();
 
 	if (czone_pin_active(z)) {
 		int want = z->pin_count < min ? min : z->pin_count > max ? max : z->pin_count;
@@ -194,10 +193,14 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 		return;
 	}
 
-	if (status != 0 || !res || !average_valid) {
+	/* a policy that binds its metrics decides what missing values mean;
+	 * one that does not is only asked with a valid average */
+	int binds = z->binds;
+	if (e->n == 0 || !first || (!binds && (first->failed || !first->pm.valid))) {
 		snprintf(reason, sizeof(reason), "no usable metrics (%s); holding at %d",
-		         status != 0 ? (err ? err : "query failed")
-		                     : "every server's metric is missing",
+		         e->n == 0                ? "no serving server to measure"
+		         : first && first->failed ? first->err
+		                                  : "every server's metric is missing",
 		         cur);
 		log_debug("zone %s: evaluation: %s", z->name, reason);
 		czone_hold(z, cur, "metrics missing", reason, 1);
@@ -209,9 +212,12 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	struct scaler_policy_input in = {.current = cur,
 	                                 .min = min,
 	                                 .max = max,
-	                                 .average = average,
-	                                 .average_valid = 1,
-	                                 .now = ctl_mono_now()};
+	                                 .average = first->pm.average,
+	                                 .average_valid = first->pm.valid,
+	                                 .now = ctl_mono_now(),
+	                                 .metrics = pms,
+	                                 .nmetrics = e->nq,
+	                                 .idle_timeout = z->cz->idle_timeout};
 	struct scaler_policy_decision out = {.desired = cur};
 	if (z->policy.plugin->ops.policy.decide(z->policy.ctx, &in, &out) < 0) {
 		czone_hold(z, cur, "policy error", "the policy plugin failed", 1);
@@ -220,10 +226,10 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 		return;
 	}
 	int want = out.desired;
-	log_debug("zone %s: evaluation: %d server(s), average %.2f over %zu value(s); policy %s: "
+	log_debug("zone %s: evaluation: %d server(s), %s %.2f over %d value(s); policy %s: "
 	          "%d -> %d (%s)",
-	          z->name, cur, average, res->n, z->policy.plugin->name, cur, out.desired,
-	          out.reason);
+	          z->name, cur, first->pm.name, first->pm.average, first->pm.n,
+	          z->policy.plugin->name, cur, out.desired, out.reason);
 	snprintf(reason, sizeof(reason), "%s", out.reason[0] ? out.reason : out.rule);
 	if (want > max) {
 		if (cur >= max) {
@@ -238,10 +244,73 @@ static void eval_metrics_done(void *arg, int status, const struct scaler_metrics
 	}
 	if (want < min)
 		want = min;
-	json_object_set_new(values, "_average", json_real(average));
+	if (first->pm.valid)
+		json_object_set_new(values, "_average", json_real(first->pm.average));
+	if (e->nq > 1) {
+		json_t *all = json_array();
+		for (size_t i = 0; i < e->nq; i++)
+			json_array_append_new(
+			    all,
+			    json_pack("{s:s, s:f, s:o, s:o}", "metric", e->q[i].pm.name, "window",
+			              e->q[i].pm.window, "total",
+			              e->q[i].pm.valid ? json_real(e->q[i].pm.total) : json_null(),
+			              "average",
+			              e->q[i].pm.valid ? json_real(e->q[i].pm.average)
+			                               : json_null()));
+		json_object_set_new(values, "_metrics", all);
+	}
 	czone_act(z, cur, want, out.rule[0] ? out.rule : z->policy.plugin->name, reason, values,
 	          any_missing);
 	eval_free(e);
+}
+
+static void eval_query_done(void *arg, int status, const struct scaler_metrics_result *res,
+                            const char *err)
+{
+	struct eval_query *q = arg;
+	struct eval *e = q->e;
+	struct czone *z = e->z;
+	struct controller *c = z->c;
+
+	c->metric_queries++;
+	c->metric_seconds += ev_time() - e->t0;
+	if (status != 0 || !res) {
+		c->metric_errors++;
+		q->failed = 1;
+		snprintf(q->err, sizeof(q->err), "%s: %s", q->pm.name, err ? err : "query failed");
+	} else {
+		int first_window = q == e->q || q[-1].metric != q->metric;
+		double sum = 0;
+		int good = 0;
+		if (first_window)
+			q->values = json_object();
+		for (size_t i = 0; i < res->n; i++) {
+			const struct scaler_metric_value *v = &res->values[i];
+			int ok = !v->missing && isfinite(v->value);
+			if (ok) {
+				sum += v->value;
+				good++;
+			}
+			if (!first_window)
+				continue;
+			json_object_set_new(q->values, v->server_id,
+			                    ok ? json_real(v->value) : json_null());
+			/* a server's own metric: the zone's first one */
+			struct cserver *s = q->metric == 0 ? czone_server(z, v->server_id) : NULL;
+			if (s) {
+				s->metric_valid = ok;
+				s->metric = v->value;
+			}
+		}
+		q->pm.total = sum;
+		/* the host's average (a 1.1 plugin's own) */
+		q->pm.valid = metrics_average(res, z->metrics[q->metric].pi.plugin->desc->abi_minor,
+		                              &q->pm.average);
+		q->pm.n = good;
+		q->pm.complete = (size_t)good == e->n && res->n >= e->n;
+	}
+	if (--e->pending == 0)
+		eval_decide(e);
 }
 
 /* A zone outside its bounds goes back within them whatever the metrics say. */
@@ -309,11 +378,28 @@ void czone_evaluate(struct czone *z)
 	z->evaluating = 1;
 	if (e->n == 0) {
 		/* nothing to measure: only the pin or the minimum can act */
-		eval_metrics_done(e, -1, NULL, "no serving server to measure");
+		eval_decide(e);
 		return;
 	}
-	const struct scaler_metrics_ops *mo = &c->d->metrics.plugin->ops.metrics;
-	if (mo->query(c->d->metrics.ctx, &z->cz->pub, e->servers, e->n, z->cz->window,
-	              eval_metrics_done, e) < 0)
-		eval_metrics_done(e, -1, NULL, "the metrics plugin refused the query");
+	size_t nw = z->nwindows ? z->nwindows : 1;
+	for (size_t m = 0; m < z->nmetrics; m++)
+		for (size_t w = 0; w < nw; w++) {
+			struct eval_query *q = &e->q[e->nq++];
+			q->e = e;
+			q->metric = m;
+			q->window = z->nwindows ? z->windows[w] : z->cz->window;
+			q->pm.name = z->metrics[m].name;
+			q->pm.unit = z->metrics[m].unit;
+			q->pm.window = q->window;
+		}
+	e->pending = e->nq + 1; /* held until every query is started */
+	for (size_t i = 0; i < e->nq; i++) {
+		struct eval_query *q = &e->q[i];
+		const struct plugin_instance *pi = &z->metrics[q->metric].pi;
+		if (pi->plugin->ops.metrics.query(pi->ctx, &z->cz->pub, e->servers, e->n, q->window,
+		                                  eval_query_done, q) < 0)
+			eval_query_done(q, -1, NULL, "the metrics plugin refused the query");
+	}
+	if (--e->pending == 0)
+		eval_decide(e);
 }

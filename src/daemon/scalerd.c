@@ -66,8 +66,9 @@ static double now_unix(void)
 
 /* ---- plugins of a config ----------------------------------------------- */
 
+/* metrics and policies are the controller's: one instance per zone */
 struct plugin_set {
-	struct plugin_instance driver, metrics, election, balancer;
+	struct plugin_instance driver, election, balancer;
 };
 
 static const struct {
@@ -76,7 +77,6 @@ static const struct {
 	size_t set_off;
 } kinds[] = {
     {SCALER_KIND_DRIVER, offsetof(struct conf, driver), offsetof(struct plugin_set, driver)},
-    {SCALER_KIND_METRICS, offsetof(struct conf, metrics), offsetof(struct plugin_set, metrics)},
     {SCALER_KIND_ELECTION, offsetof(struct conf, election), offsetof(struct plugin_set, election)},
     {SCALER_KIND_BALANCER, offsetof(struct conf, balancer), offsetof(struct plugin_set, balancer)},
 };
@@ -90,8 +90,9 @@ static void plugin_set_free(struct plugin_set *s)
 		plugin_instance_free(KIND_PI(s, i));
 }
 
-/* Load and init every plugin the config names (policy: one per zone,
- * checked here and made by the controller). -1 after logging each error. */
+/* Load and init every plugin the config names (metrics and policy: one per
+ * zone, checked here and made by the controller). -1 after logging each
+ * error. */
 static int plugin_set_load(struct plugin_set *s, const struct conf *c, const struct scaler_host *h)
 {
 	int failed = 0;
@@ -350,8 +351,8 @@ int daemon_reload(struct daemon *d, void *errors)
 
 	/* Load new instances of plugins whose settings changed before touching
 	 * anything, so a bad plugin leaves the running config in force. */
-	struct plugin_instance fresh[4] = {{0}};
-	struct plugin_set cur = {d->driver, d->metrics, d->election, d->balancer};
+	struct plugin_instance fresh[3] = {{0}};
+	struct plugin_set cur = {d->driver, d->election, d->balancer};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct conf_plugin *op = KIND_CONF(d->conf, i), *np = KIND_CONF(nc, i);
@@ -383,7 +384,7 @@ int daemon_reload(struct daemon *d, void *errors)
 			                      json_string("invalid policy settings; see the log"));
 	}
 	if (failed) {
-		for (size_t i = 0; i < 4; i++)
+		for (size_t i = 0; i < 3; i++)
 			plugin_instance_free(&fresh[i]);
 		conf_free(nc);
 		goto refused;
@@ -400,7 +401,6 @@ int daemon_reload(struct daemon *d, void *errors)
 		*KIND_PI(&cur, i) = fresh[i];
 	}
 	d->driver = cur.driver;
-	d->metrics = cur.metrics;
 	d->balancer = cur.balancer;
 	/* the election group is fixed (see reload_fixed_setting) */
 
@@ -518,7 +518,6 @@ static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 		return 1;
 	}
 	d.driver = s.driver;
-	d.metrics = s.metrics;
 	d.election = s.election;
 	d.balancer = s.balancer;
 
@@ -573,7 +572,7 @@ out:
 	if (d.ctl)
 		controller_free(d.ctl);
 	supervisor_free(d.sup);
-	struct plugin_set cur = {d.driver, d.metrics, d.election, d.balancer};
+	struct plugin_set cur = {d.driver, d.election, d.balancer};
 	plugin_set_free(&cur);
 	while (d.retired) {
 		struct retired *r = d.retired;

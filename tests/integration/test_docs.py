@@ -202,9 +202,13 @@ def all_plugins():
 
 @functools.lru_cache(maxsize=None)
 def plugin_kinds():
-    """{kind: default plugin} from cf_plugin(x, root, "kind", "default", ...)."""
+    """{kind: default plugin} from cf_plugin(x, root, "kind", "default", ...)
+    and cf_metrics(x, root, "default")."""
+    text = read("src/conf/conf.c")
     kinds = dict(re.findall(r"cf_plugin\s*\(\s*x\s*,\s*root\s*,\s*\"(\w+)\"\s*,\s*\"(\w+)\"",
-                            read("src/conf/conf.c")))
+                            text))
+    kinds.update(("metrics", d) for d in
+                 re.findall(r"cf_metrics\s*\(\s*x\s*,\s*root\s*,\s*\"(\w+)\"", text))
     check(len(kinds) >= 5, "cannot find the plugin kinds in src/conf/conf.c: %r" % kinds)
     return kinds
 

@@ -159,5 +159,45 @@ def a_wake_up_call_for_an_unknown_zone_or_without_the_token_changes_nothing():
         z.stop()
 
 
+@test
+def on_requests_a_zone_wakes_panics_out_under_a_burst_and_falls_back_to_zero():
+    z = Zone(name="zero-kpa", metrics='plugin = "balancer";',
+             policy='plugin = "concurrency"; target = 2; stable_window = 4;', idle_timeout=2.0)
+    try:
+        stop = threading.Event()
+        answers = []
+
+        def client():
+            while not stop.is_set():
+                st, _, _ = z.request("GET", "/work?ms=300")
+                answers.append(st)
+        ts = [threading.Thread(target=client, daemon=True) for _ in range(10)]
+        for t in ts:
+            t.start()
+        wait_until(lambda: [e for e in z.events("scale_up") if e["to"] >= 2], 30,
+                   "a scale-up past one server under 10 clients")
+        stop.set()
+        for t in ts:
+            t.join(30)
+        check(answers and all(st == 200 for st in answers),
+              "every request answered 200 (%d: %r)" % (len(answers),
+                                                        sorted(set(answers))))
+        wake = z.events("wake")
+        check_eq(len(wake), 1, "one wake-up")
+        ups = z.events("scale_up")
+        check(any(e["rule"] in ("panic", "stable") and "in flight" in e["reason"] for e in ups),
+              "a scale-up explained in requests in flight: %r" % [e["reason"] for e in ups])
+        wait_until(lambda: z.servers() == [], 40, "the idle zone back at zero")
+        for e in z.events():
+            if e["kind"] in ("wake", "scale_up", "scale_down", "server_ready"):
+                log("%s %d -> %d: %s" % (e["kind"], e["from"], e["to"], e["reason"]))
+        downs = z.events("scale_down")
+        check(any(e["to"] == 0 and e["rule"] == "idle" and "idle_timeout" in e["reason"]
+                  for e in downs),
+              "the last server went for idleness: %r" % [(e["to"], e["reason"]) for e in downs])
+    finally:
+        z.stop()
+
+
 if __name__ == "__main__":
     main()

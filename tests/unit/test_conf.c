@@ -199,7 +199,7 @@ START_TEST(every_setting_of_a_full_file_is_read)
 	ck_assert_double_eq(c->stop_timeout, 3.0);
 
 	ck_assert_str_eq(c->driver.name, "docker");
-	ck_assert_str_eq(c->metrics.name, "influxdb");
+	ck_assert_str_eq(c->metrics[0].plugin.name, "influxdb");
 	ck_assert_str_eq(c->policy.name, "threshold");
 	ck_assert_str_eq(c->election.name, "bully");
 	ck_assert_str_eq(c->balancer.name, "builtin");
@@ -310,7 +310,7 @@ START_TEST(everything_omitted_takes_its_default)
 	ck_assert_int_eq(c->dry_run, 0);
 	ck_assert_double_eq(c->stop_timeout, 10.0);
 	ck_assert_str_eq(c->driver.name, "process");
-	ck_assert_str_eq(c->metrics.name, "http");
+	ck_assert_str_eq(c->metrics[0].plugin.name, "http");
 	ck_assert_str_eq(c->policy.name, "threshold");
 	ck_assert_str_eq(c->election.name, "single");
 	ck_assert_str_eq(c->balancer.name, "builtin");
@@ -346,7 +346,7 @@ START_TEST(the_shipped_scaler_conf_loads)
 	expect_loaded(c);
 
 	ck_assert_str_eq(c->driver.name, "process");
-	ck_assert_str_eq(c->metrics.name, "http");
+	ck_assert_str_eq(c->metrics[0].plugin.name, "http");
 	ck_assert_str_eq(c->policy.name, "threshold");
 	ck_assert_str_eq(c->election.name, "single");
 	ck_assert_str_eq(c->balancer.name, "builtin");
@@ -740,6 +740,67 @@ START_TEST(names_are_checked)
 	tc_refuses("log = { level = \"verbose\"; };\n",
 	           ":2: log.level: \"verbose\": must be one of err, warning, notice, info, debug");
 	tc_refuses("plugin_dir = \"\";\n", ":2: plugin_dir: must not be empty");
+}
+END_TEST
+
+START_TEST(metrics_are_one_group_or_named_groups_and_zones_choose_among_them)
+{
+	/* one group: one metric named after its plugin (as before) */
+	struct conf *c = tc_accepts("metrics = { plugin = \"influxdb\"; database = \"x\"; };\n"
+	                            "zones = ( { name = \"z\"; listen = \"127.0.0.1:1\"; admin = "
+	                            "\"127.0.0.1:2\"; } );\n");
+	ck_assert_uint_eq(c->nmetrics, 1);
+	ck_assert_str_eq(c->metrics[0].name, "influxdb");
+	ck_assert_uint_eq(c->zones[0].nmetrics, 1);
+	ck_assert_str_eq(c->zones[0].metrics_list[0].plugin.name, "influxdb");
+	conf_free(c);
+
+	/* named metrics; zones take all, some by name, or their own */
+	c = tc_accepts(
+	    "metrics = { cpu = { plugin = \"http\"; };\n"
+	    "  requests = { plugin = \"balancer\"; metric = \"rps\"; }; };\n"
+	    "zones = ( { name = \"a\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\"; },\n"
+	    "  { name = \"b\"; listen = \"127.0.0.1:3\"; admin = \"127.0.0.1:4\";\n"
+	    "    metrics = \"requests\"; },\n"
+	    "  { name = \"c\"; listen = \"127.0.0.1:5\"; admin = \"127.0.0.1:6\";\n"
+	    "    metrics = [\"requests\", \"cpu\"]; },\n"
+	    "  { name = \"d\"; listen = \"127.0.0.1:7\"; admin = \"127.0.0.1:8\";\n"
+	    "    metrics = { plugin = \"balancer\"; }; } );\n");
+	ck_assert_uint_eq(c->nmetrics, 2);
+	ck_assert_str_eq(c->metrics[1].name, "requests");
+	ck_assert_str_eq(c->metrics[1].plugin.name, "balancer");
+	ck_assert_uint_eq(c->zones[0].nmetrics, 2);
+	ck_assert_uint_eq(c->zones[1].nmetrics, 1);
+	ck_assert_str_eq(c->zones[1].metrics_list[0].name, "requests");
+	ck_assert_uint_eq(c->zones[2].nmetrics, 2);
+	ck_assert_str_eq(c->zones[2].metrics_list[0].name, "requests");
+	ck_assert_str_eq(c->zones[2].metrics_list[1].name, "cpu");
+	ck_assert_uint_eq(c->zones[3].nmetrics, 1);
+	ck_assert_str_eq(c->zones[3].metrics_list[0].name, "balancer");
+	conf_free(c);
+
+	tc_refuses("metrics = { cpu = { plugin = \"http\"; }; timeout = 1.0; };\n",
+	           ":2: metrics: either one metric's settings");
+	tc_refuses("metrics = { cpu = { path = \"/x\"; }; };\n",
+	           ":2: metrics.cpu.plugin: required setting is missing");
+	tc_refuses("metrics = { cpu = { plugin = \"http\"; }; };\n"
+	           "zones = ( { name = \"a\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
+	           "  metrics = \"ram\"; } );\n",
+	           ":4: zones.[0].metrics: no metric \"ram\" among the global metrics (\"cpu\")");
+	tc_refuses("metrics = { cpu = { plugin = \"http\"; }; };\n"
+	           "zones = ( { name = \"a\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
+	           "  metrics = [\"cpu\", \"cpu\"]; } );\n",
+	           "\"cpu\" is named twice");
+	tc_refuses("zones = ( { name = \"a\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
+	           "  metrics = 3; } );\n",
+	           ":3: zones.[0].metrics: must be a group of metrics, or the names");
+	tc_refuses(
+	    "metrics = { a = {plugin=\"http\";}; b = {plugin=\"http\";}; c = {plugin=\"http\";};\n"
+	    " d = {plugin=\"http\";}; e = {plugin=\"http\";}; f = {plugin=\"http\";};\n"
+	    " g = {plugin=\"http\";}; h = {plugin=\"http\";}; i = {plugin=\"http\";}; };\n",
+	    ":2: metrics: at most 8 metrics (got 9)");
+	tc_refuses("metrics = { CPU = { plugin = \"http\"; }; };\n",
+	           ":2: metrics.CPU: metric names are 1 to 63 characters");
 }
 END_TEST
 
@@ -1273,6 +1334,7 @@ static Suite *conf_suite(void)
 	tcase_add_loop_test(t, redis_urls_are_checked_for_shape_and_never_echoed, 0,
 	                    (int)(sizeof(redis_urls) / sizeof(redis_urls[0])));
 	tcase_add_test(t, names_are_checked);
+	tcase_add_test(t, metrics_are_one_group_or_named_groups_and_zones_choose_among_them);
 	tcase_add_test(t, listen_and_admin_addresses_must_be_distinct);
 	tcase_add_test(t, static_servers_are_http_host_port);
 	tcase_add_test(t, node_url_defaults_to_admin_and_is_checked);

@@ -2,7 +2,9 @@
  * built plugin through dlopen. The HPA examples come from
  * kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale
  * ("Algorithm details", "Stabilization window") and the v1.33 configurable
- * tolerance announcement (50 replicas at 90 % with target 75 → 60). */
+ * tolerance announcement (50 replicas at 90 % with target 75 → 60); with
+ * several metrics, "the largest of the desired replica counts is chosen"
+ * (the same page, "Algorithm details"). */
 #include "config.h"
 
 #include "fakehost.h"
@@ -157,6 +159,114 @@ START_TEST(reason_names_the_numbers)
 }
 END_TEST
 
+/* bind the zone's metric names; -1 when the policy refuses them */
+static int bind(const struct scaler_plugin *p, void *ctx, const char *const *names, size_t n)
+{
+	double w[SCALER_POLICY_WINDOWS_MAX];
+	size_t nw = 99;
+	int r = p->ops.policy->bind(ctx, names, n, w, &nw);
+	if (r == 0)
+		ck_assert_msg(nw == 0, "target asks for no window of its own, got %zu", nw);
+	return r;
+}
+
+START_TEST(several_metrics_take_the_largest_recommendation_and_name_it)
+{
+	const struct scaler_plugin *p = load();
+	static const char *const names[] = {"cpu", "requests"};
+	struct scaler_policy_metric m[2] = {
+	    {.name = "cpu", .unit = "", .window = 10, .average = 30, .valid = 1, .complete = 1},
+	    {.name = "requests",
+	     .unit = "in flight",
+	     .window = 10,
+	     .average = 25,
+	     .valid = 1,
+	     .complete = 1}};
+	struct scaler_policy_input in = {.current = 2,
+	                                 .min = 1,
+	                                 .max = 10,
+	                                 .average = 30,
+	                                 .average_valid = 1,
+	                                 .now = 5,
+	                                 .metrics = m,
+	                                 .nmetrics = 2};
+	struct scaler_policy_decision out;
+	config_t cf;
+	void *ctx;
+
+	ck_assert_int_eq(init(p, &cf, "target = { cpu = 60.0; requests = 10; };", &ctx), 0);
+	ck_assert_int_eq(bind(p, ctx, names, 2), 0);
+	/* cpu: ceil(2 x 30/60) = 1; requests: ceil(2 x 25/10) = 5 → 5 */
+	memset(&out, 0, sizeof(out));
+	ck_assert_int_eq(p->ops.policy->decide(ctx, &in, &out), 0);
+	ck_assert_msg(out.desired == 5 && !strcmp(out.rule, "above target"),
+	              "expected 5 by \"above target\", got %d by \"%s\" (%s)", out.desired,
+	              out.rule, out.reason);
+	ck_assert_msg(strstr(out.reason, "requests 25.0") && strstr(out.reason, "target 10") &&
+	                  strstr(out.reason, "cpu asks 1"),
+	              "the reason names the deciding metric and the other's count: %s", out.reason);
+	/* cpu now decides: ceil(2 x 150/60) = 5 against requests' ceil(2 x 1) = 2 */
+	m[0].average = 150;
+	m[1].average = 10;
+	in.now += 1; /* each decision at its own time: stabilization_up is 0 s */
+	ck_assert_int_eq(p->ops.policy->decide(ctx, &in, &out), 0);
+	ck_assert_msg(out.desired == 5 && strstr(out.reason, "cpu 150.0"), "cpu decides: %d (%s)",
+	              out.desired, out.reason);
+	/* a metric without a value is left out; with none the policy holds */
+	m[0].valid = 0;
+	m[1].average = 40;
+	in.now += 1;
+	ck_assert_int_eq(p->ops.policy->decide(ctx, &in, &out), 0);
+	ck_assert_msg(out.desired == 8 && strstr(out.reason, "requests 40.0"),
+	              "requests alone: %d (%s)", out.desired, out.reason);
+	m[1].valid = 0;
+	in.now += 1;
+	ck_assert_int_eq(p->ops.policy->decide(ctx, &in, &out), 0);
+	ck_assert_msg(out.desired == 2 && !strcmp(out.rule, "metrics missing"), "holds: %d (%s)",
+	              out.desired, out.reason);
+	p->fini(ctx);
+	config_destroy(&cf);
+}
+END_TEST
+
+START_TEST(targets_must_fit_the_zones_metrics)
+{
+	const struct scaler_plugin *p = load();
+	static const char *const two[] = {"cpu", "requests"};
+	static const char *const one[] = {"balancer"};
+	static const struct {
+		const char *conf;
+		const char *const *names;
+		size_t n;
+		const char *message; /* NULL: bound */
+	} cases[] = {
+	    {"target = 10;", one, 1, NULL},
+	    {"target = { balancer = 10; };", one, 1, NULL},
+	    {"target = 10;", two, 2, "g.target: the zone has 2 metrics: give each a target"},
+	    {"target = { cpu = 60; };", two, 2,
+	     "g.target: no target for the zone's metric \"requests\""},
+	    {"target = { cpu = 60; requests = 10; ram = 80; };", two, 2,
+	     "g.target: a target for \"ram\", which is not a metric of the zone"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		config_t cf;
+		void *ctx;
+		ck_assert_msg(init(p, &cf, cases[i].conf, &ctx) == 0, "init of %s: %s",
+		              cases[i].conf, fake_messages());
+		int r = bind(p, ctx, cases[i].names, cases[i].n);
+		if (!cases[i].message)
+			ck_assert_msg(r == 0, "%s binds: %s", cases[i].conf, fake_messages());
+		else
+			ck_assert_msg(r == -1 && strstr(fake_messages(), cases[i].message),
+			              "%s with %zu metrics: expected \"%s\", got %d:\n%s",
+			              cases[i].conf, cases[i].n, cases[i].message, r,
+			              fake_messages());
+		p->fini(ctx);
+		config_destroy(&cf);
+	}
+}
+END_TEST
+
 struct bad_conf {
 	const char *conf;
 	const char *message;
@@ -164,6 +274,9 @@ struct bad_conf {
 
 static const struct bad_conf bad_confs[] = {
     {"target = 0;", "g.target: target must be above 0"},
+    {"target = { cpu = 0; };", "g.target.cpu: a target must be above 0"},
+    {"target = { cpu = \"x\"; };", "g.target.cpu: cpu must be a number"},
+    {"target = {};", "g.target: target names 1 to 8 metrics (got 0)"},
     {"target = -10;", "g.target: target must be between 0 and"},
     {"target = \"50%\";", "g.target: target must be a number"},
     {"tolerance = 1.5;", "g.tolerance: tolerance must be between 0 and 0.99, not 1.5"},
@@ -224,6 +337,8 @@ int main(void)
 	tcase_add_loop_test(tc, decides_like_the_table, 0,
 	                    (int)(sizeof(scenarios) / sizeof(scenarios[0])));
 	tcase_add_test(tc, reason_names_the_numbers);
+	tcase_add_test(tc, several_metrics_take_the_largest_recommendation_and_name_it);
+	tcase_add_test(tc, targets_must_fit_the_zones_metrics);
 	tcase_add_loop_test(tc, bad_settings_are_refused_with_a_clear_error, 0,
 	                    (int)(sizeof(bad_confs) / sizeof(bad_confs[0])));
 	tcase_add_test(tc, a_bad_reload_changes_nothing);
