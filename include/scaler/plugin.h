@@ -66,6 +66,16 @@ extern "C" {
 #define SCALER_ABI_MINOR 3
 #define SCALER_PLUGIN_SYMBOL "scaler_plugin"
 
+/* Marks an operation a later ABI minor appended to an ops table. In C++ it
+ * defaults to nullptr, so a table written for an older minor (positional
+ * or designated) stays complete under -Wextra (missing-field-initializers);
+ * in C a member left out of an initializer is NULL anyway. */
+#ifdef __cplusplus
+#define SCALER_ADDED_OP = nullptr
+#else
+#define SCALER_ADDED_OP
+#endif
+
 struct ev_loop; /* libev's: <ev.h> (libev-dev) to use host->loop */
 
 enum scaler_kind {
@@ -312,7 +322,7 @@ struct scaler_metrics_ops {
 	 * as a policy's sentence says it after a number ("in flight",
 	 * "requests/s", "% CPU"); NULL or "": the metric's name is said. The
 	 * string lives as long as ctx. */
-	const char *(*unit)(void *ctx);
+	const char *(*unit)(void *ctx)SCALER_ADDED_OP;
 };
 
 /* ---- kind: policy (pure: no I/O, state only in ctx) --------------------- */
@@ -382,7 +392,7 @@ struct scaler_policy_ops {
 	 * the zone's `window`. A policy without bind takes one metric: the host
 	 * refuses a zone with several for it. */
 	int (*bind)(void *ctx, const char *const *metrics, size_t nmetrics, double *windows,
-	            size_t *nwindows);
+	            size_t *nwindows) SCALER_ADDED_OP;
 };
 
 /* ---- kind: election ----------------------------------------------------- */
