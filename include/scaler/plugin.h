@@ -234,6 +234,12 @@ struct scaler_host {
 	/* Drop a deferred call that has not run (fn will not be called); the
 	 * handle is gone once fn ran. */
 	void (*defer_cancel)(struct scaler_deferred *d);
+
+	/* node.public_reads: with a token, GET and HEAD requests need none. A
+	 * plugin that serves an admin API applies the one auth rule of every
+	 * admin listener: with a token, everything but /health_check needs
+	 * "Authorization: Bearer <token>", except GET and HEAD when this is 1. */
+	int public_reads;
 };
 
 /* 1 when the host offers `member` (it was built with an ABI that has it). */

@@ -7,8 +7,8 @@
  *   GET /metrics                Prometheus text
  *   GET /stats?window=S         requests per server over the last S seconds
  *                               (stats.c): concurrency, rps, latency
- * Mutating endpoints and /stats need the bearer token when one is
- * configured. */
+ * With a token, everything but /health_check needs it (node.public_reads
+ * opens GET and HEAD): the rule of every admin listener (http_server.h). */
 #include "config.h"
 
 #include "bal.h"
@@ -84,8 +84,6 @@ static int adm_url_list(struct http_exchange *x, json_t *list, const char *key)
 
 static void adm_put_servers(struct bal *b, struct http_exchange *x, const struct http_request *req)
 {
-	if (!http_require_token(x, req, b->host->token))
-		return;
 	json_t *body = http_request_json(x, req);
 	if (!body)
 		return;
@@ -270,8 +268,6 @@ static void adm_put_monitor(struct bal *b, struct http_exchange *x, const struct
 {
 	char canon[256], host[256];
 	int port;
-	if (!http_require_token(x, req, b->host->token))
-		return;
 	json_t *body = http_request_json(x, req);
 	if (!body)
 		return;
@@ -387,8 +383,6 @@ static void adm_metrics(struct bal *b, struct http_exchange *x)
 static void adm_stats(struct bal *b, struct http_exchange *x, const struct http_request *req)
 {
 	char buf[64], err[256];
-	if (!http_require_token(x, req, b->host->token))
-		return;
 	const char *w = http_request_query(req, "window", buf, sizeof(buf));
 	char *end = NULL;
 	double window = w ? strtod(w, &end) : 10.0;
@@ -460,6 +454,14 @@ int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen)
 	}
 	struct http_server_limits lim = {.max_header = 16384, .max_body = 1 << 20};
 	b->admin = http_server_new(b->loop, hostport, &lim, adm_handler, b, err, errlen);
+	/* the auth rule of every admin listener: reads need the token too */
+	if (b->admin && http_server_set_auth(b->admin, b->host->token,
+	                                     SCALER_HOST_HAS(b->host, public_reads) &&
+	                                         b->host->public_reads) < 0) {
+		snprintf(err, errlen, "out of memory");
+		http_server_free(b->admin);
+		b->admin = NULL;
+	}
 	return b->admin ? 0 : -1;
 }
 

@@ -129,7 +129,8 @@ static int test_config(const char *path)
 	                         .cluster = c->cluster,
 	                         .admin_url = c->admin_url,
 	                         .token = c->token,
-	                         .state_dir = c->state_dir};
+	                         .state_dir = c->state_dir,
+	                         .public_reads = c->public_reads};
 	struct host *h = host_new(loop, &hp, err, sizeof(err));
 	if (!h) {
 		fprintf(stderr, "%s\n", err);
@@ -504,7 +505,8 @@ static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 	                         .admin_url = d.conf->admin_url,
 	                         .token = d.conf->token,
 	                         .redis_url = d.conf->redis_url,
-	                         .state_dir = d.conf->state_dir};
+	                         .state_dir = d.conf->state_dir,
+	                         .public_reads = d.conf->public_reads};
 	d.host = host_new(d.loop, &hp, err, sizeof(err));
 	if (!d.host) {
 		log_err("%s", err);

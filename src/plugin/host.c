@@ -325,6 +325,7 @@ struct host *host_new(struct ev_loop *loop, const struct host_params *p, char *e
 	s->leader_set = host_leader_set;
 	s->leader_get = host_leader_get;
 	s->state_dir = h->state_dir;
+	s->public_reads = p->public_reads;
 	s->conf_number = conf_number;
 	s->conf_integer = conf_integer;
 	s->lease_take = host_lease_take;

@@ -18,6 +18,7 @@ struct host_params {
 	const char *token;     /* NULL: none */
 	const char *redis_url; /* NULL: no Redis (redis_command fails with -1) */
 	const char *state_dir; /* scaler.conf's state_dir, NULL: none */
+	int public_reads;      /* node.public_reads */
 };
 
 struct host {

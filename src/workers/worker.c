@@ -187,7 +187,8 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, int debug
 	                         .admin_url = w.conf->admin_url,
 	                         .token = w.conf->token,
 	                         .redis_url = w.conf->redis_url,
-	                         .state_dir = w.conf->state_dir};
+	                         .state_dir = w.conf->state_dir,
+	                         .public_reads = w.conf->public_reads};
 	w.host = host_new(w.loop, &hp, err, sizeof(err));
 	if (!w.host) {
 		log_err("zone %s: %s", zone, err);

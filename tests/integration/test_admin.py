@@ -351,5 +351,56 @@ def a_balancer_keeps_a_server_the_primary_found_healthy():
         srv.shutdown()
 
 
+def zone_worker(public_reads):
+    """A zone's balancer worker (scalerd --balancer) with a token."""
+    port, admin = free_port(), free_port()
+    conf = write_file("worker-%d.conf" % port, """
+node = { id = 1; admin = "127.0.0.1:%d"; token = "%s"; %s };
+plugin_dir = "%s";
+zones = ( { name = "z"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 2; } );
+""" % (free_port(), TOKEN, "public_reads = true;" if public_reads else "", plugin_dir(), port,
+           admin))
+    p = spawn([SCALERD, "--balancer", "z", "-c", conf], name="zone-worker")
+    url = "http://127.0.0.1:%d" % admin
+
+    def up():
+        try:
+            return http("GET", url + "/health_check", timeout=1)[0] == 200
+        except OSError:
+            return False
+    wait_until(up, 10, "the zone worker's admin API")
+    return p, url
+
+
+BALANCER_READS = ["/servers", "/servers?state=all", "/monitor", "/metrics", "/stats"]
+
+
+@test
+def a_zone_balancers_admin_api_follows_the_same_rule():
+    p, url = zone_worker(public_reads=False)
+    try:
+        for path in BALANCER_READS:
+            st, _ = http_json("GET", url + path)
+            check_eq(st, 401, "balancer GET %s without the token" % path)
+            st, _ = http_json("GET", url + path, headers=AUTH)
+            check_eq(st, 200, "balancer GET %s with the token" % path)
+        st, _ = http_json("PUT", url + "/servers", {"adds": []})
+        check_eq(st, 401, "balancer PUT /servers without the token")
+        check_eq(http("GET", url + "/health_check")[0], 200, "balancer /health_check, no token")
+    finally:
+        p.kill()
+    p, url = zone_worker(public_reads=True)
+    try:
+        for path in BALANCER_READS:
+            st, _ = http_json("GET", url + path)
+            check_eq(st, 200, "balancer GET %s without the token, public_reads" % path)
+        for method, path in (("PUT", "/servers"), ("PUT", "/monitor")):
+            st, _ = http_json(method, url + path, {})
+            check_eq(st, 401, "balancer %s %s without the token, public_reads or not"
+                     % (method, path))
+    finally:
+        p.kill()
+
+
 if __name__ == "__main__":
     main()
