@@ -116,6 +116,8 @@ class _Root:
         self.path = tempfile.mkdtemp(prefix="mh-", dir="/tmp")
         with open(os.path.join(self.path, "owner"), "w") as f:
             f.write("%d\n" % os.getpid())
+        if os.environ.get("SCALERTEST_KEEP"):  # kept for a look: not a leftover
+            open(os.path.join(self.path, "keep"), "w").close()
 
     def host(self, name):
         d = os.path.join(self.path, name)
@@ -139,6 +141,8 @@ def _alive(pid):
 
 def _reap_leftovers():
     for root in glob.glob("/tmp/mh-*"):
+        if os.path.exists(os.path.join(root, "keep")):
+            continue
         try:
             with open(os.path.join(root, "owner")) as f:
                 if _alive(int(f.read())):
@@ -341,16 +345,21 @@ class Swarm:
 
     # ---- looking at it ----
 
-    def manager(self):
-        """A node whose engine answers as a manager (the test's own view)."""
-        for n in self.nodes:
-            try:
-                st, body = n.api("GET", "/nodes", timeout=3)
-                if st == 200:
-                    return n
-            except OSError:
-                pass
-        raise RuntimeError("no manager of the swarm answers")
+    def manager(self, timeout=30):
+        """A node whose engine answers as a manager (the test's own view);
+        after a partition heals, Raft may need a while to have a leader."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for n in self.nodes:
+                try:
+                    st, body = n.api("GET", "/nodes", timeout=3)
+                    if st == 200:
+                        return n
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("no manager of the swarm answers")
+            time.sleep(0.2)
 
     def api(self, method, path, body=None, **kw):
         return self.manager().api(method, path, body, **kw)
@@ -487,6 +496,13 @@ class Scalers:
     def url(self, i):
         return "http://%s:9000" % self.hosts[i].addr
 
+    def _managers_for(self, i):
+        """The managers, node i's own first (node 3 starts with m3): losing
+        a host then also loses the manager some scalerd was talking to."""
+        ms = self.swarm.managers_tcp()
+        k = (i - 1) % len(ms)
+        return ms[k:] + ms[:k]
+
     def _conf(self, i):
         h = self.hosts[i]
         d = self.root.host(h.name)
@@ -523,7 +539,7 @@ balancer = { plugin = "builtin"; health_interval = 0.3; health_timeout = 0.3; re
 zones = ( { name = "zone1"; listen = "%s"; admin = "%s"; min = %d; max = %d; ports = [30000, 30099]; } );
 """ % (i, h.addr, token, '"zone1"' if i == 1 else "", self.cluster, self.redis_host.addr,
                 self.redis_port, plugins, os.path.join(d, "state"),
-                ", ".join('"%s"' % m for m in self.swarm.managers_tcp()), ca, cert, key,
+                ", ".join('"%s"' % m for m in self._managers_for(i)), ca, cert, key,
                 self.swarm.image, self.driver_extra, peers, self.listen, self.zadmin, self.zone_min,
                 self.zone_max))
         return conf
@@ -618,9 +634,19 @@ zones = ( { name = "zone1"; listen = "%s"; admin = "%s"; min = %d; max = %d; por
         return "; ".join(problems) or None
 
     def converge(self, timeout, what="the invariant"):
+        """Seconds until the invariant holds; AssertionError saying what
+        still differed after `timeout`."""
         t0 = time.monotonic()
-        wait_until(lambda: self.invariant() is None, timeout, what, interval=0.2)
-        return time.monotonic() - t0
+        while True:
+            try:
+                problem = self.invariant()
+            except Exception as e:  # a host that does not answer yet
+                problem = "%s: %s" % (type(e).__name__, e)
+            if problem is None:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError("timed out after %.0f s waiting for %s: %s" % (timeout, what, problem))
+            time.sleep(0.2)
 
     def nodes_of_servers(self):
         return {k: self.swarm.node_of(r["address"]).name for k, r in self.records().items()}
