@@ -17,12 +17,14 @@ Tests run in parallel under `make check`, so every test that builds a
 network takes its own /24 through one allocator: a lock file per /24 under
 /run/scaler-test-nets, held (flock) for the life of the process. A /24
 whose lock is free but whose bridge or namespaces remain was left by a
-killed run; taking it removes them first. Only 198.18.0.0/15 and loopback
+killed run; taking it removes them first, and kills what still runs in
+them. Only 198.18.0.0/15 and loopback
 ever carry traffic.
 """
 import atexit
 import fcntl
 import os
+import signal
 import subprocess
 
 __all__ = ["Subnet", "Bed", "Host", "netns_available"]
@@ -81,12 +83,31 @@ class Subnet:
 
 
 def _remove_leftovers(tag):
+    """Namespaces and bridge a killed run left on this /24 (the caller holds
+    its lock, so they are nobody's). What still runs in them is killed first:
+    `ip netns del` alone leaves those processes running (a dockerd and its
+    containers, say). The namespace's mount makes its inode its own, so the
+    inode names exactly the processes inside."""
     r = _sh(["ip", "netns", "list"], check=False)
     for line in r.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         if name.startswith(tag + "-"):
+            _kill_inside(name)
             _sh(["ip", "netns", "del", name], check=False)
     _sh(["ip", "link", "del", "br-" + tag], check=False)
+
+
+def _kill_inside(name):
+    try:
+        want = "net:[%d]" % os.stat("/var/run/netns/" + name).st_ino
+    except OSError:
+        return
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and os.readlink("/proc/%s/ns/net" % pid) == want:
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 class Host:

@@ -20,6 +20,7 @@ docker_gwbridge made beforehand on each host), so nothing uses 10.x or
 """
 import atexit
 import base64
+import fcntl
 import glob
 import json
 import os
@@ -38,7 +39,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 from scalertest import binary, srcdir, plugin_dir, wait_until, http_json, http, log  # noqa: E402
 from dockertest import Engine  # noqa: E402
-from netbed import Bed, Subnet, netns_available  # noqa: E402
+import netbed  # noqa: E402
+from netbed import Bed, Subnet, netns_available, LOCK_DIR  # noqa: E402
 
 __all__ = ["Swarm", "Scalers", "bed_unavailable", "Certs"]
 
@@ -106,13 +108,11 @@ class Certs:
 
 class _Root:
     """The temporary tree every host's root lives in (short: unix sockets).
-    It records its owner's pid and the inode of every namespace made for
-    it, so that a later bed can clear what a killed run left (processes in
-    those namespaces, mounts, files): `ip netns del` alone leaves the
-    processes of a namespace running."""
+    It records its owner's pid and every namespace made for it (name, inode,
+    netbed slot), so that a later bed can clear what a killed run left:
+    `ip netns del` alone leaves the processes of a namespace running."""
 
     def __init__(self):
-        _reap_leftovers()
         self.path = tempfile.mkdtemp(prefix="mh-", dir="/tmp")
         with open(os.path.join(self.path, "owner"), "w") as f:
             f.write("%d\n" % os.getpid())
@@ -126,7 +126,8 @@ class _Root:
 
     def namespace(self, host):
         with open(os.path.join(self.path, "netns"), "a") as f:
-            f.write("%d\n" % os.stat("/var/run/netns/" + host.ns).st_ino)
+            f.write("%s %d %d\n" % (host.ns, os.stat("/var/run/netns/" + host.ns).st_ino,
+                                    host.bed.net.index))
 
 
 def _alive(pid):
@@ -140,6 +141,10 @@ def _alive(pid):
 
 
 def _reap_leftovers():
+    """Clear the beds whose owner died without cleaning up (kept ones stay):
+    netbed's leftover removal on each of their /24s (under its lock, so only
+    when nobody has taken the slot since: netbed cleared it then), then
+    their mounts and files."""
     for root in glob.glob("/tmp/mh-*"):
         if os.path.exists(os.path.join(root, "keep")):
             continue
@@ -148,28 +153,22 @@ def _reap_leftovers():
                 if _alive(int(f.read())):
                     continue
             with open(os.path.join(root, "netns")) as f:
-                inodes = {"net:[%s]" % l.strip() for l in f if l.strip()}
+                slots = {int(l.split()[2]) for l in f if len(l.split()) == 3}
         except (OSError, ValueError):
             continue
-        for pid in os.listdir("/proc"):
+        for slot in slots:
+            fd = os.open(os.path.join(LOCK_DIR, "%d.lock" % slot),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                if pid.isdigit() and os.readlink("/proc/%s/ns/net" % pid) in inodes:
-                    os.kill(int(pid), signal.SIGKILL)
-            except OSError:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                netbed._remove_leftovers("s%d" % slot)
+            except BlockingIOError:
                 pass
-        time.sleep(0.5)
+            finally:
+                os.close(fd)
+        time.sleep(0.2)
         _umount_under(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _kill_namespace(host):
-    """SIGKILL whatever still runs in the host's namespace (servers a dockerd left)."""
-    r = subprocess.run(["ip", "netns", "pids", host.ns], capture_output=True, text=True)
-    for pid in r.stdout.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
 
 
 def _umount_under(root):
@@ -230,7 +229,7 @@ class DockerHost:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
             self.proc = None
-        _kill_namespace(self.host)
+        netbed._kill_inside(self.host.ns)  # servers a dockerd left
         _umount_under(self.root)
 
 
@@ -239,6 +238,7 @@ class Swarm:
     Debian's docker-registry on the first and the scaler-app image in it."""
 
     def __init__(self, managers=3, bed=None, root=None):
+        _reap_leftovers()  # before Bed(): netbed would drop a dead run's namespaces unreaped
         self.bed = bed or Bed()
         self.root = root or _Root()
         self.pool = Subnet()  # Swarm's own networks: never 10.x or 172.x
