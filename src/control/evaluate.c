@@ -196,6 +196,15 @@ static void eval_decide(struct eval *e)
 	/* a policy that binds its metrics decides what missing values mean;
 	 * one that does not is only asked with a valid average */
 	int binds = z->binds;
+	if (e->n == 0 && cur == 0 && min == 0) {
+		/* scaled to zero: nothing blocks, a request at the balancer wakes it */
+		czone_hold(
+		    z, 0, "at zero",
+		    "the zone is at zero servers; its balancer wakes it when a request arrives", 0);
+		json_decref(values);
+		eval_free(e);
+		return;
+	}
 	if (e->n == 0 || !first || (!binds && (first->failed || !first->pm.valid))) {
 		snprintf(reason, sizeof(reason), "no usable metrics (%s); holding at %d",
 		         e->n == 0                ? "no serving server to measure"

@@ -47,10 +47,17 @@ zones = ( { name = "zone1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min
                    "scalerd's admin API")
         wait_until(lambda: self.balancer_stats() is not None, 10, "the zone's balancer")
         # primary, and the zone loaded: its first evaluation holds at zero
-        wait_until(lambda: self.events("hold"), 10, "the zone's first evaluation")
+        wait_until(lambda: self.last_decision(), 10, "the zone's first evaluation")
+        check_eq(self.last_decision()["rule"], "at zero", "the first decision of a zone at zero")
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.admin, path)
+
+    def last_decision(self):
+        st, body = http_json("GET", self.url("/status"), headers=AUTH)
+        if st != 200:
+            return None
+        return [z for z in body["zones"] if z["name"] == "zone1"][0]["last_decision"]
 
     def servers(self):
         st, body = http_json("GET", self.url("/servers?zone=zone1"), headers=AUTH)
@@ -118,6 +125,7 @@ def a_zone_at_zero_wakes_on_requests_and_serves_them_all_then_goes_back_to_zero_
     try:
         time.sleep(1.0)
         check_eq(z.servers(), [], "servers of a zone at min = 0 that saw no request")
+        check_eq(z.events("hold"), [], "no hold event: at zero nothing is blocked")
         out = burst(z, 12)
         check_answers(out, "first wake-up")
         wakes = z.events("wake")
