@@ -7,6 +7,7 @@
  *   GET /metrics                Prometheus text
  *   GET /stats?window=S         requests per server over the last S seconds
  *                               (stats.c): concurrency, rps, latency
+ *   GET /events                 the last outlier ejections and returns (outlier.c)
  * With a token, everything but /health_check needs it (node.public_reads
  * opens GET and HEAD): the rule of every admin listener (http_server.h). */
 #include "config.h"
@@ -21,12 +22,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static json_t *adm_server_json(const struct server *s)
+static json_t *adm_server_json(struct server *s)
 {
-	return json_pack("{s:s, s:s, s:i, s:f, s:s?, s:i, s:I}", "url", s->url, "state",
-	                 srv_state_name(s->state), "consecutive_failures", s->fails, "last_check",
-	                 s->last_check, "last_error", s->last_error[0] ? s->last_error : NULL,
-	                 "active_connections", s->active, "requests_served", (json_int_t)s->served);
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:i, s:f, s:s?, s:i, s:I, s:f}", "url", s->url, "state",
+	    srv_state_name(s->state), "consecutive_failures", s->fails, "last_check", s->last_check,
+	    "last_error", s->last_error[0] ? s->last_error : NULL, "active_connections", s->active,
+	    "requests_served", (json_int_t)s->served, "weight", pick_weight(s, ev_now(s->b->loop)));
+	if (o)
+		outlier_server_json(s, o);
+	return o;
 }
 
 static void adm_get_servers(struct bal *b, struct http_exchange *x, const struct http_request *req)
@@ -35,7 +40,7 @@ static void adm_get_servers(struct bal *b, struct http_exchange *x, const struct
 	const char *st = http_request_query(req, "state", state, sizeof(state));
 	json_t *arr = json_array();
 	if (st && strcmp(st, "all") == 0) {
-		for (const struct server *s = b->servers; s; s = s->next)
+		for (struct server *s = b->servers; s; s = s->next)
 			json_array_append_new(arr, adm_server_json(s));
 	} else if (st && strcmp(st, "alive") != 0) {
 		json_decref(arr);
@@ -351,9 +356,15 @@ static void adm_metrics(struct bal *b, struct http_exchange *x)
 	        "scaler_balancer_timeouts_total{zone=\"%s\"} %" PRIu64 "\n"
 	        "# HELP scaler_balancer_connections_accepted_total Client connections accepted.\n"
 	        "# TYPE scaler_balancer_connections_accepted_total counter\n"
-	        "scaler_balancer_connections_accepted_total{zone=\"%s\"} %" PRIu64 "\n",
+	        "scaler_balancer_connections_accepted_total{zone=\"%s\"} %" PRIu64 "\n"
+	        "# HELP scaler_balancer_ejections_total Servers ejected as outliers.\n"
+	        "# TYPE scaler_balancer_ejections_total counter\n"
+	        "scaler_balancer_ejections_total{zone=\"%s\"} %" PRIu64 "\n"
+	        "# HELP scaler_balancer_servers_ejected Servers out as outliers now.\n"
+	        "# TYPE scaler_balancer_servers_ejected gauge\n"
+	        "scaler_balancer_servers_ejected{zone=\"%s\"} %d\n",
 	        b->zone, b->st.retries, b->zone, b->st.connect_errors, b->zone, b->st.timeouts,
-	        b->zone, b->st.accepted);
+	        b->zone, b->st.accepted, b->zone, b->st.ejections, b->zone, b->nejected);
 	fprintf(f, "# HELP scaler_balancer_servers Servers by pool.\n"
 	           "# TYPE scaler_balancer_servers gauge\n");
 	for (int i = 0; i < 4; i++)
@@ -431,6 +442,11 @@ static void adm_handler(struct http_exchange *x, const struct http_request *req,
 	} else if (strcmp(p, "/metrics") == 0) {
 		if (get)
 			adm_metrics(b, x);
+		else
+			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_get);
+	} else if (strcmp(p, "/events") == 0) {
+		if (get)
+			http_reply_json(x, 200, outlier_events_json(b));
 		else
 			http_reply(x, 405, "text/plain", "method not allowed\n", 19, allow_get);
 	} else if (strcmp(p, "/stats") == 0) {

@@ -3,7 +3,9 @@
  *
  *   http1.c    strict HTTP/1 head parser and chunked-body scanner
  *   proxy.c    client and upstream connections, the request path
- *   servers.c  server table, pools, selection, health checks, dead reports
+ *   servers.c  server table, pools, health checks, dead reports
+ *   pick.c     which alive server takes a request: the algorithms, slow start
+ *   outlier.c  outlier ejection (consecutive 5xx or failures), its events
  *   stats.c    request statistics per server over a window (GET /stats)
  *   wake.c     with requests held and no server alive: wake the primary, probe
  *   admin.c    the zone's admin API (GET/PUT /servers, /monitor, /metrics, /stats)
@@ -129,6 +131,11 @@ struct bal_conf {
 	double hold_timeout;                     /* seconds one may be held */
 	struct bal_net trusted[BAL_MAX_TRUSTED]; /* trusted_proxies */
 	int ntrusted;
+	double slow_start; /* seconds a joining server's share ramps up, 0: off */
+	/* eject = { ... }: outlier ejection, off when both counts are 0 */
+	int eject_5xx, eject_failures; /* consecutive, 0: not this way */
+	double eject_base, eject_max;  /* base_time, max_time (seconds) */
+	int eject_max_percent;
 };
 
 /* ---- servers.c ---------------------------------------------------------- */
@@ -174,6 +181,15 @@ struct server {
 	int port;
 	struct st_slot *st_ring; /* request statistics (stats.c), from its first request */
 	double st_since;         /* when `active` last changed */
+	/* slow start (pick.c) */
+	double ramp_since;  /* when it joined; 0 when it takes its full share */
+	double ramp_credit; /* share earned and not yet taken */
+	/* outlier ejection (outlier.c) */
+	int c5xx, cfail;    /* consecutive 5xx responses, failed attempts */
+	int ejections;      /* the multiplier of base_time, decays while it behaves */
+	double ejected_at;  /* when it was ejected, 0 when it is not */
+	double returned_at; /* when it last came back */
+	ev_timer eject_timer;
 };
 
 /* 0 and canonical url in out when s is http://host:port (optional '/'). */
@@ -186,8 +202,9 @@ struct server *srv_find(struct bal *b, const char *url);
 struct server *srv_add(struct bal *b, const char *url, int start_alive, char *err, size_t errlen);
 void srv_remove(struct server *s);
 void srv_set_state(struct server *s, enum srv_state st, const char *why);
-/* Pick an alive server not in `tried`; NULL when none. */
-struct server *srv_pick(struct bal *b, struct server *const *tried, int ntried);
+/* Into or out of the alive pool (the servers requests are sent to). */
+void srv_alive_add(struct bal *b, struct server *s);
+void srv_alive_del(struct bal *b, struct server *s);
 void srv_conn_closed(struct server *s); /* a connection to s went away */
 void srv_start_checks(struct bal *b);
 /* Check pending servers every WAKE_PROBE_INTERVAL from now on. */
@@ -196,7 +213,40 @@ void srv_stop_checks(struct bal *b);
 void srv_free_all(struct bal *b);
 const char *srv_state_name(enum srv_state st);
 void report_start(struct bal *b);
+/* Report to the primary now (dead servers, outlier events) unless a
+ * report is on its way. */
+void report_now(struct bal *b);
 void report_stop(struct bal *b);
+
+/* ---- pick.c ------------------------------------------------------------- */
+
+/* Pick an alive server not in `tried` (at most 8 looked at); NULL when
+ * none. A server in slow start takes its share of what the algorithm
+ * gives it. */
+struct server *srv_pick(struct bal *b, struct server *const *tried, int ntried);
+/* s joined the alive pool (from pending, disconnected or ejected): its
+ * share ramps up over slow_start seconds. */
+void pick_joined(struct server *s);
+/* s leaves the alive pool or the table: no ramp. */
+void pick_forget(struct server *s);
+/* A ramping server's share now, 0..1 (1 when it is not ramping). */
+double pick_weight(struct server *s, double now);
+
+/* ---- outlier.c ---------------------------------------------------------- */
+
+/* What an attempt on s came to: the status of its final response, or 0
+ * when it failed (connect, reset, timeout, malformed response). */
+void outlier_result(struct server *s, int status);
+/* s leaves the table. */
+void outlier_forget(struct server *s);
+/* Servers' outlier fields and the zone's events, for the admin API. */
+void outlier_server_json(const struct server *s, json_t *o);
+json_t *outlier_events_json(struct bal *b);
+/* Events not yet reported to the primary (NULL when none), and the mark
+ * to pass to outlier_reported once the primary took them. */
+json_t *outlier_events_unreported(struct bal *b, uint64_t *upto);
+void outlier_reported(struct bal *b, uint64_t upto);
+void outlier_stop(struct bal *b);
 
 /* ---- proxy.c ------------------------------------------------------------ */
 
@@ -244,6 +294,7 @@ struct bal_stats {
 	uint64_t accepted;
 	uint64_t client_errors; /* requests refused by the parser */
 	uint64_t timeouts;
+	uint64_t ejections;
 };
 
 struct cconn;
@@ -305,6 +356,12 @@ struct bal {
 	struct bal_stats st;
 	double st_t0; /* when this worker started serving: stats.c's second 0 */
 
+	/* slow start and outlier ejection (pick.c, outlier.c) */
+	int nramping, nejected;
+	struct outlier_event *events; /* a ring of OUTLIER_EVENTS, allocated at the first */
+	uint64_t events_seq;          /* events recorded */
+	uint64_t events_reported;     /* events the primary took */
+
 	/* held requests (proxy.c) and waking the primary (wake.c) */
 	struct cconn *held_first, *held_last;
 	int nheld;
@@ -314,5 +371,7 @@ struct bal {
 };
 
 double bal_wallclock(void);
+/* xorshift64 on b->rnd: cheap, for spreading and random choices */
+uint64_t bal_random(struct bal *b);
 
 #endif

@@ -44,6 +44,8 @@ static const char *const bi_known[] = {"plugin",
                                        "stats_history",
                                        "hold_max",
                                        "hold_timeout",
+                                       "slow_start",
+                                       "eject",
                                        NULL};
 
 static void bi_defaults(struct bal_conf *c)
@@ -149,6 +151,31 @@ static int bi_parse_trusted(const struct scaler_host *h, const config_setting_t 
 	return rc;
 }
 
+/* eject = { ... }: Envoy's outlier detection defaults (5, 5, 30 s, 300 s, 10 %). */
+static int bi_parse_eject(const struct scaler_host *h, const config_setting_t *g,
+                          struct bal_conf *c)
+{
+	static const char *const known[] = {"consecutive_5xx", "consecutive_failures", "base_time",
+	                                    "max_time",        "max_percent",          NULL};
+	long long v;
+	if (!config_setting_is_group(g))
+		return h->conf_error(g,
+		                     "must be a group (e.g. eject = { consecutive_5xx = 5; "
+		                     "consecutive_failures = 5; base_time = 30; max_percent = 10; "
+		                     "};)");
+	int rc = h->conf_check_known(g, known) < 0;
+	rc |= h->conf_integer(g, "consecutive_5xx", 5, 0, 1000000, &v) < 0;
+	c->eject_5xx = (int)v;
+	rc |= h->conf_integer(g, "consecutive_failures", 5, 0, 1000000, &v) < 0;
+	c->eject_failures = (int)v;
+	rc |= h->conf_number(g, "base_time", 30, 0.01, 86400, &c->eject_base) < 0;
+	double lo = c->eject_base > 0.01 ? c->eject_base : 0.01;
+	rc |= h->conf_number(g, "max_time", lo > 300 ? lo : 300, lo, 7 * 86400, &c->eject_max) < 0;
+	rc |= h->conf_integer(g, "max_percent", 10, 0, 100, &v) < 0;
+	c->eject_max_percent = (int)v;
+	return rc ? -1 : 0;
+}
+
 static int bi_parse(const struct scaler_host *h, const config_setting_t *g, struct bal_conf *c)
 {
 	bi_defaults(c);
@@ -232,6 +259,10 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 	s = config_setting_get_member(g, "trusted_proxies");
 	if (s)
 		rc |= bi_parse_trusted(h, s, c);
+	rc |= h->conf_number(g, "slow_start", 0, 0, 3600, &c->slow_start);
+	s = config_setting_get_member(g, "eject");
+	if (s)
+		rc |= bi_parse_eject(h, s, c);
 	return rc ? -1 : 0;
 }
 
@@ -274,6 +305,7 @@ static void bi_fini(void *ctx)
 	admin_stop(b);
 	proxy_free(b);
 	srv_free_all(b);
+	outlier_stop(b);
 	free(b->monitor_url);
 	free(b);
 }

@@ -422,6 +422,9 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 	}
 	st_request_end(s, ev_now(b->loop), 0, 0);
 	s->active--;
+	/* a kept-alive connection the server closed unasked is not its failure */
+	if (!was_reused || got_bytes || connect_failed)
+		outlier_result(s, 0);
 	u->c = NULL;
 	u_close(u);
 	if (!c)
@@ -709,6 +712,7 @@ static void c_dispatch(struct cconn *c)
 				b->st.connect_errors++;
 				char why[160];
 				snprintf(why, sizeof(why), "connect: %s", strerror(e));
+				outlier_result(s, 0);
 				srv_set_state(s, SRV_DISCONNECTED, why);
 				if (c->ntried >= b->conf.max_attempts) {
 					c_error(c, 502);
@@ -1072,6 +1076,7 @@ static void u_response_head(struct uconn *u, int len, int kind)
 	u->head_done = 1;
 	c->resp_started = 1;
 	b->st.responses[rs->status / 100]++;
+	outlier_result(u->srv, rs->status);
 	if (kind == H1_SWITCH) {
 		u->body = H1_BODY_NONE;
 		c->phase = C_TUNNEL;
@@ -1195,6 +1200,8 @@ static void u_process(struct uconn *u)
 bad:
 	b->host->log(SCALER_LOG_WARNING, BAL_WHO, "%s sent %s", u->srv->url, why);
 	u->no_reuse = 1;
+	if (!u->head_done)
+		outlier_result(u->srv, 0);
 	if (c->resp_started) {
 		c_close(c);
 	} else {
@@ -1465,6 +1472,7 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				/* the server neither read nor wrote for server_timeout
 				 * while it had work (not while the client uploads) */
 				b->st.timeouts++;
+				outlier_result(u->srv, 0);
 				if (c->resp_started) {
 					c_close(c);
 				} else {

@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -60,7 +61,7 @@ const char *srv_state_name(enum srv_state st)
 	return "?";
 }
 
-static uint64_t srv_random(struct bal *b)
+uint64_t bal_random(struct bal *b)
 {
 	uint64_t x = b->rnd;
 	x ^= x << 13;
@@ -156,7 +157,7 @@ struct server *srv_find(struct bal *b, const char *url)
 	return srv_lookup(b, canon);
 }
 
-static void srv_alive_add(struct bal *b, struct server *s)
+void srv_alive_add(struct bal *b, struct server *s)
 {
 	if (b->nalive == b->alive_cap) {
 		int ncap = b->alive_cap ? b->alive_cap * 2 : 16;
@@ -170,7 +171,7 @@ static void srv_alive_add(struct bal *b, struct server *s)
 	b->alive[b->nalive++] = s;
 }
 
-static void srv_alive_del(struct bal *b, struct server *s)
+void srv_alive_del(struct bal *b, struct server *s)
 {
 	int i = s->alive_idx;
 	if (i < 0)
@@ -294,10 +295,15 @@ void srv_set_state(struct server *s, enum srv_state st, const char *why)
 	if (old == st)
 		return;
 	s->state = st;
-	if (old == SRV_ALIVE)
+	if (old == SRV_ALIVE) {
 		srv_alive_del(b, s);
+		pick_forget(s);
+	}
 	if (st == SRV_ALIVE) {
-		srv_alive_add(b, s);
+		if (!s->ejected_at) { /* an ejected server comes back when its time is up */
+			srv_alive_add(b, s);
+			pick_joined(s);
+		}
 		s->fails = s->rechecks = 0;
 	}
 	if (st == SRV_DISCONNECTED)
@@ -391,7 +397,7 @@ struct server *srv_add(struct bal *b, const char *url, int start_alive, char *er
 		s->state = SRV_ALIVE;
 		srv_alive_add(b, s);
 		/* spread the checks over the interval */
-		double first = b->conf.health_interval * (double)(srv_random(b) % 1000) / 1000.0;
+		double first = b->conf.health_interval * (double)(bal_random(b) % 1000) / 1000.0;
 		srv_schedule(s, first);
 	} else {
 		srv_schedule(s, 0.);
@@ -418,6 +424,8 @@ void srv_remove(struct server *s)
 		srv_alive_del(b, s);
 	ev_timer_stop(b->loop, &s->check_timer);
 	srv_queue_del(s);
+	pick_forget(s);
+	outlier_forget(s);
 	s->removed = 1; /* before its check slot goes to another */
 	if (s->check)
 		hc_free(s->check);
@@ -435,45 +443,6 @@ void srv_conn_closed(struct server *s)
 	s->conns--;
 	if (s->removed && s->conns == 0)
 		srv_free(s);
-}
-
-struct server *srv_pick(struct bal *b, struct server *const *tried, int ntried)
-{
-	int n = b->nalive;
-	if (n == 0)
-		return NULL;
-#define SRV_TRIED(s_)                                         \
-	({                                                    \
-		int t_ = 0;                                   \
-		for (int k_ = 0; k_ < ntried && k_ < 8; k_++) \
-			t_ |= tried[k_] == (s_);              \
-		t_;                                           \
-	})
-	if (b->conf.algo == BAL_RANDOM2 && n > 1) {
-		struct server *x = b->alive[srv_random(b) % (unsigned)n];
-		struct server *y = b->alive[srv_random(b) % (unsigned)n];
-		if (y->active < x->active)
-			x = y;
-		if (!SRV_TRIED(x))
-			return x;
-	}
-	if (b->conf.algo == BAL_LEAST_CONN) {
-		struct server *best = NULL;
-		unsigned start = b->rr++;
-		for (int i = 0; i < n; i++) {
-			struct server *s = b->alive[(start + (unsigned)i) % (unsigned)n];
-			if (!SRV_TRIED(s) && (!best || s->active < best->active))
-				best = s;
-		}
-		return best;
-	}
-	for (int i = 0; i < n; i++) {
-		struct server *s = b->alive[b->rr++ % (unsigned)n];
-		if (!SRV_TRIED(s))
-			return s;
-	}
-	return NULL;
-#undef SRV_TRIED
 }
 
 /* ---- health checks ------------------------------------------------------ */
@@ -753,7 +722,7 @@ void srv_start_checks(struct bal *b)
 	for (struct server *s = b->servers; s; s = s->next) {
 		double first =
 		    s->state == SRV_ALIVE
-		        ? b->conf.health_interval * (double)(srv_random(b) % 1000) / 1000.0
+		        ? b->conf.health_interval * (double)(bal_random(b) % 1000) / 1000.0
 		        : (s->state == SRV_PENDING ? 0. : b->conf.recheck_interval);
 		srv_schedule(s, first);
 	}
@@ -795,6 +764,7 @@ struct report_ctx {
 	struct bal *b;
 	char **urls;
 	size_t n;
+	uint64_t events_upto; /* outlier events up to this one go with it */
 };
 
 static void report_ctx_free(struct report_ctx *r)
@@ -821,6 +791,8 @@ static void report_mark(struct bal *b, json_t *urls, int on)
 	}
 }
 
+static void report_send(struct bal *b);
+
 static void report_done(void *arg, const struct scaler_http_response *resp)
 {
 	struct report_ctx *r = arg;
@@ -828,6 +800,7 @@ static void report_done(void *arg, const struct scaler_http_response *resp)
 	b->report_call = NULL;
 	b->report_ctx = NULL;
 	if (resp->status >= 200 && resp->status < 300) {
+		outlier_reported(b, r->events_upto);
 		/* servers the primary found healthy itself are looked at again */
 		json_t *reply = json_loadb(resp->body, resp->body_len, 0, NULL);
 		json_t *alive = json_object_get(reply, "alive");
@@ -851,16 +824,21 @@ static void report_done(void *arg, const struct scaler_http_response *resp)
 		report_mark(b, alive, 0);
 		json_decref(reply);
 	} else {
-		b->host->log(
-		    SCALER_LOG_WARNING, BAL_WHO,
-		    "zone %s: reporting %zu dead server(s) to %s failed: %s%ld; will retry",
-		    b->zone, r->n, b->monitor_url ? b->monitor_url : "?",
-		    resp->status ? "status " : "", resp->status ? resp->status : 0L);
+		b->host->log(SCALER_LOG_WARNING, BAL_WHO,
+		             "zone %s: reporting %zu dead server(s) and %" PRIu64
+		             " outlier event(s) to %s failed: %s%ld; will retry",
+		             b->zone, r->n, r->events_upto - b->events_reported,
+		             b->monitor_url ? b->monitor_url : "?", resp->status ? "status " : "",
+		             resp->status ? resp->status : 0L);
 		if (!resp->status && resp->error)
 			b->host->log(SCALER_LOG_WARNING, BAL_WHO, "zone %s: %s", b->zone,
 			             resp->error);
+		report_ctx_free(r);
+		return;
 	}
 	report_ctx_free(r);
+	if (b->events_reported < b->events_seq)
+		report_send(b); /* events that came while this one was on its way */
 }
 
 static void report_send(struct bal *b)
@@ -870,17 +848,23 @@ static void report_send(struct bal *b)
 	size_t n = 0;
 	for (struct server *s = b->servers; s && n < REPORT_MAX; s = s->next)
 		n += s->state == SRV_DEAD;
-	if (n == 0)
+	uint64_t upto;
+	json_t *events = outlier_events_unreported(b, &upto);
+	if (n == 0 && !events)
 		return;
 	struct report_ctx *r = calloc(1, sizeof(*r));
 	json_t *dead = json_array();
 	json_t *body = json_pack("{s:s, s:o}", "zone", b->zone, "dead", dead);
-	if (!r || !body || !(r->urls = calloc(n, sizeof(char *)))) {
+	if (events && body)
+		json_object_set(body, "events", events);
+	json_decref(events);
+	if (!r || !body || !(r->urls = calloc(n ? n : 1, sizeof(char *)))) {
 		json_decref(body);
 		report_ctx_free(r);
 		return;
 	}
 	r->b = b;
+	r->events_upto = upto;
 	for (struct server *s = b->servers; s && r->n < n; s = s->next)
 		if (s->state == SRV_DEAD && (r->urls[r->n] = strdup(s->url))) {
 			json_array_append_new(dead, json_string(s->url));
@@ -912,6 +896,11 @@ static void report_send(struct bal *b)
 		b->report_ctx = NULL;
 		report_ctx_free(r);
 	}
+}
+
+void report_now(struct bal *b)
+{
+	report_send(b);
 }
 
 static void report_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)

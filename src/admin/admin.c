@@ -391,6 +391,37 @@ static void admin_report_done(void *arg, int status, json_t *reply)
 	admin_reply(arg, status, reply);
 }
 
+/* The outlier events of a report (a balancer keeps the last 64): -1 after
+ * answering 400. */
+#define REPORT_MAX_EVENTS 64
+
+static int admin_outlier_events_check(struct http_exchange *x, json_t *events)
+{
+	if (!json_is_array(events) || json_array_size(events) > REPORT_MAX_EVENTS) {
+		http_reply_error(x, 400, "events: must be an array of at most %d events",
+		                 REPORT_MAX_EVENTS);
+		return -1;
+	}
+	size_t i;
+	json_t *e;
+	json_array_foreach(events, i, e)
+	{
+		const char *kind = json_string_value(json_object_get(e, "kind"));
+		const char *server = json_string_value(json_object_get(e, "server"));
+		const char *reason = json_string_value(json_object_get(e, "reason"));
+		if (!kind || (strcmp(kind, "eject") && strcmp(kind, "return")) || !server ||
+		    strlen(server) > 255 || !reason || strlen(reason) > 200) {
+			http_reply_error(
+			    x, 400,
+			    "events[%zu]: expected {\"kind\": \"eject\" or \"return\", "
+			    "\"server\": URL, \"reason\": string}",
+			    i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void admin_report(struct daemon *d, struct http_exchange *x, json_t *body)
 {
 	const char *zone = body_string(body, "zone");
@@ -409,6 +440,17 @@ static void admin_report(struct daemon *d, struct http_exchange *x, json_t *body
 	{
 		http_reply_error(x, 400, "dead[%zu]: must be a string", i);
 		return;
+	}
+	json_t *events = json_object_get(body, "events");
+	if (events && admin_outlier_events_check(x, events) < 0)
+		return;
+	if (json_array_size(events) > 0) {
+		json_t *reply = NULL;
+		int st = controller_outlier_events(d->ctl, zone, events, &reply);
+		if (st != 200) {
+			admin_reply(x, st, reply);
+			return;
+		}
 	}
 	controller_report(d->ctl, zone, dead, admin_report_done, x);
 }

@@ -1,6 +1,6 @@
 /* The control loop as the admin API shows and drives it: GET /status zones,
- * GET /servers, PUT /report, POST /scale, POST /drain, POST /wake and the controller's
- * counters in GET /metrics (src/admin/admin.c routes the requests). */
+ * GET /servers, PUT /report (dead servers, outlier events), POST /scale, POST /drain, POST /wake
+ * and the controller's counters in GET /metrics (src/admin/admin.c routes the requests). */
 #include "config.h"
 
 #include <stdio.h>
@@ -242,6 +242,39 @@ void controller_report(struct controller *c, const char *zone, json_t *dead,
 	}
 	if (--r->pending == 0)
 		report_finish(r);
+}
+
+int controller_outlier_events(struct controller *c, const char *zone, json_t *events,
+                              json_t **reply)
+{
+	struct czone *z = czone_find(c, zone);
+	if (!z) {
+		*reply = json_pack("{s:s}", "error", "unknown zone");
+		return 404;
+	}
+	if (!c->active || !z->loaded)
+		return ctl_not_primary(c, reply);
+	size_t i;
+	json_t *e;
+	json_array_foreach(events, i, e)
+	{
+		const char *kind = json_string_value(json_object_get(e, "kind"));
+		const char *server = json_string_value(json_object_get(e, "server"));
+		char reason[400];
+		snprintf(reason, sizeof(reason), "%s %s: %s", server,
+		         strcmp(kind, "eject") == 0 ? "ejected by the balancer"
+		                                    : "back from ejection",
+		         json_string_value(json_object_get(e, "reason")));
+		json_t *extra = json_pack("{s:s}", "server", server);
+		static const char *const numbers[] = {"duration", "ejected_for", "ejections"};
+		for (size_t k = 0; k < sizeof(numbers) / sizeof(numbers[0]); k++) {
+			json_t *v = json_object_get(e, numbers[k]);
+			if (json_is_number(v))
+				json_object_set(extra, numbers[k], v);
+		}
+		czone_event(z, kind, czone_size(z), czone_size(z), "outlier", reason, extra);
+	}
+	return 200;
 }
 
 int controller_pin(struct controller *c, const char *zone, int count, double duration,

@@ -47,6 +47,12 @@ typedef void (*controller_reply_cb)(void *arg, int status, json_t *reply);
  * once, at once or when the checks are over (within a few seconds). */
 void controller_report(struct controller *c, const char *zone, json_t *dead,
                        controller_reply_cb done, void *arg);
+/* The outlier events of a PUT /report (checked: objects with "kind" eject
+ * or return, "server", "reason"), written, fenced, to the zone's event
+ * stream. HTTP status (503 when this node is not the primary), *reply
+ * filled when it is not 200. */
+int controller_outlier_events(struct controller *c, const char *zone, json_t *events,
+                              json_t **reply);
 /* POST /scale: pin a zone's count (count < 0: unpin) for `duration` s (0:
  * until unpinned). HTTP status, *reply filled. */
 int controller_pin(struct controller *c, const char *zone, int count, double duration,

@@ -5,6 +5,8 @@
 
   GET  /health_check      200 ok (503 after PUT /control/unhealthy)
   PUT  /control/healthy   /control/unhealthy: switch the health check
+  PUT  /control/fail?status=S  answer S to every request but these (default 503;
+                          "drop": close without an answer); /control/answer: answer again
   GET  /stats             {"name":..., "requests": N} (not counted)
   ANY  /echo              JSON: name, method, path, version, headers, body
   GET  /chunked           a chunked response of five chunks
@@ -30,7 +32,7 @@ import threading
 import time
 
 NAME = "backend"
-STATE = {"healthy": True, "requests": 0}
+STATE = {"healthy": True, "requests": 0, "fail": 0}
 LOCK = threading.Lock()
 
 
@@ -110,7 +112,15 @@ class Handler(socketserver.StreamRequestHandler):
             return not close
         with LOCK:
             STATE["requests"] += 1
-        if path.startswith("/control/"):
+        if path in ("/control/fail", "/control/answer"):
+            st = query.partition("=")[2] or "503"
+            STATE["fail"] = (-1 if st == "drop" else int(st)) if path.endswith("fail") else 0
+            self.send(200, "done\n", close=close)
+        elif STATE["fail"] < 0:
+            return False
+        elif STATE["fail"]:
+            self.send(STATE["fail"], "failing\n", close=close)
+        elif path.startswith("/control/"):
             STATE["healthy"] = path == "/control/healthy"
             self.send(200, "done\n", close=close)
         elif path == "/echo":

@@ -63,6 +63,8 @@ def _conf_value(v):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[%s]" % ", ".join(_conf_value(x) for x in v)
+    if isinstance(v, dict):
+        return "{ %s}" % "".join("%s = %s; " % (k, _conf_value(x)) for k, x in v.items())
     return repr(v)
 
 

@@ -305,6 +305,33 @@ interval = 0.5; drain_timeout = 0.2;
 
 
 @test
+def outlier_events_in_a_report_go_to_the_zone_event_stream_and_bad_ones_are_refused():
+    zone = ('{ name = "z1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 1; }'
+            % (free_port(), free_port()))
+    n = Node(zones=zone, extra='balancer = { plugin = "builtin"; report_interval = 3600.0; };')
+    ev = {"kind": "eject", "server": "http://127.0.0.1:9", "duration": 30.0, "ejections": 1,
+          "reason": "5 consecutive 5xx responses"}
+    try:
+        wait_until(lambda: http_json("PUT", n.url("/report"), {"zone": "z1", "dead": [],
+                                                               "events": [ev]},
+                                     headers=AUTH)[0] == 200, 15, "the primary to take the report")
+        got = [e for e in n.get("/events?zone=z1")[1]["events"] if e["kind"] == "eject"]
+        check_eq([(e["server"], e["rule"], e["duration"], e["ejections"]) for e in got],
+                 [("http://127.0.0.1:9", "outlier", 30.0, 1)], "the ejection in the event stream")
+        check("ejected by the balancer: 5 consecutive 5xx" in got[0]["reason"],
+              "the reason says what happened: %r" % got[0]["reason"])
+        for bad in ([dict(ev, kind="explode")], [dict(ev, server=7)], [ev] * 65, "x",
+                    [dict(ev, reason="r" * 201)]):
+            st, body = http_json("PUT", n.url("/report"), {"zone": "z1", "dead": [],
+                                                           "events": bad}, headers=AUTH)
+            check_eq(st, 400, "a report with bad events %.60r (%r)" % (bad, body))
+        check_eq(len([e for e in n.get("/events?zone=z1")[1]["events"] if e["kind"] == "eject"]),
+                 1, "nothing written for the refused reports")
+    finally:
+        n.stop()
+
+
+@test
 def a_balancer_keeps_a_server_the_primary_found_healthy():
     import http.server
     import sys
