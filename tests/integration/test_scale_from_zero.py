@@ -20,7 +20,7 @@ class Zone:
     """scalerd with one zone at min = 0."""
 
     def __init__(self, name="zero", policy='plugin = "threshold"; max_cpu = 80.0; min_cpu = 5.0;',
-                 metrics='plugin = "http"; timeout = 0.5;', idle_timeout=2.0):
+                 metrics='plugin = "http"; timeout = 0.5;', idle_timeout=2.0, driver=None):
         self.redis = Redis()
         self.admin, self.listen, self.zadmin = free_port(), free_port(), free_port()
         self.state = os.path.join(tmpdir(), name + "-state")
@@ -34,14 +34,17 @@ plugin_dir = "%s";
 state_dir = "%s";
 log = { level = "debug"; };
 interval = 0.5; window = 1.0; drain_timeout = 0.2; idle_timeout = %g;
-driver = { plugin = "process"; command = ["%s"]; stop_timeout = 3.0; };
+driver = { %s };
 metrics = { %s };
 policy = { %s };
 balancer = { plugin = "builtin"; health_interval = 0.5; hold_timeout = 20.0; };
 zones = ( { name = "zone1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 2;
             ports = [%d, %d]; } );
-""" % (self.admin, TOKEN, name, self.redis.url(), plugin_dir(), self.state, idle_timeout, APP,
+""" % (self.admin, TOKEN, name, self.redis.url(), plugin_dir(), self.state, idle_timeout,
+       driver or 'plugin = "process"; command = ["%s"]; stop_timeout = 3.0;' % APP,
        metrics, policy, self.listen, self.zadmin, first, first + 99))
+        self.name = name
+        self.eng = None
         self.proc = spawn([SCALERD, "-c", self.conf], name="scalerd-" + name)
         wait_until(lambda: http("GET", self.url("/health_check"))[0] == 200, 10,
                    "scalerd's admin API")
@@ -84,8 +87,12 @@ zones = ( { name = "zone1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min
     def stop(self):
         refs = [s["ref"] for s in self.servers()]
         self.proc.stop()
-        for ref in refs:
-            kill_process_server(ref)
+        if self.eng:
+            for c in self.eng.containers(label="scaler.cluster=" + self.name):
+                self.eng.remove(c["Id"])
+        else:
+            for ref in refs:
+                kill_process_server(ref)
         self.redis.stop()
 
 
@@ -138,6 +145,31 @@ def a_zone_at_zero_wakes_on_requests_and_serves_them_all_then_goes_back_to_zero_
         out = burst(z, 6)
         check_answers(out, "second wake-up")
         check_eq(len(z.events("wake")), 2, "a second wake event")
+    finally:
+        z.stop()
+
+
+@test
+def with_the_docker_driver_a_zone_at_zero_wakes_and_serves_every_request():
+    from dockertest import DockerUnavailable, app_image, engine
+    try:
+        eng = engine()
+        image = app_image(eng, APP)
+    except DockerUnavailable as e:
+        skip(str(e))
+    z = Zone(name="zero-dk%d" % free_port(), metrics='plugin = "balancer";',
+             policy='plugin = "concurrency"; target = 10; stable_window = 10;', idle_timeout=30,
+             driver='plugin = "docker"; host = "%s"; image = "%s"; network = "host"; '
+                    'stop_timeout = 2.0;' % (eng.host, image))
+    z.eng = eng
+    try:
+        out = burst(z, 10)
+        check_answers(out, "a zone of containers woken from zero")
+        ready = z.events("server_ready")
+        check_eq(len(ready), 1, "one container started")
+        log("container ready %.2f s after the wake-up" % ready[0]["start_seconds"])
+        check_eq(len(eng.containers(label="scaler.cluster=" + z.name)), 1,
+                 "containers of the zone")
     finally:
         z.stop()
 
@@ -205,6 +237,92 @@ def on_requests_a_zone_wakes_panics_out_under_a_burst_and_falls_back_to_zero():
               "the last server went for idleness: %r" % [(e["to"], e["reason"]) for e in downs])
     finally:
         z.stop()
+
+
+@test
+def a_new_primary_hears_of_a_zone_waiting_at_zero_and_wakes_it():
+    """Two nodes (bully); node 1 runs the zone's balancer, node 2 is primary
+    and is killed; a request then arrives: the balancer's wake-up calls go
+    to the dead primary until node 1 takes over and pushes itself, and the
+    next call wakes the zone through it."""
+    redis = Redis()
+    name = "zero-fo%d" % free_port()
+    ports = {1: free_port(), 2: free_port()}
+    listen, zadmin = free_port(), free_port()
+    first, _ = free_port_range(100)
+    state = os.path.join(tmpdir(), name + "-state")
+    os.makedirs(state, exist_ok=True)
+    peers = ", ".join('{ id = %d; url = "http://127.0.0.1:%d"; }' % (k, p) for k, p in ports.items())
+    procs = {}
+
+    def conf(i):
+        return write_file("%s-%d.conf" % (name, i), """
+node = { id = %d; admin = "127.0.0.1:%d"; token = "%s"; zones = [%s]; };
+cluster = "%s";
+redis = "%s";
+plugin_dir = "%s";
+state_dir = "%s";
+log = { level = "debug"; };
+interval = 0.5; window = 1.0; drain_timeout = 0.2; idle_timeout = 60.0;
+driver = { plugin = "process"; command = ["%s"]; stop_timeout = 2.0; };
+metrics = { plugin = "balancer"; };
+policy = { plugin = "concurrency"; target = 10; stable_window = 30; };
+election = { plugin = "bully"; check_interval = 0.2; timeout = 0.3; lease = 2.0; peers = ( %s ); };
+balancer = { plugin = "builtin"; health_interval = 0.5; hold_timeout = 25.0; };
+zones = ( { name = "zone1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 2;
+            ports = [%d, %d]; } );
+""" % (i, ports[i], TOKEN, '"zone1"' if i == 1 else "", name, redis.url(), plugin_dir(), state,
+            APP, peers, listen, zadmin, first, first + 99))
+
+    def role(i):
+        try:
+            st, body = http_json("GET", "http://127.0.0.1:%d/status" % ports[i], headers=AUTH,
+                                 timeout=1)
+            return body["node"]["role"] if st == 200 else None
+        except OSError:
+            return None
+
+    def monitor():
+        try:
+            st, body = http_json("GET", "http://127.0.0.1:%d/monitor" % zadmin, headers=AUTH)
+            return body.get("url") if st == 200 else None
+        except OSError:
+            return None
+    try:
+        for i in (1, 2):
+            procs[i] = spawn([SCALERD, "-c", conf(i)], name="%s-node%d" % (name, i))
+        wait_until(lambda: role(2) == "primary" and role(1) == "backup", 15,
+                   "node 2 primary, node 1 backup")
+        wait_until(lambda: monitor() == "http://127.0.0.1:%d" % ports[2], 15,
+                   "the balancer to know node 2 as the primary")
+        procs[2].kill()
+        res = []
+        t0 = time.monotonic()
+        threading.Thread(target=lambda: res.append(http(
+            "POST", "http://127.0.0.1:%d/echo" % listen, body=b"held through a failover",
+            timeout=30)), daemon=True).start()
+        wait_until(lambda: res, 30, "the request held during the failover to be answered")
+        log("answered %.2f s after the primary was killed" % (time.monotonic() - t0))
+        check_eq((res[0][0], res[0][2]), (200, b"held through a failover"),
+                 "status and echoed body")
+        check_eq(role(1), "primary", "node 1's role now")
+        st, body = http_json("GET", "http://127.0.0.1:%d/events?zone=zone1" % ports[1],
+                             headers=AUTH)
+        wakes = [e for e in body["events"] if e["kind"] == "wake"]
+        check_eq([e["node"] for e in wakes], ["1"], "the wake-up recorded by the new primary")
+    finally:
+        refs = []
+        try:
+            st, body = http_json("GET", "http://127.0.0.1:%d/servers?zone=zone1" % ports[1],
+                                 headers=AUTH)
+            refs = [s["ref"] for s in body or []]
+        except OSError:
+            pass
+        for p in procs.values():
+            p.kill()
+        for ref in refs:
+            kill_process_server(ref)
+        redis.stop()
 
 
 if __name__ == "__main__":

@@ -5,36 +5,15 @@ influxd, which scalerd queries with InfluxQL."""
 import json
 import os
 import signal
-import subprocess
-import tempfile
 import time
-import urllib.parse
 
 from scalertest import *
-from dockertest import engine, DockerUnavailable
+from dockertest import engine, app_image, DockerUnavailable
 from influx import Influx
 
 SCALERD = binary("scalerd")
 TOKEN = "docker-scaling"
 AUTH = {"Authorization": "Bearer " + TOKEN}
-IMAGE = "scaler-app-test:latest"
-
-
-def app_image(eng):
-    """Import the built scaler-app as an image (rebuilt for every run: the
-    binary under test changes)."""
-    script = os.path.join(srcdir(), "tests", "docker", "build-app-image.sh")
-    with tempfile.TemporaryDirectory() as d:
-        tar = os.path.join(d, "app.tar")
-        r = subprocess.run(["sh", script, binary("scaler-app"), tar], capture_output=True, text=True)
-        check_eq(r.returncode, 0, "build-app-image.sh (%s)" % r.stderr.strip())
-        q = urllib.parse.urlencode({"fromSrc": "-", "repo": IMAGE.split(":")[0], "tag": "latest",
-                                    "changes": 'CMD ["/usr/bin/scaler-app"]'})
-        with open(tar, "rb") as f:
-            st, body = eng.api("POST", "/images/create?" + q, body=f.read(),
-                               headers={"Content-Type": "application/x-tar"}, timeout=300)
-    check_eq(st, 200, "importing the scaler-app image")
-    return IMAGE
 
 
 class DockerCluster:
@@ -43,7 +22,10 @@ class DockerCluster:
             self.eng = engine()
         except DockerUnavailable as e:
             skip(str(e))
-        self.image = app_image(self.eng)
+        try:
+            self.image = app_image(self.eng, binary("scaler-app"))
+        except DockerUnavailable as e:
+            raise CheckFailed(str(e))
         self.influx = Influx(own=True)
         self.influx.create_database("scaler")
         self.redis = Redis()

@@ -4,6 +4,7 @@
 
     eng = engine()                  # $SCALER_TEST_DOCKER_HOST, or a private dockerd
     image = build_test_image(eng)   # "scaler-test-app:latest", built locally
+    image = app_image(eng, path)    # "scaler-app-test:latest", the built scaler-app
     status, body = eng.api("GET", "/containers/json?all=1")
 
 With $SCALER_TEST_DOCKER_HOST ("unix:///path" or "tcp://127.0.0.1:port")
@@ -26,9 +27,11 @@ import tempfile
 import time
 import urllib.parse
 
-__all__ = ["engine", "build_test_image", "DockerUnavailable", "Engine", "TEST_IMAGE"]
+__all__ = ["engine", "build_test_image", "app_image", "DockerUnavailable", "Engine", "TEST_IMAGE",
+           "APP_IMAGE"]
 
 TEST_IMAGE = "scaler-test-app:latest"
+APP_IMAGE = "scaler-app-test:latest"
 
 
 class DockerUnavailable(Exception):
@@ -192,4 +195,26 @@ def build_test_image(eng, name=TEST_IMAGE):
                                    headers={"Content-Type": "application/x-tar"}, timeout=300)
     if status != 200 or b"error" in (body if isinstance(body, bytes) else json.dumps(body).encode()):
         raise DockerUnavailable("cannot import the test image: %s %r" % (status, body))
+    return name
+
+
+def app_image(eng, app_binary, name=APP_IMAGE):
+    """Import the built scaler-app (app_binary) and its libraries as an image;
+    imported again on every call, since the binary under test changes. Its
+    name."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = os.path.join(here, "..", "docker", "build-app-image.sh")
+    with tempfile.TemporaryDirectory() as d:
+        tar = os.path.join(d, "app.tar")
+        r = subprocess.run(["sh", script, app_binary, tar], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise DockerUnavailable("build-app-image.sh: " + r.stderr.strip())
+        repo, _, tag = name.partition(":")
+        q = urllib.parse.urlencode({"fromSrc": "-", "repo": repo, "tag": tag or "latest",
+                                    "changes": 'CMD ["/usr/bin/scaler-app"]'})
+        with open(tar, "rb") as f:
+            status, body = eng.api("POST", "/images/create?" + q, body=f.read(),
+                                   headers={"Content-Type": "application/x-tar"}, timeout=300)
+    if status != 200:
+        raise DockerUnavailable("cannot import the scaler-app image: %s %r" % (status, body))
     return name
