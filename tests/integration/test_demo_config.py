@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The compose demo (demo/) is validated here, not run: the compose file is
-valid, the metrics path Kafka → Telegraf → InfluxDB delivers what the
-influxdb metrics plugin queries, and every scalerd node config passes
-`scalerd -t`."""
+"""The compose demo (demo/) is validated here (tests/integration/test_compose.py
+runs it): the compose file is valid with and without its Kafka profile, both
+metrics paths (Kafka → Telegraf → InfluxDB, and scaler-app straight to
+InfluxDB) deliver what the influxdb metrics plugin queries, and every scalerd
+node config passes `scalerd -t` with either."""
 import json
 import os
 import re
@@ -16,9 +17,12 @@ DEMO = os.path.join(srcdir(), "demo")
 COMPOSE = os.path.join(DEMO, "docker-compose.yml")
 NODES = [os.path.join(DEMO, "scaler-node%d.conf" % n) for n in (1, 2, 3)]
 ZONES = ["zone1", "zone2", "zone3"]
+METRICS_PATHS = ("kafka", "influxdb")  # demo/app-metrics-<path>.conf
+TOKEN_ENV = "SCALER_TOKEN=test-token-0123456789\n"
+KAFKA_ENV = TOKEN_ENV + "COMPOSE_PROFILES=kafka\nSCALER_DEMO_METRICS=kafka\n"
 
 
-def compose(*args, env_text="SCALER_TOKEN=test-token-0123456789\n"):
+def compose(*args, env_text=TOKEN_ENV):
     exe = shutil.which("docker-compose")
     if not exe:
         skip("docker-compose is not installed (apt-get install docker-compose)")
@@ -45,11 +49,25 @@ def load_yaml(text):
     skip("no PyYAML to read `docker-compose config` (apt-get install python3-yaml)")
 
 
-def compose_config():
-    r = compose("config")
+def compose_config(env_text=TOKEN_ENV):
+    r = compose("config", env_text=env_text)
     check(r.returncode == 0, "docker-compose config: expected exit 0, got %d:\n%s"
           % (r.returncode, r.stderr))
     return load_yaml(r.stdout)
+
+
+def active_services(config, profiles):
+    """The services `up` starts with these profiles active."""
+    return {name for name, s in config["services"].items()
+            if not s.get("profiles") or set(s["profiles"]) & set(profiles)}
+
+
+def app_metrics_env(path):
+    """The env = [...] of demo/app-metrics-<path>.conf, as a dict."""
+    text = strip_comments(open(os.path.join(DEMO, "app-metrics-%s.conf" % path)).read())
+    m = re.search(r"^env\s*=\s*\[(.*?)\];", text, re.S | re.M)
+    check(m is not None, "app-metrics-%s.conf sets env = [...]" % path)
+    return dict(v.split("=", 1) for v in json.loads("[%s]" % m.group(1)))
 
 
 def load_toml(path):
@@ -77,9 +95,10 @@ def conf_value(text, group, name):
 
 @test
 def the_compose_file_is_valid_with_an_env_file():
-    r = compose("config", "-q")
-    check(r.returncode == 0, "docker-compose config -q: expected exit 0, got %d:\n%s"
-          % (r.returncode, r.stderr))
+    for env_text in (TOKEN_ENV, KAFKA_ENV):
+        r = compose("config", "-q", env_text=env_text)
+        check(r.returncode == 0, "docker-compose config -q with %r: expected exit 0, got %d:\n%s"
+              % (env_text, r.returncode, r.stderr))
 
 
 @test
@@ -91,25 +110,32 @@ def the_compose_file_refuses_to_start_without_a_token():
 
 @test
 def the_compose_demo_has_the_seed_topology():
-    c = compose_config()
+    c = compose_config(KAFKA_ENV)
     services = c["services"]
     want = {"kafka", "kafka-topics", "influxdb", "telegraf", "redis", "scaler-app-image",
             "scalerd1", "scalerd2", "scalerd3"}
-    check_eq(set(services), want, "services")
+    check_eq(active_services(c, ["kafka"]), want, "services of the kafka profile")
     check_eq(c["networks"]["scaler"].get("name"), "scaler-demo", "network name")
+    subnets = [p.get("subnet") for p in c["networks"]["scaler"].get("ipam", {}).get("config", [])]
+    check(len(subnets) == 1 and subnets[0].startswith("198.1"),
+          "the network has one explicit subnet from 198.18.0.0/15: %r" % subnets)
     check(str(services["influxdb"]["image"]).startswith("influxdb:1.8"), "InfluxDB 1.8 image")
+    check_eq(services["redis"]["image"], "redis:7", "the official Redis image by default")
     check("--appendonly" in services["redis"]["command"] and
           "yes" in services["redis"]["command"], "redis appendonly: %r" % services["redis"]["command"])
     check(any(str(v).endswith(":/data") or ":/data:" in str(v)
               for v in services["redis"].get("volumes", [])), "redis data on a volume")
     for n in (1, 2, 3):
         s = services["scalerd%d" % n]
-        check_eq(s["build"]["dockerfile"], "demo/Dockerfile.scalerd", "scalerd%d dockerfile" % n)
+        check_eq((s["build"].get("dockerfile", "Dockerfile"), s["build"].get("target")),
+                 ("Dockerfile", "scalerd"), "scalerd%d build" % n)
         vols = [str(v) for v in s["volumes"]]
         check(any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in vols),
               "scalerd%d mounts the docker socket: %r" % (n, vols))
         check(any("scaler-node%d.conf:/etc/scaler/scaler.conf" % n in v for v in vols),
               "scalerd%d mounts scaler-node%d.conf: %r" % (n, n, vols))
+        check(any("app-metrics-kafka.conf:/etc/scaler/app-metrics.conf" in v for v in vols),
+              "scalerd%d mounts app-metrics-kafka.conf: %r" % (n, vols))
         published = []
         for p in s.get("ports", []):
             if isinstance(p, dict):
@@ -122,8 +148,38 @@ def the_compose_demo_has_the_seed_topology():
         check(s["environment"].get("SCALER_TOKEN") == "test-token-0123456789",
               "scalerd%d gets the token from the env file" % n)
     app = services["scaler-app-image"]
-    check_eq((app["build"]["dockerfile"], app["image"]), ("app/Dockerfile", "scaler-app:demo"),
+    check_eq((app["build"].get("dockerfile", "Dockerfile"), app["build"].get("target"),
+              app["image"]), ("Dockerfile", "scaler-app", "scaler-app:demo"),
              "scaler-app image build")
+
+
+@test
+def without_the_kafka_profile_scaler_app_writes_straight_to_influxdb():
+    c = compose_config()
+    check_eq(active_services(c, []),
+             {"influxdb", "redis", "scaler-app-image", "scalerd1", "scalerd2", "scalerd3"},
+             "services without a profile")
+    for n in (1, 2, 3):
+        vols = [str(v) for v in c["services"]["scalerd%d" % n]["volumes"]]
+        check(any("app-metrics-influxdb.conf:/etc/scaler/app-metrics.conf" in v for v in vols),
+              "scalerd%d mounts app-metrics-influxdb.conf: %r" % (n, vols))
+    env = app_metrics_env("influxdb")
+    check("KAFKA_BROKERS" not in env, "no Kafka on the direct path: %r" % env)
+    text = open(NODES[0]).read()
+    check_eq(env.get("INFLUX_URL"), conf_value(text, "metrics", "url"),
+             "scaler-app's INFLUX_URL vs metrics.url")
+    check_eq(env.get("INFLUX_DB"), conf_value(text, "metrics", "database"),
+             "scaler-app's INFLUX_DB vs metrics.database")
+    check_eq(app_metrics_env("kafka"), {"KAFKA_BROKERS": "kafka:9092"},
+             "the kafka path's env")
+
+
+@test
+def images_built_here_are_selected_only_explicitly():
+    c = compose_config(TOKEN_ENV + "REDIS_IMAGE=scaler-redis:demo\n"
+                       "INFLUXDB_IMAGE=scaler-influxdb:demo\n")
+    check_eq((c["services"]["redis"]["image"], c["services"]["influxdb"]["image"]),
+             ("scaler-redis:demo", "scaler-influxdb:demo"), "images chosen by REDIS_IMAGE, INFLUXDB_IMAGE")
 
 
 @test
@@ -216,14 +272,19 @@ def every_demo_node_config_passes_scalerd_t():
     check(os.path.exists(exe), "scalerd is built at %s" % exe)
     token = write_file("demo-token", "test-token-0123456789\n")
     os.chmod(token, 0o600)
-    for path in NODES:
-        # the token file the image's entrypoint writes, here a local one
-        text = open(path).read().replace('"/run/scaler/token"', json.dumps(token))
-        conf = write_file(os.path.basename(path), text)
-        r = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True, timeout=30,
-                           env=dict(os.environ, SCALER_PLUGIN_DIR=plugin_dir()))
-        check(r.returncode == 0, "scalerd -t -c %s: expected exit 0, got %d:\n%s%s"
-              % (os.path.basename(path), r.returncode, r.stdout, r.stderr))
+    for metrics in METRICS_PATHS:
+        # the compose file mounts app-metrics-<path>.conf as app-metrics.conf
+        write_file("app-metrics.conf",
+                   open(os.path.join(DEMO, "app-metrics-%s.conf" % metrics)).read())
+        for path in NODES:
+            # the token file the image's entrypoint writes, here a local one
+            text = open(path).read().replace('"/run/scaler/token"', json.dumps(token))
+            conf = write_file(os.path.basename(path), text)
+            r = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True,
+                               timeout=30, env=dict(os.environ, SCALER_PLUGIN_DIR=plugin_dir()))
+            check(r.returncode == 0, "scalerd -t -c %s with app-metrics-%s.conf: expected exit 0, "
+                  "got %d:\n%s%s" % (os.path.basename(path), metrics, r.returncode, r.stdout,
+                                      r.stderr))
 
 
 if __name__ == "__main__":
