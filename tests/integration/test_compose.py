@@ -148,7 +148,9 @@ class Demo:
         return "http://127.0.0.1:%d%s" % (self.admin_port[node], path)
 
     def status(self, node):
-        st, body = http_json("GET", self.admin_url(node), timeout=5)
+        """GET /status (reads need the token too: node.public_reads is off)."""
+        st, body = http_json("GET", self.admin_url(node), timeout=5,
+                             headers={"Authorization": "Bearer " + self.token})
         check_eq(st, 200, "GET /status of node %d" % node)
         return body
 
@@ -162,6 +164,11 @@ class Demo:
             if s["node"]["role"] == "primary":
                 return n, s
         return None
+
+    def the_primary(self):
+        p = self.primary()
+        check(p is not None, "a node that says it is primary; none does")
+        return p
 
     def zone_servers(self, status, zone, state=None):
         return [s for z in status["zones"] if z["name"] == zone for s in z["servers"]
@@ -313,7 +320,7 @@ def the_primary_creates_one_app_container_per_zone_through_the_socket():
         return sorted(zs) == list(ZONES) and zs
     wait_until(one_each, 60, "exactly one container per zone labelled scaler.cluster=%s"
                % d.cluster, interval=0.5)
-    _, st = d.primary()
+    _, st = d.the_primary()
     for c in d.app_containers():
         zone = c["Labels"]["scaler.zone"]
         check_eq((c["Image"], c["State"]), ("scaler-app:demo", "running"),
@@ -403,7 +410,7 @@ class Prober(threading.Thread):
 @step
 def docker_kill_of_the_primary_hands_over_while_the_other_zones_serve():
     d = demo()
-    n, st = d.primary()
+    n, st = d.the_primary()
     epoch = st["node"]["epoch"]
     zone = "zone%d" % n  # each node hosts its own zone's balancer
     others = [z for z in ZONES if z != zone]
@@ -436,6 +443,7 @@ def docker_kill_of_the_primary_hands_over_while_the_other_zones_serve():
 @step
 def the_killed_nodes_zone_serves_again_once_its_container_restarts():
     d = demo()
+    check("killed" in state, "the step before killed the primary")
     n, zone = state["killed"]
     # docker kill is a manual stop to the engine: no restart policy restarts
     # it; a user starts it again
