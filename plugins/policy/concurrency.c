@@ -33,6 +33,8 @@
 
 #include <scaler/plugin.h>
 
+#include "targets.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,24 +42,17 @@
 #include <string.h>
 
 #define CC_WHO "policy concurrency"
-#define CC_MAX_METRICS 8
 
 struct cc_settings {
-	double target; /* one metric */
-	char names[CC_MAX_METRICS][64];
-	double targets[CC_MAX_METRICS];
-	int ntargets;
-	const config_setting_t *where; /* the target setting, for bind's errors */
-	double stable, panic;          /* windows, seconds */
-	double threshold; /* panic when the panic total >= threshold x target x current */
+	struct pol_targets t; /* per metric (bind) */
+	double stable, panic; /* windows, seconds */
+	double threshold;     /* panic when the panic total >= threshold x target x current */
 	double up_rate, down_rate;
 };
 
 struct cc_ctx {
 	const struct scaler_host *host;
 	struct cc_settings set;
-	double bound[CC_MAX_METRICS]; /* the target of each of the zone's metrics */
-	size_t nbound;
 	int panicking;
 	double panic_since, last_over; /* monotonic */
 	int panic_high; /* the most servers panic asked for: never less while it lasts */
@@ -84,36 +79,8 @@ static int cc_parse(const struct scaler_host *host, const config_setting_t *conf
 		return host->conf_error(conf, "the policy settings must be a group { ... }");
 	if (conf && host->conf_check_known(conf, cc_known) < 0)
 		bad = -1;
-	const config_setting_t *t = conf ? config_setting_get_member(conf, "target") : NULL;
-	set->where = t ? t : conf;
-	set->target = 100; /* Knative's container-concurrency-target-default */
-	if (t && config_setting_is_group(t)) {
-		int n = config_setting_length(t);
-		if (n < 1 || n > CC_MAX_METRICS)
-			bad |= host->conf_error(t, "target names 1 to %d metrics (got %d)",
-			                        CC_MAX_METRICS, n);
-		for (int i = 0; i < n && i < CC_MAX_METRICS; i++) {
-			const config_setting_t *e = config_setting_get_elem(t, (unsigned)i);
-			double v;
-			if (host->conf_number(t, config_setting_name(e), 0, 0, 1e9, &v) < 0) {
-				bad = -1;
-				continue;
-			}
-			if (v <= 0) {
-				bad |=
-				    host->conf_error(e, "a target must be above 0, it divides the "
-				                        "metric");
-				continue;
-			}
-			snprintf(set->names[set->ntargets], sizeof(set->names[0]), "%s",
-			         config_setting_name(e));
-			set->targets[set->ntargets++] = v;
-		}
-	} else if (host->conf_number(conf, "target", 100, 0, 1e9, &set->target) < 0) {
-		bad = -1;
-	} else if (set->target <= 0) {
-		bad |= host->conf_error(t, "target must be above 0, it divides the metric");
-	}
+	/* Knative's container-concurrency-target-default */
+	bad |= pol_targets_parse(host, conf, 100, 1e9, &set->t);
 	bad |= host->conf_number(conf, "stable_window", 60, 1, 3600, &set->stable);
 	bad |= host->conf_number(conf, "panic_window", set->stable / 10, 0.1, 3600, &set->panic);
 	bad |= host->conf_number(conf, "panic_threshold", 2.0, 1.1, 10, &set->threshold);
@@ -165,45 +132,11 @@ static int cc_bind(void *vctx, const char *const *metrics, size_t n, double *win
                    size_t *nwindows)
 {
 	struct cc_ctx *ctx = vctx;
-	const struct cc_settings *s = &ctx->set;
-	const struct scaler_host *h = ctx->host;
 
-	windows[0] = s->stable;
-	windows[1] = s->panic;
+	windows[0] = ctx->set.stable;
+	windows[1] = ctx->set.panic;
 	*nwindows = 2;
-	ctx->nbound = 0;
-	if (n > CC_MAX_METRICS)
-		return h->conf_error(s->where, "at most %d metrics", CC_MAX_METRICS);
-	if (!s->ntargets) {
-		if (n > 1)
-			return h->conf_error(s->where,
-			                     "the zone has %zu metrics: give each a target, as "
-			                     "target = { %s = ...; %s = ...; };",
-			                     n, metrics[0], metrics[1]);
-		ctx->bound[0] = s->target;
-		ctx->nbound = n;
-		return 0;
-	}
-	for (int k = 0; k < s->ntargets; k++) {
-		size_t i = 0;
-		while (i < n && strcmp(metrics[i], s->names[k]))
-			i++;
-		if (i == n)
-			return h->conf_error(
-			    s->where, "a target for \"%s\", which is not a metric of the zone",
-			    s->names[k]);
-	}
-	for (size_t i = 0; i < n; i++) {
-		int k = 0;
-		while (k < s->ntargets && strcmp(metrics[i], s->names[k]))
-			k++;
-		if (k == s->ntargets)
-			return h->conf_error(s->where, "no target for the zone's metric \"%s\"",
-			                     metrics[i]);
-		ctx->bound[i] = s->targets[k];
-	}
-	ctx->nbound = n;
-	return 0;
+	return pol_targets_bind(ctx->host, &ctx->set.t, metrics, n);
 }
 
 /* "41 in flight", or "41 (requests)" for a metric without a unit. */
@@ -237,7 +170,7 @@ static void cc_view(const struct cc_ctx *ctx, const struct scaler_policy_input *
 	v->metric = -1;
 	for (size_t i = 0; i < nm; i++) {
 		const struct scaler_policy_metric *m = &in->metrics[2 * i + (size_t)which];
-		double target = ctx->bound[i];
+		double target = ctx->set.t.bound[i];
 		if (!m->valid || !isfinite(m->total))
 			continue;
 		double total = m->total > 0 ? m->total : 0;
@@ -271,7 +204,8 @@ static int cc_decide(void *vctx, const struct scaler_policy_input *in,
 		         "holding at 0.");
 		return 0;
 	}
-	size_t nm = ctx->nbound && in->nmetrics == 2 * ctx->nbound ? ctx->nbound : 0;
+	size_t nm =
+	    ctx->set.t.nbound && in->nmetrics == 2 * ctx->set.t.nbound ? ctx->set.t.nbound : 0;
 	if (!nm) {
 		out->desired = cur;
 		snprintf(out->rule, sizeof(out->rule), "policy error");
@@ -311,7 +245,7 @@ static int cc_decide(void *vctx, const struct scaler_policy_input *in,
 			cc_amount(amount, sizeof(amount), pm, pn.total);
 			snprintf(why, sizeof(why),
 			         "panic: %s over %g s, %.1fx the target of %g per server", amount,
-			         pm->window, pn.ratio, ctx->bound[pn.metric]);
+			         pm->window, pn.ratio, ctx->set.t.bound[pn.metric]);
 		} else {
 			snprintf(why, sizeof(why),
 			         "panic since %.0f s (it ends %g s after the panic window last "
@@ -335,8 +269,8 @@ static int cc_decide(void *vctx, const struct scaler_policy_input *in,
 		snprintf(
 		    why, sizeof(why),
 		    "stable: %s over %g s against the target of %g per server: ceil(%.2f) = %d",
-		    amount, sm->window, ctx->bound[st.metric], st.total / ctx->bound[st.metric],
-		    st.desired);
+		    amount, sm->window, ctx->set.t.bound[st.metric],
+		    st.total / ctx->set.t.bound[st.metric], st.desired);
 		if (want == 0) {
 			/* every metric read 0 over the stable window: idle */
 			if (!ctx->idle) {

@@ -32,21 +32,16 @@
 
 #include <scaler/plugin.h>
 
+#include "targets.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TGT_MAX_METRICS 8
-
 struct tgt_settings {
-	double target; /* one metric */
-	/* several: a target per metric name (target = { cpu = 60; ... };) */
-	char names[TGT_MAX_METRICS][64];
-	double targets[TGT_MAX_METRICS];
-	int ntargets;
-	const config_setting_t *where; /* the target setting, for bind's errors */
+	struct pol_targets t; /* per metric (bind) */
 	double tolerance;
 	double stab_down; /* seconds */
 	double stab_up;
@@ -62,8 +57,6 @@ struct tgt_rec {
 struct tgt_ctx {
 	const struct scaler_host *host;
 	struct tgt_settings set;
-	double bound[TGT_MAX_METRICS]; /* the target of each metric of the zone (bind) */
-	size_t nbound;
 	struct tgt_rec *recs; /* recommendations, oldest first */
 	size_t nrecs, cap;
 	/* the first evaluation counts as a recommendation to keep the count
@@ -95,35 +88,7 @@ static int tgt_parse(const struct scaler_host *host, const config_setting_t *con
 		return host->conf_error(conf, "the policy settings must be a group { ... }");
 	if (conf && host->conf_check_known(conf, tgt_known) < 0)
 		bad = -1;
-	const config_setting_t *t = conf ? config_setting_get_member(conf, "target") : NULL;
-	set->where = t ? t : conf;
-	set->ntargets = 0;
-	set->target = 50;
-	if (t && config_setting_is_group(t)) {
-		int n = config_setting_length(t);
-		if (n < 1 || n > TGT_MAX_METRICS)
-			bad |= host->conf_error(t, "target names 1 to %d metrics (got %d)",
-			                        TGT_MAX_METRICS, n);
-		for (int i = 0; i < n && i < TGT_MAX_METRICS; i++) {
-			const config_setting_t *e = config_setting_get_elem(t, (unsigned)i);
-			double v;
-			if (host->conf_number(t, config_setting_name(e), 0, 0, 1e6, &v) < 0) {
-				bad = -1;
-				continue;
-			}
-			if (v <= 0) {
-				bad |=
-				    host->conf_error(e, "a target must be above 0, it divides the "
-				                        "metric");
-				continue;
-			}
-			snprintf(set->names[set->ntargets], sizeof(set->names[0]), "%s",
-			         config_setting_name(e));
-			set->targets[set->ntargets++] = v;
-		}
-	} else {
-		bad |= host->conf_number(conf, "target", 50, 0, 1e6, &set->target);
-	}
+	bad |= pol_targets_parse(host, conf, 50, 1e6, &set->t);
 	bad |= host->conf_number(conf, "tolerance", 0.1, 0, 0.99, &set->tolerance);
 	bad |= host->conf_number(conf, "stabilization_down", 300, 0, 86400, &set->stab_down);
 	bad |= host->conf_number(conf, "stabilization_up", 0, 0, 86400, &set->stab_up);
@@ -135,9 +100,6 @@ static int tgt_parse(const struct scaler_host *host, const config_setting_t *con
 	bad |= host->conf_number(conf, "max_step_down_percent", 0, 0, 100, &set->pct_down);
 	if (bad)
 		return -1;
-	if (!set->ntargets && set->target <= 0)
-		return host->conf_error(config_setting_get_member(conf, "target"),
-		                        "target must be above 0, it divides the average");
 	return 0;
 }
 
@@ -261,44 +223,9 @@ static int tgt_bind(void *vctx, const char *const *metrics, size_t n, double *wi
                     size_t *nwindows)
 {
 	struct tgt_ctx *ctx = vctx;
-	const struct tgt_settings *s = &ctx->set;
-	const struct scaler_host *h = ctx->host;
 	(void)windows;
 	*nwindows = 0; /* the zone's window */
-	ctx->nbound = 0;
-	if (n > TGT_MAX_METRICS)
-		return h->conf_error(s->where, "at most %d metrics", TGT_MAX_METRICS);
-	if (!s->ntargets) {
-		if (n > 1)
-			return h->conf_error(s->where,
-			                     "the zone has %zu metrics: give each a target, as "
-			                     "target = { %s = ...; %s = ...; };",
-			                     n, metrics[0], metrics[1]);
-		ctx->bound[0] = s->target;
-		ctx->nbound = n;
-		return 0;
-	}
-	for (int k = 0; k < s->ntargets; k++) {
-		size_t i = 0;
-		while (i < n && strcmp(metrics[i], s->names[k]))
-			i++;
-		if (i == n)
-			return h->conf_error(s->where,
-			                     "a target for \"%s\", which is not a metric of "
-			                     "the zone",
-			                     s->names[k]);
-	}
-	for (size_t i = 0; i < n; i++) {
-		int k = 0;
-		while (k < s->ntargets && strcmp(metrics[i], s->names[k]))
-			k++;
-		if (k == s->ntargets)
-			return h->conf_error(s->where, "no target for the zone's metric \"%s\"",
-			                     metrics[i]);
-		ctx->bound[i] = s->targets[k];
-	}
-	ctx->nbound = n;
-	return 0;
+	return pol_targets_bind(ctx->host, &ctx->set.t, metrics, n);
 }
 
 /* ceil(cur × value / target) outside the tolerance band, else cur. */
@@ -338,14 +265,14 @@ static int tgt_decide(void *vctx, const struct scaler_policy_input *in,
 	}
 	/* several metrics (bound): the largest recommendation of those with a
 	 * value; one: the zone average */
-	size_t nm = in->nmetrics > 1 && ctx->nbound == in->nmetrics ? in->nmetrics : 0;
+	size_t nm = in->nmetrics > 1 && s->t.nbound == in->nmetrics ? in->nmetrics : 0;
 	int best = -1, second = -1, best_raw = 0, second_raw = 0;
-	double value = in->average, target = ctx->nbound ? ctx->bound[0] : s->target;
+	double value = in->average, target = s->t.nbound ? s->t.bound[0] : s->t.target;
 	for (size_t i = 0; i < nm; i++) {
 		double r;
 		if (!in->metrics[i].valid || !isfinite(in->metrics[i].average))
 			continue;
-		int x = tgt_raw(s, cur, in->metrics[i].average, ctx->bound[i], &r);
+		int x = tgt_raw(s, cur, in->metrics[i].average, s->t.bound[i], &r);
 		if (best < 0 || x > best_raw) {
 			second = best;
 			second_raw = best_raw;
@@ -358,7 +285,7 @@ static int tgt_decide(void *vctx, const struct scaler_policy_input *in,
 	}
 	if (nm && best >= 0) {
 		value = in->metrics[best].average;
-		target = ctx->bound[best];
+		target = s->t.bound[best];
 	}
 	if ((nm && best < 0) || (!nm && (!in->average_valid || !isfinite(in->average)))) {
 		out->desired = cur;

@@ -102,6 +102,25 @@ static int ctl_not_primary(struct controller *c, json_t **reply)
 	return 503;
 }
 
+/* The zone an admin call names, or NULL with *status and *reply filled:
+ * 404 for an unknown zone, 503 when this node is not the primary (or, with
+ * loaded, has not read the zone's servers yet). */
+static struct czone *ctl_api_zone(struct controller *c, const char *zone, int loaded,
+                                  json_t **reply, int *status)
+{
+	struct czone *z = czone_find(c, zone);
+	if (!z) {
+		*reply = json_pack("{s:s}", "error", "unknown zone");
+		*status = 404;
+		return NULL;
+	}
+	if (!c->active || (loaded && !z->loaded)) {
+		*status = ctl_not_primary(c, reply);
+		return NULL;
+	}
+	return z;
+}
+
 /* ---- PUT /report: the primary checks before it deletes ---------------------- */
 
 /* A balancer's word is not enough to delete a server (a token holder could
@@ -247,13 +266,10 @@ void controller_report(struct controller *c, const char *zone, json_t *dead,
 int controller_outlier_events(struct controller *c, const char *zone, json_t *events,
                               json_t **reply)
 {
-	struct czone *z = czone_find(c, zone);
-	if (!z) {
-		*reply = json_pack("{s:s}", "error", "unknown zone");
-		return 404;
-	}
-	if (!c->active || !z->loaded)
-		return ctl_not_primary(c, reply);
+	int status;
+	struct czone *z = ctl_api_zone(c, zone, 1, reply, &status);
+	if (!z)
+		return status;
 	size_t i;
 	json_t *e;
 	json_array_foreach(events, i, e)
@@ -280,13 +296,10 @@ int controller_outlier_events(struct controller *c, const char *zone, json_t *ev
 int controller_pin(struct controller *c, const char *zone, int count, double duration,
                    json_t **reply)
 {
-	struct czone *z = czone_find(c, zone);
-	if (!z) {
-		*reply = json_pack("{s:s}", "error", "unknown zone");
-		return 404;
-	}
-	if (!c->active)
-		return ctl_not_primary(c, reply);
+	int status;
+	struct czone *z = ctl_api_zone(c, zone, 0, reply, &status);
+	if (!z)
+		return status;
 	if (count >= 0 && (count < z->cz->min || count > z->cz->max)) {
 		*reply = json_pack("{s:s}", "error", "count must be within the zone's min..max");
 		return 400;
@@ -315,13 +328,10 @@ int controller_pin(struct controller *c, const char *zone, int count, double dur
 int controller_wake(struct controller *c, const char *zone, long held, uint64_t epoch,
                     json_t **reply)
 {
-	struct czone *z = czone_find(c, zone);
-	if (!z) {
-		*reply = json_pack("{s:s}", "error", "unknown zone");
-		return 404;
-	}
-	if (!c->active || !z->loaded)
-		return ctl_not_primary(c, reply);
+	int status;
+	struct czone *z = ctl_api_zone(c, zone, 1, reply, &status);
+	if (!z)
+		return status;
 	if (epoch > c->epoch) {
 		/* the balancer was told of a newer primary: this node is not it */
 		*reply = json_pack("{s:s, s:I}", "error",
@@ -357,13 +367,10 @@ int controller_wake(struct controller *c, const char *zone, long held, uint64_t 
 
 int controller_drain(struct controller *c, const char *zone, const char *server, json_t **reply)
 {
-	struct czone *z = czone_find(c, zone);
-	if (!z) {
-		*reply = json_pack("{s:s}", "error", "unknown zone");
-		return 404;
-	}
-	if (!c->active)
-		return ctl_not_primary(c, reply);
+	int status;
+	struct czone *z = ctl_api_zone(c, zone, 0, reply, &status);
+	if (!z)
+		return status;
 	struct cserver *s = czone_server(z, server);
 	if (!s) {
 		*reply = json_pack("{s:s}", "error", "unknown server");

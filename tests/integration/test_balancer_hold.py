@@ -62,18 +62,10 @@ class OrderedBackend:
 
 
 def send(port, method, path, body=b"", timeout=20):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     head = "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" % (method, path)
     if method == "POST":
         head += "Content-Length: %d\r\n" % len(body)
-    s.sendall(head.encode() + b"\r\n" + body)
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    s.close()
+    out = raw_http(port, head.encode() + b"\r\n" + body, timeout=timeout)
     head, _, data = out.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), data
 

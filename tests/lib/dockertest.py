@@ -175,6 +175,16 @@ def engine():
     return _engine
 
 
+def _import(eng, tar, name, cmd):
+    """Import a rootfs tarball as image `name` running cmd: (status, body)."""
+    repo, _, tag = name.partition(":")
+    q = urllib.parse.urlencode({"fromSrc": "-", "repo": repo, "tag": tag or "latest",
+                                "changes": 'CMD ["%s"]' % cmd})
+    with open(tar, "rb") as f:
+        return eng.api("POST", "/images/create?" + q, body=f.read(),
+                       headers={"Content-Type": "application/x-tar"}, timeout=300)
+
+
 def build_test_image(eng, name=TEST_IMAGE):
     """Import the test image unless the engine has it already; its name."""
     status, _ = eng.api("GET", "/images/%s/json" % name)
@@ -187,12 +197,7 @@ def build_test_image(eng, name=TEST_IMAGE):
         r = subprocess.run(["sh", script, tar], capture_output=True, text=True)
         if r.returncode != 0:
             raise DockerUnavailable("cannot build the test image: " + r.stderr.strip())
-        repo, _, tag = name.partition(":")
-        q = urllib.parse.urlencode({"fromSrc": "-", "repo": repo, "tag": tag or "latest",
-                                    "changes": 'CMD ["/bin/serve"]'})
-        with open(tar, "rb") as f:
-            status, body = eng.api("POST", "/images/create?" + q, body=f.read(),
-                                   headers={"Content-Type": "application/x-tar"}, timeout=300)
+        status, body = _import(eng, tar, name, "/bin/serve")
     if status != 200 or b"error" in (body if isinstance(body, bytes) else json.dumps(body).encode()):
         raise DockerUnavailable("cannot import the test image: %s %r" % (status, body))
     return name
@@ -209,12 +214,7 @@ def app_image(eng, app_binary, name=APP_IMAGE):
         r = subprocess.run(["sh", script, app_binary, tar], capture_output=True, text=True)
         if r.returncode != 0:
             raise DockerUnavailable("build-app-image.sh: " + r.stderr.strip())
-        repo, _, tag = name.partition(":")
-        q = urllib.parse.urlencode({"fromSrc": "-", "repo": repo, "tag": tag or "latest",
-                                    "changes": 'CMD ["/usr/bin/scaler-app"]'})
-        with open(tar, "rb") as f:
-            status, body = eng.api("POST", "/images/create?" + q, body=f.read(),
-                                   headers={"Content-Type": "application/x-tar"}, timeout=300)
+        status, body = _import(eng, tar, name, "/usr/bin/scaler-app")
     if status != 200:
         raise DockerUnavailable("cannot import the scaler-app image: %s %r" % (status, body))
     return name
