@@ -431,15 +431,35 @@ struct scaler_election_ops {
 
 typedef void (*scaler_balancer_cb)(void *arg, int status, const char *err);
 
+/* ABI 1.3: what scalerd keeps for a zone's workers and hands each one
+ * (serve_worker). scalerd binds the zone's sockets once and keeps every
+ * descriptor open across worker restarts and reloads: a worker never binds,
+ * may close its copies, and its death never closes the port. */
+struct scaler_zone_worker {
+	size_t size;      /* sizeof(struct scaler_zone_worker) of the host */
+	int index, count; /* this worker is `index` (from 0) of `count` on listen_fd */
+	int listen_fd;    /* the zone's listening socket (non-blocking), shared by its workers */
+	int admin_fd;     /* the zone's admin socket: worker 0 serves it; -1 for the others */
+	/* A memfd shared by the zone's workers: scalerd keeps it while the
+	 * zone's workers keep their settings, so a restarted worker finds what
+	 * the one before it left (size 0 when new; the plugin sizes it). */
+	int shared_fd;
+	int previous_fd; /* the shared memfd of the workers these replace (reload), or -1 */
+	/* `count` eventfds: writing 1 to wake_fds[i] wakes worker i */
+	const int *wake_fds;
+};
+
 struct scaler_balancer_ops {
 	size_t size; /* sizeof(struct scaler_balancer_ops) */
 	/* Required. Worker side: set up the zone's data plane and admin API on
 	 * host->loop. The host then runs the loop until it is told to stop. */
 	int (*serve)(void *ctx, const struct scaler_zone *zone);
-	/* Worker side: stop accepting, finish in-flight requests. */
+	/* Worker side: stop accepting, finish in-flight requests (the last
+	 * response of a keep-alive connection says Connection: close). */
 	void (*shutdown)(void *ctx);
 	/* Worker side: servers and primary recorded in the state store, handed
-	 * over at start so a restarted worker serves at once (as if pushed). */
+	 * over at start so a restarted worker serves at once (as if pushed).
+	 * After serve_worker returned 0, the worker accepts from this call on. */
 	void (*restore)(void *ctx, const char *const *servers, size_t n, const char *monitor_url,
 	                uint64_t epoch);
 	/* Controller side: change the zone's server set. */
@@ -449,6 +469,21 @@ struct scaler_balancer_ops {
 	/* Controller side: tell the zone's balancer who is primary. */
 	int (*push_monitor)(void *ctx, const struct scaler_zone *zone, const char *url,
 	                    uint64_t epoch, scaler_balancer_cb cb, void *arg);
+
+	/* ---- ABI 1.3 (check size): workers on sockets scalerd holds ---- */
+
+	/* Worker side, instead of serve: set up the data plane on w->listen_fd
+	 * (and the admin API on w->admin_fd when it is not -1), and accept
+	 * nothing until the server set is known. Returns 1 when it is (taken
+	 * from w->shared_fd or w->previous_fd): the worker serves at once; 0
+	 * when the host must call restore first, which it does within about a
+	 * second (with n = 0, monitor_url NULL when the state store does not
+	 * answer: serve the static servers); -1 on failure. */
+	int (*serve_worker)(void *ctx, const struct scaler_zone *zone,
+	                    const struct scaler_zone_worker *w);
+	/* Worker side, after shutdown: client connections still open. The
+	 * host ends the worker when none is left, or after drain_timeout. */
+	int (*connections)(void *ctx);
 };
 
 /* ---- the descriptor ----------------------------------------------------- */

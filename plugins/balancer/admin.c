@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static json_t *adm_server_json(struct server *s)
 {
@@ -459,7 +460,9 @@ static void adm_handler(struct http_exchange *x, const struct http_request *req,
 	}
 }
 
-int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen)
+static const struct http_server_limits adm_limits = {.max_header = 16384, .max_body = 1 << 20};
+
+int admin_allowed(struct bal *b, const char *hostport, char *err, size_t errlen)
 {
 	if ((!b->host->token || !b->host->token[0]) && !net_addr_is_loopback(hostport)) {
 		snprintf(err, errlen,
@@ -468,9 +471,12 @@ int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen)
 		         hostport);
 		return -1;
 	}
-	struct http_server_limits lim = {.max_header = 16384, .max_body = 1 << 20};
-	b->admin = http_server_new(b->loop, hostport, &lim, adm_handler, b, err, errlen);
-	/* the auth rule of every admin listener: reads need the token too */
+	return 0;
+}
+
+/* The auth rule of every admin listener: reads need the token too. */
+static int adm_auth(struct bal *b, char *err, size_t errlen)
+{
 	if (b->admin && http_server_set_auth(b->admin, b->host->token,
 	                                     SCALER_HOST_HAS(b->host, public_reads) &&
 	                                         b->host->public_reads) < 0) {
@@ -479,6 +485,26 @@ int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen)
 		b->admin = NULL;
 	}
 	return b->admin ? 0 : -1;
+}
+
+int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen)
+{
+	if (admin_allowed(b, hostport, err, errlen) < 0)
+		return -1;
+	b->admin = http_server_new(b->loop, hostport, &adm_limits, adm_handler, b, err, errlen);
+	return adm_auth(b, err, errlen);
+}
+
+int admin_adopt(struct bal *b, int fd, const char *hostport, char *err, size_t errlen)
+{
+	if (admin_allowed(b, hostport, err, errlen) < 0) {
+		close(fd);
+		return -1;
+	}
+	b->admin = http_server_adopt(b->loop, fd, &adm_limits, adm_handler, b, err, errlen);
+	if (!b->admin)
+		close(fd);
+	return adm_auth(b, err, errlen);
 }
 
 void admin_stop(struct bal *b)

@@ -250,7 +250,12 @@ void outlier_stop(struct bal *b);
 
 /* ---- proxy.c ------------------------------------------------------------ */
 
+/* Bind hostport and accept at once (a worker that runs alone on ABI 1.2). */
 int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen);
+/* Serve on fd, a listening socket scalerd holds; accept only from
+ * proxy_accept on (once the server set is known). */
+void proxy_adopt(struct bal *b, int fd);
+void proxy_accept(struct bal *b);
 void proxy_shutdown(struct bal *b);
 void proxy_free(struct bal *b);
 /* A server is alive: dispatch the held requests, oldest first. */
@@ -283,6 +288,12 @@ void wake_stop(struct bal *b);
 /* ---- admin.c ------------------------------------------------------------ */
 
 int admin_start(struct bal *b, const char *hostport, char *err, size_t errlen);
+/* -1 with a sentence when hostport may not serve the admin API (not
+ * loopback, and no token). */
+int admin_allowed(struct bal *b, const char *hostport, char *err, size_t errlen);
+/* The same on fd, a listening socket scalerd holds (hostport names it);
+ * the admin API owns fd from then on, even when it fails. */
+int admin_adopt(struct bal *b, int fd, const char *hostport, char *err, size_t errlen);
 void admin_stop(struct bal *b);
 
 /* ---- the instance ------------------------------------------------------- */
@@ -349,6 +360,8 @@ struct bal {
 	struct uconn *free_uconns;
 	int shutting_down;
 	int serving;
+	int accepting; /* the server set is known: the listening socket is watched */
+	int admin_fd;  /* handed over, served from the first accept on; -1 */
 
 	/* admin */
 	struct http_server *admin;

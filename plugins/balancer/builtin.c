@@ -280,7 +280,7 @@ static int bi_init(const struct scaler_host *host, const config_setting_t *conf,
 	}
 	b->host = host;
 	b->loop = host->loop;
-	b->listen_fd = -1;
+	b->listen_fd = b->admin_fd = -1;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	b->rnd = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ull;
@@ -306,13 +306,17 @@ static void bi_fini(void *ctx)
 	proxy_free(b);
 	srv_free_all(b);
 	outlier_stop(b);
+	if (b->admin_fd >= 0)
+		close(b->admin_fd);
 	free(b->monitor_url);
 	free(b);
 }
 
-static int bi_serve(void *ctx, const struct scaler_zone *zone)
+/* Serve the zone: on the sockets of w (scalerd holds them), else binding
+ * its addresses. */
+static int bi_start(struct bal *b, const struct scaler_zone *zone,
+                    const struct scaler_zone_worker *w)
 {
-	struct bal *b = ctx;
 	char err[512];
 	snprintf(b->zone, sizeof(b->zone), "%s", zone->name ? zone->name : "zone");
 	if (!zone->listen || !zone->admin) {
@@ -330,11 +334,19 @@ static int bi_serve(void *ctx, const struct scaler_zone *zone)
 			b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);
 			goto fail;
 		}
-	if (admin_start(b, zone->admin, err, sizeof(err)) < 0) {
+	/* a handed admin socket is served once the worker accepts: what it
+	 * answers is the restored set */
+	int r = w ? admin_allowed(b, zone->admin, err, sizeof(err))
+	          : admin_start(b, zone->admin, err, sizeof(err));
+	if (w)
+		b->admin_fd = w->admin_fd;
+	if (r < 0) {
 		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: admin API: %s", b->zone, err);
 		goto fail;
 	}
-	if (proxy_listen(b, zone->listen, err, sizeof(err)) < 0) {
+	if (w) {
+		proxy_adopt(b, w->listen_fd);
+	} else if (proxy_listen(b, zone->listen, err, sizeof(err)) < 0) {
 		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);
 		goto fail;
 	}
@@ -349,6 +361,31 @@ fail:
 	return -1;
 }
 
+static int bi_serve(void *ctx, const struct scaler_zone *zone)
+{
+	return bi_start(ctx, zone, NULL);
+}
+
+static int bi_serve_worker(void *ctx, const struct scaler_zone *zone,
+                           const struct scaler_zone_worker *w)
+{
+	struct bal *b = ctx;
+	if (!w || w->size < sizeof(*w) || w->listen_fd < 0) {
+		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: no listening socket handed over",
+		             zone->name ? zone->name : "?");
+		return -1;
+	}
+	if (bi_start(b, zone, w) < 0)
+		return -1;
+	return 0; /* accepts once restored */
+}
+
+static int bi_connections(void *ctx)
+{
+	struct bal *b = ctx;
+	return b->nconns;
+}
+
 static void bi_shutdown(void *ctx)
 {
 	struct bal *b = ctx;
@@ -356,7 +393,25 @@ static void bi_shutdown(void *ctx)
 	wake_stop(b);
 	srv_stop_checks(b);
 	admin_stop(b);
+	if (b->admin_fd >= 0) {
+		close(b->admin_fd);
+		b->admin_fd = -1;
+	}
 	proxy_shutdown(b);
+}
+
+/* The server set is known: serve users and the admin API. */
+static void bi_accept(struct bal *b)
+{
+	char err[512];
+	proxy_accept(b);
+	if (b->admin_fd >= 0 && !b->admin && !b->shutting_down) {
+		int fd = b->admin_fd;
+		b->admin_fd = -1; /* the admin API's now */
+		if (admin_adopt(b, fd, b->admin_addr, err, sizeof(err)) < 0)
+			b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: admin API: %s", b->zone,
+			             err);
+	}
 }
 
 static void bi_restore(void *ctx, const char *const *servers, size_t n, const char *monitor_url,
@@ -378,6 +433,7 @@ static void bi_restore(void *ctx, const char *const *servers, size_t n, const ch
 		b->monitor_epoch = epoch;
 	}
 	proxy_release_held(b);
+	bi_accept(b);
 }
 
 /* ---- controller side ---------------------------------------------------- */
@@ -488,6 +544,8 @@ static const struct scaler_balancer_ops bi_ops = {
     .restore = bi_restore,
     .push_servers = bi_push_servers,
     .push_monitor = bi_push_monitor,
+    .serve_worker = bi_serve_worker,
+    .connections = bi_connections,
 };
 
 SCALER_PLUGIN_DEFINE(SCALER_KIND_BALANCER, "builtin", PACKAGE_VERSION, bi_init, bi_reload, bi_fini,

@@ -540,7 +540,7 @@ static void c_close(struct cconn *c)
 	c->next = b->free_cconns;
 	b->free_cconns = c;
 	b->nconns--;
-	if (!b->shutting_down && b->listen_fd >= 0 && !ev_is_active(&b->accept_w) &&
+	if (b->accepting && !b->shutting_down && b->listen_fd >= 0 && !ev_is_active(&b->accept_w) &&
 	    !ev_is_active(&b->accept_pause))
 		ev_io_start(b->loop, &b->accept_w);
 	if (b->shutting_down && b->nconns == 0)
@@ -1431,8 +1431,23 @@ static void p_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct bal *b = w->data;
 	(void)revents;
-	if (b->listen_fd >= 0 && !b->shutting_down)
+	if (b->accepting && b->listen_fd >= 0 && !b->shutting_down)
 		ev_io_start(loop, &b->accept_w);
+}
+
+/* While draining, a keep-alive connection is closed between requests only
+ * once it has been idle this long (a client that is about to send on it
+ * would see the close as a failure); the others get Connection: close on
+ * their next response. */
+#define DRAIN_IDLE 1.0
+
+/* Close an idle keep-alive connection unless a request is arriving on it. */
+static void c_close_idle(struct cconn *c)
+{
+	char x;
+	if (recv(c->fd, &x, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+		return; /* read on the next iteration */
+	c_close(c);
 }
 
 static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1448,8 +1463,8 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		struct uconn *u = c->u;
 		switch (c->phase) {
 		case C_IDLE:
-			if (now - c->since > (b->shutting_down ? 0 : cf->idle_timeout))
-				c_close(c);
+			if (now - c->since > (b->shutting_down ? DRAIN_IDLE : cf->idle_timeout))
+				c_close_idle(c);
 			break;
 		case C_HEAD:
 			if (now - c->since > cf->client_timeout) {
@@ -1512,14 +1527,29 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen)
 {
+	int fd = net_listen(hostport, 4096, err, errlen);
+	if (fd < 0)
+		return -1;
+	proxy_adopt(b, fd);
+	proxy_accept(b);
+	return 0;
+}
+
+void proxy_accept(struct bal *b)
+{
+	if (b->accepting || b->shutting_down || b->listen_fd < 0)
+		return;
+	b->accepting = 1;
+	ev_io_start(b->loop, &b->accept_w);
+}
+
+void proxy_adopt(struct bal *b, int fd)
+{
 	c_errors_init();
 	b->buf_size = b->conf.max_header_size < 16384 ? 16384 : b->conf.max_header_size;
-	b->listen_fd = net_listen(hostport, 4096, err, errlen);
-	if (b->listen_fd < 0)
-		return -1;
+	b->listen_fd = fd;
 	ev_io_init(&b->accept_w, p_accept_cb, b->listen_fd, EV_READ);
 	b->accept_w.data = b;
-	ev_io_start(b->loop, &b->accept_w);
 	ev_timer_init(&b->accept_pause, p_accept_resume, 0.1, 0.);
 	b->accept_pause.data = b;
 	const struct bal_conf *cf = &b->conf;
@@ -1538,7 +1568,6 @@ int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen)
 	ev_timer_init(&b->sweep, p_sweep_cb, tick, tick);
 	b->sweep.data = b;
 	ev_timer_start(b->loop, &b->sweep);
-	return 0;
 }
 
 void proxy_shutdown(struct bal *b)
@@ -1553,11 +1582,12 @@ void proxy_shutdown(struct bal *b)
 		close(b->listen_fd);
 		b->listen_fd = -1;
 	}
+	double now = ev_now(b->loop);
 	struct cconn *next;
 	for (struct cconn *c = b->conns; c; c = next) {
 		next = c->next;
-		if (c->phase == C_IDLE)
-			c_close(c);
+		if (c->phase == C_IDLE && now - c->since > DRAIN_IDLE)
+			c_close_idle(c);
 	}
 	for (struct server *s = b->servers; s; s = s->next)
 		proxy_close_idle(s);

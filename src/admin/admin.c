@@ -118,8 +118,13 @@ static void admin_status(struct daemon *d, struct http_exchange *x)
 	{
 		const char *name = json_string_value(json_object_get(z, "name"));
 		if (name && conf_hosts_zone(d->conf, name)) {
-			json_object_set_new(z, "balancer_pid",
-			                    json_integer(supervisor_zone_pid(d->sup, name)));
+			pid_t pids[CONF_WORKERS_MAX];
+			int n = supervisor_zone_pids(d->sup, name, pids, CONF_WORKERS_MAX);
+			json_t *arr = json_array();
+			for (int k = 0; k < n && k < CONF_WORKERS_MAX; k++)
+				json_array_append_new(arr, json_integer(pids[k]));
+			json_object_set_new(z, "balancer_pid", json_integer(n > 0 ? pids[0] : 0));
+			json_object_set_new(z, "balancer_pids", arr);
 			json_object_set_new(z, "balancer_restarts",
 			                    json_integer(supervisor_zone_restarts(d->sup, name)));
 		}

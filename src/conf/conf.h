@@ -11,6 +11,7 @@
 #include "conf_util.h" /* conf_error and the helpers plugins use */
 
 #define CONF_NAME_MAX 64
+#define CONF_WORKERS_MAX 64 /* balancer workers of a zone */
 
 /* One plugin kind's group: `driver = { plugin = "process"; ... };` */
 struct conf_plugin {

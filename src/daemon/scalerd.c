@@ -298,25 +298,92 @@ static const char *reload_fixed_setting(const struct conf *a, const struct conf 
 	return NULL;
 }
 
+/* 1 when the zone's balancer plugin serves on sockets scalerd holds (ABI
+ * 1.3); a plugin built before binds its own, in one worker. */
+static int zone_hand_over(const struct daemon *d, const struct conf *c, const struct conf_zone *cz)
+{
+	const struct plugin *p = d->balancer.plugin;
+	struct plugin *own = NULL;
+	char err[1024];
+	if (!p || strcmp(p->name, cz->balancer_plugin) != 0) {
+		own = plugin_load(c->plugin_dir, SCALER_KIND_BALANCER, cz->balancer_plugin, err,
+		                  sizeof(err));
+		if (!own) {
+			log_err("zone %s: %s", cz->name, err);
+			return 0;
+		}
+		p = own;
+	}
+	/* the loader's copy of the ops: NULL where an older plugin has none */
+	int yes = p->ops.balancer.serve_worker && p->ops.balancer.connections;
+	plugin_unload(own);
+	return yes;
+}
+
+static void zone_spec(const struct daemon *d, const struct conf *c, const struct conf_zone *cz,
+                      struct supervisor_zone *out)
+{
+	out->name = cz->name;
+	out->listen = cz->listen;
+	out->admin = cz->admin;
+	out->workers = 1;
+	out->hand_over = zone_hand_over(d, c, cz);
+}
+
+/* Phase one of applying nc: bind the sockets of its zones that scalerd
+ * does not hold yet. -1 after logging (and appending to errs) each error;
+ * the running zones are untouched. */
+static int zones_prepare(struct daemon *d, const struct conf *nc, json_t *errs)
+{
+	int failed = 0;
+	for (size_t i = 0; i < nc->nzones; i++) {
+		const struct conf_zone *cz = &nc->zones[i];
+		struct supervisor_zone z;
+		char err[512];
+		if (!conf_hosts_zone(nc, cz->name))
+			continue;
+		zone_spec(d, nc, cz, &z);
+		if (supervisor_zone_prepare(d->sup, &z, err, sizeof(err)) < 0) {
+			log_err("%s:%d: zones.[%zu]: %s", nc->path, cz->line, cz->index, err);
+			if (errs)
+				json_array_append_new(errs,
+				                      json_sprintf("zone %s: %s", cz->name, err));
+			failed = 1;
+		}
+	}
+	if (failed)
+		supervisor_prepared_drop(d->sup);
+	return failed ? -1 : 0;
+}
+
+/* Phase two: stop removed zones, replace the workers of changed ones,
+ * start new ones. */
 static void zones_apply(struct daemon *d, const struct conf *old, const struct conf *nc)
 {
-	/* stop removed or changed zones, then start new or changed ones */
+	supervisor_set_timeouts(d->sup, nc->drain_timeout, nc->stop_timeout);
 	for (size_t i = 0; old && i < old->nzones; i++) {
 		const struct conf_zone *oz = &old->zones[i];
 		const struct conf_zone *nz = conf_zone_find(nc, oz->name);
-		int hosted_before = conf_hosts_zone(old, oz->name);
-		int hosted_now = nz && conf_hosts_zone(nc, oz->name);
-		if (hosted_before && (!hosted_now || !conf_zone_equal(oz, nz))) {
-			log_info("zone %s %s: stopping its balancer worker", oz->name,
-			         nz ? "changed" : "removed");
-			supervisor_zone_stop(d->sup, oz->name, nc->stop_timeout);
+		if (conf_hosts_zone(old, oz->name) && (!nz || !conf_hosts_zone(nc, oz->name))) {
+			log_info("zone %s removed: stopping its balancer workers", oz->name);
+			supervisor_zone_remove(d->sup, oz->name);
 		}
 	}
 	for (size_t i = 0; i < nc->nzones; i++) {
 		const struct conf_zone *nz = &nc->zones[i];
-		if (conf_hosts_zone(nc, nz->name))
-			supervisor_zone_start(d->sup, nz->name);
+		const struct conf_zone *oz = old ? conf_zone_find(old, nz->name) : NULL;
+		struct supervisor_zone z;
+		if (!conf_hosts_zone(nc, nz->name))
+			continue;
+		zone_spec(d, nc, nz, &z);
+		if (oz && conf_hosts_zone(old, oz->name) && !conf_zone_equal(oz, nz)) {
+			log_info("zone %s changed: new balancer workers", nz->name);
+			supervisor_zone_replace(d->sup, &z);
+		} else {
+			supervisor_zone_start(d->sup, &z);
+		}
 	}
+	supervisor_prepared_drop(d->sup);
 }
 
 int daemon_reload(struct daemon *d, void *errors)
@@ -384,6 +451,8 @@ int daemon_reload(struct daemon *d, void *errors)
 			json_array_append_new(errs,
 			                      json_string("invalid policy settings; see the log"));
 	}
+	if (!failed && zones_prepare(d, nc, errs) < 0)
+		failed = 1;
 	if (failed) {
 		for (size_t i = 0; i < 3; i++)
 			plugin_instance_free(&fresh[i]);
@@ -465,7 +534,7 @@ static void daemon_stop(struct daemon *d, const char *why)
 		http_server_free(d->admin);
 		d->admin = NULL;
 	}
-	supervisor_stop_all(d->sup, d->conf->stop_timeout, on_all_stopped, d);
+	supervisor_stop_all(d->sup, on_all_stopped, d);
 }
 
 static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
@@ -541,6 +610,8 @@ static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 	ev_signal_start(d.loop, &d.sig_int);
 
 	d.sup = supervisor_new(d.loop, d.exe, conf_path, force_debug, force_syslog);
+	if (!d.sup || zones_prepare(&d, d.conf, NULL) < 0)
+		goto out;
 	int fd = config_snapshot_fd(d.conf);
 	if (fd >= 0) {
 		supervisor_set_config_fd(d.sup, fd);
@@ -597,10 +668,12 @@ int main(int argc, char **argv)
 	                                     {"balancer", required_argument, NULL, 'b'},
 	                                     {"stop-servers", no_argument, NULL, 'S'},
 	                                     {"config-fd", required_argument, NULL, 'F'},
+	                                     {"worker", required_argument, NULL, 'W'},
+	                                     {"fds", required_argument, NULL, 'D'},
 	                                     {"version", no_argument, NULL, 'V'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
-	const char *conf_path = DEFAULT_CONF, *zone = NULL;
+	const char *conf_path = DEFAULT_CONF, *zone = NULL, *worker = NULL, *fds = NULL;
 	int test = 0, debug = 0, use_syslog = 0, config_fd = -1, stop = 0, c;
 
 	while ((c = getopt_long(argc, argv, "c:tdVh", opts, NULL)) != -1) {
@@ -626,6 +699,12 @@ int main(int argc, char **argv)
 		case 'F':
 			config_fd = atoi(optarg);
 			break;
+		case 'W':
+			worker = optarg;
+			break;
+		case 'D':
+			fds = optarg;
+			break;
 		case 'V':
 			printf("scalerd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION, SCALER_ABI_MAJOR,
 			       SCALER_ABI_MINOR);
@@ -649,7 +728,16 @@ int main(int argc, char **argv)
 		return test_config(conf_path);
 	if (stop)
 		return stop_servers_run(conf_path);
-	if (zone)
-		return worker_run(zone, conf_path, config_fd, debug, use_syslog);
+	if (zone) {
+		struct worker_fds f;
+		if ((worker || fds) && (!worker || !fds || worker_fds_parse(&f, worker, fds) < 0)) {
+			fprintf(stderr,
+			        "scalerd: --worker INDEX/COUNT and --fds are set by scalerd "
+			        "for the workers it starts\n");
+			return 2;
+		}
+		return worker_run(zone, conf_path, config_fd, worker ? &f : NULL, debug,
+		                  use_syslog);
+	}
 	return daemon_run(conf_path, debug, use_syslog);
 }

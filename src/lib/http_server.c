@@ -1166,6 +1166,19 @@ struct http_server *http_server_new(struct ev_loop *loop, const char *listen,
                                     const struct http_server_limits *limits, http_handler handler,
                                     void *arg, char *err, size_t errlen)
 {
+	int fd = net_listen(listen, 511, err, errlen);
+	if (fd < 0)
+		return NULL;
+	struct http_server *srv = http_server_adopt(loop, fd, limits, handler, arg, err, errlen);
+	if (!srv)
+		close(fd);
+	return srv;
+}
+
+struct http_server *http_server_adopt(struct ev_loop *loop, int fd,
+                                      const struct http_server_limits *limits, http_handler handler,
+                                      void *arg, char *err, size_t errlen)
+{
 	struct http_server *srv;
 	struct http_server_limits lim = {0};
 
@@ -1199,12 +1212,7 @@ struct http_server *http_server_new(struct ev_loop *loop, const char *listen,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	srv->fd = net_listen(listen, 511, err, errlen);
-	if (srv->fd < 0) {
-		free(srv->rbuf);
-		free(srv);
-		return NULL;
-	}
+	srv->fd = fd;
 	srv->port = net_local_port(srv->fd);
 	srv->loop = loop;
 	srv->lim = lim;

@@ -50,6 +50,11 @@ typedef void (*http_handler)(struct http_exchange *x, const struct http_request 
 struct http_server *http_server_new(struct ev_loop *loop, const char *listen,
                                     const struct http_server_limits *limits, http_handler handler,
                                     void *arg, char *err, size_t errlen);
+/* The same on a socket that is listening already (non-blocking); the
+ * server owns fd from then on, unless it returns NULL. */
+struct http_server *http_server_adopt(struct ev_loop *loop, int fd,
+                                      const struct http_server_limits *limits, http_handler handler,
+                                      void *arg, char *err, size_t errlen);
 /* The auth rule of every admin listener: with a token (not NULL, not ""),
  * every request but /health_check needs "Authorization: Bearer <token>"
  * (the header only, never a query or a cookie) and gets 401 without it;

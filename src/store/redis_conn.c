@@ -533,6 +533,11 @@ void redis_conn_set_reply_timeout(struct redis_conn *r, double seconds)
 	}
 }
 
+int redis_conn_down(const struct redis_conn *r)
+{
+	return !r->connected && r->logged_down;
+}
+
 void redis_conn_on_state(struct redis_conn *r, void (*cb)(void *arg, int connected), void *arg)
 {
 	r->state_cb = cb;

@@ -16,6 +16,9 @@ struct redis_conn;
 struct redis_conn *redis_conn_new(struct ev_loop *loop, const char *url, char *err, size_t errlen);
 void redis_conn_free(struct redis_conn *r);
 int redis_conn_connected(const struct redis_conn *r);
+/* 1 when the last attempt to connect failed (refused, timed out, lost):
+ * Redis is known to be down, not just connecting. */
+int redis_conn_down(const struct redis_conn *r);
 /* Redis's CLIENT ID of the current connection; 0 when not connected or
  * unknown. */
 unsigned long long redis_conn_client_id(const struct redis_conn *r);

@@ -1,0 +1,198 @@
+"""A data plane that never drops a user: scalerd holds each zone's sockets,
+so a worker killed, crash-looping or replaced on reload never closes the
+port; a reload swaps workers without a failed request; `workers = N` runs
+N processes on the zone's socket with one admin view."""
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+from scalertest import *
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "balancer"))
+from baltest import backend  # noqa: E402
+from loadclient import Load  # noqa: E402
+
+SCALERD = binary("scalerd")
+
+
+def zone_text(name, listen, admin, servers, balancer="", workers=None):
+    return ('{ name = "%s"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 0; '
+            'servers = [%s]; %s%s }'
+            % (name, listen, admin, ", ".join('"%s"' % s for s in servers),
+               "workers = %s; " % workers if workers is not None else "",
+               "balancer = { %s };" % balancer if balancer else ""))
+
+
+class Node:
+    """scalerd with zones over static servers; zones: list of zone_text."""
+
+    def __init__(self, zones, name="scalerd", extra=""):
+        self.redis = Redis()
+        self.admin = free_port()
+        self.name = name
+        self.extra = extra
+        self.path = write_file(name + ".conf", self.text(zones))
+        self.proc = spawn([SCALERD, "-c", self.path], name=name)
+        wait_until(lambda: http("GET", self.url("/health_check"), timeout=1)[0] == 200, 10,
+                   "scalerd's admin API")
+
+    def text(self, zones):
+        return ('node = { id = 1; admin = "127.0.0.1:%d"; };\ncluster = "c%d";\nredis = "%s";\n'
+                'plugin_dir = "%s";\nstate_dir = "%s";\nlog = { level = "debug"; };\n'
+                'drain_timeout = 5.0;\n%s\nzones = ( %s );\n'
+                % (self.admin, self.admin, self.redis.url(), plugin_dir(), tmpdir(), self.extra,
+                   ",\n".join(zones)))
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.admin, path)
+
+    def zone(self, name):
+        st, body = http_json("GET", self.url("/status"))
+        check_eq(st, 200, "GET /status")
+        for z in body["zones"]:
+            if z["name"] == name:
+                return z
+        return None
+
+    def pids(self, name):
+        z = self.zone(name)
+        return z.get("balancer_pids") if z else None
+
+    def reload(self, zones):
+        with open(self.path, "w") as f:
+            f.write(self.text(zones))
+        self.proc.signal(signal.SIGHUP)
+
+    def log(self):
+        return self.proc.output()
+
+
+def serves(port):
+    try:
+        st, _, _ = http("GET", "http://127.0.0.1:%d/" % port, timeout=2)
+        return st == 200
+    except OSError:
+        return False
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def live(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+KEEPALIVE, FRESH = 8, 4
+
+
+@test
+def a_worker_killed_under_load_refuses_nothing_and_fails_only_its_requests_in_flight():
+    a, b = backend("kill-a"), backend("kill-b")
+    port, admin = free_port(), free_port()
+    node = Node([zone_text("z", port, admin, [a.url, b.url])], name="kill")
+    wait_until(lambda: serves(port), 10, "the zone to serve")
+    pid = node.pids("z")[0]
+    load = Load(port, keepalive=KEEPALIVE, fresh=FRESH)
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: node.pids("z")[0] not in (0, pid), 5, "a new worker")
+    time.sleep(1.5)
+    r = load.stop()
+    log("kill -9 under load: %r" % r)
+    check_eq(r.refused, 0, "refused connections while the worker was down (%r)" % r)
+    check(r.failed <= KEEPALIVE + FRESH,
+          "at most one failed request per client connection open on the killed worker "
+          "(%d), got %r" % (KEEPALIVE + FRESH, r))
+    check(r.ok > 100, "requests served around the kill: %r" % r)
+    check(serves(port), "the new worker serves")
+
+
+@test
+def a_reload_that_changes_the_balancer_fails_no_request():
+    a, b = backend("rl-a"), backend("rl-b")
+    port, admin = free_port(), free_port()
+    zones = lambda hi: [zone_text("z", port, admin, [a.url, b.url],
+                                  balancer="health_interval = %.1f;" % hi)]
+    node = Node(zones(5.0), name="reload")
+    wait_until(lambda: serves(port), 10, "the zone to serve")
+    old = node.pids("z")[0]
+    load = Load(port, keepalive=KEEPALIVE, fresh=FRESH)
+    for i, hi in enumerate((6.0, 7.0)):
+        time.sleep(1.0)
+        node.reload(zones(hi))
+        wait_until(lambda: node.pids("z")[0] not in (0, old), 10, "new workers after reload %d" % i)
+        new = node.pids("z")[0]
+        wait_until(lambda: not live(old), 10, "the old worker to drain and exit")
+        old = new
+    time.sleep(0.5)
+    r = load.stop()
+    log("two reloads under load: %r" % r)
+    check_eq(r.failed, 0, "failed requests across two reloads (%r)" % r)
+    check(r.ok > 100, "requests served across the reloads: %r" % r)
+
+
+@test
+def a_crash_looping_worker_keeps_the_port_bound_and_the_loop_is_logged():
+    port, admin = free_port(), free_port()
+    # scalerd checks only the global balancer group: a bad zone group makes
+    # the worker exit at start, every time
+    node = Node([zone_text("z", port, admin, [], balancer="max_connections = 0;")],
+                name="crashloop")
+    wait_until(lambda: "crash-looping" in node.log(), 10, "the crash loop in the log")
+    check("socket stays open" in node.log(), "the log says the socket stays open: %s"
+          % node.log()[-800:])
+    for _ in range(3):
+        check(not refused(port), "the zone's port accepts connections (in the backlog)")
+        time.sleep(0.3)
+    z = node.zone("z")
+    check(z["balancer_restarts"] >= 2, "restarts counted: %r" % z)
+
+
+@test
+def removing_a_zone_closes_its_socket_and_moving_one_opens_the_new_address_first():
+    a = backend("mv-a")
+    p1, a1, p2, a2, p3 = free_port(), free_port(), free_port(), free_port(), free_port()
+    node = Node([zone_text("one", p1, a1, [a.url]), zone_text("two", p2, a2, [a.url])],
+                name="move")
+    wait_until(lambda: serves(p1) and serves(p2), 10, "both zones to serve")
+    node.reload([zone_text("one", p3, a1, [a.url])])
+    wait_until(lambda: serves(p3), 10, "zone one on its new address")
+    wait_until(lambda: refused(p1), 10, "zone one's old address to close")
+    wait_until(lambda: refused(p2), 10, "zone two's address to close with the zone")
+    check(refused(a2), "zone two's admin address is closed too")
+    check(serves(p3), "zone one still serves")
+
+
+@test
+def a_reload_whose_address_cannot_be_bound_is_refused_and_changes_nothing():
+    a = backend("busy-a")
+    port, admin = free_port(), free_port()
+    node = Node([zone_text("z", port, admin, [a.url])], name="busy")
+    wait_until(lambda: serves(port), 10, "the zone to serve")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    taken = busy.getsockname()[1]
+    pid = node.pids("z")[0]
+    node.reload([zone_text("z", taken, admin, [a.url])])
+    wait_until(lambda: "reload refused" in node.log(), 10, "the reload to be refused")
+    check("127.0.0.1:%d" % taken in node.log(), "the log names the address")
+    check_eq(node.pids("z")[0], pid, "the worker runs on")
+    check(serves(port), "the zone serves on its address")
+    busy.close()
+
+
+if __name__ == "__main__":
+    main()
