@@ -25,11 +25,14 @@
 
 static json_t *adm_server_json(struct server *s)
 {
+	int active;
+	uint64_t served;
+	board_counts(s, &active, &served); /* over the zone's workers */
 	json_t *o = json_pack(
 	    "{s:s, s:s, s:i, s:f, s:s?, s:i, s:I, s:f}", "url", s->url, "state",
 	    srv_state_name(s->state), "consecutive_failures", s->fails, "last_check", s->last_check,
-	    "last_error", s->last_error[0] ? s->last_error : NULL, "active_connections", s->active,
-	    "requests_served", (json_int_t)s->served, "weight", pick_weight(s, ev_now(s->b->loop)));
+	    "last_error", s->last_error[0] ? s->last_error : NULL, "active_connections", active,
+	    "requests_served", (json_int_t)served, "weight", pick_weight(s, ev_now(s->b->loop)));
 	if (o)
 		outlier_server_json(s, o);
 	return o;
@@ -228,6 +231,7 @@ static void adm_monitor_take(struct bal *b, struct http_exchange *x, const char 
 		b->monitor_url = u;
 	}
 	b->monitor_epoch = epoch;
+	board_put_monitor(b);
 	http_reply_json(x, 200, json_pack("{s:s, s:I}", "url", url, "epoch", (json_int_t)epoch));
 }
 
@@ -338,12 +342,16 @@ static void adm_metrics(struct bal *b, struct http_exchange *x)
 	int pools[4] = {0, 0, 0, 0};
 	for (const struct server *s = b->servers; s; s = s->next)
 		pools[s->state]++;
+	/* the zone's workers add up */
+	struct bal_stats st;
+	int nconns, nupstream, nheld;
+	board_stats_sum(b, &st, &nconns, &nupstream, &nheld);
 	fprintf(f, "# HELP scaler_balancer_responses_total Responses sent to clients, by status "
 	           "class.\n# TYPE scaler_balancer_responses_total counter\n");
 	for (int i = 1; i <= 5; i++)
 		fprintf(f,
 		        "scaler_balancer_responses_total{zone=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
-		        b->zone, i, b->st.responses[i]);
+		        b->zone, i, st.responses[i]);
 	fprintf(f,
 	        "# HELP scaler_balancer_retries_total Requests sent again to another server.\n"
 	        "# TYPE scaler_balancer_retries_total counter\n"
@@ -364,8 +372,8 @@ static void adm_metrics(struct bal *b, struct http_exchange *x)
 	        "# HELP scaler_balancer_servers_ejected Servers out as outliers now.\n"
 	        "# TYPE scaler_balancer_servers_ejected gauge\n"
 	        "scaler_balancer_servers_ejected{zone=\"%s\"} %d\n",
-	        b->zone, b->st.retries, b->zone, b->st.connect_errors, b->zone, b->st.timeouts,
-	        b->zone, b->st.accepted, b->zone, b->st.ejections, b->zone, b->nejected);
+	        b->zone, st.retries, b->zone, st.connect_errors, b->zone, st.timeouts, b->zone,
+	        st.accepted, b->zone, st.ejections, b->zone, b->nejected);
 	fprintf(f, "# HELP scaler_balancer_servers Servers by pool.\n"
 	           "# TYPE scaler_balancer_servers gauge\n");
 	for (int i = 0; i < 4; i++)
@@ -381,15 +389,42 @@ static void adm_metrics(struct bal *b, struct http_exchange *x)
 	        "# HELP scaler_balancer_held_requests Requests waiting for a server to start.\n"
 	        "# TYPE scaler_balancer_held_requests gauge\n"
 	        "scaler_balancer_held_requests{zone=\"%s\"} %d\n",
-	        b->zone, b->nconns, b->zone, b->nupstream, b->zone, b->nheld);
+	        b->zone, nconns, b->zone, nupstream, b->zone, nheld);
+	fprintf(f, "# HELP scaler_balancer_worker_responses_total Responses sent by each worker of "
+	           "the zone (workers = N).\n# TYPE scaler_balancer_worker_responses_total "
+	           "counter\n");
+	for (int w = 0; w < b->nworkers; w++) {
+		struct bal_stats ws;
+		if (board_worker_stats(b, w, &ws) < 0)
+			continue;
+		uint64_t n = 0;
+		for (int i = 1; i <= 5; i++)
+			n += ws.responses[i];
+		fprintf(f,
+		        "scaler_balancer_worker_responses_total{zone=\"%s\",worker=\"%d\"} %" PRIu64
+		        "\n",
+		        b->zone, w, n);
+	}
 	fprintf(f, "# HELP scaler_balancer_server_active_requests Requests in flight per server.\n"
 	           "# TYPE scaler_balancer_server_active_requests gauge\n");
-	for (const struct server *s = b->servers; s; s = s->next)
+	for (const struct server *s = b->servers; s; s = s->next) {
+		int active;
+		board_counts(s, &active, NULL);
 		fprintf(f, "scaler_balancer_server_active_requests{zone=\"%s\",server=\"%s\"} %d\n",
-		        b->zone, s->url, s->active);
+		        b->zone, s->url, active);
+	}
 	fclose(f);
 	http_reply(x, 200, "text/plain; version=0.0.4", out, len, NULL);
 	free(out);
+}
+
+static void adm_stats_reply(struct bal *b, struct http_exchange *x, double window, int complete)
+{
+	json_t *o = st_json(b, window, complete);
+	if (!o)
+		http_reply_error(x, 500, "out of memory");
+	else
+		http_reply_json(x, 200, o);
 }
 
 static void adm_stats(struct bal *b, struct http_exchange *x, const struct http_request *req)
@@ -402,12 +437,12 @@ static void adm_stats(struct bal *b, struct http_exchange *x, const struct http_
 		http_reply_error(x, 400, "window must be a number of seconds (got \"%s\")", w);
 		return;
 	}
-	json_t *o = st_json(b, window, err, sizeof(err));
-	if (!o) {
+	if (st_window_check(b, window, err, sizeof(err)) < 0) {
 		http_reply_error(x, b->conf.stats_history > 0 ? 400 : 404, "%s", err);
 		return;
 	}
-	http_reply_json(x, 200, o);
+	/* the other workers of the zone publish theirs first */
+	board_stats_gather(b, window, x, adm_stats_reply);
 }
 
 static void adm_handler(struct http_exchange *x, const struct http_request *req, void *arg)
@@ -518,6 +553,7 @@ void admin_stop(struct bal *b)
 		c->x = NULL;
 	}
 	b->nconfirms = 0;
+	board_stats_drop(b); /* the exchanges go with the server */
 	if (b->admin) {
 		http_server_free(b->admin);
 		b->admin = NULL;

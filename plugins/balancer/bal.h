@@ -8,6 +8,8 @@
  *   outlier.c  outlier ejection (consecutive 5xx or failures), its events
  *   stats.c    request statistics per server over a window (GET /stats)
  *   wake.c     with requests held and no server alive: wake the primary, probe
+ *   board.c    what the workers of a zone share (memory scalerd keeps): the
+ *              server table, counters, statistics windows, reports
  *   admin.c    the zone's admin API (GET/PUT /servers, /monitor, /metrics, /stats)
  *   builtin.c  plugin descriptor, settings, controller-side pushes
  */
@@ -142,6 +144,16 @@ struct bal_conf {
 
 enum srv_state { SRV_PENDING, SRV_ALIVE, SRV_DISCONNECTED, SRV_DEAD };
 
+/* One worker's counters of one server, in the board (board.c) where the
+ * zone's admin API adds them up. */
+struct board_ctr {
+	uint32_t inc; /* the incarnation of the entry they count for */
+	int32_t active;
+	uint64_t served;
+	uint32_t win_inc; /* the incarnation of the statistics window published */
+	uint32_t pad;
+};
+
 struct uconn;
 struct hcheck;
 struct srv_dns;
@@ -190,6 +202,10 @@ struct server {
 	double ejected_at;  /* when it was ejected, 0 when it is not */
 	double returned_at; /* when it last came back */
 	ev_timer eject_timer;
+	int32_t entry;         /* its entry in the board, -1 when none */
+	uint32_t inc;          /* the entry's incarnation it is */
+	struct board_ctr *ctr; /* this worker's counters of it in the board, or own_ctr */
+	struct board_ctr own_ctr;
 };
 
 /* 0 and canonical url in out when s is http://host:port (optional '/'). */
@@ -265,15 +281,29 @@ void proxy_close_idle(struct server *s);
 
 /* ---- stats.c ------------------------------------------------------------ */
 
+#define ST_LAT_BUCKETS 42 /* 0: < 64 µs; 2e+1+h: [64·2^e·(1+h/2), ...); 41: ≥ ~67 s */
+
+/* A server's requests over a window: what a worker publishes for another
+ * to add to its own (board.c). */
+struct st_window {
+	double requests, failed, busy_s;
+	double lat[ST_LAT_BUCKETS];
+};
+/* s's window [now - window, now] of this worker (zeros without traffic). */
+void st_window_read(struct server *s, double now, double window, struct st_window *out);
+
 /* Called just before s->active goes up (a request is sent to s) and just
  * before it goes down (relayed: the response was relayed after `latency`
  * seconds; else the attempt ended without one). */
 void st_request_start(struct server *s, double now);
 void st_request_end(struct server *s, double now, double latency, int relayed);
 void st_server_free(struct server *s);
-/* GET /stats?window=S: the zone's servers over the last S seconds; NULL
- * with a sentence in err when S is not a window this balancer keeps. */
-json_t *st_json(struct bal *b, double window, char *err, size_t errlen);
+/* -1 with a sentence in err when `window` is not one this balancer keeps. */
+int st_window_check(struct bal *b, double window, char *err, size_t errlen);
+/* GET /stats?window=S: the zone's servers over the last S seconds, summed
+ * over its workers; complete 0 when one of them did not publish its
+ * window (the values are then missing). */
+json_t *st_json(struct bal *b, double window, int complete);
 
 /* ---- wake.c ------------------------------------------------------------- */
 
@@ -284,6 +314,51 @@ json_t *st_json(struct bal *b, double window, char *err, size_t errlen);
  * and every second while it lasts; probe pending servers fast. */
 void wake_holding(struct bal *b);
 void wake_stop(struct bal *b);
+
+/* ---- board.c ------------------------------------------------------------ */
+
+struct board;
+struct bal_stats;
+struct http_exchange;
+
+/* Map the zone's shared memory (w->shared_fd), set it up when it is new,
+ * and watch this worker's wake fd. -1 with a sentence in err. */
+int board_open(struct bal *b, const struct scaler_zone_worker *w, char *err, size_t errlen);
+void board_close(struct bal *b);
+/* The server set the workers before this one left (this set's board, or
+ * the board of the set this one replaces): 1 when it was taken. */
+int board_restore(struct bal *b);
+/* The server set is known (worker 0): the others may serve. */
+void board_ready(struct bal *b);
+/* Worker 0: s (added, or its state, check or address changed), or its
+ * removal, into the table; the others follow on their next wake. */
+void board_put(struct server *s);
+void board_del(struct server *s);
+void board_put_monitor(struct bal *b);
+/* Another worker: a connection to s failed; worker 0 decides its state. */
+void board_report(struct server *s, const char *why);
+/* This worker holds requests now (or no longer): worker 0 probes pending
+ * servers fast while any worker does. */
+void board_holding(struct bal *b);
+/* 1 when this worker, or (worker 0) another, holds requests. */
+int board_holding_any(const struct bal *b);
+/* Refresh this worker's gauges (connections, held requests) in the board. */
+void board_gauges(struct bal *b);
+/* Sums over the zone's workers (this one alone without a board). */
+void board_counts(const struct server *s, int *active, uint64_t *served);
+void board_stats_sum(const struct bal *b, struct bal_stats *out, int *nconns, int *nupstream,
+                     int *nheld);
+/* Worker w's own counters; -1 when there is no such worker. */
+int board_worker_stats(const struct bal *b, int w, struct bal_stats *out);
+/* GET /stats: have every worker publish its windows of `window`
+ * seconds, then call done(x) (now, when this worker is alone). */
+void board_stats_gather(struct bal *b, double window, struct http_exchange *x,
+                        void (*done)(struct bal *b, struct http_exchange *x, double window,
+                                     int complete));
+/* Add the windows the other workers published for s. */
+void board_stats_add(const struct server *s, struct st_window *w);
+/* The admin API stops: pending gathers are dropped. */
+void board_stats_drop(struct bal *b);
 
 /* ---- admin.c ------------------------------------------------------------ */
 
@@ -366,7 +441,8 @@ struct bal {
 	/* admin */
 	struct http_server *admin;
 
-	struct bal_stats st;
+	struct bal_stats *st; /* this worker's counters: in the board, or own_st */
+	struct bal_stats own_st;
 	double st_t0; /* when this worker started serving: stats.c's second 0 */
 
 	/* slow start and outlier ejection (pick.c, outlier.c) */
@@ -374,6 +450,11 @@ struct bal {
 	struct outlier_event *events; /* a ring of OUTLIER_EVENTS, allocated at the first */
 	uint64_t events_seq;          /* events recorded */
 	uint64_t events_reported;     /* events the primary took */
+	/* the zone's workers (board.c) */
+	struct board *board;
+	int windex, nworkers; /* this worker is windex of nworkers */
+	int follower;         /* not worker 0: no checks, no admin API, follows the board */
+	int syncing;          /* applying the board: changes are not written back */
 
 	/* held requests (proxy.c) and waking the primary (wake.c) */
 	struct cconn *held_first, *held_last;
@@ -386,5 +467,18 @@ struct bal {
 double bal_wallclock(void);
 /* xorshift64 on b->rnd: cheap, for spreading and random choices */
 uint64_t bal_random(struct bal *b);
+
+/* A request to s starts (+1) or ends (-1); one was relayed. The board
+ * (board.c) sees the counts of every worker. */
+static inline void srv_busy(struct server *s, int d)
+{
+	s->active += d;
+	s->ctr->active = s->active;
+}
+static inline void srv_served(struct server *s)
+{
+	s->served++;
+	s->ctr->served++;
+}
 
 #endif

@@ -281,6 +281,8 @@ static int bi_init(const struct scaler_host *host, const config_setting_t *conf,
 	b->host = host;
 	b->loop = host->loop;
 	b->listen_fd = b->admin_fd = -1;
+	b->st = &b->own_st;
+	b->nworkers = 1;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	b->rnd = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ull;
@@ -303,6 +305,7 @@ static void bi_fini(void *ctx)
 	report_stop(b);
 	wake_stop(b);
 	admin_stop(b);
+	board_close(b); /* what it holds stays for the next worker */
 	proxy_free(b);
 	srv_free_all(b);
 	outlier_stop(b);
@@ -329,15 +332,28 @@ static int bi_start(struct bal *b, const struct scaler_zone *zone,
 	b->serving = 1;
 	ev_now_update(b->loop);
 	b->st_t0 = ev_now(b->loop);
+	if (w) {
+		b->windex = w->index;
+		b->nworkers = w->count;
+		b->follower = w->index > 0; /* checks nothing, from the first server on */
+	}
 	for (const char *const *s = zone->servers; s && *s; s++)
 		if (!srv_add(b, *s, 1, err, sizeof(err))) {
 			b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);
 			goto fail;
 		}
+	if (w) {
+		/* after the static servers: they are no change to the table */
+		if (w->shared_fd >= 0 && board_open(b, w, err, sizeof(err)) < 0) {
+			b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);
+			goto fail;
+		}
+	}
 	/* a handed admin socket is served once the worker accepts: what it
-	 * answers is the restored set */
-	int r = w ? admin_allowed(b, zone->admin, err, sizeof(err))
-	          : admin_start(b, zone->admin, err, sizeof(err));
+	 * answers is the restored set; worker 0 alone serves it */
+	int r = !w             ? admin_start(b, zone->admin, err, sizeof(err))
+	        : !b->follower ? admin_allowed(b, zone->admin, err, sizeof(err))
+	                       : 0;
 	if (w)
 		b->admin_fd = w->admin_fd;
 	if (r < 0) {
@@ -350,16 +366,20 @@ static int bi_start(struct bal *b, const struct scaler_zone *zone,
 		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: %s", b->zone, err);
 		goto fail;
 	}
-	report_start(b);
+	if (!b->follower)
+		report_start(b);
 	b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: proxying %s (%d static server(s))",
 	             b->zone, zone->listen, b->nalive);
 	return 0;
 fail:
 	b->serving = 0;
 	admin_stop(b);
+	board_close(b);
 	srv_free_all(b);
 	return -1;
 }
+
+static void bi_accept(struct bal *b);
 
 static int bi_serve(void *ctx, const struct scaler_zone *zone)
 {
@@ -377,7 +397,11 @@ static int bi_serve_worker(void *ctx, const struct scaler_zone *zone,
 	}
 	if (bi_start(b, zone, w) < 0)
 		return -1;
-	return 0; /* accepts once restored */
+	/* what the workers before this one knew, else the state store's word */
+	if (!board_restore(b))
+		return 0; /* accepts once restored */
+	bi_accept(b);
+	return 1;
 }
 
 static int bi_connections(void *ctx)
@@ -432,6 +456,7 @@ static void bi_restore(void *ctx, const char *const *servers, size_t n, const ch
 		b->monitor_url = strdup(monitor_url);
 		b->monitor_epoch = epoch;
 	}
+	board_ready(b); /* worker 0: the others take this set */
 	proxy_release_held(b);
 	bi_accept(b);
 }

@@ -97,7 +97,7 @@ static void oe_eject(struct server *s, const char *why)
 		length = cf->eject_max;
 	s->ejected_at = now;
 	b->nejected++;
-	b->st.ejections++;
+	b->st->ejections++;
 	srv_alive_del(b, s);
 	pick_forget(s);
 	proxy_close_idle(s);

@@ -413,7 +413,7 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 		 * request went out may be that request's fault, and must not take
 		 * every server out of rotation one retry at a time */
 		char why[160];
-		b->st.connect_errors++;
+		b->st->connect_errors++;
 		snprintf(why, sizeof(why), "connect: %s", timed_out ? "timed out" : strerror(err));
 		if (s->state == SRV_ALIVE)
 			srv_set_state(s, SRV_DISCONNECTED, why);
@@ -421,7 +421,7 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 			snprintf(s->last_error, sizeof(s->last_error), "%s", why);
 	}
 	st_request_end(s, ev_now(b->loop), 0, 0);
-	s->active--;
+	srv_busy(s, -1);
 	/* a kept-alive connection the server closed unasked is not its failure */
 	if (!was_reused || got_bytes || connect_failed)
 		outlier_result(s, 0);
@@ -434,7 +434,7 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 	int retry = !c->resp_started && !got_bytes && !c->rq_trimmed &&
 	            (connect_failed || was_reused || c->rq.idempotent || !fully_sent);
 	if (retry && c->ntried < b->conf.max_attempts) {
-		b->st.retries++;
+		b->st->retries++;
 		c_dispatch(c);
 	} else if (!c->resp_started) {
 		c_error(c, timed_out ? 504 : 502);
@@ -475,6 +475,7 @@ static void c_hold_unlink(struct cconn *c)
 	c->hprev = c->hnext = NULL;
 	c->held = 0;
 	b->nheld--;
+	board_holding(b);
 }
 
 static void c_error_at(struct cconn *c, int i);
@@ -500,6 +501,7 @@ static int c_hold(struct cconn *c)
 	b->held_last = c;
 	if (++b->nheld == 1)
 		wake_holding(b);
+	board_holding(b);
 	return 1;
 }
 
@@ -522,7 +524,7 @@ static void c_close(struct cconn *c)
 	c_hold_unlink(c);
 	if (u) {
 		st_request_end(u->srv, ev_now(b->loop), 0, 0);
-		u->srv->active--;
+		srv_busy(u->srv, -1);
 		u->c = NULL;
 		c->u = NULL;
 		u_close(u);
@@ -575,14 +577,14 @@ static void c_error_at(struct cconn *c, int i)
 	if (c->u) {
 		struct uconn *u = c->u;
 		st_request_end(u->srv, ev_now(b->loop), 0, 0);
-		u->srv->active--;
+		srv_busy(u->srv, -1);
 		u->c = NULL;
 		c->u = NULL;
 		u_close(u);
 	}
 	if (status < 500)
-		b->st.client_errors++;
-	b->st.responses[status / 100]++;
+		b->st->client_errors++;
+	b->st->responses[status / 100]++;
 	c->out.i = c->out.n = 0;
 	outq_add(&c->out, c_errtext[i], c_errlen[i]);
 	c->phase = C_CLOSING;
@@ -709,7 +711,7 @@ static void c_dispatch(struct cconn *c)
 					c_error(c, 502);
 					return;
 				}
-				b->st.connect_errors++;
+				b->st->connect_errors++;
 				char why[160];
 				snprintf(why, sizeof(why), "connect: %s", strerror(e));
 				outlier_result(s, 0);
@@ -718,7 +720,7 @@ static void c_dispatch(struct cconn *c)
 					c_error(c, 502);
 					return;
 				}
-				b->st.retries++;
+				b->st->retries++;
 				continue;
 			}
 		}
@@ -731,7 +733,7 @@ static void c_dispatch(struct cconn *c)
 		c->u = u;
 		c->sent_at = ev_now(b->loop);
 		st_request_start(s, c->sent_at);
-		s->active++;
+		srv_busy(s, 1);
 		c->rq_sent = c->rq_start;
 		c->head_sent = 0;
 		if (u->state == U_BUSY)
@@ -924,8 +926,8 @@ static void c_finish(struct cconn *c)
 	struct server *s = u->srv;
 	double now = ev_now(b->loop);
 	st_request_end(s, now, now - c->sent_at, 1);
-	s->active--;
-	s->served++;
+	srv_busy(s, -1);
+	srv_served(s);
 	c->u = NULL;
 	int reusable = !u->no_reuse && !u->rs.conn_close && u->body != H1_BODY_CLOSE &&
 	               c->rq_done && c->head_sent && c->rq_sent == c->rq_end &&
@@ -1075,7 +1077,7 @@ static void u_response_head(struct uconn *u, int len, int kind)
 
 	u->head_done = 1;
 	c->resp_started = 1;
-	b->st.responses[rs->status / 100]++;
+	b->st->responses[rs->status / 100]++;
 	outlier_result(u->srv, rs->status);
 	if (kind == H1_SWITCH) {
 		u->body = H1_BODY_NONE;
@@ -1420,7 +1422,7 @@ static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			b->conns->prev = c;
 		b->conns = c;
 		b->nconns++;
-		b->st.accepted++;
+		b->st->accepted++;
 		ev_io_init(&c->io, c_io_cb, fd, EV_READ);
 		c->io.data = c;
 		ev_io_start(loop, &c->io);
@@ -1468,17 +1470,17 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			break;
 		case C_HEAD:
 			if (now - c->since > cf->client_timeout) {
-				b->st.timeouts++;
+				b->st->timeouts++;
 				c_error(c, 408);
 			}
 			break;
 		case C_EXCHANGE:
 			if (c->held && now - c->held_at > cf->hold_timeout) {
-				b->st.timeouts++;
+				b->st->timeouts++;
 				c_error_at(c, C_ERR_HOLD_TIMEOUT);
 			} else if (u && u->state == U_CONNECTING &&
 			           now - u->since > cf->connect_timeout) {
-				b->st.timeouts++;
+				b->st->timeouts++;
 				u_fail(u, ETIMEDOUT, 1, 1);
 			} else if (u && now - u->since > cf->server_timeout &&
 			           (c->rq_done || outq_pending(&u->out)) &&
@@ -1486,7 +1488,7 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			            now - c->wsince > cf->server_timeout)) {
 				/* the server neither read nor wrote for server_timeout
 				 * while it had work (not while the client uploads) */
-				b->st.timeouts++;
+				b->st->timeouts++;
 				outlier_result(u->srv, 0);
 				if (c->resp_started) {
 					c_close(c);
@@ -1497,7 +1499,7 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				}
 			} else if (!c->rq_done && now - c->since > cf->client_timeout &&
 			           !(u && outq_pending(&u->out))) {
-				b->st.timeouts++;
+				b->st->timeouts++;
 				if (c->resp_started)
 					c_close(c);
 				else
@@ -1523,6 +1525,7 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	for (struct server *s = b->servers; s; s = s->next)
 		while (s->idle_first && now - s->idle_first->since > cf->upstream_idle_timeout)
 			u_close(s->idle_first);
+	board_gauges(b);
 }
 
 int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen)

@@ -273,14 +273,15 @@ static void srv_schedule(struct server *s, double first)
 	struct bal *b = s->b;
 	double every =
 	    s->state == SRV_DISCONNECTED ? b->conf.recheck_interval : b->conf.health_interval;
-	s->probing = s->state == SRV_PENDING && b->nheld > 0;
+	s->probing = s->state == SRV_PENDING && board_holding_any(b);
 	if (s->probing) {
 		every = WAKE_PROBE_INTERVAL;
 		if (first > every)
 			first = every;
 	}
 	ev_timer_stop(b->loop, &s->check_timer);
-	if (s->state == SRV_DEAD || !b->serving)
+	/* worker 0 alone checks the zone's servers (board.c) */
+	if (s->state == SRV_DEAD || !b->serving || b->follower)
 		return;
 	ev_timer_set(&s->check_timer, first, every);
 	ev_timer_start(b->loop, &s->check_timer);
@@ -310,10 +311,14 @@ void srv_set_state(struct server *s, enum srv_state st, const char *why)
 		s->rechecks = 0;
 	if (old == SRV_ALIVE)
 		proxy_close_idle(s);
-	b->host->log(st == SRV_ALIVE ? SCALER_LOG_NOTICE : SCALER_LOG_WARNING, BAL_WHO,
-	             "zone %s: server %s %s -> %s%s%s", b->zone, s->url, srv_state_name(old),
-	             srv_state_name(st), why && st != SRV_ALIVE ? ": " : "",
-	             why && st != SRV_ALIVE ? why : "");
+	/* worker 0 logs the zone's changes; another worker tells it of its own */
+	if (!b->follower)
+		b->host->log(st == SRV_ALIVE ? SCALER_LOG_NOTICE : SCALER_LOG_WARNING, BAL_WHO,
+		             "zone %s: server %s %s -> %s%s%s", b->zone, s->url,
+		             srv_state_name(old), srv_state_name(st),
+		             why && st != SRV_ALIVE ? ": " : "", why && st != SRV_ALIVE ? why : "");
+	else if (st == SRV_DISCONNECTED)
+		board_report(s, why);
 	switch (st) {
 	case SRV_ALIVE:
 		srv_schedule(s, b->conf.health_interval);
@@ -328,6 +333,7 @@ void srv_set_state(struct server *s, enum srv_state st, const char *why)
 		srv_schedule(s, 0.);
 		break;
 	}
+	board_put(s);
 	if (st == SRV_ALIVE)
 		proxy_release_held(b);
 }
@@ -383,6 +389,8 @@ struct server *srv_add(struct bal *b, const char *url, int start_alive, char *er
 	snprintf(s->hostport, sizeof(s->hostport), "%s", canon + 7);
 	s->alive_idx = -1;
 	s->state = SRV_PENDING;
+	s->entry = -1;
+	s->ctr = &s->own_ctr;
 	ev_timer_init(&s->check_timer, srv_check_cb, 0., 0.);
 	s->check_timer.data = s;
 	s->hash = srv_hash(s->url);
@@ -405,6 +413,7 @@ struct server *srv_add(struct bal *b, const char *url, int start_alive, char *er
 	if (!b->quiet)
 		b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: server %s added (%s)", b->zone,
 		             s->url, srv_state_name(s->state));
+	board_put(s);
 	return s;
 }
 
@@ -426,6 +435,7 @@ void srv_remove(struct server *s)
 	srv_queue_del(s);
 	pick_forget(s);
 	outlier_forget(s);
+	board_del(s);
 	s->removed = 1; /* before its check slot goes to another */
 	if (s->check)
 		hc_free(s->check);
@@ -479,6 +489,8 @@ static void srv_check_result(struct server *s, int ok, const char *why)
 		s->last_error[0] = '\0';
 		if (s->state != SRV_ALIVE)
 			srv_set_state(s, SRV_ALIVE, NULL);
+		else
+			board_put(s);
 		return;
 	}
 	s->fails++;
@@ -486,8 +498,9 @@ static void srv_check_result(struct server *s, int ok, const char *why)
 	         why);
 	if (s->state == SRV_PENDING && s->probing) {
 		/* starting while requests wait for it: not a failure yet */
-		if (b->nheld == 0)
+		if (!board_holding_any(b))
 			srv_schedule(s, b->conf.health_interval);
+		board_put(s);
 		return;
 	}
 	switch (s->state) {
@@ -506,6 +519,7 @@ static void srv_check_result(struct server *s, int ok, const char *why)
 	case SRV_DEAD:
 		break;
 	}
+	board_put(s); /* its failures and last error */
 }
 
 static void hc_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -28,8 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ST_LAT_BUCKETS 42 /* 0: < 64 µs; 2e+1+h: [64·2^e·(1+h/2), ...); 41: ≥ ~67 s */
-
 struct st_slot {
 	uint32_t sec;      /* the second (since b->st_t0) this slot holds */
 	uint32_t requests; /* responses relayed */
@@ -140,11 +138,6 @@ static void st_bucket_bounds(int i, double *lo, double *hi)
 
 /* ---- a window ----------------------------------------------------------- */
 
-struct st_window {
-	double requests, failed, busy_s;
-	double lat[ST_LAT_BUCKETS];
-};
-
 static void st_read(struct server *s, double now, double w, struct st_window *out)
 {
 	struct bal *b = s->b;
@@ -173,6 +166,11 @@ static void st_read(struct server *s, double now, double w, struct st_window *ou
 			if (x->lat[i])
 				out->lat[i] += wt * x->lat[i];
 	}
+}
+
+void st_window_read(struct server *s, double now, double window, struct st_window *out)
+{
+	st_read(s, now, window, out);
 }
 
 /* The latency under which a share q of the window's responses fell,
@@ -207,8 +205,10 @@ static json_t *st_num(double v)
 
 static json_t *st_server_json(struct server *s, double now, double window, int observed)
 {
+	int in_flight;
+	board_counts(s, &in_flight, NULL); /* over the zone's workers */
 	json_t *o = json_pack("{s:s, s:s, s:i}", "url", s->url, "state", srv_state_name(s->state),
-	                      "in_flight", s->active);
+	                      "in_flight", in_flight);
 	if (!observed) {
 		json_object_set_new(o, "concurrency", json_null());
 		json_object_set_new(o, "rps", json_null());
@@ -218,6 +218,7 @@ static json_t *st_server_json(struct server *s, double now, double window, int o
 	}
 	struct st_window w;
 	st_read(s, now, window, &w);
+	board_stats_add(s, &w); /* the other workers of the zone */
 	json_object_set_new(o, "requests", st_num(w.requests));
 	json_object_set_new(o, "failed", st_num(w.failed));
 	json_object_set_new(o, "rps", st_num(w.requests / window));
@@ -240,29 +241,41 @@ static json_t *st_server_json(struct server *s, double now, double window, int o
 	return o;
 }
 
-json_t *st_json(struct bal *b, double window, char *err, size_t errlen)
+int st_window_check(struct bal *b, double window, char *err, size_t errlen)
 {
 	if (b->conf.stats_history <= 0) {
 		snprintf(err, errlen, "this balancer keeps no statistics (stats_history = 0)");
-		return NULL;
+		return -1;
 	}
 	if (!(window > 0) || window > b->conf.stats_history) {
 		snprintf(err, errlen,
 		         "window must be a number of seconds above 0 and at most stats_history "
 		         "(%d)",
 		         b->conf.stats_history);
-		return NULL;
+		return -1;
 	}
+	return 0;
+}
+
+json_t *st_json(struct bal *b, double window, int complete)
+{
 	double now = ev_now(b->loop), uptime = now - b->st_t0;
-	int observed = uptime >= window;
+	int observed = uptime >= window && complete;
+	int held = 0;
+	board_stats_sum(b, NULL, NULL, NULL, &held);
 	json_t *servers = json_array();
 	for (struct server *s = b->servers; s; s = s->next)
 		json_array_append_new(servers, st_server_json(s, now, window, observed));
-	json_t *o =
-	    json_pack("{s:s, s:f, s:f, s:b, s:i, s:i, s:o}", "zone", b->zone, "window", window,
-	              "uptime", round(uptime * 1000) / 1000, "observed", observed, "history",
-	              b->conf.stats_history, "held", b->nheld, "servers", servers);
-	if (!observed)
+	json_t *o = json_pack("{s:s, s:f, s:f, s:b, s:i, s:i, s:o}", "zone", b->zone, "window",
+	                      window, "uptime", round(uptime * 1000) / 1000, "observed", observed,
+	                      "history", b->conf.stats_history, "held", held, "servers", servers);
+	if (!complete)
+		json_object_set_new(o, "missing",
+		                    json_sprintf("a worker of this zone did not publish its window "
+		                                 "of %g s (restarted, or slow): the values are "
+		                                 "missing, not 0",
+		                                 window));
+	else if (!observed)
 		json_object_set_new(o, "missing",
 		                    json_sprintf("this worker has run %.1f s, less than the "
 		                                 "window of %g s: its values are missing, not 0",

@@ -574,12 +574,32 @@ static void cf_zone_ports(struct cf *x, struct conf_zone *z, const config_settin
 	z->port_max = hi;
 }
 
+/* workers = N (1 to CONF_WORKERS_MAX) or "auto" (one per core). */
+static void cf_zone_workers(struct cf *x, struct conf_zone *z, const config_setting_t *zg)
+{
+	const config_setting_t *s = cf_member(zg, "workers");
+	z->workers = 1;
+	if (!s)
+		return;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if (strcmp(config_setting_get_string(s), "auto") != 0) {
+			cf_err(x, s, "must be a number of processes or \"auto\" (got \"%s\")",
+			       config_setting_get_string(s));
+			return;
+		}
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		z->workers = n < 1 ? 1 : n > CONF_WORKERS_MAX ? CONF_WORKERS_MAX : (int)n;
+		return;
+	}
+	cf_int_setting(x, s, 1, CONF_WORKERS_MAX, &z->workers);
+}
+
 static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *zg)
 {
 	static const char *const known[] = {
 	    "name",     "listen",   "admin",        "min",           "max",     "ports",
 	    "interval", "window",   "cooldown_up",  "cooldown_down", "dry_run", "servers",
-	    "policy",   "balancer", "idle_timeout", "metrics",       NULL};
+	    "policy",   "balancer", "idle_timeout", "metrics",       "workers", NULL};
 	struct conf *c = x->c;
 	const config_setting_t *s, *smin, *smax;
 	const char *v, *why;
@@ -648,6 +668,7 @@ static void cf_zone(struct cf *x, struct conf_zone *z, const config_setting_t *z
 	}
 
 	cf_zone_ports(x, z, zg);
+	cf_zone_workers(x, z, zg);
 	cf_seconds(x, zg, "interval", 0.2, 0, &z->interval);
 	cf_seconds(x, zg, "window", 0, 1, &z->window);
 	cf_seconds(x, zg, "cooldown_up", 0, 0, &z->cooldown_up);
@@ -1246,7 +1267,8 @@ int conf_zone_equal(const struct conf_zone *a, const struct conf_zone *b)
 {
 	if (!a || !b)
 		return a == b;
-	if (strcmp(a->name, b->name) || strcmp(a->listen, b->listen) || strcmp(a->admin, b->admin))
+	if (strcmp(a->name, b->name) || strcmp(a->listen, b->listen) ||
+	    strcmp(a->admin, b->admin) || a->workers != b->workers)
 		return 0;
 	if (a->nservers != b->nservers)
 		return 0;

@@ -34,6 +34,7 @@ struct conf_zone {
 	char admin[128];          /* host:port */
 	int min, max;             /* 0 <= min <= max */
 	int port_min, port_max;   /* server port range */
+	int workers;              /* balancer processes on the zone's socket, default 1 */
 	double interval;          /* control loop period, inherits global */
 	double window;            /* metrics window, inherits global */
 	double cooldown_up, cooldown_down;
@@ -108,7 +109,7 @@ void conf_free(struct conf *c);
 
 const struct conf_zone *conf_zone_find(const struct conf *c, const char *name);
 /* 1 when the zone's balancer worker can keep running across a reload from
- * a to b: same name, listen, admin, static servers (in order), effective
+ * a to b: same name, listen, admin, workers, static servers (in order), effective
  * balancer plugin and the same content of its effective balancer group
  * (compared setting by setting; int 10 equals float 10.0; group members in
  * any order; the group's own `plugin` member is compared as the effective

@@ -316,6 +316,11 @@ static int zone_hand_over(const struct daemon *d, const struct conf *c, const st
 	}
 	/* the loader's copy of the ops: NULL where an older plugin has none */
 	int yes = p->ops.balancer.serve_worker && p->ops.balancer.connections;
+	if (!yes && cz->workers > 1)
+		log_warn(
+		    "zone %s: balancer plugin \"%s\" binds its own sockets (plugin ABI < 1.3): "
+		    "one worker, not %d, and a gap whenever it restarts",
+		    cz->name, p->name, cz->workers);
 	plugin_unload(own);
 	return yes;
 }
@@ -326,7 +331,7 @@ static void zone_spec(const struct daemon *d, const struct conf *c, const struct
 	out->name = cz->name;
 	out->listen = cz->listen;
 	out->admin = cz->admin;
-	out->workers = 1;
+	out->workers = cz->workers;
 	out->hand_over = zone_hand_over(d, c, cz);
 }
 

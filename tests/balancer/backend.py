@@ -7,7 +7,8 @@
   PUT  /control/healthy   /control/unhealthy: switch the health check
   PUT  /control/fail?status=S  answer S to every request but these (default 503;
                           "drop": close without an answer); /control/answer: answer again
-  GET  /stats             {"name":..., "requests": N} (not counted)
+  GET  /stats             {"name":..., "requests": N, "checks": health checks}
+                          (not counted)
   ANY  /echo              JSON: name, method, path, version, headers, body
   GET  /chunked           a chunked response of five chunks
   GET  /slow?s=N          answers after N seconds
@@ -32,7 +33,7 @@ import threading
 import time
 
 NAME = "backend"
-STATE = {"healthy": True, "requests": 0, "fail": 0}
+STATE = {"healthy": True, "requests": 0, "fail": 0, "checks": 0}
 LOCK = threading.Lock()
 
 
@@ -103,11 +104,14 @@ class Handler(socketserver.StreamRequestHandler):
         path, _, query = target.partition("?")
 
         if path == "/health_check":
+            with LOCK:
+                STATE["checks"] += 1
             self.send(200 if STATE["healthy"] else 503, "ok\n" if STATE["healthy"] else "sick\n",
                       close=close)
             return not close
         if path == "/stats":
-            self.send(200, json.dumps({"name": NAME, "requests": STATE["requests"]}),
+            self.send(200, json.dumps({"name": NAME, "requests": STATE["requests"],
+                                       "checks": STATE["checks"]}),
                       "application/json", close=close)
             return not close
         with LOCK:

@@ -36,6 +36,7 @@ class Node:
         self.extra = extra
         self.path = write_file(name + ".conf", self.text(zones))
         self.proc = spawn([SCALERD, "-c", self.path], name=name)
+        self.started = time.monotonic()
         wait_until(lambda: http("GET", self.url("/health_check"), timeout=1)[0] == 200, 10,
                    "scalerd's admin API")
 
@@ -123,23 +124,25 @@ def a_worker_killed_under_load_refuses_nothing_and_fails_only_its_requests_in_fl
 def a_reload_that_changes_the_balancer_fails_no_request():
     a, b = backend("rl-a"), backend("rl-b")
     port, admin = free_port(), free_port()
-    zones = lambda hi: [zone_text("z", port, admin, [a.url, b.url],
-                                  balancer="health_interval = %.1f;" % hi)]
-    node = Node(zones(5.0), name="reload")
+    zones = lambda hi, n: [zone_text("z", port, admin, [a.url, b.url], workers=n,
+                                     balancer="health_interval = %.1f;" % hi)]
+    node = Node(zones(5.0, 1), name="reload")
     wait_until(lambda: serves(port), 10, "the zone to serve")
-    old = node.pids("z")[0]
+    old = node.pids("z")
     load = Load(port, keepalive=KEEPALIVE, fresh=FRESH)
-    for i, hi in enumerate((6.0, 7.0)):
+    # a setting, then the number of workers, then a setting of two workers
+    for i, (hi, n) in enumerate(((6.0, 1), (6.0, 2), (7.0, 2))):
         time.sleep(1.0)
-        node.reload(zones(hi))
-        wait_until(lambda: node.pids("z")[0] not in (0, old), 10, "new workers after reload %d" % i)
-        new = node.pids("z")[0]
-        wait_until(lambda: not live(old), 10, "the old worker to drain and exit")
-        old = new
+        node.reload(zones(hi, n))
+        wait_until(lambda: (node.pids("z") or [0])[0] not in [0] + old, 10,
+                   "new workers after reload %d" % i)
+        wait_until(lambda: not any(live(p) for p in old), 10, "the old workers to drain and exit")
+        old = node.pids("z")
+        check_eq(len(old), n, "workers after reload %d" % i)
     time.sleep(0.5)
     r = load.stop()
-    log("two reloads under load: %r" % r)
-    check_eq(r.failed, 0, "failed requests across two reloads (%r)" % r)
+    log("three reloads under load: %r" % r)
+    check_eq(r.failed, 0, "failed requests across three reloads (%r)" % r)
     check(r.ok > 100, "requests served across the reloads: %r" % r)
 
 
@@ -192,6 +195,101 @@ def a_reload_whose_address_cannot_be_bound_is_refused_and_changes_nothing():
     check_eq(node.pids("z")[0], pid, "the worker runs on")
     check(serves(port), "the zone serves on its address")
     busy.close()
+
+
+def metrics(admin):
+    st, _, body = http("GET", "http://127.0.0.1:%d/metrics" % admin)
+    check_eq(st, 200, "GET /metrics")
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def backend_stats(b):
+    st, _, body = http("GET", b.url + "/stats")
+    import json
+    return json.loads(body)
+
+
+@test
+def two_workers_share_the_port_and_the_admin_view_adds_them_up():
+    a, b = backend("two-a"), backend("two-b")
+    port, admin = free_port(), free_port()
+    interval = 0.2
+    node = Node([zone_text("z", port, admin, [a.url, b.url], workers=2,
+                           balancer="health_interval = %.1f;" % interval)], name="two")
+    wait_until(lambda: serves(port), 10, "the zone to serve")
+    pids = node.pids("z")
+    check(len(pids) == 2 and all(pids) and pids[0] != pids[1], "two workers: %r" % pids)
+    ok2xx = 'scaler_balancer_responses_total{zone="z",code="2xx"}'
+    window = 4
+    # the statistics' window below must see both workers' whole life
+    time.sleep(max(0, window - 1.5 - (time.monotonic() - node.started)))
+    before = metrics(admin)[ok2xx]
+    checks0 = [backend_stats(x)["checks"] for x in (a, b)]
+    t0 = time.monotonic()
+    load = Load(port, keepalive=4, fresh=8)
+    time.sleep(2.0)
+    r = load.stop()
+    elapsed = time.monotonic() - t0
+    checks = [backend_stats(x)["checks"] - c for x, c in zip((a, b), checks0)]
+    m = metrics(admin)
+    per = [m.get('scaler_balancer_worker_responses_total{zone="z",worker="%d"}' % w, 0)
+           for w in (0, 1)]
+    log("load %r; responses per worker %r; health checks per backend %r in %.1f s"
+        % (r, per, checks, elapsed))
+    check_eq(r.failed, 0, "failed requests with two workers (%r)" % r)
+    check(per[0] > 0 and per[1] > 0, "both workers served some: %r" % per)
+    check_eq(m[ok2xx] - before, r.ok, "the zone's 2xx count grew by the load's answers")
+    check_eq(sum(per), m[ok2xx], "the workers' responses add up to the zone's")
+    st, servers = http_json("GET", "http://127.0.0.1:%d/servers?state=all" % admin)
+    check_eq(sum(x["requests_served"] for x in servers), m[ok2xx],
+             "GET /servers' requests_served add up over the workers")
+    # GET /stats adds the workers' windows up
+    st, stats = http_json("GET", "http://127.0.0.1:%d/stats?window=%d" % (admin, window))
+    check_eq(st, 200, "GET /stats")
+    check("missing" not in stats, "every worker published its window: %r" % stats)
+    counted = sum(x["requests"] for x in stats["servers"])
+    check(0.9 * r.ok <= counted <= r.ok + 10,
+          "requests in GET /stats over both workers: %.0f for %d answered" % (counted, r.ok))
+    # one worker checks: a check per interval, not one per worker
+    for n in checks:
+        check(n <= elapsed / interval + 3,
+              "at most %.0f health checks per backend in %.1f s at %.1f s intervals, got %d "
+              "(two workers checking would make twice as many)"
+              % (elapsed / interval + 3, elapsed, interval, n))
+
+
+@test
+def a_push_reaches_every_worker_and_a_killed_worker_0_restores_from_the_shared_memory():
+    a, b, c = backend("push-a"), backend("push-b"), backend("push-c")
+    port, admin = free_port(), free_port()
+    node = Node([zone_text("z", port, admin, [a.url, b.url], workers=2)], name="push")
+    wait_until(lambda: serves(port), 10, "the zone to serve")
+    st, _ = http_json("PUT", "http://127.0.0.1:%d/servers" % admin,
+                      {"adds": [c.url], "deletes": [a.url]})
+    check_eq(st, 200, "PUT /servers")
+    wait_until(lambda: sorted(http_json("GET", "http://127.0.0.1:%d/servers" % admin)[1])
+               == sorted([b.url, c.url]), 10, "c alive and a gone")
+    time.sleep(0.2)
+    seen_a = backend_stats(a)["requests"]
+    load = Load(port, keepalive=0, fresh=8)
+    time.sleep(1.0)
+    r = load.stop()
+    check_eq(r.failed, 0, "failed requests (%r)" % r)
+    check_eq(backend_stats(a)["requests"], seen_a, "no worker sends to the deleted server")
+    check(backend_stats(c)["requests"] > 0, "the added server takes requests")
+    # worker 0 restarts from what the board holds: the pushed set, at once
+    lead = node.pids("z")[0]
+    os.kill(lead, signal.SIGKILL)
+    wait_until(lambda: node.pids("z")[0] not in (0, lead), 5, "a new worker 0")
+    wait_until(lambda: "took 2 server(s) from the zone's shared memory" in node.log(), 5,
+               "the new worker 0 to take the set from the shared memory")
+    st, servers = http_json("GET", "http://127.0.0.1:%d/servers" % admin)
+    check_eq(sorted(servers), sorted([b.url, c.url]), "the restarted worker 0's servers")
 
 
 if __name__ == "__main__":

@@ -516,6 +516,28 @@ START_TEST(overlapping_port_ranges_are_refused)
 }
 END_TEST
 
+START_TEST(workers_is_a_count_or_auto)
+{
+	tc_refuses("zones = ( { name = \"z\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
+	           "  workers = 0; } );\n",
+	           ":3: zones.[0].workers: must be between 1 and 64 (got 0)");
+	tc_refuses(
+	    "zones = ( { name = \"z\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
+	    "  workers = \"many\"; } );\n",
+	    ":3: zones.[0].workers: must be a number of processes or \"auto\" (got \"many\")");
+	struct conf *c = tc_accepts(
+	    "zones = ( { name = \"a\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
+	    "  workers = \"auto\"; },\n"
+	    "  { name = \"b\"; listen = \"127.0.0.1:3\"; admin = \"127.0.0.1:4\"; workers = 3; },\n"
+	    "  { name = \"c\"; listen = \"127.0.0.1:5\"; admin = \"127.0.0.1:6\"; } );\n");
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	ck_assert_int_eq(c->zones[0].workers, cores < 1 ? 1 : cores > 64 ? 64 : (int)cores);
+	ck_assert_int_eq(c->zones[1].workers, 3);
+	ck_assert_int_eq(c->zones[2].workers, 1);
+	conf_free(c);
+}
+END_TEST
+
 START_TEST(token_and_token_file_together_are_refused)
 {
 	struct conf *c = tc_load(tc_fixture("token_both.conf"));
@@ -1260,6 +1282,8 @@ START_TEST(zone_equal_compares_what_the_balancer_worker_uses)
 	    {"", "retries = 3; health_interval = 5;", 0},
 	    {"balancer = { plugin = \"other\"; retries = 3; };", NULL, 0},
 	    {"balancer = { retries = 3; x = [1, 2]; };", NULL, 0},
+	    {"workers = 1;", NULL, 1}, /* the default */
+	    {"workers = 2;", NULL, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct conf *v = tc_zone_variant(cases[i].extra, cases[i].global_balancer);
@@ -1355,6 +1379,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, plugins_report_through_conf_error_and_conf_check_known);
 	tcase_add_test(t, conf_get_seconds_reads_ints_and_floats);
 	tcase_add_test(t, zone_equal_compares_what_the_balancer_worker_uses);
+	tcase_add_test(t, workers_is_a_count_or_auto);
 	tcase_add_test(t, setting_equal_ignores_member_order);
 	suite_add_tcase(s, t);
 	return s;
