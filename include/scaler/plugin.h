@@ -63,7 +63,7 @@ extern "C" {
 #endif
 
 #define SCALER_ABI_MAJOR 1
-#define SCALER_ABI_MINOR 3
+#define SCALER_ABI_MINOR 4
 #define SCALER_PLUGIN_SYMBOL "scaler_plugin"
 
 /* Marks an operation a later ABI minor appended to an ops table. In C++ it
@@ -431,7 +431,7 @@ struct scaler_election_ops {
 
 typedef void (*scaler_balancer_cb)(void *arg, int status, const char *err);
 
-/* ABI 1.3: what scalerd keeps for a zone's workers and hands each one
+/* ABI 1.4: what scalerd keeps for a zone's workers and hands each one
  * (serve_worker). scalerd binds the zone's sockets once and keeps every
  * descriptor open across worker restarts and reloads: a worker never binds,
  * may close its copies, and its death never closes the port. */
@@ -470,9 +470,11 @@ struct scaler_balancer_ops {
 	int (*push_monitor)(void *ctx, const struct scaler_zone *zone, const char *url,
 	                    uint64_t epoch, scaler_balancer_cb cb, void *arg);
 
-	/* ---- ABI 1.3 (check size): workers on sockets scalerd holds ---- */
+	/* ---- ABI 1.4, optional: workers on sockets scalerd holds ---- */
 
-	/* Worker side, instead of serve: set up the data plane on w->listen_fd
+	/* A plugin that has both is started with serve_worker; without them,
+	 * it binds its own sockets in serve, in one worker per zone.
+	 * Worker side, instead of serve: set up the data plane on w->listen_fd
 	 * (and the admin API on w->admin_fd when it is not -1), and accept
 	 * nothing until the server set is known. Returns 1 when it is (taken
 	 * from w->shared_fd or w->previous_fd): the worker serves at once; 0
@@ -480,10 +482,10 @@ struct scaler_balancer_ops {
 	 * second (with n = 0, monitor_url NULL when the state store does not
 	 * answer: serve the static servers); -1 on failure. */
 	int (*serve_worker)(void *ctx, const struct scaler_zone *zone,
-	                    const struct scaler_zone_worker *w);
+	                    const struct scaler_zone_worker *w) SCALER_ADDED_OP;
 	/* Worker side, after shutdown: client connections still open. The
 	 * host ends the worker when none is left, or after drain_timeout. */
-	int (*connections)(void *ctx);
+	int (*connections)(void *ctx) SCALER_ADDED_OP;
 };
 
 /* ---- the descriptor ----------------------------------------------------- */
