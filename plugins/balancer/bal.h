@@ -6,6 +6,7 @@
  *   servers.c  server table, pools, health checks, dead reports
  *   pick.c     which alive server takes a request: the algorithms, slow start
  *   outlier.c  outlier ejection (consecutive 5xx or failures), its events
+ *   accesslog.c  the access log, written by a thread of its own
  *   stats.c    request statistics per server over a window (GET /stats)
  *   wake.c     with requests held and no server alive: wake the primary, probe
  *   board.c    what the workers of a zone share (memory scalerd keeps): the
@@ -138,6 +139,7 @@ struct bal_conf {
 	int eject_5xx, eject_failures; /* consecutive, 0: not this way */
 	double eject_base, eject_max;  /* base_time, max_time (seconds) */
 	int eject_max_percent;
+	struct alog_conf *alog; /* access_log = { ... }, NULL: none */
 };
 
 /* ---- servers.c ---------------------------------------------------------- */
@@ -263,6 +265,37 @@ json_t *outlier_events_json(struct bal *b);
 json_t *outlier_events_unreported(struct bal *b, uint64_t *upto);
 void outlier_reported(struct bal *b, uint64_t upto);
 void outlier_stop(struct bal *b);
+
+/* ---- accesslog.c --------------------------------------------------------- */
+
+struct alog;
+struct alog_conf;
+
+/* What one line says of a request. */
+struct alog_entry {
+	double start, end; /* the request's first byte, the end of its response */
+	const char *client;
+	const char *method, *path; /* NULL when the request was not understood */
+	size_t method_len, path_len;
+	const char *protocol; /* "HTTP/1.1" */
+	int status;           /* sent to the client, 0 when none was */
+	uint64_t bytes;       /* sent to the client */
+	const char *upstream; /* the server's URL, NULL when none answered */
+	double upstream_time; /* request sent to response relayed, < 0: none */
+	int retries;
+	const char *tls; /* the TLS version, NULL without TLS */
+};
+
+/* access_log = { path; format; flush; buffer; }: -1 after conf_error. */
+int alog_parse_access_log(const struct scaler_host *h, const config_setting_t *g,
+                          struct alog_conf **out);
+void alog_conf_free(struct alog_conf *c);
+/* Start the writer (the file is opened by it) and take SIGUSR1 to reopen. */
+struct alog *alog_start(struct bal *b, const struct alog_conf *cf);
+/* Write what is buffered and end the writer. */
+void alog_stop(struct alog *a);
+void alog_request(struct alog *a, const struct alog_entry *e);
+uint64_t alog_dropped(const struct alog *a);
 
 /* ---- proxy.c ------------------------------------------------------------ */
 
@@ -440,6 +473,8 @@ struct bal {
 
 	/* admin */
 	struct http_server *admin;
+
+	struct alog *alog; /* the access log, NULL when off */
 
 	struct bal_stats *st; /* this worker's counters: in the board, or own_st */
 	struct bal_stats own_st;

@@ -46,6 +46,7 @@ static const char *const bi_known[] = {"plugin",
                                        "hold_timeout",
                                        "slow_start",
                                        "eject",
+                                       "access_log",
                                        NULL};
 
 static void bi_defaults(struct bal_conf *c)
@@ -263,6 +264,9 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 	s = config_setting_get_member(g, "eject");
 	if (s)
 		rc |= bi_parse_eject(h, s, c);
+	s = config_setting_get_member(g, "access_log");
+	if (s)
+		rc |= alog_parse_access_log(h, s, &c->alog);
 	return rc ? -1 : 0;
 }
 
@@ -275,6 +279,7 @@ static int bi_init(const struct scaler_host *host, const config_setting_t *conf,
 		return -1;
 	}
 	if (bi_parse(host, conf, &b->conf) < 0) {
+		alog_conf_free(b->conf.alog);
 		free(b);
 		return -1;
 	}
@@ -311,6 +316,8 @@ static void bi_fini(void *ctx)
 	outlier_stop(b);
 	if (b->admin_fd >= 0)
 		close(b->admin_fd);
+	alog_stop(b->alog);
+	alog_conf_free(b->conf.alog);
 	free(b->monitor_url);
 	free(b);
 }
@@ -368,6 +375,8 @@ static int bi_start(struct bal *b, const struct scaler_zone *zone,
 	}
 	if (!b->follower)
 		report_start(b);
+	if (b->conf.alog && !b->alog)
+		b->alog = alog_start(b, b->conf.alog); /* without it, requests go unlogged */
 	b->host->log(SCALER_LOG_INFO, BAL_WHO, "zone %s: proxying %s (%d static server(s))",
 	             b->zone, zone->listen, b->nalive);
 	return 0;

@@ -48,7 +48,8 @@ struct buf {
 
 struct outq {
 	struct iovec iov[OUTQ_MAX];
-	uint8_t i, n; /* pending entries [i, n) */
+	uint8_t i, n;  /* pending entries [i, n) */
+	uint64_t sent; /* bytes written, ever */
 };
 
 enum c_phase {
@@ -116,6 +117,16 @@ struct cconn {
 	struct cconn *hprev, *hnext; /* b->held_first..held_last while held */
 	double held_at;
 	uint8_t held;
+	/* the access log's: its request started, its line is written, the
+	 * bytes sent before its response, its status, its head's method and
+	 * target when a long body pushed them out of the buffer */
+	uint8_t logged;
+	uint16_t resp_status;
+	double rq_at;
+	uint64_t out_mark;
+	char *saved_line;
+	uint16_t saved_mlen, saved_plen;
+	char client[INET6_ADDRSTRLEN];
 	struct outq out; /* response bytes to the client */
 	char fwd[176];   /* the forwarding lines the proxy adds to each request */
 };
@@ -191,6 +202,7 @@ static int outq_flush(int fd, struct outq *q)
 			return -1;
 		}
 		size_t left = (size_t)w;
+		q->sent += left;
 		while (left > 0 && q->i < q->n) {
 			struct iovec *v = &q->iov[q->i];
 			if (left >= v->iov_len) {
@@ -517,9 +529,93 @@ void proxy_release_held(struct bal *b)
 	}
 }
 
+/* ---- the access log ----------------------------------------------------- */
+
+static uint64_t c_out_queued(const struct outq *q)
+{
+	uint64_t n = 0;
+	for (int i = q->i; i < q->n; i++)
+		n += q->iov[i].iov_len;
+	return n;
+}
+
+/* The current request's method and target, into the line when the buffer
+ * is about to lose them (a body streamed past retry_body_size). */
+static void c_log_save(struct cconn *c)
+{
+	if (!c->b->alog || c->saved_line || !c->in)
+		return;
+	const char *h = c->in->data + c->rq_start, *t = h + c->rq.method_len + 1;
+	const char *sp = memchr(t, ' ', c->rq.len);
+	size_t tl = sp ? (size_t)(sp - t) : 0;
+	if (tl > 2048)
+		tl = 2048;
+	if (!(c->saved_line = malloc(c->rq.method_len + tl)))
+		return;
+	memcpy(c->saved_line, h, c->rq.method_len);
+	memcpy(c->saved_line + c->rq.method_len, t, tl);
+	c->saved_mlen = c->rq.method_len;
+	c->saved_plen = (uint16_t)tl;
+}
+
+/* The access log line of c's current request, once: `status` sent (0:
+ * none), `extra` bytes about to be queued. */
+static void c_log(struct cconn *c, int status, size_t extra)
+{
+	struct bal *b = c->b;
+	if (!b->alog || c->logged)
+		return;
+	c->logged = 1;
+	double now = ev_now(b->loop);
+	int understood = c->phase == C_EXCHANGE || c->phase == C_TUNNEL;
+	struct alog_entry e = {
+	    .start = understood ? c->rq_at : (c->phase == C_HEAD ? c->since : now),
+	    .end = now,
+	    .client = c->client,
+	    .status = status,
+	    .bytes = c->out.sent - c->out_mark + c_out_queued(&c->out) + extra,
+	    .upstream_time = -1,
+	};
+	if (understood) {
+		e.protocol = c->rq.version == 10 ? "HTTP/1.0" : "HTTP/1.1";
+		e.retries = c->ntried > 1 ? c->ntried - 1 : 0;
+		if (c->saved_line) {
+			e.method = c->saved_line;
+			e.method_len = c->saved_mlen;
+			e.path = c->saved_line + c->saved_mlen;
+			e.path_len = c->saved_plen;
+		} else if (c->in) {
+			const char *h = c->in->data + c->rq_start, *sp;
+			e.method = h;
+			e.method_len = c->rq.method_len;
+			e.path = h + e.method_len + 1;
+			sp = memchr(e.path, ' ', c->rq.len - e.method_len - 1);
+			e.path_len = sp ? (size_t)(sp - e.path) : 0;
+		}
+		if (c->u) {
+			e.upstream = c->u->srv->url;
+			e.upstream_time = now - c->sent_at;
+		}
+	}
+	alog_request(b->alog, &e);
+	free(c->saved_line);
+	c->saved_line = NULL;
+}
+
+/* A new request may start: its line is not written yet. */
+static void c_log_next(struct cconn *c)
+{
+	c->logged = 0;
+	c->out_mark = c->out.sent + c_out_queued(&c->out);
+}
+
 static void c_close(struct cconn *c)
 {
 	struct bal *b = c->b;
+	if (c->phase == C_EXCHANGE)
+		c_log(c, c->resp_started ? c->resp_status : 0, 0);
+	free(c->saved_line);
+	c->saved_line = NULL;
 	struct uconn *u = c->u;
 	c_hold_unlink(c);
 	if (u) {
@@ -568,6 +664,7 @@ static void c_error_at(struct cconn *c, int i)
 	struct bal *b = c->b;
 	int status = c_errors[i].status;
 	c_hold_unlink(c);
+	c_log(c, outq_pending(&c->out) ? 0 : status, outq_pending(&c->out) ? 0 : c_errlen[i]);
 	if (outq_pending(&c->out)) {
 		/* part of an interim response is still queued (it points into
 		 * the server's buffer): nothing clean can follow it */
@@ -658,6 +755,7 @@ static void c_parse(struct cconn *c)
 	}
 	if (c->phase == C_IDLE)
 		c->since = ev_now(b->loop);
+	c->rq_at = c->since;
 	c->phase = C_EXCHANGE;
 	c->rq_end = c->rq_start + (uint32_t)r;
 	c->rq_sent = c->rq_start;
@@ -822,6 +920,8 @@ static int c_make_room(struct cconn *c)
 	if (c->head_sent && c->rq_sent > c->rq_start) {
 		/* the body is larger than what a retry may resend: stream it */
 		uint32_t d = c->rq_sent;
+		if (!c->rq_trimmed)
+			c_log_save(c);
 		memmove(x->data, x->data + d, c->in_len - d);
 		c->in_len -= d;
 		c->rq_start = 0;
@@ -925,6 +1025,7 @@ static void c_finish(struct cconn *c)
 	struct uconn *u = c->u;
 	struct server *s = u->srv;
 	double now = ev_now(b->loop);
+	c_log(c, c->resp_status, 0);
 	st_request_end(s, now, now - c->sent_at, 1);
 	srv_busy(s, -1);
 	srv_served(s);
@@ -946,6 +1047,7 @@ static void c_finish(struct cconn *c)
 static void c_next(struct cconn *c)
 {
 	struct bal *b = c->b;
+	c_log_next(c);
 	c->phase = C_IDLE;
 	c->scan = 0;
 	c->since = ev_now(b->loop);
@@ -1077,6 +1179,7 @@ static void u_response_head(struct uconn *u, int len, int kind)
 
 	u->head_done = 1;
 	c->resp_started = 1;
+	c->resp_status = rs->status;
 	b->st->responses[rs->status / 100]++;
 	outlier_result(u->srv, rs->status);
 	if (kind == H1_SWITCH) {
@@ -1085,6 +1188,7 @@ static void u_response_head(struct uconn *u, int len, int kind)
 		outq_add_head(&c->out, head, rs);
 		outq_add(&c->out, "\r\n", 2);
 		u->in_off += (uint32_t)len;
+		c_log(c, rs->status, 0); /* a tunnel's line is written when it opens */
 		return;
 	}
 	u->body = rs->body;
@@ -1363,6 +1467,7 @@ static void p_forwarding(struct bal *b, struct cconn *c, struct sockaddr_storage
 		addr = &((struct sockaddr_in6 *)sa)->sin6_addr;
 	if (addr)
 		inet_ntop(sa->ss_family, addr, ip, sizeof(ip));
+	memcpy(c->client, ip, sizeof(c->client));
 	c->trusted = (uint8_t)(addr && bal_net_match(b->conf.trusted, b->conf.ntrusted,
 	                                             sa->ss_family, addr));
 	/* Forwarded quotes an IPv6 address in brackets (RFC 7239 §6) */
@@ -1411,6 +1516,7 @@ static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		memset(c, 0, offsetof(struct cconn, out));
 		c->out.i = c->out.n = 0;
+		c->out.sent = 0;
 		c->b = b;
 		c->fd = fd;
 		c->phase = C_IDLE;

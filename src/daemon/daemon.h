@@ -46,7 +46,7 @@ struct daemon {
 	char primary_url[256];
 	uint64_t primary_epoch;
 
-	ev_signal sig_hup, sig_term, sig_int;
+	ev_signal sig_hup, sig_term, sig_int, sig_usr1;
 	ev_timer sweep_timer;
 	int stopping;
 	int force_debug; /* -d: keep debug logging across reloads */

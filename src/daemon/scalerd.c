@@ -521,6 +521,16 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 	daemon_reload(w->data, NULL);
 }
 
+/* logrotate's postrotate: the workers reopen their access logs */
+static void on_sigusr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)loop;
+	(void)revents;
+	if (d->sup)
+		supervisor_signal_all(d->sup, SIGUSR1);
+}
+
 static void on_all_stopped(void *arg)
 {
 	struct daemon *d = arg;
@@ -609,7 +619,9 @@ static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 	ev_signal_init(&d.sig_hup, on_sighup, SIGHUP);
 	ev_signal_init(&d.sig_term, on_sigterm, SIGTERM);
 	ev_signal_init(&d.sig_int, on_sigterm, SIGINT);
-	d.sig_hup.data = d.sig_term.data = d.sig_int.data = &d;
+	ev_signal_init(&d.sig_usr1, on_sigusr1, SIGUSR1);
+	d.sig_hup.data = d.sig_term.data = d.sig_int.data = d.sig_usr1.data = &d;
+	ev_signal_start(d.loop, &d.sig_usr1);
 	ev_signal_start(d.loop, &d.sig_hup);
 	ev_signal_start(d.loop, &d.sig_term);
 	ev_signal_start(d.loop, &d.sig_int);

@@ -797,6 +797,15 @@ int supervisor_zone_restarts(const struct supervisor *s, const char *zone)
 	return z ? z->restarts : 0;
 }
 
+void supervisor_signal_all(const struct supervisor *s, int sig)
+{
+	for (const struct sup_zone *z = s->zones; z; z = z->next)
+		for (const struct sup_set *t = z->sets; t; t = t->next)
+			for (int i = 0; i < t->count; i++)
+				if (t->w[i].pid > 0)
+					kill(t->w[i].pid, sig);
+}
+
 void supervisor_stop_all(struct supervisor *s, void (*done)(void *arg), void *arg)
 {
 	s->stopping = 1;

@@ -69,6 +69,10 @@ int supervisor_zone_pids(const struct supervisor *s, const char *zone, pid_t *pi
 /* Restarts of the zone's workers since scalerd started. */
 int supervisor_zone_restarts(const struct supervisor *s, const char *zone);
 
+/* Send sig to every worker, draining ones included (SIGUSR1: reopen the
+ * access logs). */
+void supervisor_signal_all(const struct supervisor *s, int sig);
+
 /* Stop every worker: SIGTERM, SIGKILL after the timeout; done() when all
  * are reaped (maybe at once). */
 void supervisor_stop_all(struct supervisor *s, void (*done)(void *arg), void *arg);

@@ -337,6 +337,7 @@ int worker_run(const char *zone, const char *conf_path, int config_fd, const str
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN); /* logrotate's reopen; a plugin with logs takes it */
 
 	struct host_params hp = {.node_id = w.conf->node_id,
 	                         .cluster = w.conf->cluster,

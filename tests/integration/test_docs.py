@@ -144,6 +144,7 @@ def accepted_settings():
               "scaler.conf(5); add it to CORE_ARRAYS in %s" % (line, arr, func, __file__))
         acc.setdefault(sec, set()).update(names)
     plugins_dir = src("plugins")
+    subs = []
     for kind in sorted(os.listdir(plugins_dir)):
         kdir = os.path.join(plugins_dir, kind)
         if not os.path.isdir(kdir):
@@ -165,22 +166,22 @@ def accepted_settings():
                   "plugins/%s/%s has a known[] array but no SCALER_PLUGIN_DEFINE: which "
                   "plugin is it?" % (kind, f))
             top = "%s %s" % (kind, name)
-            subs = []
             for arr, func, line, names in arrays:
                 if "plugin" in names:
                     acc.setdefault(top, set()).update(names)
                 else:
-                    subs.append((arr, func, line, names))
-            for arr, func, line, names in subs:
-                # a group inside the plugin's settings: the setting its
-                # function is named after ("bully_conf_peers" -> "peers")
-                owner = [s for s in acc.get(top, ()) if func and re.search(
-                    r"(^|_)%s($|_)" % re.escape(s), func)]
-                check(len(owner) == 1,
-                      "plugins/%s/%s:%d: array %s (in %s()) has no \"plugin\" and does not "
-                      "name the setting whose group it checks: %r" %
-                      (kind, f, line, arr, func, owner))
-                acc.setdefault("%s %s" % (top, owner[0]), set()).update(names)
+                    subs.append((kind, f, top, arr, func, line, names))
+    # groups inside a plugin's settings, once every plugin's own settings are
+    # known (a plugin split over files may parse a group in another file)
+    for kind, f, top, arr, func, line, names in subs:
+        # the setting the function is named after ("bully_conf_peers" -> "peers")
+        owner = [s for s in acc.get(top, ()) if func and re.search(
+            r"(^|_)%s($|_)" % re.escape(s), func)]
+        check(len(owner) == 1,
+              "plugins/%s/%s:%d: array %s (in %s()) has no \"plugin\" and does not "
+              "name the setting whose group it checks: %r" %
+              (kind, f, line, arr, func, owner))
+        acc.setdefault("%s %s" % (top, owner[0]), set()).update(names)
     # a plugin without a known[] array takes no settings but "plugin"
     for kind, name in all_plugins():
         acc.setdefault("%s %s" % (kind, name), {"plugin"})
