@@ -15,7 +15,11 @@
  * Ejections and returns are events: the last OUTLIER_EVENTS of them are
  * kept (GET /events on the zone's admin API) and reported to the primary
  * with the dead reports (PUT /report), which records them, fenced, in the
- * zone's event stream. */
+ * zone's event stream.
+ *
+ * With several workers on a zone (workers = N), each one ejects on what
+ * its own requests show and reports its own events (tagged with its
+ * index); worker 0's are those GET /events shows. */
 #include "config.h"
 
 #include "bal.h"
@@ -31,6 +35,7 @@ struct outlier_event {
 	double time;   /* unix time */
 	double length; /* eject: seconds it is out for; return: seconds it was out */
 	int ejections; /* the multiplier at the ejection */
+	int worker;    /* which of the zone's workers decided it */
 	uint8_t eject; /* 1: ejected, 0: returned */
 	char server[256];
 	char reason[96];
@@ -46,6 +51,7 @@ static void oe_record(struct server *s, int eject, const char *reason, double le
 	e->time = bal_wallclock();
 	e->length = length;
 	e->ejections = s->ejections;
+	e->worker = b->windex;
 	e->eject = (uint8_t)eject;
 	snprintf(e->server, sizeof(e->server), "%s", s->url);
 	snprintf(e->reason, sizeof(e->reason), "%s", reason);
@@ -163,10 +169,10 @@ void outlier_server_json(const struct server *s, json_t *o)
 
 static json_t *oe_event_json(const struct outlier_event *e)
 {
-	return json_pack("{s:I, s:f, s:s, s:s, s:s, s:f, s:i}", "seq", (json_int_t)e->seq, "time",
-	                 e->time, "kind", e->eject ? "eject" : "return", "server", e->server,
-	                 "reason", e->reason, e->eject ? "duration" : "ejected_for", e->length,
-	                 "ejections", e->ejections);
+	return json_pack("{s:I, s:f, s:s, s:s, s:s, s:f, s:i, s:i}", "seq", (json_int_t)e->seq,
+	                 "time", e->time, "kind", e->eject ? "eject" : "return", "server",
+	                 e->server, "reason", e->reason, e->eject ? "duration" : "ejected_for",
+	                 e->length, "ejections", e->ejections, "worker", e->worker);
 }
 
 /* Events with seq in (from, b->events_seq], oldest first, that the ring holds. */

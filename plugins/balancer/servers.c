@@ -859,8 +859,8 @@ static void report_send(struct bal *b)
 {
 	if (b->report_call || !b->monitor_url)
 		return;
-	size_t n = 0;
-	for (struct server *s = b->servers; s && n < REPORT_MAX; s = s->next)
+	size_t n = 0; /* worker 0 reports the dead; every worker its own ejections */
+	for (struct server *s = b->servers; s && n < REPORT_MAX && !b->follower; s = s->next)
 		n += s->state == SRV_DEAD;
 	uint64_t upto;
 	json_t *events = outlier_events_unreported(b, &upto);

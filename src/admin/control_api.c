@@ -282,7 +282,8 @@ int controller_outlier_events(struct controller *c, const char *zone, json_t *ev
 		                                    : "back from ejection",
 		         json_string_value(json_object_get(e, "reason")));
 		json_t *extra = json_pack("{s:s}", "server", server);
-		static const char *const numbers[] = {"duration", "ejected_for", "ejections"};
+		static const char *const numbers[] = {"duration", "ejected_for", "ejections",
+		                                      "worker"};
 		for (size_t k = 0; k < sizeof(numbers) / sizeof(numbers[0]); k++) {
 			json_t *v = json_object_get(e, numbers[k]);
 			if (json_is_number(v))
