@@ -319,6 +319,8 @@ struct scaler_metrics_result {
 typedef void (*scaler_metrics_cb)(void *arg, int status, const struct scaler_metrics_result *res,
                                   const char *err);
 
+typedef const char *(*scaler_metrics_unit_fn)(void *ctx);
+
 struct scaler_metrics_ops {
 	size_t size; /* sizeof(struct scaler_metrics_ops) */
 	/* Required. The load of `servers` over the last `window` seconds. */
@@ -328,7 +330,7 @@ struct scaler_metrics_ops {
 	 * as a policy's sentence says it after a number ("in flight",
 	 * "requests/s", "% CPU"); NULL or "": the metric's name is said. The
 	 * string lives as long as ctx. */
-	const char *(*unit)(void *ctx)SCALER_ADDED_OP;
+	scaler_metrics_unit_fn unit SCALER_ADDED_OP;
 };
 
 /* ---- kind: policy (pure: no I/O, state only in ctx) --------------------- */
