@@ -102,9 +102,10 @@ static int bm_parse(const struct scaler_host *host, const config_setting_t *conf
 	return bad ? -1 : 0;
 }
 
-/* Log `said` for the zone unless it is what was logged last; "" resets. */
+/* Log `said` for the zone unless the same condition (`key`, its first
+ * words when NULL) was logged last; "" resets. */
 static void bm_say(struct bm_ctx *ctx, const char *zone, enum scaler_log_level level,
-                   const char *said)
+                   const char *key, const char *said)
 {
 	struct bm_zone *z = ctx->zones;
 	while (z && strcmp(z->name, zone))
@@ -119,9 +120,11 @@ static void bm_say(struct bm_ctx *ctx, const char *zone, enum scaler_log_level l
 		z->next = ctx->zones;
 		ctx->zones = z;
 	}
-	if (strcmp(z->said, said) == 0)
+	if (!key)
+		key = said;
+	if (strcmp(z->said, key) == 0)
 		return;
-	snprintf(z->said, sizeof(z->said), "%s", said);
+	snprintf(z->said, sizeof(z->said), "%s", key);
 	if (said[0])
 		ctx->host->log(level, BM_WHO, "zone %s: %s", zone, said);
 }
@@ -219,9 +222,10 @@ static void bm_on_response(void *arg, const struct scaler_http_response *resp)
 		char said[256];
 		snprintf(said, sizeof(said), "every value is missing: %s",
 		         why ? why : "the balancer has not observed the whole window");
-		bm_say(ctx, q->zone, SCALER_LOG_INFO, said);
+		/* logged once while it lasts, not at every second of uptime */
+		bm_say(ctx, q->zone, SCALER_LOG_INFO, "unobserved", said);
 	} else {
-		bm_say(ctx, q->zone, SCALER_LOG_INFO, "");
+		bm_say(ctx, q->zone, SCALER_LOG_INFO, NULL, "");
 		const char *key = bm_metrics[ctx->metric].key, *sub = bm_metrics[ctx->metric].sub;
 		for (size_t i = 0; i < q->n; i++) {
 			json_t *v = json_object_get(bm_find(servers, q->servers[i].address), key);
@@ -238,7 +242,7 @@ static void bm_on_response(void *arg, const struct scaler_http_response *resp)
 	return;
 fail:
 	json_decref(root);
-	bm_say(ctx, q->zone, SCALER_LOG_WARNING, err);
+	bm_say(ctx, q->zone, SCALER_LOG_WARNING, NULL, err);
 	bm_finish(q, err);
 }
 

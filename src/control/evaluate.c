@@ -17,7 +17,8 @@
 /* One metric over one window: a query and what it gave. */
 struct eval_query {
 	struct eval *e;
-	size_t metric; /* index in z->metrics */
+	size_t metric;      /* index in z->metrics when the query started */
+	unsigned abi_minor; /* of its plugin: a reload may replace z->metrics meanwhile */
 	double window;
 	int failed;
 	char err[200];
@@ -313,8 +314,7 @@ static void eval_query_done(void *arg, int status, const struct scaler_metrics_r
 		}
 		q->pm.total = sum;
 		/* the host's average (a 1.1 plugin's own) */
-		q->pm.valid = metrics_average(res, z->metrics[q->metric].pi.plugin->desc->abi_minor,
-		                              &q->pm.average);
+		q->pm.valid = metrics_average(res, q->abi_minor, &q->pm.average);
 		q->pm.n = good;
 		q->pm.complete = (size_t)good == e->n && res->n >= e->n;
 	}
@@ -399,6 +399,7 @@ void czone_evaluate(struct czone *z)
 			q->window = z->nwindows ? z->windows[w] : z->cz->window;
 			q->pm.name = z->metrics[m].name;
 			q->pm.unit = z->metrics[m].unit;
+			q->abi_minor = z->metrics[m].pi.plugin->desc->abi_minor;
 			q->pm.window = q->window;
 		}
 	e->pending = e->nq + 1; /* held until every query is started */
