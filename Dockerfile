@@ -11,7 +11,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential autoconf automake libtool pkg-config \
       libev-dev libhttp-parser-dev libconfig-dev libhiredis-dev librdkafka-dev \
-      libjansson-dev libcurl4-openssl-dev check python3 \
+      libjansson-dev libcurl4-openssl-dev libssl-dev libnghttp2-dev check python3 \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -50,7 +50,7 @@ FROM debian:bookworm-slim AS scalerd
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libev4 libhttp-parser2.9 libconfig9 libhiredis0.14 librdkafka1 libjansson4 \
-      libcurl4 ca-certificates \
+      libcurl4 libssl3 libnghttp2-14 ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/scaler --shell /usr/sbin/nologin scaler \
  && mkdir -p /var/lib/scaler /run/scaler && chown scaler:scaler /var/lib/scaler /run/scaler

@@ -7,6 +7,7 @@
  *   pick.c     which alive server takes a request: the algorithms, slow start
  *   outlier.c  outlier ejection (consecutive 5xx or failures), its events
  *   accesslog.c  the access log, written by a thread of its own
+ *   tls.c      TLS termination: certificates by SNI, tickets, OCSP, redirect
  *   stats.c    request statistics per server over a window (GET /stats)
  *   wake.c     with requests held and no server alive: wake the primary, probe
  *   board.c    what the workers of a zone share (memory scalerd keeps): the
@@ -140,6 +141,7 @@ struct bal_conf {
 	double eject_base, eject_max;  /* base_time, max_time (seconds) */
 	int eject_max_percent;
 	struct alog_conf *alog; /* access_log = { ... }, NULL: none */
+	struct tls_conf *tls;   /* tls = { ... }, NULL: plain HTTP */
 };
 
 /* ---- servers.c ---------------------------------------------------------- */
@@ -297,6 +299,52 @@ void alog_stop(struct alog *a);
 void alog_request(struct alog *a, const struct alog_entry *e);
 uint64_t alog_dropped(const struct alog *a);
 
+/* ---- tls.c -------------------------------------------------------------- */
+
+struct tls;
+struct tls_conf;
+struct ssl_st;
+
+/* Session ticket keys: [0] encrypts, [1] (the one before) still decrypts. */
+struct tls_ticket_key {
+	uint8_t name[16], aes[32], hmac[32];
+};
+struct tls_tickets {
+	uint64_t gen;   /* bumped by every rotation */
+	double rotated; /* unix time of the last one */
+	int n;          /* keys in key[] */
+	int pad;
+	struct tls_ticket_key key[2];
+};
+
+/* The settings of the group tls = { ... } (checked to be known): -1 after
+ * conf_error; every certificate is loaded and checked (its key under the
+ * secrets rule), so scalerd -t refuses a bad one. */
+int tls_parse(const struct scaler_host *h, const config_setting_t *g, struct tls_conf **out);
+void tls_conf_free(struct tls_conf *cf);
+/* 1 when HTTP/2 is offered by ALPN. */
+int tls_conf_http2(const struct tls_conf *cf);
+/* Worker side: the callbacks, the ticket keys (the zone's, through the
+ * board), SIGHUP to read the certificates again, the redirect listener. */
+struct tls *tls_start(struct bal *b, struct tls_conf *cf, char *err, size_t errlen);
+void tls_stop(struct tls *t); /* shutdown: the redirect listener closes */
+void tls_free(struct tls *t);
+/* A client connection's TLS on fd; NULL when out of memory. */
+struct ssl_st *tls_conn_new(struct tls *t, int fd);
+/* graceful: say close_notify (once, never waiting for the peer's). */
+void tls_conn_free(struct ssl_st *s, int graceful);
+/* read(2) and write(2) through TLS: bytes, 0 at EOF (recv), or -1 with
+ * errno (EAGAIN when it would block; *want_write when the TLS layer must
+ * write before it can read on). */
+ssize_t tls_recv(struct ssl_st *s, void *buf, size_t len, int *want_write);
+ssize_t tls_send(struct ssl_st *s, const void *buf, size_t len);
+/* Bytes the TLS layer holds that the socket will not signal. */
+int tls_pending(struct ssl_st *s);
+int tls_handshake_done(struct ssl_st *s);
+const char *tls_version(struct ssl_st *s);
+/* ALPN chose HTTP/2. */
+int tls_alpn_h2(struct ssl_st *s);
+
 /* ---- proxy.c ------------------------------------------------------------ */
 
 /* Bind hostport and accept at once (a worker that runs alone on ABI 1.2). */
@@ -375,6 +423,12 @@ void board_report(struct server *s, const char *why);
 void board_holding(struct bal *b);
 /* 1 when this worker, or (worker 0) another, holds requests. */
 int board_holding_any(const struct bal *b);
+/* The zone's session ticket keys: get (-1 when none yet), set up (the
+ * first worker's keys win, or those of the set a reload replaced: k gets
+ * the keys in force), put (worker 0 rotates them). */
+int board_tickets_get(struct bal *b, struct tls_tickets *k);
+int board_tickets_setup(struct bal *b, struct tls_tickets *k);
+void board_tickets_put(struct bal *b, const struct tls_tickets *k);
 /* Refresh this worker's gauges (connections, held requests) in the board. */
 void board_gauges(struct bal *b);
 /* Sums over the zone's workers (this one alone without a board). */
@@ -475,6 +529,7 @@ struct bal {
 	struct http_server *admin;
 
 	struct alog *alog; /* the access log, NULL when off */
+	struct tls *tls;   /* TLS on the zone's listener, NULL when off */
 
 	struct bal_stats *st; /* this worker's counters: in the board, or own_st */
 	struct bal_stats own_st;

@@ -15,6 +15,10 @@
  * GET /stats asks every worker to publish its window of each server (a
  * request number in the header, the answer in its row), then adds them up.
  *
+ * The header also holds the zone's TLS session ticket keys (tls.c): set up
+ * by the first worker (from the board a reload replaced, when it has
+ * some), rotated by worker 0, read by every worker at each ticket.
+ *
  * Layout: header | entries[max_servers] | workers[n] | ctr[n][max_servers]
  * | win[n][max_servers]. Only the pages of servers in use are ever touched.
  * The memory lives while the zone's workers keep their settings; a reload
@@ -87,6 +91,9 @@ struct board_hdr {
 	char monitor_url[256];
 	uint64_t stats_req; /* GET /stats: the request every worker answers */
 	double stats_window;
+	uint32_t tstate; /* the TLS session ticket keys: BOARD_NEW, _SETTING_UP, _SET */
+	uint32_t tseq;   /* their seqlock */
+	struct tls_tickets tickets;
 };
 
 struct board_gather {
@@ -1024,4 +1031,56 @@ void board_stats_drop(struct bal *b)
 		return;
 	d->ngathers = 0;
 	ev_timer_stop(b->loop, &d->gather_timer);
+}
+
+/* ---- TLS session ticket keys ------------------------------------------------ */
+
+static int board_tickets_read(const struct board_hdr *h, struct tls_tickets *k)
+{
+	if (__atomic_load_n(&h->tstate, __ATOMIC_ACQUIRE) != BOARD_SET)
+		return -1;
+	for (int i = 0; i < 1000; i++)
+		if (seq_read(&h->tseq, k, &h->tickets, sizeof(*k)) == 0)
+			return 0;
+	return -1;
+}
+
+int board_tickets_get(struct bal *b, struct tls_tickets *k)
+{
+	struct board *d = b->board;
+	return d ? board_tickets_read(d->h, k) : -1;
+}
+
+void board_tickets_put(struct bal *b, const struct tls_tickets *k)
+{
+	struct board *d = b->board;
+	if (!d)
+		return;
+	seq_write_begin(&d->h->tseq);
+	d->h->tickets = *k;
+	seq_write_end(&d->h->tseq);
+}
+
+int board_tickets_setup(struct bal *b, struct tls_tickets *k)
+{
+	struct board *d = b->board;
+	if (!d)
+		return -1;
+	struct board_hdr *h = d->h;
+	uint32_t zero = BOARD_NEW;
+	if (__atomic_compare_exchange_n(&h->tstate, &zero, BOARD_SETTING_UP, 0, __ATOMIC_ACQ_REL,
+	                                __ATOMIC_ACQUIRE)) {
+		/* the keys of the workers a reload replaces: their tickets stay good */
+		struct tls_tickets old;
+		if (board_usable(d->prev, d->prev_size) && board_tickets_read(d->prev, &old) == 0 &&
+		    old.n > 0)
+			*k = old;
+		h->tickets = *k;
+		__atomic_store_n(&h->tstate, BOARD_SET, __ATOMIC_RELEASE);
+		return 0;
+	}
+	double until = ev_time() + BOARD_SETUP_WAIT;
+	while (__atomic_load_n(&h->tstate, __ATOMIC_ACQUIRE) != BOARD_SET && ev_time() < until)
+		usleep(1000);
+	return board_tickets_read(h, k);
 }

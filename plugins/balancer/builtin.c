@@ -47,6 +47,7 @@ static const char *const bi_known[] = {"plugin",
                                        "slow_start",
                                        "eject",
                                        "access_log",
+                                       "tls",
                                        NULL};
 
 static void bi_defaults(struct bal_conf *c)
@@ -177,6 +178,22 @@ static int bi_parse_eject(const struct scaler_host *h, const config_setting_t *g
 	return rc ? -1 : 0;
 }
 
+/* tls = { ... }: the group's settings are tls.c's to read. */
+static int bi_parse_tls(const struct scaler_host *h, const config_setting_t *g, struct bal_conf *c)
+{
+	static const char *const known[] = {"certificates",    "min_version", "ciphers",
+	                                    "ciphersuites",    "groups",      "session_tickets",
+	                                    "ticket_rotation", "redirect",    "redirect_status",
+	                                    "http2",           NULL};
+	if (!config_setting_is_group(g))
+		return h->conf_error(g, "must be a group (e.g. tls = { certificates = ( { cert = "
+		                        "\"/etc/scaler/tls/site.pem\"; key = "
+		                        "\"/etc/scaler/tls/site.key\"; } ); };)");
+	if (h->conf_check_known(g, known) < 0)
+		return -1;
+	return tls_parse(h, g, &c->tls);
+}
+
 static int bi_parse(const struct scaler_host *h, const config_setting_t *g, struct bal_conf *c)
 {
 	bi_defaults(c);
@@ -267,6 +284,9 @@ static int bi_parse(const struct scaler_host *h, const config_setting_t *g, stru
 	s = config_setting_get_member(g, "access_log");
 	if (s)
 		rc |= alog_parse_access_log(h, s, &c->alog);
+	s = config_setting_get_member(g, "tls");
+	if (s && !rc)
+		rc |= bi_parse_tls(h, s, c); /* loads the certificates: the rest first */
 	return rc ? -1 : 0;
 }
 
@@ -280,6 +300,7 @@ static int bi_init(const struct scaler_host *host, const config_setting_t *conf,
 	}
 	if (bi_parse(host, conf, &b->conf) < 0) {
 		alog_conf_free(b->conf.alog);
+		tls_conf_free(b->conf.tls);
 		free(b);
 		return -1;
 	}
@@ -318,6 +339,8 @@ static void bi_fini(void *ctx)
 		close(b->admin_fd);
 	alog_stop(b->alog);
 	alog_conf_free(b->conf.alog);
+	tls_free(b->tls);
+	tls_conf_free(b->conf.tls);
 	free(b->monitor_url);
 	free(b);
 }
@@ -356,6 +379,11 @@ static int bi_start(struct bal *b, const struct scaler_zone *zone,
 			goto fail;
 		}
 	}
+	/* after the board (the zone's ticket keys), before the first accept */
+	if (b->conf.tls && !(b->tls = tls_start(b, b->conf.tls, err, sizeof(err)))) {
+		b->host->log(SCALER_LOG_ERR, BAL_WHO, "zone %s: TLS: %s", b->zone, err);
+		goto fail;
+	}
 	/* a handed admin socket is served once the worker accepts: what it
 	 * answers is the restored set; worker 0 alone serves it */
 	int r = !w             ? admin_start(b, zone->admin, err, sizeof(err))
@@ -383,6 +411,8 @@ static int bi_start(struct bal *b, const struct scaler_zone *zone,
 fail:
 	b->serving = 0;
 	admin_stop(b);
+	tls_free(b->tls);
+	b->tls = NULL;
 	board_close(b);
 	srv_free_all(b);
 	return -1;
@@ -430,6 +460,7 @@ static void bi_shutdown(void *ctx)
 		close(b->admin_fd);
 		b->admin_fd = -1;
 	}
+	tls_stop(b->tls);
 	proxy_shutdown(b);
 }
 

@@ -127,8 +127,10 @@ struct cconn {
 	char *saved_line;
 	uint16_t saved_mlen, saved_plen;
 	char client[INET6_ADDRSTRLEN];
-	struct outq out; /* response bytes to the client */
-	char fwd[176];   /* the forwarding lines the proxy adds to each request */
+	struct ssl_st *ssl; /* TLS (tls.c), NULL for plain HTTP */
+	uint8_t tls_rww;    /* the TLS layer must write before it reads on */
+	struct outq out;    /* response bytes to the client */
+	char fwd[176];      /* the forwarding lines the proxy adds to each request */
 };
 
 static void c_close(struct cconn *c);
@@ -185,6 +187,23 @@ static inline void outq_add(struct outq *q, const void *p, size_t len)
 	q->n++;
 }
 
+/* w bytes of q were written. */
+static void outq_consume(struct outq *q, size_t w)
+{
+	q->sent += w;
+	while (w > 0 && q->i < q->n) {
+		struct iovec *v = &q->iov[q->i];
+		if (w >= v->iov_len) {
+			w -= v->iov_len;
+			q->i++;
+		} else {
+			v->iov_base = (char *)v->iov_base + w;
+			v->iov_len -= w;
+			w = 0;
+		}
+	}
+}
+
 /* 1: everything written; 0: the socket is full; -1: error */
 static int outq_flush(int fd, struct outq *q)
 {
@@ -201,19 +220,7 @@ static int outq_flush(int fd, struct outq *q)
 				return 0;
 			return -1;
 		}
-		size_t left = (size_t)w;
-		q->sent += left;
-		while (left > 0 && q->i < q->n) {
-			struct iovec *v = &q->iov[q->i];
-			if (left >= v->iov_len) {
-				left -= v->iov_len;
-				q->i++;
-			} else {
-				v->iov_base = (char *)v->iov_base + left;
-				v->iov_len -= left;
-				left = 0;
-			}
-		}
+		outq_consume(q, (size_t)w);
 	}
 	q->i = q->n = 0;
 	return 1;
@@ -234,6 +241,74 @@ static void outq_add_head(struct outq *q, const char *head, const struct h1_head
 		pos = h->drop_off[i] + h->drop_len[i];
 	}
 	outq_add(q, head + pos, end - pos);
+}
+
+/* ---- the client's transport: the socket, or TLS on it ---------------------- */
+
+/* One TLS record's worth: small pieces of the queue go out as one record
+ * (one write), not one record each. */
+static char c_tls_stage[16384];
+
+static int c_tls_flush(struct cconn *c)
+{
+	struct outq *q = &c->out;
+	while (q->i < q->n) {
+		const char *p = q->iov[q->i].iov_base;
+		size_t len = q->iov[q->i].iov_len;
+		/* a retry after EAGAIN sees at least the bytes it saw before: the
+		 * queue only grows until it is written */
+		if (q->n - q->i > 1 && len < sizeof(c_tls_stage)) {
+			len = 0;
+			for (int i = q->i; i < q->n && len < sizeof(c_tls_stage); i++) {
+				size_t k = q->iov[i].iov_len;
+				if (k > sizeof(c_tls_stage) - len)
+					k = sizeof(c_tls_stage) - len;
+				memcpy(c_tls_stage + len, q->iov[i].iov_base, k);
+				len += k;
+			}
+			p = c_tls_stage;
+		}
+		ssize_t w = tls_send(c->ssl, p, len);
+		if (w < 0)
+			return errno == EAGAIN ? 0 : -1;
+		outq_consume(q, (size_t)w);
+	}
+	q->i = q->n = 0;
+	return 1;
+}
+
+/* Write c's queue: 1 all written, 0 it would block, -1 error. */
+static int c_flush(struct cconn *c)
+{
+	return c->ssl ? c_tls_flush(c) : outq_flush(c->fd, &c->out);
+}
+
+static ssize_t c_recv(struct cconn *c, void *buf, size_t len)
+{
+	if (!c->ssl)
+		return read(c->fd, buf, len);
+	int ww;
+	ssize_t n = tls_recv(c->ssl, buf, len, &ww);
+	c->tls_rww = (uint8_t)ww;
+	return n;
+}
+
+/* No more bytes to the client (after an error response). */
+static void c_shut_wr(struct cconn *c)
+{
+	if (c->ssl) {
+		tls_conn_free(c->ssl, 1);
+		c->ssl = NULL;
+	}
+	shutdown(c->fd, SHUT_WR);
+}
+
+/* Bytes TLS decrypted (or read ahead) wake no watcher: read them now. */
+static void c_tls_more(struct cconn *c)
+{
+	if (c->fd >= 0 && c->ssl && !c->read_blocked && !c->eof && ev_is_active(&c->io) &&
+	    (c->io.events & EV_READ) && tls_pending(c->ssl))
+		ev_feed_event(c->b->loop, &c->io, EV_READ);
 }
 
 /* ---- error responses ---------------------------------------------------- */
@@ -459,8 +534,8 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 
 static void c_arm(struct cconn *c)
 {
-	int ev =
-	    (outq_pending(&c->out) ? EV_WRITE : 0) | ((c->eof || c->read_blocked) ? 0 : EV_READ);
+	int ev = (outq_pending(&c->out) || c->tls_rww ? EV_WRITE : 0) |
+	         ((c->eof || c->read_blocked) ? 0 : EV_READ);
 	if (ev == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io))
 		return;
 	ev_io_stop(c->b->loop, &c->io);
@@ -575,6 +650,7 @@ static void c_log(struct cconn *c, int status, size_t extra)
 	    .status = status,
 	    .bytes = c->out.sent - c->out_mark + c_out_queued(&c->out) + extra,
 	    .upstream_time = -1,
+	    .tls = c->ssl ? tls_version(c->ssl) : NULL,
 	};
 	if (understood) {
 		e.protocol = c->rq.version == 10 ? "HTTP/1.0" : "HTTP/1.1";
@@ -626,7 +702,12 @@ static void c_close(struct cconn *c)
 		u_close(u);
 	}
 	ev_io_stop(b->loop, &c->io);
+	if (c->ssl) {
+		tls_conn_free(c->ssl, 1);
+		c->ssl = NULL;
+	}
 	close(c->fd);
+	c->fd = -1;
 	buf_put(b, c->in);
 	c->in = NULL;
 	if (c->prev)
@@ -687,13 +768,13 @@ static void c_error_at(struct cconn *c, int i)
 	c->phase = C_CLOSING;
 	c->since = ev_now(b->loop);
 	c->read_blocked = 0;
-	int r = outq_flush(c->fd, &c->out);
+	int r = c_flush(c);
 	if (r < 0) {
 		c_close(c);
 		return;
 	}
 	if (r > 0)
-		shutdown(c->fd, SHUT_WR);
+		c_shut_wr(c);
 	c_arm(c);
 }
 
@@ -951,7 +1032,7 @@ static void c_read(struct cconn *c)
 		c_arm(c);
 		return;
 	}
-	ssize_t n = read(c->fd, c->in->data + c->in_len, c->in->cap - c->in_len);
+	ssize_t n = c_recv(c, c->in->data + c->in_len, c->in->cap - c->in_len);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
@@ -1088,7 +1169,7 @@ static void c_out_drained(struct cconn *c)
 {
 	struct uconn *u = c->u;
 	if (c->phase == C_CLOSING) {
-		shutdown(c->fd, SHUT_WR);
+		c_shut_wr(c);
 		c_arm(c);
 		return;
 	}
@@ -1114,8 +1195,15 @@ static void c_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct cconn *c = w->data;
 	(void)loop;
+	if ((revents & EV_WRITE) && c->tls_rww) {
+		c->tls_rww = 0; /* what the TLS layer had to write is out: read on */
+		c_arm(c);
+		revents |= EV_READ;
+		if (!outq_pending(&c->out))
+			revents &= ~EV_WRITE;
+	}
 	if (revents & EV_WRITE) {
-		int r = outq_flush(c->fd, &c->out);
+		int r = c_flush(c);
 		if (r < 0) {
 			c_close(c);
 			return;
@@ -1125,8 +1213,10 @@ static void c_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			c_out_drained(c);
 		return; /* a read, if any, comes on the next iteration */
 	}
-	if (revents & EV_READ)
+	if (revents & EV_READ) {
 		c_read(c);
+		c_tls_more(c);
+	}
 }
 
 /* ---- the response side -------------------------------------------------- */
@@ -1134,7 +1224,7 @@ static void c_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void u_relay(struct uconn *u)
 {
 	struct cconn *c = u->c;
-	int r = outq_flush(c->fd, &c->out);
+	int r = c_flush(c);
 	if (r < 0) {
 		c_close(c);
 		return;
@@ -1156,7 +1246,7 @@ static int u_interim(struct uconn *u, const char *head)
 	struct cconn *c = u->c;
 	outq_add_head(&c->out, head, &u->rs);
 	outq_add(&c->out, "\r\n", 2);
-	int r = outq_flush(c->fd, &c->out);
+	int r = c_flush(c);
 	if (r < 0) {
 		c_close(c);
 		return -1;
@@ -1472,12 +1562,15 @@ static void p_forwarding(struct bal *b, struct cconn *c, struct sockaddr_storage
 	                                             sa->ss_family, addr));
 	/* Forwarded quotes an IPv6 address in brackets (RFC 7239 §6) */
 	int v6 = sa->ss_family == AF_INET6;
+	const char *proto = b->tls ? "https" : "http";
 	int n = snprintf(c->fwd, sizeof(c->fwd),
-	                 "X-Forwarded-For: %s\r\nForwarded: for=%s%s%s;proto=http\r\n"
-	                 "X-Forwarded-Proto: http\r\n",
-	                 ip, v6 ? "\"[" : "", ip, v6 ? "]\"" : "");
-	c->fwd_len = (uint8_t)(n < (int)sizeof(c->fwd) ? n : 0);
-	c->fwd_proto_len = c->fwd_len ? (uint8_t)(sizeof("X-Forwarded-Proto: http\r\n") - 1) : 0;
+	                 "X-Forwarded-For: %s\r\nForwarded: for=%s%s%s;proto=%s\r\n", ip,
+	                 v6 ? "\"[" : "", ip, v6 ? "]\"" : "", proto);
+	int p = n < (int)sizeof(c->fwd) ? snprintf(c->fwd + n, sizeof(c->fwd) - (size_t)n,
+	                                           "X-Forwarded-Proto: %s\r\n", proto)
+	                                : 0;
+	c->fwd_len = (uint8_t)(n + p < (int)sizeof(c->fwd) ? n + p : 0);
+	c->fwd_proto_len = c->fwd_len ? (uint8_t)p : 0;
 }
 
 static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -1505,16 +1598,23 @@ static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			return;
 		}
+		struct ssl_st *ssl = NULL;
+		if (b->tls && !(ssl = tls_conn_new(b->tls, fd))) {
+			close(fd);
+			continue;
+		}
 		struct cconn *c = b->free_cconns;
 		if (c)
 			b->free_cconns = c->next;
 		else if (!(c = malloc(sizeof(*c)))) {
+			tls_conn_free(ssl, 0);
 			close(fd);
 			continue;
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		memset(c, 0, offsetof(struct cconn, out));
+		c->ssl = ssl;
 		c->out.i = c->out.n = 0;
 		c->out.sent = 0;
 		c->b = b;
@@ -1553,7 +1653,7 @@ static void p_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 static void c_close_idle(struct cconn *c)
 {
 	char x;
-	if (recv(c->fd, &x, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+	if (recv(c->fd, &x, 1, MSG_PEEK | MSG_DONTWAIT) > 0 || (c->ssl && tls_pending(c->ssl)))
 		return; /* read on the next iteration */
 	c_close(c);
 }
@@ -1571,7 +1671,11 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		struct uconn *u = c->u;
 		switch (c->phase) {
 		case C_IDLE:
-			if (now - c->since > (b->shutting_down ? DRAIN_IDLE : cf->idle_timeout))
+			if (c->ssl && !tls_handshake_done(c->ssl) &&
+			    now - c->since > cf->client_timeout)
+				c_close(c); /* a TLS handshake gets client_timeout */
+			else if (now - c->since >
+			         (b->shutting_down ? DRAIN_IDLE : cf->idle_timeout))
 				c_close_idle(c);
 			break;
 		case C_HEAD:

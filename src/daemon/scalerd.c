@@ -93,6 +93,27 @@ static void plugin_set_free(struct plugin_set *s)
 /* Load and init every plugin the config names (metrics and policy: one per
  * zone, checked here and made by the controller). -1 after logging each
  * error. */
+/* A zone's own balancer group is read by its plugin here too, so that -t
+ * and a reload refuse what the zone's workers would (a TLS key that does
+ * not match its certificate). At start, such a zone's worker fails alone. */
+static int zone_balancers_check(const struct conf *c, const struct scaler_host *h)
+{
+	int failed = 0;
+	for (size_t i = 0; i < c->nzones; i++) {
+		const struct conf_zone *cz = &c->zones[i];
+		struct plugin_instance pi;
+		if (!cz->balancer)
+			continue;
+		if (plugin_instance_new(&pi, c->plugin_dir, SCALER_KIND_BALANCER,
+		                        cz->balancer_plugin, h, cz->balancer_conf,
+		                        plugin_setting(cz->balancer, NULL), NULL, 0) < 0)
+			failed = 1;
+		else
+			plugin_instance_free(&pi);
+	}
+	return failed ? -1 : 0;
+}
+
 static int plugin_set_load(struct plugin_set *s, const struct conf *c, const struct scaler_host *h)
 {
 	int failed = 0;
@@ -141,6 +162,8 @@ static int test_config(const char *path)
 	int rc = plugin_set_load(&s, c, &h->pub);
 	if (rc == 0)
 		plugin_set_free(&s);
+	if (zone_balancers_check(c, &h->pub) < 0)
+		rc = -1;
 	host_free(h);
 	conf_free(c);
 	if (rc < 0) {
@@ -456,6 +479,12 @@ int daemon_reload(struct daemon *d, void *errors)
 			json_array_append_new(errs,
 			                      json_string("invalid policy settings; see the log"));
 	}
+	if (zone_balancers_check(nc, &d->host->pub) < 0) {
+		failed = 1;
+		if (errs)
+			json_array_append_new(
+			    errs, json_string("invalid balancer settings of a zone; see the log"));
+	}
 	if (!failed && zones_prepare(d, nc, errs) < 0)
 		failed = 1;
 	if (failed) {
@@ -501,6 +530,8 @@ int daemon_reload(struct daemon *d, void *errors)
 		d->retired = keep;
 	}
 	d->reloads++;
+	/* the workers read their files again (TLS certificates) */
+	supervisor_signal_all(d->sup, SIGHUP);
 	log_notice("configuration reloaded from %s", d->conf_path);
 	sd_notify_send("READY=1");
 	return 0;

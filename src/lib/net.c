@@ -94,6 +94,11 @@ int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
 
 int net_listen(const char *hostport, int backlog, char *err, size_t errlen)
 {
+	return net_listen_flags(hostport, backlog, 0, err, errlen);
+}
+
+int net_listen_flags(const char *hostport, int backlog, int flags, char *err, size_t errlen)
+{
 	char host[256], service[8];
 	int port, fd = -1, rc, saved = 0;
 	struct addrinfo hints, *res = NULL;
@@ -126,6 +131,8 @@ int net_listen(const char *hostport, int backlog, char *err, size_t errlen)
 			continue;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (flags & NET_LISTEN_REUSEPORT)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
 			if (listen(fd, backlog > 0 ? backlog : 128) == 0)
 				break;

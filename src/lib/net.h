@@ -24,6 +24,10 @@ int net_http_url(const char *hostport, const char *path, char *out, size_t outle
 /* A listening TCP socket on hostport (port 0 picks a free one), nonblocking,
  * close-on-exec, SO_REUSEADDR. -1 with a sentence in err on failure. */
 int net_listen(const char *hostport, int backlog, char *err, size_t errlen);
+/* The same; NET_LISTEN_REUSEPORT: several processes may listen on it at
+ * once (SO_REUSEPORT), as workers do while one set replaces another. */
+#define NET_LISTEN_REUSEPORT 1
+int net_listen_flags(const char *hostport, int backlog, int flags, char *err, size_t errlen);
 
 /* 1 when hostport (or a bare host) names a loopback address: 127.0.0.0/8,
  * ::1, ::ffff:127.0.0.0/104 or "localhost". Only numeric addresses are

@@ -553,6 +553,10 @@ static void sup_spawn(struct sup_worker *w)
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		signal(SIGPIPE, SIG_DFL);
+		/* passed on by scalerd (reload, log reopen): ignored until the
+		 * worker takes them, never its death */
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGUSR1, SIG_IGN);
 		sup_child_fds(src, nsrc, s->config_fd);
 		/* scalerd died between fork and prctl */
 		if (getppid() != parent)

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from scalertest import (binary, builddir, check, free_port, plugin_dir, raw_http, spawn,
+from scalertest import (binary, builddir, check, free_port, plugin_dir, raw_http, spawn, tmpdir,
                         srcdir, wait_until, write_file)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,7 +62,9 @@ def _conf_value(v):
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
-        return "[%s]" % ", ".join(_conf_value(x) for x in v)
+        # groups go in a list ( ), scalars in an array [ ]
+        fmt = "( %s )" if any(isinstance(x, dict) for x in v) else "[%s]"
+        return fmt % ", ".join(_conf_value(x) for x in v)
     if isinstance(v, dict):
         return "{ %s}" % "".join("%s = %s; " % (k, _conf_value(x)) for k, x in v.items())
     return repr(v)
@@ -277,3 +279,191 @@ def _complete(buf):
         if l.startswith(b"content-length:"):
             return len(rest) >= int(l.split(b":")[1])
     return True
+
+
+# ---- TLS -------------------------------------------------------------------
+
+def openssl(*args, cwd=None):
+    import subprocess
+    r = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, timeout=60)
+    check(r.returncode == 0, "openssl %s: %s" % (" ".join(args), r.stderr.decode()[-500:]))
+    return r.stdout
+
+
+class Certs:
+    """A test CA and certificates it signs, made with the openssl CLI in a
+    directory of their own; keys are 0600 (the secrets rule)."""
+
+    def __init__(self, name="certs"):
+        self.dir = os.path.join(tmpdir(), "%s-%d" % (name, free_port()))
+        os.makedirs(self.dir)
+        self.ca = os.path.join(self.dir, "ca.pem")
+        self._key("ca.key", "ec")
+        openssl("req", "-x509", "-key", "ca.key", "-out", "ca.pem", "-days", "2", "-subj",
+                "/CN=scaler test CA", cwd=self.dir)
+
+    def _key(self, name, kind):
+        if kind == "rsa":
+            openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
+                    name, cwd=self.dir)
+        else:
+            openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+                    name, cwd=self.dir)
+        os.chmod(os.path.join(self.dir, name), 0o600)
+
+    def issue(self, stem, names, kind="ec", serial=None):
+        """stem.pem (the certificate, then the CA's) and stem.key for DNS names."""
+        self._key(stem + ".key", kind)
+        san = ",".join("DNS:" + n for n in names)
+        openssl("req", "-new", "-key", stem + ".key", "-out", stem + ".csr", "-subj",
+                "/CN=" + names[0], "-addext", "subjectAltName=" + san, cwd=self.dir)
+        openssl("x509", "-req", "-in", stem + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-days", "2", "-out", stem + ".crt", "-copy_extensions", "copy",
+                "-set_serial", str(serial or free_port()), cwd=self.dir)
+        with open(os.path.join(self.dir, stem + ".pem"), "wb") as out:
+            for part in (stem + ".crt", "ca.pem"):
+                with open(os.path.join(self.dir, part), "rb") as f:
+                    out.write(f.read())
+        return {"cert": self.path(stem + ".pem"), "key": self.path(stem + ".key")}
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def ocsp(self, stem):
+        """An OCSP response (good) for stem's certificate, signed by the CA."""
+        with open(self.path("index.txt"), "w") as f:
+            serial = openssl("x509", "-in", stem + ".crt", "-noout", "-serial",
+                             cwd=self.dir).decode().strip().split("=")[1]
+            subj = openssl("x509", "-in", stem + ".crt", "-noout", "-subject", "-nameopt",
+                           "compat", cwd=self.dir).decode().strip().split("=", 1)[1].strip()
+            f.write("V\t301231235959Z\t\t%s\tunknown\t%s\n" % (serial, subj))
+        openssl("ocsp", "-index", "index.txt", "-rsigner", "ca.pem", "-rkey", "ca.key", "-CA",
+                "ca.pem", "-issuer", "ca.pem", "-cert", stem + ".crt", "-respout",
+                stem + ".ocsp", "-ndays", "1", cwd=self.dir)
+        return self.path(stem + ".ocsp")
+
+
+def tls_context(ca, alpn=None):
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def tls_client(port, server_hostname, ca, alpn=None, session=None, timeout=5.0, ctx=None):
+    """A TLS connection to 127.0.0.1:port verified against ca for server_hostname
+    (a session resumes only with the context that made it: pass ctx)."""
+    ctx = ctx or tls_context(ca, alpn)
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return ctx.wrap_socket(s, server_hostname=server_hostname, session=session)
+
+
+def tls_exchange(port, data, server_hostname, ca, timeout=5.0):
+    """Send data over TLS, read to the close: the bytes received."""
+    s = tls_client(port, server_hostname, ca, timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                d = s.recv(65536)
+            except (ConnectionError, OSError):
+                break
+            if not d:
+                break
+            out += d
+        return out
+    finally:
+        s.close()
+
+
+# Requests a strict HTTP/1 parser refuses (400) and that must reach no server.
+SMUGGLING = [
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n", "Content-Length with Transfer-Encoding"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+     "two different Content-Length"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +4\r\n\r\nabcd", "signed Content-Length"),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-Bad: a\x01b\r\n\r\n", "control byte in a header value"),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n  b\r\n\r\n", "obs-fold"),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-Space : a\r\n\r\n", "space before the colon"),
+    (b"GET / HTTP/1.1\nHost: t\n\n", "bare LF line ends"),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     "Transfer-Encoding twice"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "two Host headers"),
+    (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 without Host"),
+    (b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", "space in the target"),
+    (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "chunked in HTTP/1.0"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabc",
+     "Content-Length declared hop-by-hop"),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-Bad: caf\xc3\xa9\r\nBad\x00Name: x\r\n\r\n", "NUL in a header name"),
+    (b"GET /x HTTP/1.1\rXKeep-Alive: 1\r\nHost: t\r\n\r\n", "a bare CR ending the request line"),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n\rX-B: 2\r\n\r\n", "a bare CR starting a line"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 00\r\n\r\n",
+     "Content-Length 0 and 00"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+     "the same Content-Length twice"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+     "a chunk size with a trailing space"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+     b"X-Trailer\r\n\r\n", "a trailer line without a colon"),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
+     "a tab after chunked"),
+]
+
+
+class Zone:
+    """A whole scalerd (single election, its own Redis) with one zone "z1"
+    whose balancer group holds `settings`, for what goes through scalerd:
+    signals passed on, reloads, several workers."""
+
+    def __init__(self, servers, settings, workers=1, name="scalerd"):
+        from scalertest import Redis
+        self.redis = Redis()
+        self.port, self.listen, self.admin = free_port(), free_port(), free_port()
+        self.servers, self.workers = servers, workers
+        self.path = os.path.join(tmpdir(), "zone-%d.conf" % self.port)
+        self.write(settings)
+        self.proc = spawn([binary("scalerd"), "-c", self.path], name=name)
+        wait_until(lambda: self.admin_get("/health_check").startswith(b"HTTP/1.1 200"), 15,
+                   "zone z1's balancer admin API (log: %s)" % self.proc.logpath)
+
+    def write(self, settings):
+        lines = "".join("  %s = %s;\n" % (k, _conf_value(v)) for k, v in settings.items())
+        with open(self.path, "w") as f:
+            f.write('node = { id = 1; admin = "127.0.0.1:%d"; };\n'
+                    'cluster = "z%d"; redis = "%s"; plugin_dir = "%s"; state_dir = "%s";\n'
+                    'balancer = {\n  plugin = "builtin";\n%s};\n'
+                    'zones = ( { name = "z1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; '
+                    'min = 0; max = 1; workers = %d; servers = [%s]; } );\n'
+                    % (self.port, self.port, self.redis.url(), plugin_dir(), tmpdir(), lines,
+                       self.listen, self.admin, self.workers,
+                       ", ".join('"%s"' % s for s in self.servers)))
+
+    def admin_get(self, path):
+        try:
+            return raw_http(self.admin, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                                         % path).encode())
+        except OSError:
+            return b""
+
+    def worker_pids(self):
+        """The pids of scalerd's children that are balancer workers of z1."""
+        out = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    st = f.read()
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if int(st.rsplit(")", 1)[1].split()[1]) == self.proc.pid and b"--balancer" in cmd:
+                out.append(int(pid))
+        return sorted(out)
+
+    def stop(self):
+        self.proc.stop()
+        self.redis.stop()

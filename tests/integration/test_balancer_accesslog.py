@@ -14,7 +14,7 @@ import time
 from scalertest import *
 
 sys.path.insert(0, os.path.join(srcdir(), "tests", "balancer"))
-from baltest import Balancer, backend  # noqa
+from baltest import Balancer, Zone, backend  # noqa
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -122,28 +122,19 @@ def the_log_is_reopened_on_sigusr1_and_nothing_is_lost_across_a_rotation():
 def scalerd_passes_sigusr1_on_to_its_balancer_workers():
     a = backend("usr1-a")
     path = os.path.join(tmpdir(), "access-usr1.log")
-    redis = Redis()
-    port, admin, listen = free_port(), free_port(), free_port()
-    conf = write_file("usr1-%d.conf" % port, """
-node = { id = 1; admin = "127.0.0.1:%d"; };
-cluster = "usr1"; redis = "%s"; plugin_dir = "%s"; state_dir = "%s";
-balancer = { plugin = "builtin"; access_log = { path = "%s"; flush = 0.1; }; };
-zones = ( { name = "z1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 1;
-            servers = ["%s"]; } );
-""" % (port, redis.url(), plugin_dir(), tmpdir(), path, listen, admin, a.url))
-    d = spawn([binary("scalerd"), "-c", conf], name="scalerd-usr1")
+    z = Zone([a.url], {"access_log": {"path": path, "flush": 0.1}})
     get = b"GET /%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    wait_until(lambda: raw_http(listen, get % 0).startswith(b"HTTP/1.1 200"), 15,
+    wait_until(lambda: raw_http(z.listen, get % 0).startswith(b"HTTP/1.1 200"), 15,
                "the zone's balancer to answer")
     read_lines(path, 1)
     os.rename(path, path + ".1")
-    d.signal(signal.SIGUSR1)
+    z.proc.signal(signal.SIGUSR1)
     wait_until(lambda: os.path.exists(path), 5, "the worker to reopen its log after scalerd's "
                "SIGUSR1")
-    exchange(listen, get % 1)
+    exchange(z.listen, get % 1)
     check_eq([json.loads(l)["path"] for l in read_lines(path, 1)], ["/1"], "the new file's line")
-    check(d.alive(), "scalerd lives on after SIGUSR1")
-    d.stop()
+    check(z.proc.alive(), "scalerd lives on after SIGUSR1")
+    z.stop()
 
 
 @test

@@ -171,17 +171,34 @@ def accepted_settings():
                     acc.setdefault(top, set()).update(names)
                 else:
                     subs.append((kind, f, top, arr, func, line, names))
-    # groups inside a plugin's settings, once every plugin's own settings are
-    # known (a plugin split over files may parse a group in another file)
-    for kind, f, top, arr, func, line, names in subs:
-        # the setting the function is named after ("bully_conf_peers" -> "peers")
-        owner = [s for s in acc.get(top, ()) if func and re.search(
-            r"(^|_)%s($|_)" % re.escape(s), func)]
-        check(len(owner) == 1,
-              "plugins/%s/%s:%d: array %s (in %s()) has no \"plugin\" and does not "
-              "name the setting whose group it checks: %r" %
-              (kind, f, line, arr, func, owner))
-        acc.setdefault("%s %s" % (top, owner[0]), set()).update(names)
+    # groups inside a plugin's settings (and groups inside those), once every
+    # plugin's own settings are known (a plugin split over files may parse a
+    # group in another file): the setting whose group a function checks is
+    # the one it is named after, "bully_conf_peers" -> "peers"; one that
+    # ends the name wins over one inside it, the deepest over the others
+    pending, strict = subs, True
+    while pending:
+        left = []
+        for sub in pending:
+            kind, f, top, arr, func, line, names = sub
+            secs = [x for x in acc if x == top or x.startswith(top + " ")]
+            pat = r"(^|_)%s$" if strict else r"(^|_)%s($|_)"
+            owner = sorted(((len(x.split()), x, s) for x in secs for s in acc[x]
+                            if func and re.search(pat % re.escape(s), func)), reverse=True)
+            if not owner:
+                left.append(sub)
+                continue
+            check(len(owner) == 1 or owner[0][0] > owner[1][0],
+                  "plugins/%s/%s:%d: array %s (in %s()): which group does it check? %r" %
+                  (kind, f, line, arr, func, owner))
+            acc.setdefault("%s %s" % (owner[0][1], owner[0][2]), set()).update(names)
+        if len(left) == len(pending) and not strict:
+            kind, f, top, arr, func, line, names = left[0]
+            check(False, "plugins/%s/%s:%d: array %s (in %s()) has no \"plugin\" and does not "
+                  "name the setting whose group it checks" % (kind, f, line, arr, func))
+        # a name inside the function's only once no name ending one resolves
+        strict = len(left) < len(pending)
+        pending = left
     # a plugin without a known[] array takes no settings but "plugin"
     for kind, name in all_plugins():
         acc.setdefault("%s %s" % (kind, name), {"plugin"})
