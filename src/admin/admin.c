@@ -570,6 +570,11 @@ static void admin_metrics(struct daemon *d, struct http_exchange *x)
 	        "scaler_config_reload_failures_total %u\n",
 	        d->reload_failures);
 	fprintf(f,
+	        "# HELP scaler_config_generations Configurations held in memory: the one in force "
+	        "and older ones a plugin or a call in flight still uses.\n"
+	        "# TYPE scaler_config_generations gauge\nscaler_config_generations %zu\n",
+	        conf_alive());
+	fprintf(f,
 	        "# HELP scaler_balancer_restarts_total Balancer worker restarts by zone.\n# TYPE "
 	        "scaler_balancer_restarts_total counter\n");
 	for (size_t i = 0; i < d->conf->nzones; i++)

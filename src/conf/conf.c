@@ -1143,6 +1143,8 @@ static void cf_check_exposure(struct cf *x, const config_setting_t *root)
 	}
 }
 
+static size_t cf_alive; /* configs loaded and not freed: what reloads leave behind */
+
 struct conf *conf_load(const char *path)
 {
 	struct conf *c;
@@ -1160,6 +1162,7 @@ struct conf *conf_load(const char *path)
 	}
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	config_init(&c->cfg);
+	c->refs = 1;
 
 	/* @include "x.conf" is relative to the including file's directory */
 	char dir[4096];
@@ -1206,6 +1209,8 @@ struct conf *conf_load(const char *path)
 		conf_free(c);
 		return NULL;
 	}
+	c->counted = 1;
+	cf_alive++;
 	return c;
 }
 
@@ -1218,10 +1223,25 @@ static void cf_strv_free(char **v)
 	free(v);
 }
 
+struct conf *conf_ref(const struct conf *c)
+{
+	struct conf *m = (struct conf *)c; /* the count is not part of what the config says */
+	if (m)
+		m->refs++;
+	return m;
+}
+
+size_t conf_alive(void)
+{
+	return cf_alive;
+}
+
 void conf_free(struct conf *c)
 {
-	if (!c)
+	if (!c || --c->refs > 0)
 		return;
+	if (c->counted)
+		cf_alive--;
 	for (size_t i = 0; i < c->nzones; i++)
 		cf_strv_free(c->zones[i].servers);
 	free(c->zones);

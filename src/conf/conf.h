@@ -65,6 +65,8 @@ struct conf_zone {
 struct conf {
 	char path[4096];
 	config_t cfg; /* owns the strings the groups point to */
+	int refs;     /* conf_ref / conf_free */
+	int counted;  /* in conf_alive() */
 
 	/* node */
 	char node_id[CONF_NAME_MAX];
@@ -105,7 +107,14 @@ struct conf {
  * reading the file (and node.token_file). Not reentrant: call it from the
  * main thread only. */
 struct conf *conf_load(const char *path);
+/* A config is freed when its last holder lets go: conf_load gives one
+ * reference, conf_ref another (to keep the groups and zones of a config
+ * that is no longer in force while something still points into them), and
+ * conf_free drops one. */
+struct conf *conf_ref(const struct conf *c);
 void conf_free(struct conf *c);
+/* How many configs this process holds (loaded and not yet freed). */
+size_t conf_alive(void);
 
 const struct conf_zone *conf_zone_find(const struct conf *c, const char *name);
 /* 1 when the zone's balancer worker can keep running across a reload from

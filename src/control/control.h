@@ -43,6 +43,7 @@ struct czone_metric {
 	char name[CONF_NAME_MAX];
 	struct plugin_instance pi;
 	const config_setting_t *group; /* what it was made (or last reloaded) with */
+	struct conf *conf;             /* the config group belongs to (a reference) */
 	const char *unit;              /* the plugin's unit(), "" without */
 };
 
@@ -50,6 +51,10 @@ struct czone {
 	struct controller *c;
 	char name[CONF_NAME_MAX];
 	const struct conf_zone *cz; /* in the config in force */
+	/* References to the configs the zone points into: cz's, and the one the
+	 * policy's group is in (older while an unchanged group keeps it). A
+	 * config stays loaded while something points into it. */
+	struct conf *conf, *policy_conf;
 	struct plugin_instance policy;
 	struct czone_metric metrics[CONF_METRICS_MAX];
 	size_t nmetrics;
@@ -59,6 +64,7 @@ struct czone {
 	/* metric instances replaced while an evaluation may still wait for
 	 * them: finished once none is in flight */
 	struct plugin_instance *retired;
+	struct conf **retired_confs; /* the config each of them points into */
 	size_t nretired;
 	ev_timer tick;
 	int refs;    /* flows in flight that point here */
@@ -106,9 +112,13 @@ struct controller {
 };
 
 /* A reconciliation run reads its zone list until its last operation ends,
- * which may be after it was cancelled, so lists live until controller_free. */
+ * which may be after it was cancelled, so lists live until controller_free.
+ * It reads the zones' names only: the list holds copies of them, not
+ * pointers into a config that a reload may free. */
 struct reconcile_zones {
 	struct reconcile_zones *next;
+	struct scaler_zone *copies;
+	char (*names)[CONF_NAME_MAX];
 	const struct scaler_zone *zones[];
 };
 
@@ -157,6 +167,8 @@ void czone_event(struct czone *z, const char *kind, int from, int to, const char
 /* Remember the zone's last decision (GET /status). */
 void czone_decision(struct czone *z, const char *kind, int from, int to, const char *rule,
                     const char *reason);
+/* *ref holds a reference to conf from now on (and drops the one it had). */
+void ctl_conf_set(struct conf **ref, const struct conf *conf);
 /* A write was refused as stale: step down. */
 void ctl_fenced(struct controller *c, const char *err);
 /* Tell the zone's balancer to add or delete one server (either may be NULL). */

@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <ev.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,32 +154,55 @@ static void czone_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	czone_evaluate(t->data);
 }
 
+void ctl_conf_set(struct conf **ref, const struct conf *conf)
+{
+	struct conf *old = *ref;
+	*ref = conf_ref(conf);
+	conf_free(old);
+}
+
 void czone_metrics_retired_free(struct czone *z)
 {
 	if (z->evaluating)
 		return;
-	for (size_t i = 0; i < z->nretired; i++)
+	for (size_t i = 0; i < z->nretired; i++) {
 		plugin_instance_free(&z->retired[i]);
+		conf_free(z->retired_confs[i]);
+	}
 	free(z->retired);
+	free(z->retired_confs);
 	z->retired = NULL;
+	z->retired_confs = NULL;
 	z->nretired = 0;
 }
 
-/* A metric instance goes: now, or once the evaluation in flight is back. */
-static void czone_metric_retire(struct czone *z, struct plugin_instance *pi)
+/* A metric instance goes (with the reference to its config): now, or once
+ * the evaluation in flight is back. */
+static void czone_metric_retire(struct czone *z, struct czone_metric *m)
 {
-	if (!pi->plugin)
+	struct plugin_instance *r = NULL;
+	struct conf **rc = NULL;
+	if (!m->pi.plugin)
 		return;
-	struct plugin_instance *r =
-	    z->evaluating ? realloc(z->retired, (z->nretired + 1) * sizeof(*r)) : NULL;
-	if (!r) {
+	if (z->evaluating) {
+		r = realloc(z->retired, (z->nretired + 1) * sizeof(*r));
+		if (r)
+			z->retired = r;
+		rc = r ? realloc(z->retired_confs, (z->nretired + 1) * sizeof(*rc)) : NULL;
+		if (rc)
+			z->retired_confs = rc;
+	}
+	if (!r || !rc) {
 		/* nothing can call it back: fini cancels its queries */
-		plugin_instance_free(pi);
+		plugin_instance_free(&m->pi);
+		conf_free(m->conf);
+		m->conf = NULL;
 		return;
 	}
-	z->retired = r;
-	z->retired[z->nretired++] = *pi;
-	memset(pi, 0, sizeof(*pi));
+	z->retired[z->nretired] = m->pi;
+	z->retired_confs[z->nretired++] = m->conf;
+	memset(&m->pi, 0, sizeof(m->pi));
+	m->conf = NULL;
 }
 
 /* The zone's metric instances for cz: kept when the same plugin takes the
@@ -200,9 +224,15 @@ static int czone_metrics_setup(struct czone *z, const struct conf *conf, const s
 			    strcmp(o->pi.plugin->name, m->plugin.name))
 				continue;
 			const struct scaler_plugin *d = o->pi.plugin->desc;
-			if (conf_setting_equal(o->group, m->plugin.group) ||
-			    (d->reload && d->reload(o->pi.ctx, m->plugin.group) == 0)) {
+			if (conf_setting_equal(o->group, m->plugin.group)) {
+				/* unchanged: it keeps pointing into its config */
 				n->pi = o->pi;
+				n->group = o->group;
+				n->conf = conf_ref(o->conf);
+				used[k] = 1;
+			} else if (d->reload && d->reload(o->pi.ctx, m->plugin.group) == 0) {
+				n->pi = o->pi;
+				n->conf = conf_ref(conf);
 				used[k] = 1;
 			}
 		}
@@ -218,16 +248,21 @@ static int czone_metrics_setup(struct czone *z, const struct conf *conf, const s
 					kept |= used[o] && z->metrics[o].pi.ctx == next[k].pi.ctx;
 				if (!kept)
 					plugin_instance_free(&next[k].pi);
+				conf_free(next[k].conf);
 			}
 			return -1;
 		}
+		if (!n->conf)
+			n->conf = conf_ref(conf);
 		const struct scaler_metrics_ops *mo = &n->pi.plugin->ops.metrics;
 		const char *unit = mo->unit ? mo->unit(n->pi.ctx) : NULL;
 		n->unit = unit ? unit : "";
 	}
-	for (size_t k = 0; k < z->nmetrics; k++)
+	for (size_t k = 0; k < z->nmetrics; k++) {
 		if (!used[k])
-			czone_metric_retire(z, &z->metrics[k].pi);
+			czone_metric_retire(z, &z->metrics[k]);
+		conf_free(z->metrics[k].conf); /* a kept one took its own reference */
+	}
 	memcpy(z->metrics, next, sizeof(next));
 	z->nmetrics = cz->nmetrics;
 	return 0;
@@ -254,11 +289,13 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 		plugin_instance_free(&z->policy);
 		z->policy = pi;
 	}
+	ctl_conf_set(&z->policy_conf, conf); /* made with, or reloaded to, this config's group */
 	if (ctl_bind(&z->policy, cz, &z->binds, z->windows, &z->nwindows) < 0)
 		log_err("zone %s: the policy refused the zone's metrics; it decides on the first "
 		        "metric only",
 		        cz->name);
 	z->cz = cz;
+	ctl_conf_set(&z->conf, conf);
 	int active = ev_is_active(&z->tick);
 	ev_timer_stop(ctl_loop(z->c), &z->tick);
 	ev_timer_set(&z->tick, cz->interval, cz->interval);
@@ -266,6 +303,8 @@ static int czone_setup(struct czone *z, const struct conf *conf, const struct co
 		ev_timer_start(ctl_loop(z->c), &z->tick);
 	return 0;
 }
+
+static void czone_free_parts(struct czone *z);
 
 static struct czone *czone_new(struct controller *c, const struct conf *conf,
                                const struct conf_zone *cz)
@@ -281,12 +320,28 @@ static struct czone *czone_new(struct controller *c, const struct conf *conf,
 	z->tick.data = z;
 	z->refs = 1; /* the controller's own reference */
 	if (czone_setup(z, conf, cz) < 0) {
+		czone_free_parts(z);
 		free(z);
 		return NULL;
 	}
 	z->next = c->zones;
 	c->zones = z;
 	return z;
+}
+
+/* What a zone owns: its plugin instances and the configs they point into. */
+static void czone_free_parts(struct czone *z)
+{
+	plugin_instance_free(&z->policy);
+	for (size_t i = 0; i < z->nmetrics; i++) {
+		plugin_instance_free(&z->metrics[i].pi);
+		conf_free(z->metrics[i].conf);
+	}
+	z->evaluating = 0;
+	czone_metrics_retired_free(z);
+	conf_free(z->policy_conf);
+	conf_free(z->conf);
+	free(z->srv);
 }
 
 static void czone_destroy(struct czone *z)
@@ -298,11 +353,7 @@ static void czone_destroy(struct czone *z)
 			break;
 		}
 	ev_timer_stop(ctl_loop(c), &z->tick);
-	plugin_instance_free(&z->policy);
-	for (size_t i = 0; i < z->nmetrics; i++)
-		plugin_instance_free(&z->metrics[i].pi);
-	czone_metrics_retired_free(z);
-	free(z->srv);
+	czone_free_parts(z);
 	free(z);
 }
 
@@ -458,16 +509,47 @@ void ctl_fenced(struct controller *c, const char *err)
 
 /* ---- balancer pushes ------------------------------------------------------------------ */
 
+/* A push in flight: the zone handed to the balancer plugin stays valid
+ * until its callback, so the push holds the zone's config. */
+struct ctl_push {
+	struct conf *conf;
+	char what[200];
+};
+
+static struct ctl_push *ctl_push_new(struct czone *z, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static struct ctl_push *ctl_push_new(struct czone *z, const char *fmt, ...)
+{
+	struct ctl_push *p = calloc(1, sizeof(*p));
+	va_list ap;
+	if (!p)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(p->what, sizeof(p->what), fmt, ap);
+	va_end(ap);
+	p->conf = conf_ref(z->conf);
+	return p;
+}
+
+static void ctl_push_free(struct ctl_push *p)
+{
+	if (p) {
+		conf_free(p->conf);
+		free(p);
+	}
+}
+
 static void ctl_push_done(void *arg, int status, const char *err)
 {
-	char *what = arg;
+	struct ctl_push *p = arg;
+	const char *what = p ? p->what : "?";
 	if (status != 0)
 		log_warn(
 		    "balancer push (%s) failed: %s; the worker also restores from the state store",
 		    what, err ? err : "error");
 	else
 		log_debug("balancer push (%s) done", what);
-	free(what);
+	ctl_push_free(p);
 }
 
 void czone_push(struct czone *z, const char *add, const char *del)
@@ -475,15 +557,14 @@ void czone_push(struct czone *z, const char *add, const char *del)
 	struct daemon *d = z->c->d;
 	const struct scaler_balancer_ops *bo = &d->balancer.plugin->ops.balancer;
 	const char *adds[1] = {add}, *dels[1] = {del};
-	char *what = NULL;
 	if (!bo->push_servers)
 		return;
-	if (asprintf(&what, "zone %s: %s %s", z->name, add ? "add" : "delete", add ? add : del) < 0)
-		what = NULL;
+	struct ctl_push *p =
+	    ctl_push_new(z, "zone %s: %s %s", z->name, add ? "add" : "delete", add ? add : del);
 	if (bo->push_servers(d->balancer.ctx, &z->cz->pub, adds, add ? 1 : 0, dels, del ? 1 : 0,
-	                     ctl_push_done, what) < 0) {
+	                     ctl_push_done, p) < 0) {
 		log_warn("zone %s: could not push to the balancer", z->name);
-		free(what);
+		ctl_push_free(p);
 	}
 }
 
@@ -500,10 +581,9 @@ void czone_push_all(struct czone *z)
 	for (size_t i = 0; i < z->nsrv; i++)
 		if (strcmp(z->srv[i].rec.state, "serving") == 0)
 			adds[n++] = z->srv[i].rec.srv.address;
-	char *what = strdup(z->name);
-	if (bo->push_servers(d->balancer.ctx, &z->cz->pub, adds, n, NULL, 0, ctl_push_done, what) <
-	    0)
-		free(what);
+	struct ctl_push *p = ctl_push_new(z, "%s", z->name);
+	if (bo->push_servers(d->balancer.ctx, &z->cz->pub, adds, n, NULL, 0, ctl_push_done, p) < 0)
+		ctl_push_free(p);
 	free(adds);
 }
 
@@ -516,12 +596,10 @@ void ctl_push_monitor_all(struct controller *c)
 	for (struct czone *z = c->zones; z; z = z->next) {
 		if (z->removed)
 			continue;
-		char *what = NULL;
-		if (asprintf(&what, "zone %s: monitor", z->name) < 0)
-			what = NULL;
+		struct ctl_push *p = ctl_push_new(z, "zone %s: monitor", z->name);
 		if (bo->push_monitor(d->balancer.ctx, &z->cz->pub, d->conf->admin_url, c->epoch,
-		                     ctl_push_done, what) < 0)
-			free(what);
+		                     ctl_push_done, p) < 0)
+			ctl_push_free(p);
 	}
 }
 
@@ -568,18 +646,15 @@ void controller_free(struct controller *c)
 	while (c->reconcile_zones) {
 		struct reconcile_zones *rz = c->reconcile_zones;
 		c->reconcile_zones = rz->next;
+		free(rz->copies);
+		free(rz->names);
 		free(rz);
 	}
 	while (c->zones) {
 		struct czone *z = c->zones;
 		c->zones = z->next;
 		ev_timer_stop(ctl_loop(c), &z->tick);
-		plugin_instance_free(&z->policy);
-		for (size_t i = 0; i < z->nmetrics; i++)
-			plugin_instance_free(&z->metrics[i].pi);
-		z->evaluating = 0;
-		czone_metrics_retired_free(z);
-		free(z->srv);
+		czone_free_parts(z);
 		free(z);
 	}
 	free(c);
@@ -605,6 +680,7 @@ void controller_reconfigure(struct controller *c, const struct conf *old, const 
 		if (czone_setup(z, nc, cz) < 0)
 			log_err("zone %s: keeping the previous policy", z->name);
 		z->cz = cz;
+		ctl_conf_set(&z->conf, nc);
 	}
 	for (size_t i = 0; i < nc->nzones; i++) {
 		if (czone_find(c, nc->zones[i].name))

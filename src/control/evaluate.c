@@ -28,6 +28,7 @@ struct eval_query {
 
 struct eval {
 	struct czone *z;
+	struct conf *conf; /* the zone's config, which the metrics queries may read */
 	unsigned gen;
 	double t0;
 	struct scaler_server *servers;
@@ -143,6 +144,7 @@ static void eval_free(struct eval *e)
 	e->z->evaluating = 0;
 	czone_metrics_retired_free(e->z);
 	czone_unref(e->z);
+	conf_free(e->conf);
 	free(e->servers);
 	free(e);
 }
@@ -377,6 +379,7 @@ void czone_evaluate(struct czone *z)
 	if (!e)
 		return;
 	e->z = z;
+	e->conf = conf_ref(z->conf);
 	e->gen = c->gen;
 	e->t0 = ev_time();
 	e->servers = calloc(z->nsrv + 1, sizeof(*e->servers));

@@ -19,6 +19,7 @@
 
 struct flow {
 	struct czone *z;
+	struct conf *conf; /* the zone's config, which the driver call may read */
 	unsigned gen;
 	struct store_server rec;
 	double t0;       /* driver call start, for latency */
@@ -39,6 +40,7 @@ static struct flow *flow_new(struct czone *z)
 	if (!f)
 		return NULL;
 	f->z = z;
+	f->conf = conf_ref(z->conf);
 	f->gen = z->c->gen;
 	f->started = ev_time();
 	z->refs++;
@@ -56,6 +58,7 @@ static void flow_free(struct flow *f)
 	if ((s = czone_server(f->z, f->rec.srv.id)) && s->owner == f)
 		s->owner = NULL;
 	czone_unref(f->z);
+	conf_free(f->conf);
 	free(f);
 }
 

@@ -148,11 +148,25 @@ void controller_start(struct controller *c, uint64_t epoch)
 	ctl_push_monitor_all(c);
 	ev_timer_start(ctl_loop(c), &c->monitor_push);
 
-	struct reconcile_zones *rz =
-	    calloc(1, sizeof(*rz) + (c->d->conf->nzones + 1) * sizeof(rz->zones[0]));
+	size_t n = c->d->conf->nzones;
+	struct reconcile_zones *rz = calloc(1, sizeof(*rz) + (n + 1) * sizeof(rz->zones[0]));
+	if (rz) {
+		rz->copies = calloc(n + 1, sizeof(*rz->copies));
+		rz->names = calloc(n + 1, sizeof(*rz->names));
+		if (!rz->copies || !rz->names) {
+			free(rz->copies);
+			free(rz->names);
+			free(rz);
+			rz = NULL;
+		}
+	}
 	size_t nz = 0;
-	for (size_t i = 0; rz && i < c->d->conf->nzones; i++)
-		rz->zones[nz++] = &c->d->conf->zones[i].pub;
+	for (size_t i = 0; rz && i < n; i++) {
+		snprintf(rz->names[nz], sizeof(rz->names[nz]), "%s", c->d->conf->zones[i].name);
+		rz->copies[nz].name = rz->names[nz];
+		rz->zones[nz] = &rz->copies[nz];
+		nz++;
+	}
 	if (rz) {
 		rz->next = c->reconcile_zones;
 		c->reconcile_zones = rz;

@@ -35,6 +35,9 @@ struct daemon {
 
 	struct host *host;
 	struct plugin_instance driver, metrics, election, balancer;
+	/* the config whose group each of driver, election and balancer was made
+	 * or last reloaded with (a reference: it may no longer be in force) */
+	struct conf *plugin_conf[3];
 	struct http_server *admin;
 	struct supervisor *sup;
 	struct controller *ctl;

@@ -261,25 +261,26 @@ static void retired_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	for (struct retired **pp = &d->retired; *pp;) {
 		struct retired *r = *pp;
-		if (r->pi.plugin && ev_now(loop) - r->at >= RETIRE_GRACE) {
-			log_info("%s plugin \"%s\" finished after reload",
-			         plugin_kind_name(r->pi.plugin->kind), r->pi.plugin->name);
-			plugin_instance_free(&r->pi);
-			if (!r->conf) {
-				*pp = r->next;
-				free(r);
-				continue;
-			}
+		if (ev_now(loop) - r->at < RETIRE_GRACE) {
+			pp = &r->next;
+			continue;
 		}
-		pp = &r->next;
+		log_info("%s plugin \"%s\" finished after reload",
+		         plugin_kind_name(r->pi.plugin->kind), r->pi.plugin->name);
+		plugin_instance_free(&r->pi);
+		conf_free(r->conf); /* its group's config, if nothing else holds it */
+		*pp = r->next;
+		free(r);
 	}
 }
 
+/* c: the config reference the instance held, handed over */
 static void retire(struct daemon *d, struct plugin_instance *pi, struct conf *c)
 {
 	struct retired *r = calloc(1, sizeof(*r));
 	if (!r) {
 		plugin_instance_free(pi);
+		conf_free(c);
 		return;
 	}
 	r->pi = *pi;
@@ -449,7 +450,7 @@ int daemon_reload(struct daemon *d, void *errors)
 	 * anything, so a bad plugin leaves the running config in force. */
 	struct plugin_instance fresh[3] = {{0}};
 	struct plugin_set cur = {d->driver, d->election, d->balancer};
-	int failed = 0;
+	int failed = 0, reloaded[3] = {0};
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct conf_plugin *op = KIND_CONF(d->conf, i), *np = KIND_CONF(nc, i);
 		const struct plugin_instance *pi = KIND_PI(&cur, i);
@@ -462,6 +463,7 @@ int daemon_reload(struct daemon *d, void *errors)
 		    pi->plugin->desc->reload(pi->ctx, np->group) == 0) {
 			log_info("%s plugin \"%s\": settings reloaded",
 			         plugin_kind_name(kinds[i].kind), np->name);
+			reloaded[i] = 1;
 			continue;
 		}
 		if (plugin_instance_new(&fresh[i], nc->plugin_dir, kinds[i].kind, np->name,
@@ -501,9 +503,17 @@ int daemon_reload(struct daemon *d, void *errors)
 			continue;
 		log_info("%s plugin: now \"%s\"", plugin_kind_name(kinds[i].kind),
 		         fresh[i].plugin->name);
-		retire(d, KIND_PI(&cur, i), NULL);
+		retire(d, KIND_PI(&cur, i), d->plugin_conf[i]);
 		*KIND_PI(&cur, i) = fresh[i];
+		d->plugin_conf[i] = conf_ref(nc);
 	}
+	/* an instance that took the new group holds the new config; one whose
+	 * group did not change keeps holding the config it points into */
+	for (size_t i = 0; i < 3; i++)
+		if (reloaded[i]) {
+			conf_free(d->plugin_conf[i]);
+			d->plugin_conf[i] = conf_ref(nc);
+		}
 	d->driver = cur.driver;
 	d->balancer = cur.balancer;
 	/* the election group is fixed (see reload_fixed_setting) */
@@ -521,14 +531,9 @@ int daemon_reload(struct daemon *d, void *errors)
 		                  : SCALER_LOG_INFO);
 	zones_apply(d, old, nc);
 	controller_reconfigure(d->ctl, old, nc);
-	/* Instances that were not swapped still point into the old config's
-	 * groups, so the old config is kept (it is small) until exit. */
-	struct retired *keep = calloc(1, sizeof(*keep));
-	if (keep) {
-		keep->conf = old;
-		keep->next = d->retired;
-		d->retired = keep;
-	}
+	/* the old config goes once nothing points into it any more: plugin
+	 * instances and zones that still use its groups hold references */
+	conf_free(old);
 	d->reloads++;
 	/* the workers read their files again (TLS certificates) */
 	supervisor_signal_all(d->sup, SIGHUP);
@@ -637,6 +642,8 @@ static int daemon_run(const char *conf_path, int force_debug, int force_syslog)
 	d.driver = s.driver;
 	d.election = s.election;
 	d.balancer = s.balancer;
+	for (size_t i = 0; i < 3; i++)
+		d.plugin_conf[i] = conf_ref(d.conf);
 
 	d.ctl = controller_new(&d);
 	err[0] = '\0';
@@ -695,6 +702,8 @@ out:
 	supervisor_free(d.sup);
 	struct plugin_set cur = {d.driver, d.election, d.balancer};
 	plugin_set_free(&cur);
+	for (size_t i = 0; i < 3; i++)
+		conf_free(d.plugin_conf[i]);
 	while (d.retired) {
 		struct retired *r = d.retired;
 		d.retired = r->next;

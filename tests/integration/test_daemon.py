@@ -396,5 +396,38 @@ def stop_servers_stops_what_the_process_driver_started_and_nothing_else():
         redis.stop()
 
 
+@test
+def reloads_leave_no_old_configuration_behind():
+    redis = Redis()
+    port = free_port()
+    zones = [("ra", free_port(), free_port()), ("rb", free_port(), free_port())]
+    versions = [conf_text(redis, port, zones,
+                          extra='driver = { plugin = "process"; command = ["/bin/true"]; };\n'
+                                'interval = %s;' % iv) for iv in ("10.0", "11.0")]
+    path = write_file("reloads.conf", versions[0])
+    d = spawn([SCALERD, "-c", path], name="scalerd-reloads")
+    try:
+        wait_until(lambda: answers(port), 10, "scalerd's admin API")
+
+        def generations():
+            st, _, text = http("GET", "http://127.0.0.1:%d/metrics" % port, headers=AUTH)
+            check_eq(st, 200, "GET /metrics")
+            m = re.search(rb"(?m)^scaler_config_generations (\d+)$", text)
+            check(m, "scaler_config_generations in /metrics")
+            return int(m.group(1))
+        check_eq(generations(), 1, "configurations in memory after the start")
+        for i in range(1, 41):
+            write_file("reloads.conf", versions[i % 2])
+            st, body = http_json("POST", "http://127.0.0.1:%d/reload" % port, headers=AUTH)
+            check_eq(st, 200, "reload %d (%r)" % (i, body))
+        # the one in force, and the first one, whose groups the unchanged
+        # driver, election and balancer instances still point into
+        n = generations()
+        check(n <= 3, "40 reloads left %d configurations in memory; expected at most 3" % n)
+    finally:
+        d.stop()
+        redis.stop()
+
+
 if __name__ == "__main__":
     main()
