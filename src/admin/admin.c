@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "admin.h"
+#include "admin_body.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -23,7 +24,6 @@
 
 #define EVENTS_MAX 500
 #define EVENTS_WAIT_MAX 60.0
-#define REPORT_MAX 1000 /* servers named in one dead report (a zone has at most 1000) */
 
 /* A query parameter; *bad is set when it is present but unusable (too
  * long or badly encoded), which is an error, not "absent". */
@@ -386,138 +386,67 @@ static void admin_reply(struct http_exchange *x, int status, json_t *reply)
 	http_reply_json(x, status, reply);
 }
 
-static const char *body_string(json_t *body, const char *key)
-{
-	return json_string_value(json_object_get(body, key));
-}
-
 static void admin_report_done(void *arg, int status, json_t *reply)
 {
 	admin_reply(arg, status, reply);
 }
 
-/* The outlier events of a report (a balancer keeps the last 64): -1 after
- * answering 400. */
-#define REPORT_MAX_EVENTS 64
-
-static int admin_outlier_events_check(struct http_exchange *x, json_t *events)
-{
-	if (!json_is_array(events) || json_array_size(events) > REPORT_MAX_EVENTS) {
-		http_reply_error(x, 400, "events: must be an array of at most %d events",
-		                 REPORT_MAX_EVENTS);
-		return -1;
-	}
-	size_t i;
-	json_t *e;
-	json_array_foreach(events, i, e)
-	{
-		const char *kind = json_string_value(json_object_get(e, "kind"));
-		const char *server = json_string_value(json_object_get(e, "server"));
-		const char *reason = json_string_value(json_object_get(e, "reason"));
-		if (!kind || (strcmp(kind, "eject") && strcmp(kind, "return")) || !server ||
-		    strlen(server) > 255 || !reason || strlen(reason) > 200) {
-			http_reply_error(
-			    x, 400,
-			    "events[%zu]: expected {\"kind\": \"eject\" or \"return\", "
-			    "\"server\": URL, \"reason\": string}",
-			    i);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static void admin_report(struct daemon *d, struct http_exchange *x, json_t *body)
 {
-	const char *zone = body_string(body, "zone");
-	json_t *dead = json_object_get(body, "dead");
-	if (!zone || !json_is_array(dead)) {
-		http_reply_error(x, 400, "expected {\"zone\": string, \"dead\": [server URLs]}");
+	struct admin_report_body b;
+	char err[256];
+	if (admin_body_report(body, &b, err, sizeof(err)) < 0) {
+		http_reply_error(x, 400, "%s", err);
 		return;
 	}
-	if (json_array_size(dead) > REPORT_MAX) {
-		http_reply_error(x, 400, "dead: at most %d servers in one report", REPORT_MAX);
-		return;
-	}
-	size_t i;
-	json_t *v;
-	json_array_foreach(dead, i, v) if (!json_is_string(v))
-	{
-		http_reply_error(x, 400, "dead[%zu]: must be a string", i);
-		return;
-	}
-	json_t *events = json_object_get(body, "events");
-	if (events && admin_outlier_events_check(x, events) < 0)
-		return;
-	if (json_array_size(events) > 0) {
+	if (json_array_size(b.events) > 0) {
 		json_t *reply = NULL;
-		int st = controller_outlier_events(d->ctl, zone, events, &reply);
+		int st = controller_outlier_events(d->ctl, b.zone, b.events, &reply);
 		if (st != 200) {
 			admin_reply(x, st, reply);
 			return;
 		}
 	}
-	controller_report(d->ctl, zone, dead, admin_report_done, x);
+	controller_report(d->ctl, b.zone, b.dead, admin_report_done, x);
 }
 
 static void admin_scale(struct daemon *d, struct http_exchange *x, json_t *body)
 {
-	const char *zone = body_string(body, "zone");
-	json_t *count = json_object_get(body, "count");
-	json_t *dur = json_object_get(body, "for");
+	struct admin_scale_body b;
 	json_t *reply = NULL;
-	if (!zone) {
-		http_reply_error(x, 400, "zone: must be a string");
+	char err[256];
+	if (admin_body_scale(body, &b, err, sizeof(err)) < 0) {
+		http_reply_error(x, 400, "%s", err);
 		return;
 	}
-	if (!count || !(json_is_integer(count) || json_is_null(count))) {
-		http_reply_error(x, 400, "count: must be an integer (or null to unpin)");
-		return;
-	}
-	if (dur && !json_is_null(dur) &&
-	    (!json_is_number(dur) || !(json_number_value(dur) > 0) ||
-	     json_number_value(dur) > 366 * 86400.)) {
-		http_reply_error(x, 400,
-		                 "for: must be a positive number of seconds (at most a year)");
-		return;
-	}
-	if (json_is_integer(count) &&
-	    (json_integer_value(count) < 0 || json_integer_value(count) > 100000)) {
-		http_reply_error(x, 400, "count: must be from 0 to 100000");
-		return;
-	}
-	int n = json_is_null(count) ? -1 : (int)json_integer_value(count);
-	int st = controller_pin(d->ctl, zone, n,
-	                        dur && json_is_number(dur) ? json_number_value(dur) : 0, &reply);
+	int st = controller_pin(d->ctl, b.zone, b.count, b.duration, &reply);
 	admin_reply(x, st, reply);
 }
 
 static void admin_drain(struct daemon *d, struct http_exchange *x, json_t *body)
 {
-	const char *zone = body_string(body, "zone"), *server = body_string(body, "server");
+	struct admin_drain_body b;
 	json_t *reply = NULL;
-	if (!zone || !server) {
-		http_reply_error(x, 400, "expected {\"zone\": string, \"server\": string}");
+	char err[256];
+	if (admin_body_drain(body, &b, err, sizeof(err)) < 0) {
+		http_reply_error(x, 400, "%s", err);
 		return;
 	}
-	int st = controller_drain(d->ctl, zone, server, &reply);
+	int st = controller_drain(d->ctl, b.zone, b.server, &reply);
 	admin_reply(x, st, reply);
 }
 
 /* POST /wake from a balancer holding requests with no server alive. */
 static void admin_wake(struct daemon *d, struct http_exchange *x, json_t *body)
 {
-	const char *zone = body_string(body, "zone");
-	json_t *held = json_object_get(body, "held"), *epoch = json_object_get(body, "epoch");
+	struct admin_wake_body b;
 	json_t *reply = NULL;
-	if (!zone || (held && (!json_is_integer(held) || json_integer_value(held) < 0)) ||
-	    (epoch && (!json_is_integer(epoch) || json_integer_value(epoch) < 0))) {
-		http_reply_error(x, 400,
-		                 "expected {\"zone\": string, \"held\": N, \"epoch\": N} (N >= 0)");
+	char err[256];
+	if (admin_body_wake(body, &b, err, sizeof(err)) < 0) {
+		http_reply_error(x, 400, "%s", err);
 		return;
 	}
-	int st = controller_wake(d->ctl, zone, held ? (long)json_integer_value(held) : 0,
-	                         epoch ? (uint64_t)json_integer_value(epoch) : 0, &reply);
+	int st = controller_wake(d->ctl, b.zone, b.held, b.epoch, &reply);
 	admin_reply(x, st, reply);
 }
 
