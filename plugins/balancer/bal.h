@@ -555,6 +555,12 @@ struct bal {
 };
 
 double bal_wallclock(void);
+/* (builtin.c) Send `body` (taken, NULL: none) as JSON to url with the host's
+ * token; the call, or NULL (cb not called). */
+struct scaler_http_call *bal_send_json(struct bal *b, const char *method, const char *url,
+                                       json_t *body, double timeout, scaler_http_cb cb, void *arg);
+/* The primary's URL with path appended into out; -1 without a primary. */
+int bal_monitor_url(const struct bal *b, const char *path, char *out, size_t len);
 /* xorshift64 on b->rnd: cheap, for spreading and random choices */
 uint64_t bal_random(struct bal *b);
 

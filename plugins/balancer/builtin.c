@@ -528,11 +528,48 @@ static void bi_push_done(void *arg, const struct scaler_http_response *resp)
 	free(p);
 }
 
+struct scaler_http_call *bal_send_json(struct bal *b, const char *method, const char *url,
+                                       json_t *body, double timeout, scaler_http_cb cb, void *arg)
+{
+	char auth[600];
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (body && !text)
+		return NULL;
+	const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
+	if (b->host->token && b->host->token[0]) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", b->host->token);
+		headers[1] = auth;
+	}
+	struct scaler_http_request req = {
+	    .method = method,
+	    .url = url,
+	    .headers = headers,
+	    .body = text,
+	    .body_len = text ? strlen(text) : 0,
+	    .timeout = timeout,
+	};
+	struct scaler_http_call *call = b->host->http_request(&req, cb, arg);
+	free(text);
+	return call;
+}
+
+int bal_monitor_url(const struct bal *b, const char *path, char *out, size_t len)
+{
+	if (!b->monitor_url)
+		return -1;
+	size_t ml = strlen(b->monitor_url);
+	if (ml && b->monitor_url[ml - 1] == '/')
+		ml--;
+	int n = snprintf(out, len, "%.*s%s", (int)ml, b->monitor_url, path);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 /* PUT a JSON body to the zone's admin API. */
 static int bi_put(struct bal *b, const struct scaler_zone *zone, const char *path, json_t *body,
                   scaler_balancer_cb cb, void *arg)
 {
-	char url[600], auth[600];
+	char url[600];
 	if (!body)
 		return -1;
 	if (!zone || net_http_url(zone->admin, path, url, sizeof(url)) < 0) {
@@ -542,33 +579,15 @@ static int bi_put(struct bal *b, const struct scaler_zone *zone, const char *pat
 		json_decref(body);
 		return -1;
 	}
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
 	struct bi_push *p = calloc(1, sizeof(*p));
-	if (!text || !p) {
-		free(text);
-		free(p);
+	if (!p) {
+		json_decref(body);
 		return -1;
 	}
 	p->cb = cb;
 	p->arg = arg;
 	snprintf(p->what, sizeof(p->what), "PUT %s", path);
-	const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-	if (b->host->token && b->host->token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", b->host->token);
-		headers[1] = auth;
-	}
-	struct scaler_http_request req = {
-	    .method = "PUT",
-	    .url = url,
-	    .headers = headers,
-	    .body = text,
-	    .body_len = strlen(text),
-	    .timeout = 5.0,
-	};
-	struct scaler_http_call *call = b->host->http_request(&req, bi_push_done, p);
-	free(text);
-	if (!call) {
+	if (!bal_send_json(b, "PUT", url, body, 5.0, bi_push_done, p)) {
 		free(p);
 		return -1;
 	}

@@ -884,28 +884,12 @@ static void report_send(struct bal *b)
 			json_array_append_new(dead, json_string(s->url));
 			r->n++;
 		}
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	char url[600], auth[600];
-	size_t ml = strlen(b->monitor_url);
-	snprintf(url, sizeof(url), "%.*s/report",
-	         (int)(ml && b->monitor_url[ml - 1] == '/' ? ml - 1 : ml), b->monitor_url);
-	const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-	if (b->host->token && b->host->token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", b->host->token);
-		headers[1] = auth;
-	}
-	struct scaler_http_request req = {
-	    .method = "PUT",
-	    .url = url,
-	    .headers = headers,
-	    .body = text,
-	    .body_len = text ? strlen(text) : 0,
-	    .timeout = 5.0,
-	};
+	char url[600];
 	b->report_ctx = r;
-	b->report_call = b->host->http_request(&req, report_done, r);
-	free(text);
+	if (bal_monitor_url(b, "/report", url, sizeof(url)) == 0)
+		b->report_call = bal_send_json(b, "PUT", url, body, 5.0, report_done, r);
+	else
+		json_decref(body);
 	if (!b->report_call) {
 		b->report_ctx = NULL;
 		report_ctx_free(r);

@@ -57,39 +57,19 @@ static void wake_done(void *arg, const struct scaler_http_response *resp)
 
 static void wake_send(struct bal *b)
 {
-	char url[600], auth[600];
+	char url[600];
 	if (b->wake_call)
 		return; /* the previous one is still on its way */
-	if (!b->monitor_url) {
+	if (bal_monitor_url(b, "/wake", url, sizeof(url)) < 0) {
 		wake_say(b, SCALER_LOG_WARNING,
 		         "requests are held with no server alive, and no primary is known to "
 		         "start one");
 		return;
 	}
-	size_t ml = strlen(b->monitor_url);
-	snprintf(url, sizeof(url), "%.*s/wake",
-	         (int)(ml && b->monitor_url[ml - 1] == '/' ? ml - 1 : ml), b->monitor_url);
 	json_t *body = json_pack("{s:s, s:i, s:I}", "zone", b->zone, "held", b->nheld, "epoch",
 	                         (json_int_t)b->monitor_epoch);
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (!text)
-		return;
-	const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-	if (b->host->token && b->host->token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", b->host->token);
-		headers[1] = auth;
-	}
-	struct scaler_http_request req = {
-	    .method = "POST",
-	    .url = url,
-	    .headers = headers,
-	    .body = text,
-	    .body_len = strlen(text),
-	    .timeout = 2.0,
-	};
-	b->wake_call = b->host->http_request(&req, wake_done, b);
-	free(text);
+	if (body)
+		b->wake_call = bal_send_json(b, "POST", url, body, 2.0, wake_done, b);
 }
 
 static void wake_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
