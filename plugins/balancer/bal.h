@@ -517,6 +517,10 @@ struct bal {
 	int nupstream;
 	struct buf *free_bufs;
 	int nfree_bufs;
+	struct buf *free_large; /* buf_get_large's */
+	int nfree_large;
+	int pipes[64][2]; /* empty pipes for splice */
+	int npipes;
 	size_t buf_size;
 	struct cconn *free_cconns;
 	struct uconn *free_uconns;

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,12 +38,23 @@
 /* a forwarded head: its kept pieces, the added lines, the body */
 _Static_assert(H1_MAX_DROP + 1 + 4 + 1 <= OUTQ_MAX, "room for a head in the queue");
 #define BUF_FREE_MAX 256
+/* Large buffers: a request kept for a retry (retry_body_size), a large
+ * body read in fewer, larger reads. Pooled apart, fewer of them. */
+#define BUF_LARGE_MIN (64 << 10)
+#define BUF_LARGE_FREE_MAX 16
+/* A response body of a known length at least this large goes from the
+ * server's socket to the client's through a pipe (splice), never copied
+ * through the proxy's memory. */
+#define SPLICE_MIN (32 << 10)
+#define PIPE_SIZE (256 << 10)
+#define PIPE_FREE_MAX 64
 #define CLOSING_LINGER 2.0
 
 struct buf {
 	struct buf *next;
 	uint32_t cap;
-	uint8_t big; /* malloc'd for a large retryable request, not pooled */
+	uint8_t big; /* 1: malloc'd for a large retryable request, not pooled;
+	              * 2: a large buffer (buf_get_large), pooled apart */
 	char data[];
 };
 
@@ -83,7 +95,10 @@ struct uconn {
 	struct h1_chunk ck;
 	struct h1_head rs;
 	double since;
-	struct outq out; /* request bytes to the server */
+	struct outq out;   /* request bytes to the server */
+	int pr, pw;        /* the pipe of a spliced body, -1 when none */
+	uint32_t pipe_len; /* body bytes in the pipe, not yet at the client */
+	uint8_t splicing;  /* the rest of the body goes through the pipe */
 };
 
 struct cconn {
@@ -105,8 +120,11 @@ struct cconn {
 	uint8_t eof;
 	uint8_t read_blocked;
 	uint8_t ntried;
-	uint8_t last_timeout;           /* the last attempt timed out connecting */
-	uint8_t trusted;                /* the client is a trusted proxy (trusted_proxies) */
+	uint8_t last_timeout; /* the last attempt timed out connecting */
+	uint8_t splice_ok;    /* a plain socket: bodies may be spliced to it (not under TLS) */
+	uint8_t body_only;    /* the response is out; the rest of the body goes to u (dropped
+	                       * without u), then the connection is kept */
+	uint8_t trusted;      /* the client is a trusted proxy (trusted_proxies) */
 	uint8_t fwd_len, fwd_proto_len; /* of fwd, of its X-Forwarded-Proto line */
 	uint64_t rq_body_left, rq_total;
 	struct h1_chunk ck;
@@ -134,6 +152,7 @@ struct cconn {
 };
 
 static void c_close(struct cconn *c);
+static void c_finish(struct cconn *c);
 static void c_next(struct cconn *c);
 static void c_dispatch(struct cconn *c);
 static void c_send_upstream(struct cconn *c);
@@ -144,6 +163,7 @@ static void u_arm(struct uconn *u);
 static void u_close(struct uconn *u);
 static void u_process(struct uconn *u);
 static void u_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void u_splice_out(struct uconn *u);
 
 /* ---- buffers and free lists --------------------------------------------- */
 
@@ -163,10 +183,40 @@ static struct buf *buf_get(struct bal *b)
 	return x;
 }
 
+static size_t buf_large_size(const struct bal *b)
+{
+	size_t keep =
+	    b->conf.retry_body_size > BUF_LARGE_MIN ? b->conf.retry_body_size : BUF_LARGE_MIN;
+	return keep + b->buf_size;
+}
+
+static struct buf *buf_get_large(struct bal *b)
+{
+	struct buf *x = b->free_large;
+	if (x) {
+		b->free_large = x->next;
+		b->nfree_large--;
+		return x;
+	}
+	size_t cap = buf_large_size(b);
+	x = malloc(sizeof(*x) + cap);
+	if (!x)
+		return NULL;
+	x->cap = (uint32_t)cap;
+	x->big = 2;
+	return x;
+}
+
 static void buf_put(struct bal *b, struct buf *x)
 {
 	if (!x)
 		return;
+	if (x->big == 2 && b->nfree_large < BUF_LARGE_FREE_MAX) {
+		x->next = b->free_large;
+		b->free_large = x;
+		b->nfree_large++;
+		return;
+	}
 	if (x->big || b->nfree_bufs >= BUF_FREE_MAX) {
 		free(x);
 		return;
@@ -174,6 +224,43 @@ static void buf_put(struct bal *b, struct buf *x)
 	x->next = b->free_bufs;
 	b->free_bufs = x;
 	b->nfree_bufs++;
+}
+
+/* ---- pipes for splice ----------------------------------------------------- */
+
+static int pipe_get(struct bal *b, struct uconn *u)
+{
+	if (b->npipes > 0) {
+		b->npipes--;
+		u->pr = b->pipes[b->npipes][0];
+		u->pw = b->pipes[b->npipes][1];
+		return 0;
+	}
+	int fds[2];
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -1;
+	fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE); /* a smaller one works too */
+	u->pr = fds[0];
+	u->pw = fds[1];
+	return 0;
+}
+
+/* An empty pipe goes back to the pool; one with bytes in it is closed. */
+static void pipe_put(struct bal *b, struct uconn *u)
+{
+	if (u->pr < 0)
+		return;
+	if (u->pipe_len == 0 && b->npipes < PIPE_FREE_MAX) {
+		b->pipes[b->npipes][0] = u->pr;
+		b->pipes[b->npipes][1] = u->pw;
+		b->npipes++;
+	} else {
+		close(u->pr);
+		close(u->pw);
+	}
+	u->pr = u->pw = -1;
+	u->pipe_len = 0;
+	u->splicing = 0;
 }
 
 /* ---- output queues ------------------------------------------------------ */
@@ -229,6 +316,12 @@ static int outq_flush(int fd, struct outq *q)
 static inline int outq_pending(const struct outq *q)
 {
 	return q->i < q->n;
+}
+
+/* Output for the client queued, or waiting in a splice pipe. */
+static inline int c_out_pending(const struct cconn *c)
+{
+	return outq_pending(&c->out) || (c->u && c->u->pipe_len);
 }
 
 /* Append buf[off..off+len) minus the head's dropped lines (head at `head`,
@@ -379,6 +472,7 @@ static void u_close(struct uconn *u)
 	if (u->state == U_IDLE)
 		u_idle_unlink(u);
 	ev_io_stop(b->loop, &u->io);
+	pipe_put(b, u);
 	close(u->fd);
 	buf_put(b, u->in);
 	u->in = NULL;
@@ -397,7 +491,7 @@ static void u_arm(struct uconn *u)
 		ev = EV_READ;
 	else
 		ev = (outq_pending(&u->out) ? EV_WRITE : 0) |
-		     ((u->c && outq_pending(&u->c->out)) ? 0 : EV_READ);
+		     ((u->c && c_out_pending(u->c)) ? 0 : EV_READ);
 	if (ev == (u->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&u->io))
 		return;
 	ev_io_stop(u->b->loop, &u->io);
@@ -434,6 +528,9 @@ static struct uconn *u_connect(struct bal *b, struct server *s)
 	}
 	memset(u, 0, offsetof(struct uconn, out));
 	u->out.i = u->out.n = 0;
+	u->pr = u->pw = -1;
+	u->pipe_len = 0;
+	u->splicing = 0;
 	u->b = b;
 	u->srv = s;
 	u->fd = fd;
@@ -461,6 +558,7 @@ static void u_release(struct uconn *u, int reusable)
 		return;
 	}
 	buf_put(b, u->in);
+	pipe_put(b, u);
 	u->in = NULL;
 	u->in_len = u->in_off = 0;
 	u->state = U_IDLE;
@@ -483,6 +581,29 @@ void proxy_close_idle(struct server *s)
 		u_close(s->idle_first);
 }
 
+/* The response is out, the server stopped taking the request's body (or
+ * spoke out of turn): the rest of the body is read and dropped. */
+static void c_drop_upstream(struct cconn *c)
+{
+	struct uconn *u = c->u;
+	if (!u)
+		return;
+	u->c = NULL;
+	c->u = NULL;
+	u_close(u);
+	c->rq_sent = c->rq_end;
+	c_arm(c);
+}
+
+/* The body of a request answered early is all in and sent on: the
+ * exchange ends, the connection is kept. */
+static void c_body_check(struct cconn *c)
+{
+	if (c->body_only && c->rq_done &&
+	    (!c->u || (c->rq_sent == c->rq_end && !outq_pending(&c->u->out))))
+		c_finish(c);
+}
+
 /* Upstream failed before a response could be relayed: retry or answer. */
 static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 {
@@ -494,6 +615,12 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 	int got_bytes = u->head_done || u->in_len > 0 || u->ninterim > 0;
 	int fully_sent =
 	    c && c->rq_done && c->head_sent && !outq_pending(&u->out) && c->rq_sent == c->rq_end;
+
+	if (c && c->body_only) {
+		/* the response went out whole: the rest of the body is dropped */
+		c_drop_upstream(c);
+		return;
+	}
 
 	if (connect_failed) {
 		/* only a failed connect says the server is gone: a reset after the
@@ -534,7 +661,7 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 
 static void c_arm(struct cconn *c)
 {
-	int ev = (outq_pending(&c->out) || c->tls_rww ? EV_WRITE : 0) |
+	int ev = (c_out_pending(c) || c->tls_rww ? EV_WRITE : 0) |
 	         ((c->eof || c->read_blocked) ? 0 : EV_READ);
 	if (ev == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io))
 		return;
@@ -695,8 +822,10 @@ static void c_close(struct cconn *c)
 	struct uconn *u = c->u;
 	c_hold_unlink(c);
 	if (u) {
-		st_request_end(u->srv, ev_now(b->loop), 0, 0);
-		srv_busy(u->srv, -1);
+		if (!c->body_only) {
+			st_request_end(u->srv, ev_now(b->loop), 0, 0);
+			srv_busy(u->srv, -1);
+		}
 		u->c = NULL;
 		c->u = NULL;
 		u_close(u);
@@ -754,8 +883,10 @@ static void c_error_at(struct cconn *c, int i)
 	}
 	if (c->u) {
 		struct uconn *u = c->u;
-		st_request_end(u->srv, ev_now(b->loop), 0, 0);
-		srv_busy(u->srv, -1);
+		if (!c->body_only) {
+			st_request_end(u->srv, ev_now(b->loop), 0, 0);
+			srv_busy(u->srv, -1);
+		}
 		u->c = NULL;
 		c->u = NULL;
 		u_close(u);
@@ -984,15 +1115,23 @@ static int c_make_room(struct cconn *c)
 	}
 	if (c->phase != C_EXCHANGE || c->rq_done)
 		return 0;
-	if (!c->resp_started && !c->rq_trimmed && x->cap < b->conf.retry_body_size + b->buf_size) {
-		size_t ncap = (size_t)x->cap * 2;
-		if (ncap > b->conf.retry_body_size + b->buf_size)
-			ncap = b->conf.retry_body_size + b->buf_size;
-		struct buf *y = malloc(sizeof(*y) + ncap);
+	size_t limit = b->conf.retry_body_size + b->buf_size;
+	if (!c->resp_started && !c->rq_trimmed && x->cap < limit) {
+		/* room for the whole request at once when its length is known, so
+		 * it is read in as few reads as the client's sends allow */
+		size_t need = (size_t)x->cap * 2;
+		if (c->rq.body == H1_BODY_LENGTH &&
+		    c->rq_end + c->rq_body_left + b->buf_size > need)
+			need = c->rq_end + c->rq_body_left + b->buf_size;
+		if (need > limit)
+			need = limit;
+		struct buf *y = need <= buf_large_size(b) ? buf_get_large(b) : NULL;
+		if (!y && (y = malloc(sizeof(*y) + need))) {
+			y->cap = (uint32_t)need;
+			y->big = 1;
+		}
 		if (y) {
 			memcpy(y->data, x->data, c->in_len);
-			y->cap = (uint32_t)ncap;
-			y->big = 1;
 			c->in = y;
 			buf_put(b, x);
 			return 1;
@@ -1061,6 +1200,10 @@ static void c_read(struct cconn *c)
 			return;
 		if (c->u)
 			c_send_upstream(c);
+		else if (c->body_only)
+			c->rq_sent = c->rq_end; /* dropped: room for the rest */
+		if (c->body_only)
+			c_body_check(c);
 		break;
 	case C_TUNNEL:
 		c->since = ev_now(b->loop);
@@ -1104,17 +1247,33 @@ static void c_finish(struct cconn *c)
 {
 	struct bal *b = c->b;
 	struct uconn *u = c->u;
-	struct server *s = u->srv;
-	double now = ev_now(b->loop);
-	c_log(c, c->resp_status, 0);
-	st_request_end(s, now, now - c->sent_at, 1);
-	srv_busy(s, -1);
-	srv_served(s);
+	if (u && !c->body_only) {
+		struct server *s = u->srv;
+		double now = ev_now(b->loop);
+		c_log(c, c->resp_status, 0);
+		st_request_end(s, now, now - c->sent_at, 1);
+		srv_busy(s, -1);
+		srv_served(s);
+	}
+	if (!c->rq_done && !c->close_after && !b->shutting_down) {
+		/* the server answered before the body was all in (nginx's
+		 * `return`, an early 413): closing now would reset a client still
+		 * sending it; the rest goes on to the server, and the connection
+		 * is kept once it is all in (HAProxy does the same) */
+		c->body_only = 1;
+		if (u)
+			u_arm(u);
+		c_arm(c);
+		return;
+	}
+	c->body_only = 0;
 	c->u = NULL;
-	int reusable = !u->no_reuse && !u->rs.conn_close && u->body != H1_BODY_CLOSE &&
-	               c->rq_done && c->head_sent && c->rq_sent == c->rq_end &&
-	               !outq_pending(&u->out);
-	u_release(u, reusable);
+	if (u) {
+		int reusable = !u->no_reuse && !u->rs.conn_close && u->body != H1_BODY_CLOSE &&
+		               c->rq_done && c->head_sent && c->rq_sent == c->rq_end &&
+		               !outq_pending(&u->out);
+		u_release(u, reusable);
+	}
 	if (!c->rq_done)
 		c->close_after = 1;
 	if (c->close_after || b->shutting_down || (c->eof && c->rq_end >= c->in_len)) {
@@ -1139,10 +1298,12 @@ static void c_next(struct cconn *c)
 	} else {
 		c->rq_start = c->rq_end;
 		if (c->in->big || c->rq_start > c->in->cap / 2) {
-			/* move pipelined bytes to a pooled buffer / to the front */
-			struct buf *x = c->in->big ? buf_get(b) : c->in;
+			/* move pipelined bytes to a pooled buffer / to the front;
+			 * more than a pooled buffer holds (the next request's body
+			 * came along) stay in the large one */
 			uint32_t left = c->in_len - c->rq_start;
-			if (!x || left > x->cap) {
+			struct buf *x = c->in->big && left <= b->buf_size ? buf_get(b) : c->in;
+			if (!x) {
 				c_close(c);
 				return;
 			}
@@ -1203,6 +1364,11 @@ static void c_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			revents &= ~EV_WRITE;
 	}
 	if (revents & EV_WRITE) {
+		if (!outq_pending(&c->out) && c->u && c->u->pipe_len) {
+			c->wsince = ev_now(c->b->loop);
+			u_splice_out(c->u);
+			return;
+		}
 		int r = c_flush(c);
 		if (r < 0) {
 			c_close(c);
@@ -1383,6 +1549,11 @@ static void u_process(struct uconn *u)
 		if (u->resp_done && u->in_off < u->in_len)
 			u->no_reuse = 1; /* bytes after the response: do not trust it */
 	}
+	/* what is left of a large body of known length: through a pipe,
+	 * once what the buffer holds is out */
+	if (u->head_done && !u->resp_done && u->body == H1_BODY_LENGTH &&
+	    u->body_left >= SPLICE_MIN && u->in_off == u->in_len && c->splice_ok)
+		u->splicing = 1;
 	if (outq_pending(&c->out)) {
 		u_relay(u);
 	} else if (u->resp_done) {
@@ -1410,6 +1581,10 @@ static void u_eof(struct uconn *u, int err)
 	struct cconn *c = u->c;
 	if (!c) {
 		u_close(u);
+		return;
+	}
+	if (c->body_only) {
+		c_drop_upstream(c); /* it closed after answering: drop the rest */
 		return;
 	}
 	if (c->phase == C_TUNNEL) {
@@ -1447,6 +1622,75 @@ static void u_connected(struct uconn *u)
 	c_send_upstream(u->c);
 }
 
+/* Splicing: the pipe's bytes to the client; then more from the server,
+ * or the end of the response. */
+static void u_splice_out(struct uconn *u)
+{
+	struct cconn *c = u->c;
+	struct bal *b = u->b;
+	while (u->pipe_len) {
+		ssize_t m = splice(u->pr, NULL, c->fd, NULL, u->pipe_len,
+		                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (m < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			c_close(c);
+			return;
+		}
+		u->pipe_len -= (uint32_t)m;
+		c->out.sent += (uint64_t)m; /* the access log's bytes */
+	}
+	if (u->pipe_len) {
+		c->wsince = ev_now(b->loop);
+		c_arm(c);
+		u_arm(u);
+		return;
+	}
+	if (!u->body_left) {
+		u->resp_done = 1;
+		pipe_put(b, u);
+		c_out_drained(c);
+		return;
+	}
+	c_arm(c);
+	u_arm(u);
+}
+
+/* Splicing: the server's next bytes of the body into the pipe. */
+static void u_splice_in(struct uconn *u)
+{
+	struct bal *b = u->b;
+	if (u->pr < 0 && pipe_get(b, u) < 0) {
+		u->splicing = 0; /* no pipe: copy as usual */
+		u_arm(u);
+		return;
+	}
+	size_t want = u->body_left < PIPE_SIZE ? (size_t)u->body_left : PIPE_SIZE;
+	ssize_t n = splice(u->fd, NULL, u->pw, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		if (errno == EINVAL && !u->pipe_len) {
+			u->splicing = 0; /* these sockets cannot: copy as usual */
+			pipe_put(b, u);
+			u_arm(u);
+			return;
+		}
+		u_eof(u, errno);
+		return;
+	}
+	if (n == 0) {
+		u_eof(u, 0);
+		return;
+	}
+	u->pipe_len += (uint32_t)n;
+	u->body_left -= (uint64_t)n;
+	u->since = ev_now(b->loop);
+	u_splice_out(u);
+}
+
 static void u_read(struct uconn *u)
 {
 	struct bal *b = u->b;
@@ -1466,6 +1710,20 @@ static void u_read(struct uconn *u)
 		u_eof(u, ENOBUFS);
 		return;
 	}
+	if (u->splicing && u->c && !c_out_pending(u->c)) {
+		u_splice_in(u);
+		return;
+	}
+	if (u->head_done && !u->resp_done && u->in->big != 2 && u->in_off == u->in_len && u->c &&
+	    !outq_pending(&u->c->out) && (u->body != H1_BODY_LENGTH || u->body_left > u->in->cap)) {
+		/* a large body: read it in fewer, larger reads */
+		struct buf *x = buf_get_large(b);
+		if (x) {
+			buf_put(b, u->in);
+			u->in = x;
+			u->in_len = u->in_off = 0;
+		}
+	}
 	ssize_t n = read(u->fd, u->in->data + u->in_len, u->in->cap - u->in_len);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
@@ -1479,6 +1737,10 @@ static void u_read(struct uconn *u)
 	}
 	if (u->state == U_IDLE || !u->c) {
 		u_close(u); /* a server may not speak unasked */
+		return;
+	}
+	if (u->c->body_only) {
+		c_drop_upstream(u->c); /* nor after its response */
 		return;
 	}
 	u->in_len += (uint32_t)n;
@@ -1524,6 +1786,8 @@ static void u_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			} else if (c->rq_end > c->rq_sent) {
 				c_send_upstream(c);
 			}
+			if (c->body_only && c->u == u)
+				c_body_check(c);
 		}
 		return;
 	}
@@ -1619,6 +1883,7 @@ static void p_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->out.sent = 0;
 		c->b = b;
 		c->fd = fd;
+		c->splice_ok = !ssl; /* a body goes around TLS: plain sockets only */
 		c->phase = C_IDLE;
 		c->since = ev_now(loop);
 		p_forwarding(b, c, &sa);
@@ -1694,8 +1959,7 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				u_fail(u, ETIMEDOUT, 1, 1);
 			} else if (u && now - u->since > cf->server_timeout &&
 			           (c->rq_done || outq_pending(&u->out)) &&
-			           (!outq_pending(&c->out) ||
-			            now - c->wsince > cf->server_timeout)) {
+			           (!c_out_pending(c) || now - c->wsince > cf->server_timeout)) {
 				/* the server neither read nor wrote for server_timeout
 				 * while it had work (not while the client uploads) */
 				b->st->timeouts++;
@@ -1714,7 +1978,7 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 					c_close(c);
 				else
 					c_error(c, 408);
-			} else if (outq_pending(&c->out) && now - c->wsince > cf->client_timeout) {
+			} else if (c_out_pending(c) && now - c->wsince > cf->client_timeout) {
 				c_close(c); /* the client stopped reading */
 			}
 			break;
@@ -1824,6 +2088,17 @@ void proxy_free(struct bal *b)
 		b->free_uconns = u->next;
 		free(u);
 	}
+	while (b->npipes > 0) {
+		b->npipes--;
+		close(b->pipes[b->npipes][0]);
+		close(b->pipes[b->npipes][1]);
+	}
+	while (b->free_large) {
+		struct buf *x = b->free_large;
+		b->free_large = x->next;
+		free(x);
+	}
+	b->nfree_large = 0;
 	while (b->free_bufs) {
 		struct buf *x = b->free_bufs;
 		b->free_bufs = x->next;

@@ -12,6 +12,7 @@
   ANY  /echo              JSON: name, method, path, version, headers, body
   GET  /chunked           a chunked response of five chunks
   GET  /slow?s=N          answers after N seconds
+  POST /early             answers 200 "early" before it reads the body (then reads it)
   GET  /big?n=N[&chunked] N bytes of a repeating pattern
   GET  /half-head         sends part of a response head, then closes
   ANY  /drop              reads the request and closes without a response
@@ -95,6 +96,11 @@ class Handler(socketserver.StreamRequestHandler):
         for n, v in headers:
             hmap.setdefault(n.lower(), []).append(v)
         body = b""
+        if target == "/early" and "content-length" in hmap:
+            # answer first, then read the body (as nginx's `return` does)
+            self.send(200, "early\n")
+            f.read(int(hmap["content-length"][0]))
+            return True
         if "chunked" in ",".join(hmap.get("transfer-encoding", [])).lower():
             body = read_chunked(f)
         elif "content-length" in hmap:

@@ -162,6 +162,34 @@ def large_bodies_stream_through_both_ways():
 
 
 @test
+def a_server_that_answers_before_the_body_is_in_keeps_the_client_connection():
+    a = backend("early-a")
+    bal = Balancer([a.url])
+    n = 300000
+    s = socket.create_connection(("127.0.0.1", bal.port), timeout=5)
+    try:
+        s.sendall(b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % n)
+        got = b""
+        while b"early\n" not in got:
+            d = s.recv(65536)
+            check(d, "the early answer arrives before the body is sent (got %r)" % got)
+            got += d
+        check(got.startswith(b"HTTP/1.1 200"), "the early answer: %r" % got[:100])
+        check(b"connection: close" not in got.lower(), "and keeps the connection: %r" % got)
+        for i in range(0, n, 50000):  # the body, after the answer
+            s.sendall(b"x" * min(50000, n - i))
+        s.sendall(get(bal.port, "/"))
+        got = b""
+        while not got.endswith(b"early-a\n"):
+            d = s.recv(65536)
+            check(d, "the next request on the connection is answered (got %r)" % got)
+            got += d
+        check(got.startswith(b"HTTP/1.1 200"), "the next answer: %r" % got[:100])
+    finally:
+        s.close()
+
+
+@test
 def pipelined_requests_are_answered_in_order():
     a, b, bal = two()
     data = (b"GET /echo?n=1 HTTP/1.1\r\nHost: t\r\n\r\n"
