@@ -115,16 +115,21 @@ events {{ worker_connections 20000; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
+  sendfile on;
   client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
   uwsgi_temp_path {dir}; scgi_temp_path {dir};
   server {{
     listen 127.0.0.1:{port};
     location / {{ return 200 "ok\\n"; }}
+    location /files/ {{ root {dir}; }}
   }}
 }}
 """
 
-NGINX_PROXY = """worker_processes 1;
+# Static files every nginx backend serves as /files/NAME (the body rows).
+BACKEND_FILES = {"16k": 16 * 1024, "256k": 256 * 1024}
+
+NGINX_PROXY = """worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log;
@@ -136,7 +141,7 @@ http {{
   uwsgi_temp_path {dir}; scgi_temp_path {dir};
   upstream be {{
 {servers}
-    keepalive 64;
+    keepalive {keepalive};
   }}
   server {{
     listen 127.0.0.1:{port};
@@ -150,7 +155,7 @@ http {{
 """
 
 HAPROXY = """global
-  nbthread 1
+  nbthread {nbthread}
   maxconn 20000
 {extra_global}defaults
   mode http
@@ -171,7 +176,15 @@ backend be
 def nginx_backend(procs, name, port=None):
     port = port or free_port()
     d = procs.path(name)
-    os.makedirs(d, exist_ok=True)
+    os.makedirs(os.path.join(d, "files"), exist_ok=True)
+    for fname, size in BACKEND_FILES.items():
+        with open(os.path.join(d, "files", fname), "wb") as f:
+            f.write((b"0123456789abcdef" * (size // 16 + 1))[:size])
+    # nginx's workers run as another user when started by root
+    for path in (procs.dir, d, os.path.join(d, "files")):
+        os.chmod(path, 0o755)
+    for fname in BACKEND_FILES:
+        os.chmod(os.path.join(d, "files", fname), 0o644)
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_BACKEND.format(dir=d, port=port))
@@ -180,15 +193,23 @@ def nginx_backend(procs, name, port=None):
     return p, port
 
 
-def nginx_proxy(procs, backends, name="nginx-proxy"):
+def nginx_proxy(procs, backends, name="nginx-proxy", workers=1, keepalive=64):
+    """nginx as proxy (ANCHORS.md): a master that holds the socket and
+    `workers` worker processes. p.conf_path and p.rewrite(keepalive=K) serve
+    a reload that changes the proxy's settings."""
     port = free_port()
     d = procs.path(name)
     os.makedirs(d, exist_ok=True)
     conf = os.path.join(d, "nginx.conf")
     servers = "\n".join("    server 127.0.0.1:%d;" % b for b in backends)
-    with open(conf, "w") as f:
-        f.write(NGINX_PROXY.format(dir=d, port=port, servers=servers))
+
+    def write(ka):
+        with open(conf, "w") as f:
+            f.write(NGINX_PROXY.format(dir=d, port=port, servers=servers, workers=workers,
+                                       keepalive=ka))
+    write(keepalive)
     p = procs.spawn(["nginx", "-c", conf, "-p", d], name)
+    p.rewrite = write
     wait_port(port)
     return p, port
 
@@ -204,15 +225,29 @@ def haproxy_extra_global():
     return ""
 
 
-def haproxy(procs, backends, inter="10s", extra_defaults="", name="haproxy"):
+def haproxy(procs, backends, inter="10s", extra_defaults="", name="haproxy", nbthread=1,
+            master_worker=False):
+    """HAProxy (ANCHORS.md). master_worker: -W with the listeners exposed
+    on a stats socket, so a reload (USR2 to the master, which re-executes
+    itself with -x) hands the sockets over; p.rewrite(timeout_client=S)
+    changes a setting for that reload."""
     port = free_port()
     conf = procs.path(name + ".cfg")
     servers = "\n".join("  server s%d 127.0.0.1:%d check inter %s" % (i + 1, b, inter)
                         for i, b in enumerate(backends))
-    with open(conf, "w") as f:
-        f.write(HAPROXY.format(port=port, servers=servers, extra_defaults=extra_defaults,
-                               extra_global=haproxy_extra_global()))
-    p = procs.spawn(["haproxy", "-db", "-f", conf], name)
+    extra_global = haproxy_extra_global()
+    if master_worker:
+        extra_global += "  stats socket %s mode 600 level admin expose-fd listeners\n" % (
+            procs.path(name + ".sock"))
+
+    def write(timeout_client="30s"):
+        with open(conf, "w") as f:
+            f.write(HAPROXY.format(port=port, servers=servers, extra_defaults=extra_defaults,
+                                   extra_global=extra_global, nbthread=nbthread).replace(
+                                       "timeout client 30s", "timeout client " + timeout_client))
+    write()
+    p = procs.spawn(["haproxy"] + (["-W"] if master_worker else []) + ["-db", "-f", conf], name)
+    p.rewrite = write
     wait_port(port)
     return p, port
 
@@ -271,6 +306,84 @@ def scaler_balancer(procs, backends, settings=None, name="scaler", via="auto"):
     return p, port, admin
 
 
+def redis(procs, name="redis"):
+    """A throwaway redis-server (no persistence) for a whole scalerd."""
+    port = free_port()
+    d = procs.path(name)
+    os.makedirs(d, exist_ok=True)
+    procs.spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+                 "--save", "", "--appendonly", "no"], name)
+    wait_port(port)
+    return port
+
+
+class Scaler:
+    """A whole scalerd (the supervisor that holds the zone's sockets) with one
+    zone over `backends`: `workers` balancer processes. rewrite(settings)
+    then reload() (SIGHUP) replaces the zone's workers."""
+
+    def __init__(self, procs, backends, settings=None, workers=1, name="scalerd"):
+        bdir = builddir()
+        self.procs = procs
+        self.port, self.admin, self.node = free_port(), free_port(), free_port()
+        self.redis = redis(procs, name + "-redis")
+        self.backends = backends
+        self.workers = workers
+        self.conf = procs.path(name + ".conf")
+        self.plugins = os.path.join(bdir, ".libs")
+        self.rewrite(settings or {})
+        self.proc = procs.spawn([os.path.join(bdir, "scalerd"), "-c", self.conf], name)
+        wait_port(self.node)
+        deadline = time.monotonic() + 10
+        while len([p for p in self.pids() if p]) < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the port accepts as soon as scalerd binds it: wait for an answer
+        while time.monotonic() < deadline:
+            try:
+                if b" 200 " in http_get(self.port).split(b"\r\n")[0]:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def rewrite(self, settings):
+        lines = "".join("  %s = %s;\n" % (k, v) for k, v in settings.items())
+        servers = ", ".join('"http://127.0.0.1:%d"' % b for b in self.backends)
+        with open(self.conf, "w") as f:
+            f.write('node = { id = 1; admin = "127.0.0.1:%d"; };\n'
+                    'cluster = "bench%d";\nredis = "redis://127.0.0.1:%d/0";\n'
+                    'plugin_dir = "%s";\nstate_dir = "%s";\n'
+                    'balancer = {\n  plugin = "builtin";\n%s};\n'
+                    'zones = ( { name = "bench"; listen = "127.0.0.1:%d"; '
+                    'admin = "127.0.0.1:%d"; min = 0; max = 0; workers = %d; '
+                    'servers = [%s]; } );\n'
+                    % (self.node, self.node, self.redis, self.plugins, self.procs.dir, lines,
+                       self.port, self.admin, self.workers, servers))
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def status(self):
+        out = http_get(self.node, "/status")
+        import json
+        return json.loads(out.split(b"\r\n\r\n", 1)[1])
+
+    def pids(self):
+        try:
+            z = [z for z in self.status()["zones"] if z["name"] == "bench"][0]
+            return z.get("balancer_pids") or []
+        except (OSError, ValueError, IndexError, KeyError):
+            return []
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
@@ -279,10 +392,31 @@ def _ms(text):
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(url, conns, duration, threads=1, timeout=None):
+def wrk_script(procs, name, text):
+    """A wrk Lua script written into the run's directory."""
+    path = procs.path(name + ".lua")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def post_script(procs, size):
+    """wrk -s: every request a POST of `size` bytes."""
+    return wrk_script(procs, "post%d" % size,
+                      'wrk.method = "POST"\n'
+                      'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+                      'wrk.body = string.rep("x", %d)\n' % size)
+
+
+def wrk(url, conns, duration, threads=1, timeout=None, close=False, script=None):
+    """close: a new connection per request (Connection: close)."""
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency"]
     if timeout:
         argv += ["--timeout", timeout]
+    if close:
+        argv += ["-H", "Connection: close"]
+    if script:
+        argv += ["-s", script]
     r = subprocess.run(argv + [url], capture_output=True, text=True, timeout=duration + 60)
     out = r.stdout
     res = {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "requests": 0, "errors": 0,
