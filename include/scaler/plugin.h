@@ -440,8 +440,10 @@ typedef void (*scaler_balancer_cb)(void *arg, int status, const char *err);
 struct scaler_zone_worker {
 	size_t size;      /* sizeof(struct scaler_zone_worker) of the host */
 	int index, count; /* this worker is `index` (from 0) of `count` on listen_fd */
-	int listen_fd;    /* the zone's listening socket (non-blocking), shared by its workers */
-	int admin_fd;     /* the zone's admin socket: worker 0 serves it; -1 for the others */
+	/* This worker's listening socket on the zone's address (non-blocking):
+	 * one per worker, SO_REUSEPORT, the kernel spreads connections */
+	int listen_fd;
+	int admin_fd; /* the zone's admin socket: worker 0 serves it; -1 for the others */
 	/* A memfd shared by the zone's workers: scalerd keeps it while the
 	 * zone's workers keep their settings, so a restarted worker finds what
 	 * the one before it left (size 0 when new; the plugin sizes it). */

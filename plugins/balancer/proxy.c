@@ -2049,6 +2049,11 @@ void proxy_adopt(struct bal *b, int fd)
 
 void proxy_shutdown(struct bal *b)
 {
+	/* what waits in this worker's socket is served (Connection: close),
+	 * not reset should the socket close with this worker (a reload that
+	 * lowers the zone's workers) */
+	if (b->accepting && b->listen_fd >= 0 && !b->shutting_down)
+		p_accept_cb(b->loop, &b->accept_w, EV_READ);
 	b->shutting_down = 1;
 	/* nobody will serve what waits: say so now rather than at hold_timeout */
 	while (b->held_first)

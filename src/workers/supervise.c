@@ -22,7 +22,7 @@
 #define SUP_BACKOFF_MIN 0.1 /* the second restart in a row; the first is at once */
 #define SUP_BACKOFF_MAX 5.0 /* cap: a crash loop retries every 5 s */
 #define SUP_STABLE 10.0     /* up this long → backoff resets */
-#define SUP_BACKLOG 4096    /* of a zone's listening socket (capped by somaxconn) */
+#define SUP_BACKLOG 4096    /* of a zone's listening sockets (capped by somaxconn) */
 
 /* Descriptors a worker is handed: the config snapshot, then (--fds) its
  * status pipe, the zone's listening and admin sockets, the shared memory of
@@ -33,10 +33,12 @@
 #define SUP_FD_WAKE 9 /* SUP_FD_STATUS + 5: the first wake fd */
 #define SUP_MAX_WORKERS 1024
 
-/* A bound socket, shared by the zones and worker sets that use it. */
+/* A bound socket, shared by the zones and worker sets that use it. A
+ * zone's listen address has one per worker (slot), SO_REUSEPORT. */
 struct sup_sock {
 	struct sup_sock *next;
 	char addr[128];
+	int slot; /* of a listening socket; -1 for an admin socket */
 	int fd;
 	int refs;
 };
@@ -64,7 +66,8 @@ struct sup_set {
 	unsigned id;          /* for the log */
 	int count;
 	int hand_over;
-	struct sup_sock *listen, *admin; /* NULL without hand_over */
+	struct sup_sock **listen; /* one per worker; NULL without hand_over */
+	struct sup_sock *admin;
 	int shared_fd, previous_fd;
 	int *wake;
 	int serving;  /* every worker said READY=1 once */
@@ -77,7 +80,9 @@ struct sup_zone {
 	struct supervisor *sup;
 	struct sup_zone *next;
 	char name[64];
-	struct sup_sock *listen, *admin; /* what new sets get */
+	struct sup_sock **listen; /* what new sets get, one per worker */
+	int nlisten;
+	struct sup_sock *admin;
 	struct sup_set *sets;
 	int restarts;
 	int removed; /* freed once its last set is */
@@ -138,10 +143,10 @@ void supervisor_set_timeouts(struct supervisor *s, double drain, double stop)
 
 /* ---- sockets ------------------------------------------------------------- */
 
-static struct sup_sock *sock_find(struct supervisor *s, const char *addr)
+static struct sup_sock *sock_find(struct supervisor *s, const char *addr, int slot)
 {
 	for (struct sup_sock *k = s->socks; k; k = k->next)
-		if (strcmp(k->addr, addr) == 0)
+		if (k->slot == slot && strcmp(k->addr, addr) == 0)
 			return k;
 	return NULL;
 }
@@ -160,7 +165,8 @@ static void sock_close(struct supervisor *s, struct sup_sock *k)
 			*pp = k->next;
 			break;
 		}
-	log_info("closed the socket on %s", k->addr);
+	if (k->slot <= 0)
+		log_info("closed the socket on %s", k->addr);
 	close(k->fd);
 	free(k);
 }
@@ -171,11 +177,12 @@ static void sock_unref(struct supervisor *s, struct sup_sock *k)
 		sock_close(s, k);
 }
 
-/* The socket on addr, bound now unless the supervisor holds it. */
-static struct sup_sock *sock_open(struct supervisor *s, const char *addr, int backlog, char *err,
+/* The socket on addr (a listening socket of worker `slot`, or the admin
+ * socket with slot -1), bound now unless the supervisor holds it. */
+static struct sup_sock *sock_open(struct supervisor *s, const char *addr, int slot, char *err,
                                   size_t errlen)
 {
-	struct sup_sock *k = sock_find(s, addr);
+	struct sup_sock *k = sock_find(s, addr, slot);
 	if (k)
 		return k;
 	k = calloc(1, sizeof(*k));
@@ -184,15 +191,41 @@ static struct sup_sock *sock_open(struct supervisor *s, const char *addr, int ba
 		return NULL;
 	}
 	snprintf(k->addr, sizeof(k->addr), "%s", addr);
-	k->fd = net_listen(addr, backlog, err, errlen);
+	k->slot = slot;
+	if (slot == 0) {
+		/* SO_REUSEPORT would let a second scalerd share the port
+		 * silently: whoever holds it without scalerd's other sockets is
+		 * told here, as without it */
+		k->fd = net_listen(addr, 1, err, errlen);
+		if (k->fd >= 0)
+			close(k->fd);
+		else if (!sock_find(s, addr, 1)) {
+			free(k);
+			return NULL;
+		}
+	}
+	k->fd = slot < 0 ? net_listen(addr, 511, err, errlen)
+	                 : net_listen_flags(addr, SUP_BACKLOG, NET_LISTEN_REUSEPORT, err, errlen);
 	if (k->fd < 0) {
 		free(k);
 		return NULL;
 	}
 	k->next = s->socks;
 	s->socks = k;
-	log_info("listening on %s", addr);
+	if (slot <= 0)
+		log_info("listening on %s", addr);
 	return k;
+}
+
+/* The listening sockets of workers [0, n) on addr, and the admin socket.
+ * -1 with err; what was bound stays for supervisor_prepared_drop. */
+static int sock_open_zone(struct supervisor *s, const struct supervisor_zone *z, char *err,
+                          size_t errlen)
+{
+	for (int i = 0; i < z->workers && i < SUP_MAX_WORKERS; i++)
+		if (!sock_open(s, z->listen, i, err, errlen))
+			return -1;
+	return sock_open(s, z->admin, -1, err, errlen) ? 0 : -1;
 }
 
 int supervisor_zone_prepare(struct supervisor *s, const struct supervisor_zone *z, char *err,
@@ -200,10 +233,7 @@ int supervisor_zone_prepare(struct supervisor *s, const struct supervisor_zone *
 {
 	if (!z->hand_over)
 		return 0;
-	if (!sock_open(s, z->listen, SUP_BACKLOG, err, errlen) ||
-	    !sock_open(s, z->admin, 511, err, errlen))
-		return -1;
-	return 0;
+	return sock_open_zone(s, z, err, errlen);
 }
 
 void supervisor_prepared_drop(struct supervisor *s)
@@ -258,7 +288,9 @@ static void zone_free(struct sup_zone *z)
 			*pp = z->next;
 			break;
 		}
-	sock_unref(s, z->listen);
+	for (int i = 0; i < z->nlisten; i++)
+		sock_unref(s, z->listen[i]);
+	free(z->listen);
 	sock_unref(s, z->admin);
 	free(z);
 }
@@ -275,6 +307,17 @@ static void set_close_fds(struct sup_set *t)
 			close(t->wake[i]);
 	free(t->wake);
 	t->wake = NULL;
+}
+
+static void set_unref_socks(struct sup_set *t)
+{
+	struct supervisor *s = t->zone->sup;
+	for (int i = 0; t->listen && i < t->count; i++)
+		sock_unref(s, t->listen[i]);
+	free(t->listen);
+	t->listen = NULL;
+	sock_unref(s, t->admin);
+	t->admin = NULL;
 }
 
 static void set_free(struct sup_set *t)
@@ -298,8 +341,7 @@ static void set_free(struct sup_set *t)
 	}
 	ev_timer_stop(s->loop, &t->kill);
 	set_close_fds(t);
-	sock_unref(s, t->listen);
-	sock_unref(s, t->admin);
+	set_unref_socks(t);
 	free(t->w);
 	free(t);
 	if (z->removed && !z->sets)
@@ -345,9 +387,7 @@ static void set_drain(struct sup_set *t)
 	/* the workers hold their own copies; the supervisor's go, and with
 	 * them a socket no zone uses any more */
 	set_close_fds(t);
-	sock_unref(s, t->listen);
-	sock_unref(s, t->admin);
-	t->listen = t->admin = NULL;
+	set_unref_socks(t);
 	if (!set_running(t)) {
 		set_free(t);
 		return;
@@ -519,7 +559,7 @@ static void sup_spawn(struct sup_worker *w)
 	int src[SUP_FD_WAKE - SUP_FD_STATUS + SUP_MAX_WORKERS];
 	int nsrc = 0;
 	src[nsrc++] = pfd[1];
-	src[nsrc++] = t->listen ? t->listen->fd : -1;
+	src[nsrc++] = t->listen ? t->listen[w->index]->fd : -1;
 	src[nsrc++] = t->admin && w->index == 0 ? t->admin->fd : -1;
 	src[nsrc++] = t->shared_fd;
 	src[nsrc++] = t->previous_fd;
@@ -637,7 +677,17 @@ static struct sup_set *set_new(struct sup_zone *z, const struct supervisor_zone 
 			free(t);
 			return NULL;
 		}
-		t->listen = sock_ref(z->listen);
+		t->listen = calloc((size_t)count, sizeof(*t->listen));
+		if (!t->listen || z->nlisten < count) {
+			log_err("zone %s: out of memory", z->name);
+			free(t->listen);
+			set_close_fds(t);
+			free(t->w);
+			free(t);
+			return NULL;
+		}
+		for (int i = 0; i < count; i++)
+			t->listen[i] = sock_ref(z->listen[i]);
 		t->admin = sock_ref(z->admin);
 		struct sup_set *cur = zone_current(z);
 		if (cur && cur->shared_fd >= 0)
@@ -665,27 +715,32 @@ static struct sup_set *set_new(struct sup_zone *z, const struct supervisor_zone 
 	return t;
 }
 
-/* Take the zone's sockets for cz's addresses (bound by prepare, or now). */
+/* Take the zone's sockets for cz's addresses and workers (bound by
+ * prepare, or now). */
 static int zone_take_sockets(struct sup_zone *z, const struct supervisor_zone *cz)
 {
 	struct supervisor *s = z->sup;
 	char err[512];
-	struct sup_sock *l = NULL, *a = NULL;
+	struct sup_sock **l = NULL, *a = NULL;
+	int n = 0;
 	if (cz->hand_over) {
-		l = sock_open(s, cz->listen, SUP_BACKLOG, err, sizeof(err));
-		a = l ? sock_open(s, cz->admin, 511, err, sizeof(err)) : NULL;
-		if (!l || !a) {
-			log_err("zone %s: %s", z->name, err);
-			if (l && l->refs <= 0)
-				sock_close(s, l);
+		n = cz->workers < SUP_MAX_WORKERS ? cz->workers : SUP_MAX_WORKERS;
+		if (sock_open_zone(s, cz, err, sizeof(err)) < 0 ||
+		    !(l = calloc((size_t)n, sizeof(*l)))) {
+			log_err("zone %s: %s", z->name, l ? err : "out of memory");
+			supervisor_prepared_drop(s);
 			return -1;
 		}
+		for (int i = 0; i < n; i++)
+			l[i] = sock_ref(sock_find(s, cz->listen, i));
+		a = sock_ref(sock_find(s, cz->admin, -1));
 	}
-	sock_ref(l);
-	sock_ref(a);
-	sock_unref(s, z->listen);
+	for (int i = 0; i < z->nlisten; i++)
+		sock_unref(s, z->listen[i]);
+	free(z->listen);
 	sock_unref(s, z->admin);
 	z->listen = l;
+	z->nlisten = n;
 	z->admin = a;
 	return 0;
 }
@@ -764,9 +819,13 @@ void supervisor_zone_remove(struct supervisor *s, const char *name)
 	if (!z)
 		return;
 	z->removed = 1;
-	sock_unref(s, z->listen);
+	for (int i = 0; i < z->nlisten; i++)
+		sock_unref(s, z->listen[i]);
+	free(z->listen);
+	z->listen = NULL;
+	z->nlisten = 0;
 	sock_unref(s, z->admin);
-	z->listen = z->admin = NULL;
+	z->admin = NULL;
 	if (!z->sets) {
 		zone_free(z);
 		return;

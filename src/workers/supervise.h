@@ -5,7 +5,9 @@
  * The supervisor owns each zone's listening sockets: it binds them once and
  * hands them to the workers, so a worker that dies, crash-loops or is
  * replaced never closes the port (connections wait in the backlog). A zone
- * runs `workers` processes on one shared socket: a set of workers. A reload
+ * runs `workers` processes, each on its own socket of the zone's address
+ * (SO_REUSEPORT: the kernel spreads the connections): a set of workers.
+ * A reload
  * that changes the zone's balancer starts a new set on the same sockets and
  * lets the old one drain only once every new worker serves. A socket closes
  * when its zone is removed or moves to another address. */

@@ -130,8 +130,8 @@ def a_reload_that_changes_the_balancer_fails_no_request():
     wait_until(lambda: serves(port), 10, "the zone to serve")
     old = node.pids("z")
     load = Load(port, keepalive=KEEPALIVE, fresh=FRESH)
-    # a setting, then the number of workers, then a setting of two workers
-    for i, (hi, n) in enumerate(((6.0, 1), (6.0, 2), (7.0, 2))):
+    # a setting, more workers, a setting of two workers, fewer workers
+    for i, (hi, n) in enumerate(((6.0, 1), (6.0, 2), (7.0, 2), (7.0, 1))):
         time.sleep(1.0)
         node.reload(zones(hi, n))
         wait_until(lambda: (node.pids("z") or [0])[0] not in [0] + old, 10,
@@ -141,8 +141,8 @@ def a_reload_that_changes_the_balancer_fails_no_request():
         check_eq(len(old), n, "workers after reload %d" % i)
     time.sleep(0.5)
     r = load.stop()
-    log("three reloads under load: %r" % r)
-    check_eq(r.failed, 0, "failed requests across three reloads (%r)" % r)
+    log("four reloads under load: %r" % r)
+    check_eq(r.failed, 0, "failed requests across four reloads (%r)" % r)
     check(r.ok > 100, "requests served across the reloads: %r" % r)
 
 
@@ -282,10 +282,20 @@ def a_push_reaches_every_worker_and_a_killed_worker_0_restores_from_the_shared_m
     check_eq(r.failed, 0, "failed requests (%r)" % r)
     check_eq(backend_stats(a)["requests"], seen_a, "no worker sends to the deleted server")
     check(backend_stats(c)["requests"] > 0, "the added server takes requests")
-    # worker 0 restarts from what the board holds: the pushed set, at once
+    # worker 0 restarts from what the board holds: the pushed set, at once,
+    # while worker 1 serves on
     lead = node.pids("z")[0]
+    load = Load(port, keepalive=KEEPALIVE, fresh=FRESH)
+    time.sleep(0.5)
     os.kill(lead, signal.SIGKILL)
     wait_until(lambda: node.pids("z")[0] not in (0, lead), 5, "a new worker 0")
+    time.sleep(1.0)
+    r = load.stop()
+    log("worker 0 of two killed under load: %r" % r)
+    check_eq(r.refused, 0, "refused connections while worker 0 was down (%r)" % r)
+    check(r.failed <= KEEPALIVE + FRESH,
+          "at most one failed request per client connection (%d), got %r"
+          % (KEEPALIVE + FRESH, r))
     wait_until(lambda: "took 2 server(s) from the zone's shared memory" in node.log(), 5,
                "the new worker 0 to take the set from the shared memory")
     st, servers = http_json("GET", "http://127.0.0.1:%d/servers" % admin)
