@@ -37,8 +37,11 @@ class Node:
         self.path = write_file(name + ".conf", self.text(zones))
         self.proc = spawn([SCALERD, "-c", self.path], name=name)
         self.started = time.monotonic()
-        wait_until(lambda: http("GET", self.url("/health_check"), timeout=1)[0] == 200, 10,
-                   "scalerd's admin API")
+
+        def up():
+            check(self.proc.alive(), "scalerd exited: %s" % self.proc.output()[-1500:])
+            return http("GET", self.url("/health_check"), timeout=1)[0] == 200
+        wait_until(up, 10, "scalerd's admin API")
 
     def text(self, zones):
         return ('node = { id = 1; admin = "127.0.0.1:%d"; };\ncluster = "c%d";\nredis = "%s";\n'
