@@ -8,6 +8,7 @@
  *   outlier.c  outlier ejection (consecutive 5xx or failures), its events
  *   accesslog.c  the access log, written by a thread of its own
  *   tls.c      TLS termination: certificates by SNI, tickets, OCSP, redirect
+ *   h2.c       HTTP/2 to clients (nghttp2): streams become HTTP/1.1 exchanges
  *   stats.c    request statistics per server over a window (GET /stats)
  *   wake.c     with requests held and no server alive: wake the primary, probe
  *   board.c    what the workers of a zone share (memory scalerd keeps): the
@@ -98,6 +99,9 @@ struct h1_chunk {
 /* Consume up to n bytes; returns how many belong to the body (< n only
  * when the body ended), or -1 on a framing error. */
 ssize_t h1_chunk_scan(struct h1_chunk *c, const char *p, size_t n);
+/* Data bytes the scanner is in the middle of: the next that many bytes are
+ * the body's own, not framing (0 between them). */
+uint64_t h1_chunk_data(const struct h1_chunk *c);
 
 /* ---- settings (builtin.c) ----------------------------------------------- */
 
@@ -322,7 +326,8 @@ struct tls_tickets {
  * secrets rule), so scalerd -t refuses a bad one. */
 int tls_parse(const struct scaler_host *h, const config_setting_t *g, struct tls_conf **out);
 void tls_conf_free(struct tls_conf *cf);
-/* 1 when HTTP/2 is offered by ALPN. */
+/* The streams an HTTP/2 connection may have at once; 0 when ALPN does not
+ * offer HTTP/2. */
 int tls_conf_http2(const struct tls_conf *cf);
 /* Worker side: the callbacks, the ticket keys (the zone's, through the
  * board), SIGHUP to read the certificates again, the redirect listener. */
@@ -345,6 +350,34 @@ const char *tls_version(struct ssl_st *s);
 /* ALPN chose HTTP/2. */
 int tls_alpn_h2(struct ssl_st *s);
 
+/* ---- h2.c --------------------------------------------------------------- */
+
+struct h2conn;
+struct h2s;
+struct cconn;
+
+/* HTTP/2 on client connection c (ALPN said h2), with the n bytes read so
+ * far; NULL when it cannot start (c is then closed by the caller). */
+struct h2conn *h2_start(struct bal *b, struct cconn *c, const char *in, size_t n);
+/* c's socket is readable or writable. */
+void h2_io(struct h2conn *h, int revents);
+/* The connection closes: its streams end (the caller closes the socket). */
+void h2_free(struct h2conn *h);
+/* Timeouts (idle without streams, a client that does not read). */
+void h2_sweep(struct h2conn *h, double now);
+/* Draining: no new streams; the connection closes once they are done. */
+void h2_shutdown(struct h2conn *h);
+/* A stream's exchange queued response bytes (HTTP/1.1 as the server sent
+ * them): 1 when they are all taken, 0 when h2.c will take them (then
+ * proxy_stream_writable), -1 when the stream is gone. */
+int h2_stream_flush(struct h2s *s);
+/* The exchange has room for more of the request's body. */
+void h2_stream_armed(struct h2s *s);
+/* The exchange's response is all queued (an error it answered): end it. */
+void h2_stream_end(struct h2s *s);
+/* The exchange is closed; complete: its response was all relayed. */
+void h2_stream_detach(struct h2s *s, int complete);
+
 /* ---- proxy.c ------------------------------------------------------------ */
 
 /* Bind hostport and accept at once (a worker that runs alone on ABI 1.2). */
@@ -359,6 +392,33 @@ void proxy_free(struct bal *b);
 void proxy_release_held(struct bal *b);
 /* Close the idle keep-alive connections to s (deleted or not alive). */
 void proxy_close_idle(struct server *s);
+/* HTTP/2 (h2.c): a stream is an exchange like a client connection's
+ * request, without a socket: its request comes as HTTP/1.1 bytes, its
+ * response goes out as HTTP/1.1 bytes that h2.c takes and turns into
+ * frames. */
+struct cconn *proxy_stream_new(struct cconn *parent, struct h2s *s);
+/* Request bytes in: how many were taken (the rest waits for h2_stream_armed). */
+size_t proxy_stream_input(struct cconn *c, const char *p, size_t n);
+/* Answer an error status without asking a server (a request refused). */
+void proxy_stream_refuse(struct cconn *c, int status);
+/* The client reset the stream, or its connection went away. */
+void proxy_stream_abort(struct cconn *c);
+/* h2.c took the queued response bytes: go on. */
+void proxy_stream_writable(struct cconn *c);
+int proxy_stream_dead(const struct cconn *c);
+/* The response bytes queued: *iov and how many entries; n bytes taken. */
+int proxy_stream_out(struct cconn *c, struct iovec **iov);
+void proxy_stream_out_take(struct cconn *c, size_t n);
+/* The stream's request as parsed, NULL before it was. */
+const struct h1_head *proxy_stream_request(const struct cconn *c);
+/* The HTTP/2 connection's socket (TLS): read (as read(2)), send (bytes
+ * written, 0 when it would block, -1 on error), watch for writability,
+ * read what TLS holds, close. */
+ssize_t proxy_conn_recv(struct cconn *c, void *buf, size_t len);
+ssize_t proxy_conn_send(struct cconn *c, const void *p, size_t n);
+void proxy_conn_want_write(struct cconn *c, int on);
+void proxy_conn_more(struct cconn *c);
+void proxy_conn_close(struct cconn *c);
 
 /* ---- stats.c ------------------------------------------------------------ */
 
@@ -514,6 +574,9 @@ struct bal {
 	ev_timer sweep;
 	struct cconn *conns; /* every client connection */
 	int nconns;
+	struct cconn *streams; /* the exchanges of HTTP/2 streams */
+	int nstreams;
+	struct h2ctx *h2ctx; /* h2.c's, NULL until the first HTTP/2 connection */
 	int nupstream;
 	struct buf *free_bufs;
 	int nfree_bufs;

@@ -181,10 +181,10 @@ static int bi_parse_eject(const struct scaler_host *h, const config_setting_t *g
 /* tls = { ... }: the group's settings are tls.c's to read. */
 static int bi_parse_tls(const struct scaler_host *h, const config_setting_t *g, struct bal_conf *c)
 {
-	static const char *const known[] = {"certificates",    "min_version", "ciphers",
-	                                    "ciphersuites",    "groups",      "session_tickets",
-	                                    "ticket_rotation", "redirect",    "redirect_status",
-	                                    "http2",           NULL};
+	static const char *const known[] = {
+	    "certificates",    "min_version",     "ciphers",           "ciphersuites",
+	    "groups",          "session_tickets", "ticket_rotation",   "redirect",
+	    "redirect_status", "http2",           "http2_max_streams", NULL};
 	if (!config_setting_is_group(g))
 		return h->conf_error(g, "must be a group (e.g. tls = { certificates = ( { cert = "
 		                        "\"/etc/scaler/tls/site.pem\"; key = "

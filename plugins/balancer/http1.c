@@ -617,6 +617,11 @@ static int h1_chunk_ext(int state, unsigned char ch)
 	return -1;
 }
 
+uint64_t h1_chunk_data(const struct h1_chunk *c)
+{
+	return c->state == CK_DATA && !c->done ? c->left : 0;
+}
+
 ssize_t h1_chunk_scan(struct h1_chunk *c, const char *p, size_t n)
 {
 	size_t i = 0;

@@ -70,6 +70,7 @@ enum c_phase {
 	C_EXCHANGE, /* a request is being relayed */
 	C_TUNNEL,   /* upgraded (WebSocket): raw bytes both ways */
 	C_CLOSING,  /* error sent: wait for the client to read it, then close */
+	C_H2,       /* an HTTP/2 connection: its streams are exchanges of their own */
 };
 
 enum u_state { U_CONNECTING, U_BUSY, U_IDLE };
@@ -147,8 +148,15 @@ struct cconn {
 	char client[INET6_ADDRSTRLEN];
 	struct ssl_st *ssl; /* TLS (tls.c), NULL for plain HTTP */
 	uint8_t tls_rww;    /* the TLS layer must write before it reads on */
-	struct outq out;    /* response bytes to the client */
-	char fwd[176];      /* the forwarding lines the proxy adds to each request */
+	uint8_t alpn_checked;
+	uint8_t dead;        /* closed: on the free list */
+	uint8_t stream_done; /* a stream's response is complete */
+	uint8_t want_write;  /* an HTTP/2 connection has frames to write */
+	struct h2conn *h2;   /* the HTTP/2 session of a connection in C_H2 */
+	struct h2s *h2s;     /* an HTTP/2 stream's exchange: its stream (no socket) */
+	const char *tls_ver; /* a stream's: its connection's TLS version */
+	struct outq out;     /* response bytes to the client */
+	char fwd[176];       /* the forwarding lines the proxy adds to each request */
 };
 
 static void c_close(struct cconn *c);
@@ -373,6 +381,8 @@ static int c_tls_flush(struct cconn *c)
 /* Write c's queue: 1 all written, 0 it would block, -1 error. */
 static int c_flush(struct cconn *c)
 {
+	if (c->h2s)
+		return h2_stream_flush(c->h2s);
 	return c->ssl ? c_tls_flush(c) : outq_flush(c->fd, &c->out);
 }
 
@@ -389,6 +399,11 @@ static ssize_t c_recv(struct cconn *c, void *buf, size_t len)
 /* No more bytes to the client (after an error response). */
 static void c_shut_wr(struct cconn *c)
 {
+	if (c->h2s) {
+		c->stream_done = 1;
+		h2_stream_end(c->h2s); /* the stream ends: the error response is all out */
+		return;
+	}
 	if (c->ssl) {
 		tls_conn_free(c->ssl, 1);
 		c->ssl = NULL;
@@ -661,7 +676,12 @@ static void u_fail(struct uconn *u, int err, int connect_failed, int timed_out)
 
 static void c_arm(struct cconn *c)
 {
-	int ev = (c_out_pending(c) || c->tls_rww ? EV_WRITE : 0) |
+	if (c->h2s) {
+		if (!c->eof && !c->read_blocked)
+			h2_stream_armed(c->h2s); /* room for the request's body */
+		return;
+	}
+	int ev = (c_out_pending(c) || c->tls_rww || c->want_write ? EV_WRITE : 0) |
 	         ((c->eof || c->read_blocked) ? 0 : EV_READ);
 	if (ev == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io))
 		return;
@@ -777,10 +797,10 @@ static void c_log(struct cconn *c, int status, size_t extra)
 	    .status = status,
 	    .bytes = c->out.sent - c->out_mark + c_out_queued(&c->out) + extra,
 	    .upstream_time = -1,
-	    .tls = c->ssl ? tls_version(c->ssl) : NULL,
+	    .tls = c->ssl ? tls_version(c->ssl) : c->tls_ver,
 	};
 	if (understood) {
-		e.protocol = c->rq.version == 10 ? "HTTP/1.0" : "HTTP/1.1";
+		e.protocol = c->h2s ? "HTTP/2" : c->rq.version == 10 ? "HTTP/1.0" : "HTTP/1.1";
 		e.retries = c->ntried > 1 ? c->ntried - 1 : 0;
 		if (c->saved_line) {
 			e.method = c->saved_line;
@@ -815,8 +835,15 @@ static void c_log_next(struct cconn *c)
 static void c_close(struct cconn *c)
 {
 	struct bal *b = c->b;
+	if (c->dead)
+		return;
 	if (c->phase == C_EXCHANGE)
 		c_log(c, c->resp_started ? c->resp_status : 0, 0);
+	if (c->h2) {
+		struct h2conn *h = c->h2;
+		c->h2 = NULL;
+		h2_free(h); /* its streams end first */
+	}
 	free(c->saved_line);
 	c->saved_line = NULL;
 	struct uconn *u = c->u;
@@ -830,24 +857,35 @@ static void c_close(struct cconn *c)
 		c->u = NULL;
 		u_close(u);
 	}
-	ev_io_stop(b->loop, &c->io);
-	if (c->ssl) {
-		tls_conn_free(c->ssl, 1);
-		c->ssl = NULL;
+	c->dead = 1;
+	/* streams are a list of their own: closing a connection closes its
+	 * streams without touching the list a sweep walks */
+	struct cconn **head = c->h2s ? &b->streams : &b->conns;
+	if (c->h2s) {
+		struct h2s *st = c->h2s;
+		c->h2s = NULL;
+		h2_stream_detach(st, c->stream_done);
+		b->nstreams--;
+	} else {
+		ev_io_stop(b->loop, &c->io);
+		if (c->ssl) {
+			tls_conn_free(c->ssl, 1);
+			c->ssl = NULL;
+		}
+		close(c->fd);
+		b->nconns--;
 	}
-	close(c->fd);
 	c->fd = -1;
 	buf_put(b, c->in);
 	c->in = NULL;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		b->conns = c->next;
+		*head = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
 	c->next = b->free_cconns;
 	b->free_cconns = c;
-	b->nconns--;
 	if (b->accepting && !b->shutting_down && b->listen_fd >= 0 && !ev_is_active(&b->accept_w) &&
 	    !ev_is_active(&b->accept_pause))
 		ev_io_start(b->loop, &b->accept_w);
@@ -976,7 +1014,8 @@ static void c_parse(struct cconn *c)
 	c->ntried = 0;
 	c->last_timeout = 0;
 	c->rq_total = 0;
-	c->close_after = c->rq.conn_close || b->shutting_down; /* 1.0: unless keep-alive */
+	/* 1.0: unless keep-alive; an HTTP/2 stream: one exchange */
+	c->close_after = c->rq.conn_close || b->shutting_down || c->h2s;
 	if (c->rq.body == H1_BODY_LENGTH) {
 		if (c->rq.content_length > b->conf.max_body_size) {
 			c_error(c, 413);
@@ -1154,6 +1193,7 @@ static int c_make_room(struct cconn *c)
 }
 
 static void c_tunnel_to_upstream(struct cconn *c);
+static void c_input(struct cconn *c, uint32_t n);
 
 static void c_read(struct cconn *c)
 {
@@ -1188,7 +1228,30 @@ static void c_read(struct cconn *c)
 		c_close(c);
 		return;
 	}
-	c->in_len += (uint32_t)n;
+	if (c->ssl && !c->alpn_checked) {
+		c->alpn_checked = 1;
+		if (tls_alpn_h2(c->ssl)) {
+			/* HTTP/2: the connection carries streams from now on */
+			c->phase = C_H2;
+			c->since = ev_now(b->loop);
+			struct buf *x = c->in; /* h2.c reads into its own buffer from now on */
+			c->in = NULL;
+			c->in_len = c->rq_start = c->rq_end = c->rq_sent = 0;
+			c->h2 = h2_start(b, c, x->data, (size_t)n);
+			buf_put(b, x);
+			if (!c->h2)
+				c_close(c);
+			return;
+		}
+	}
+	c_input(c, (uint32_t)n);
+}
+
+/* n more bytes of the request(s) arrived in c->in. */
+static void c_input(struct cconn *c, uint32_t n)
+{
+	struct bal *b = c->b;
+	c->in_len += n;
 	switch (c->phase) {
 	case C_IDLE:
 	case C_HEAD:
@@ -1210,6 +1273,7 @@ static void c_read(struct cconn *c)
 		c_tunnel_to_upstream(c);
 		break;
 	case C_CLOSING:
+	case C_H2:
 		c->in_len = 0; /* discard */
 		break;
 	}
@@ -1362,6 +1426,10 @@ static void c_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		revents |= EV_READ;
 		if (!outq_pending(&c->out))
 			revents &= ~EV_WRITE;
+	}
+	if (c->h2) {
+		h2_io(c->h2, revents);
+		return;
 	}
 	if (revents & EV_WRITE) {
 		if (!outq_pending(&c->out) && c->u && c->u->pipe_len) {
@@ -1931,71 +1999,77 @@ static void p_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 
 	struct cconn *next;
-	for (struct cconn *c = b->conns; c; c = next) {
-		next = c->next;
-		struct uconn *u = c->u;
-		switch (c->phase) {
-		case C_IDLE:
-			if (c->ssl && !tls_handshake_done(c->ssl) &&
-			    now - c->since > cf->client_timeout)
-				c_close(c); /* a TLS handshake gets client_timeout */
-			else if (now - c->since >
-			         (b->shutting_down ? DRAIN_IDLE : cf->idle_timeout))
-				c_close_idle(c);
-			break;
-		case C_HEAD:
-			if (now - c->since > cf->client_timeout) {
-				b->st->timeouts++;
-				c_error(c, 408);
-			}
-			break;
-		case C_EXCHANGE:
-			if (c->held && now - c->held_at > cf->hold_timeout) {
-				b->st->timeouts++;
-				c_error_at(c, C_ERR_HOLD_TIMEOUT);
-			} else if (u && u->state == U_CONNECTING &&
-			           now - u->since > cf->connect_timeout) {
-				b->st->timeouts++;
-				u_fail(u, ETIMEDOUT, 1, 1);
-			} else if (u && now - u->since > cf->server_timeout &&
-			           (c->rq_done || outq_pending(&u->out)) &&
-			           (!c_out_pending(c) || now - c->wsince > cf->server_timeout)) {
-				/* the server neither read nor wrote for server_timeout
-				 * while it had work (not while the client uploads) */
-				b->st->timeouts++;
-				outlier_result(u->srv, 0);
-				if (c->resp_started) {
-					c_close(c);
-				} else {
-					/* not retried: the server may be working on it */
-					u->no_reuse = 1;
-					c_error(c, 504);
-				}
-			} else if (!c->rq_done && now - c->since > cf->client_timeout &&
-			           !(u && outq_pending(&u->out))) {
-				b->st->timeouts++;
-				if (c->resp_started)
-					c_close(c);
-				else
+	for (int list = 0; list < 2; list++)
+		for (struct cconn *c = list ? b->streams : b->conns; c; c = next) {
+			next = c->next;
+			struct uconn *u = c->u;
+			switch (c->phase) {
+			case C_H2:
+				h2_sweep(c->h2, now);
+				break;
+			case C_IDLE:
+				if (c->ssl && !tls_handshake_done(c->ssl) &&
+				    now - c->since > cf->client_timeout)
+					c_close(c); /* a TLS handshake gets client_timeout */
+				else if (now - c->since >
+				         (b->shutting_down ? DRAIN_IDLE : cf->idle_timeout))
+					c_close_idle(c);
+				break;
+			case C_HEAD:
+				if (now - c->since > cf->client_timeout) {
+					b->st->timeouts++;
 					c_error(c, 408);
-			} else if (c_out_pending(c) && now - c->wsince > cf->client_timeout) {
-				c_close(c); /* the client stopped reading */
+				}
+				break;
+			case C_EXCHANGE:
+				if (c->held && now - c->held_at > cf->hold_timeout) {
+					b->st->timeouts++;
+					c_error_at(c, C_ERR_HOLD_TIMEOUT);
+				} else if (u && u->state == U_CONNECTING &&
+				           now - u->since > cf->connect_timeout) {
+					b->st->timeouts++;
+					u_fail(u, ETIMEDOUT, 1, 1);
+				} else if (u && now - u->since > cf->server_timeout &&
+				           (c->rq_done || outq_pending(&u->out)) &&
+				           (!c_out_pending(c) ||
+				            now - c->wsince > cf->server_timeout)) {
+					/* the server neither read nor wrote for server_timeout
+					 * while it had work (not while the client uploads) */
+					b->st->timeouts++;
+					outlier_result(u->srv, 0);
+					if (c->resp_started) {
+						c_close(c);
+					} else {
+						/* not retried: the server may be working on it */
+						u->no_reuse = 1;
+						c_error(c, 504);
+					}
+				} else if (!c->rq_done && now - c->since > cf->client_timeout &&
+				           !(u && outq_pending(&u->out))) {
+					b->st->timeouts++;
+					if (c->resp_started)
+						c_close(c);
+					else
+						c_error(c, 408);
+				} else if (c_out_pending(c) &&
+				           now - c->wsince > cf->client_timeout) {
+					c_close(c); /* the client stopped reading */
+				}
+				break;
+			case C_TUNNEL: {
+				double last = c->since;
+				if (u && u->since > last)
+					last = u->since;
+				if (now - last > cf->tunnel_timeout)
+					c_close(c);
+				break;
 			}
-			break;
-		case C_TUNNEL: {
-			double last = c->since;
-			if (u && u->since > last)
-				last = u->since;
-			if (now - last > cf->tunnel_timeout)
-				c_close(c);
-			break;
+			case C_CLOSING:
+				if (now - c->since > CLOSING_LINGER)
+					c_close(c);
+				break;
+			}
 		}
-		case C_CLOSING:
-			if (now - c->since > CLOSING_LINGER)
-				c_close(c);
-			break;
-		}
-	}
 	for (struct server *s = b->servers; s; s = s->next)
 		while (s->idle_first && now - s->idle_first->since > cf->upstream_idle_timeout)
 			u_close(s->idle_first);
@@ -2070,6 +2144,8 @@ void proxy_shutdown(struct bal *b)
 		next = c->next;
 		if (c->phase == C_IDLE && now - c->since > DRAIN_IDLE)
 			c_close_idle(c);
+		else if (c->phase == C_H2)
+			h2_shutdown(c->h2); /* no new streams; closes once they are done */
 	}
 	for (struct server *s = b->servers; s; s = s->next)
 		proxy_close_idle(s);
@@ -2080,6 +2156,8 @@ void proxy_shutdown(struct bal *b)
 void proxy_free(struct bal *b)
 {
 	proxy_shutdown(b);
+	while (b->streams)
+		c_close(b->streams);
 	while (b->conns)
 		c_close(b->conns);
 	ev_timer_stop(b->loop, &b->sweep);
@@ -2110,4 +2188,142 @@ void proxy_free(struct bal *b)
 		free(x);
 	}
 	b->nfree_bufs = 0;
+}
+
+/* ---- HTTP/2 streams (h2.c): each one an exchange without a socket ------- */
+
+struct cconn *proxy_stream_new(struct cconn *parent, struct h2s *st)
+{
+	struct bal *b = parent->b;
+	struct cconn *c = b->free_cconns;
+	if (c)
+		b->free_cconns = c->next;
+	else if (!(c = malloc(sizeof(*c))))
+		return NULL;
+	memset(c, 0, offsetof(struct cconn, out));
+	c->out.i = c->out.n = 0;
+	c->out.sent = 0;
+	c->b = b;
+	c->fd = -1;
+	c->phase = C_IDLE;
+	c->since = c->wsince = ev_now(b->loop);
+	c->h2s = st;
+	c->trusted = parent->trusted;
+	c->tls_ver = parent->ssl ? tls_version(parent->ssl) : NULL;
+	memcpy(c->client, parent->client, sizeof(c->client));
+	memcpy(c->fwd, parent->fwd, sizeof(c->fwd));
+	c->fwd_len = parent->fwd_len;
+	c->fwd_proto_len = parent->fwd_proto_len;
+	c->next = b->streams;
+	c->prev = NULL;
+	if (b->streams)
+		b->streams->prev = c;
+	b->streams = c;
+	b->nstreams++;
+	return c;
+}
+
+size_t proxy_stream_input(struct cconn *c, const char *p, size_t n)
+{
+	struct bal *b = c->b;
+	size_t took = 0;
+	while (took < n && !c->dead && !c->read_blocked) {
+		if (!c->in) {
+			if (!(c->in = buf_get(b))) {
+				c_close(c);
+				break;
+			}
+			c->in_len = c->rq_start = c->rq_end = c->rq_sent = 0;
+		}
+		if (c->in_len == c->in->cap && !c_make_room(c)) {
+			c->read_blocked = 1;
+			break;
+		}
+		size_t k = n - took;
+		if (k > c->in->cap - c->in_len)
+			k = c->in->cap - c->in_len;
+		memcpy(c->in->data + c->in_len, p + took, k);
+		took += k;
+		c_input(c, (uint32_t)k);
+	}
+	return took;
+}
+
+void proxy_stream_refuse(struct cconn *c, int status)
+{
+	c_error(c, status);
+}
+
+void proxy_stream_abort(struct cconn *c)
+{
+	c_close(c);
+}
+
+void proxy_stream_writable(struct cconn *c)
+{
+	if (c->dead)
+		return;
+	int r = c_flush(c);
+	if (r < 0) {
+		c_close(c);
+		return;
+	}
+	if (r > 0)
+		c_out_drained(c);
+}
+
+int proxy_stream_dead(const struct cconn *c)
+{
+	return c->dead;
+}
+
+int proxy_stream_out(struct cconn *c, struct iovec **iov)
+{
+	*iov = c->out.iov + c->out.i;
+	return c->out.n - c->out.i;
+}
+
+void proxy_stream_out_take(struct cconn *c, size_t n)
+{
+	outq_consume(&c->out, n);
+	if (c->out.i == c->out.n)
+		c->out.i = c->out.n = 0;
+	c->wsince = ev_now(c->b->loop); /* the client reads */
+}
+
+const struct h1_head *proxy_stream_request(const struct cconn *c)
+{
+	return c->phase == C_EXCHANGE || c->phase == C_CLOSING ? &c->rq : NULL;
+}
+
+ssize_t proxy_conn_recv(struct cconn *c, void *buf, size_t len)
+{
+	return c_recv(c, buf, len);
+}
+
+ssize_t proxy_conn_send(struct cconn *c, const void *p, size_t n)
+{
+	ssize_t w =
+	    c->ssl ? tls_send(c->ssl, p, n) : send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	return w;
+}
+
+void proxy_conn_want_write(struct cconn *c, int on)
+{
+	if (c->want_write != on)
+		c->wsince = ev_now(c->b->loop);
+	c->want_write = (uint8_t)on;
+	c_arm(c);
+}
+
+void proxy_conn_more(struct cconn *c)
+{
+	c_tls_more(c);
+}
+
+void proxy_conn_close(struct cconn *c)
+{
+	c_close(c);
 }

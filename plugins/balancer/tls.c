@@ -68,7 +68,7 @@ struct tls_conf {
 	double ticket_rotation;
 	char redirect[270];
 	int redirect_status;
-	int http2;
+	int http2; /* streams at once, 0: no HTTP/2 */
 };
 
 struct tls {
@@ -443,6 +443,9 @@ int tls_parse(const struct scaler_host *h, const config_setting_t *g, struct tls
 		rc |= h->conf_error(s, "must be true or false");
 	else if (s)
 		cf->http2 = config_setting_get_bool(s);
+	long long streams;
+	rc |= h->conf_integer(g, "http2_max_streams", 100, 1, 1000, &streams) < 0;
+	cf->http2 = cf->http2 ? (int)streams : 0;
 	rc |= h->conf_number(g, "ticket_rotation", 3600, 60, 7 * 86400, &cf->ticket_rotation) < 0;
 	s = config_setting_get_member(g, "redirect");
 	if (s) {
@@ -502,7 +505,7 @@ void tls_conf_free(struct tls_conf *cf)
 
 int tls_conf_http2(const struct tls_conf *cf)
 {
-	return cf && cf->http2;
+	return cf ? cf->http2 : 0;
 }
 
 /* ---- the callbacks ---------------------------------------------------------------- */

@@ -467,3 +467,114 @@ class Zone:
     def stop(self):
         self.proc.stop()
         self.redis.stop()
+
+
+# ---- HTTP/2 frames by hand (for what a real client would not send) -----------
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_DATA, H2_HEADERS, H2_RST, H2_SETTINGS, H2_PING, H2_GOAWAY, H2_WINDOW = 0, 1, 3, 4, 6, 7, 8
+H2_END_STREAM, H2_END_HEADERS, H2_ACK = 1, 4, 1
+H2_ENHANCE_YOUR_CALM, H2_PROTOCOL_ERROR = 11, 1
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + \
+        stream.to_bytes(4, "big") + payload
+
+
+def _hpack_int(value, prefix_bits, first=0):
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)
+
+
+def hpack(headers):
+    """A header block of literal fields without indexing, new names, no Huffman."""
+    out = b""
+    for name, value in headers:
+        name = name.encode() if isinstance(name, str) else name
+        value = value.encode() if isinstance(value, str) else value
+        out += b"\x00" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
+    return out
+
+
+def h2_request_headers(path="/", method="GET", authority="a.test", extra=()):
+    return [(":method", method), (":scheme", "https"), (":path", path),
+            (":authority", authority)] + list(extra)
+
+
+class H2Raw:
+    """A TLS connection that speaks HTTP/2 frame by frame."""
+
+    def __init__(self, port, ca, name="a.test", timeout=5.0):
+        self.sock = tls_client(port, name, ca, alpn=["h2"], timeout=timeout)
+        check(self.sock.selected_alpn_protocol() == "h2", "ALPN chose h2")
+        self.buf = b""
+        self.sock.sendall(H2_PREFACE + h2_frame(H2_SETTINGS, 0, 0))
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def frames(self, until, timeout=5.0):
+        """Read frames [(type, flags, stream, payload)] until until(frames) or the
+        connection closes (then ("closed",) ends the list)."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while not until(got):
+            while len(self.buf) >= 9:
+                n = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) < 9 + n:
+                    break
+                kind, flags = self.buf[3], self.buf[4]
+                stream = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
+                got.append((kind, flags, stream, self.buf[9:9 + n]))
+                self.buf = self.buf[9 + n:]
+                if kind == H2_SETTINGS and not flags & H2_ACK:
+                    self.send(h2_frame(H2_SETTINGS, H2_ACK, 0))
+            if until(got):
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.sock.settimeout(left)
+            try:
+                d = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                d = b""
+            if not d:
+                got.append(("closed",))
+                break
+            self.buf += d
+        return got
+
+    def close(self):
+        self.sock.close()
+
+
+def h2_stream_end(frames, stream):
+    """How stream ended in frames: ("rst", code), ("end", None), or None."""
+    for f in frames:
+        if f[0] == "closed" or len(f) < 4 or f[2] != stream:
+            continue
+        if f[0] == H2_RST:
+            return ("rst", int.from_bytes(f[3][:4], "big"))
+        if f[0] in (H2_HEADERS, H2_DATA) and f[1] & H2_END_STREAM:
+            return ("end", None)
+    return None
+
+
+def h2_goaway(frames):
+    """The GOAWAY's error code, or None."""
+    for f in frames:
+        if f[0] == H2_GOAWAY:
+            return int.from_bytes(f[3][4:8], "big")
+    return None
