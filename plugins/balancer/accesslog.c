@@ -77,6 +77,7 @@ struct alog {
 	ev_signal usr1;
 	long tsec; /* the second tbuf holds */
 	char tbuf[32];
+	size_t tlen, zone_len;
 	int said_errno; /* the writer's error last logged */
 
 	/* shared with the writer, under mu */
@@ -181,7 +182,7 @@ int alog_parse_access_log(const struct scaler_host *h, const config_setting_t *g
 		}
 	}
 	rc |= h->conf_number(g, "flush", 1.0, 0.01, 60, &c->flush) < 0;
-	rc |= h->conf_integer(g, "buffer", 64 << 10, 4096, 64 << 20, &v) < 0;
+	rc |= h->conf_integer(g, "buffer", 64 << 10, 2 * AL_LINE_MAX, 64 << 20, &v) < 0;
 	c->buffer = (size_t)v;
 	if (rc) {
 		free(c);
@@ -317,6 +318,7 @@ struct alog *alog_start(struct bal *b, const struct alog_conf *cf)
 		return NULL;
 	a->b = b;
 	a->cf = cf;
+	a->zone_len = strlen(b->zone);
 	a->cur = malloc(cf->buffer);
 	a->spare = malloc(cf->buffer);
 	a->tsec = -1;
@@ -391,17 +393,12 @@ struct al_out {
 	char *p, *end;
 };
 
-static void al_put(struct al_out *o, const char *s, size_t n)
+static inline void al_put(struct al_out *o, const char *s, size_t n)
 {
 	if (n > (size_t)(o->end - o->p))
 		n = (size_t)(o->end - o->p);
 	memcpy(o->p, s, n);
 	o->p += n;
-}
-
-static void al_puts(struct al_out *o, const char *s)
-{
-	al_put(o, s, strlen(s));
 }
 
 static void al_put_u64(struct al_out *o, uint64_t v)
@@ -428,18 +425,24 @@ static void al_put_secs(struct al_out *o, double s)
 	al_put(o, frac, 6);
 }
 
+/* Bytes written as they are: printable ASCII but '"' and '\\'. */
+static const uint8_t al_plain[256] = {[' '] = 1, ['!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1};
+
 /* Text as a JSON string's content (json) or with quotes and backslashes as
- * \xHH; bytes below 0x20 and from 0x7f as \u00HH / \xHH either way. */
+ * \xHH; bytes below 0x20 and from 0x7f as \u00HH / \xHH either way. Runs
+ * of plain bytes are copied whole. */
 static void al_put_text(struct al_out *o, const char *s, size_t n, int json)
 {
 	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-			if (o->p < o->end)
-				*o->p++ = (char)ch;
-			continue;
-		}
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && al_plain[(unsigned char)s[j]])
+			j++;
+		al_put(o, s + i, j - i);
+		if (j == n)
+			return;
+		unsigned char ch = (unsigned char)s[j];
 		char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
 		if (json && (ch == '"' || ch == '\\'))
 			al_put(o, esc, 1), al_put(o, (const char *)&ch, 1);
@@ -447,6 +450,7 @@ static void al_put_text(struct al_out *o, const char *s, size_t n, int json)
 			al_put(o, esc, 6);
 		else
 			al_put(o, "\\x", 2), al_put(o, esc + 4, 2);
+		i = j + 1;
 	}
 }
 
@@ -458,7 +462,7 @@ static void al_put_time(struct alog *a, struct al_out *o, double t)
 		time_t tt = (time_t)sec;
 		struct tm tm;
 		gmtime_r(&tt, &tm);
-		strftime(a->tbuf, sizeof(a->tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
+		a->tlen = strftime(a->tbuf, sizeof(a->tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
 		a->tsec = sec;
 	}
 	int ms = (int)((t - (double)sec) * 1000);
@@ -468,16 +472,28 @@ static void al_put_time(struct alog *a, struct al_out *o, double t)
 	             (char)('0' + ms % 10),
 	             'Z',
 	             0};
-	al_puts(o, a->tbuf);
+	al_put(o, a->tbuf, a->tlen);
 	al_put(o, f, 5);
 }
 
-/* One field's value; JSON strings quoted, null for what is missing. */
+/* A string that needs no escape (an address, a token, a constant),
+ * quoted for JSON. */
+static inline void al_put_plain(struct al_out *o, const char *str, size_t len, int json)
+{
+	if (json)
+		al_put(o, "\"", 1);
+	al_put(o, str, len);
+	if (json)
+		al_put(o, "\"", 1);
+}
+
+/* One field's value; JSON strings quoted, null for what is missing. Only
+ * the path and the server's URL can hold bytes to escape: the method is a
+ * token, the rest are addresses and constants. */
 static void al_put_field(struct alog *a, struct al_out *o, int k, const struct alog_entry *e,
                          int json)
 {
 	const char *str = NULL;
-	size_t len = 0;
 	switch (k) {
 	case AL_TIME:
 		if (json)
@@ -499,58 +515,83 @@ static void al_put_field(struct alog *a, struct al_out *o, int k, const struct a
 		al_put_secs(o, e->end - e->start);
 		return;
 	case AL_UPSTREAM_TIME:
-		if (e->upstream_time >= 0)
-			al_put_secs(o, e->upstream_time);
-		else
-			al_puts(o, json ? "null" : "-");
+		if (e->upstream_time < 0)
+			break;
+		al_put_secs(o, e->upstream_time);
 		return;
 	case AL_ZONE:
-		str = a->b->zone;
-		break;
-	case AL_CLIENT:
-		str = e->client;
-		break;
+		al_put_plain(o, a->b->zone, a->zone_len, json);
+		return;
 	case AL_METHOD:
-		str = e->method;
-		len = e->method_len;
-		break;
-	case AL_PATH:
-		str = e->path;
-		len = e->path_len < AL_PATH_MAX ? e->path_len : AL_PATH_MAX;
-		break;
+		if (!e->method)
+			break;
+		al_put_plain(o, e->method, e->method_len, json);
+		return;
+	case AL_CLIENT:
 	case AL_PROTOCOL:
-		str = e->protocol;
-		break;
-	case AL_UPSTREAM:
-		str = e->upstream;
-		break;
 	case AL_TLS:
-		str = e->tls;
-		break;
-	}
-	if (!str) {
-		al_puts(o, json ? "null" : "-");
+		str = k == AL_CLIENT ? e->client : k == AL_PROTOCOL ? e->protocol : e->tls;
+		if (!str)
+			break;
+		al_put_plain(o, str, strlen(str), json);
+		return;
+	case AL_PATH:
+	case AL_UPSTREAM:
+		str = k == AL_PATH ? e->path : e->upstream;
+		if (!str)
+			break;
+		if (json)
+			al_put(o, "\"", 1);
+		al_put_text(o, str,
+		            k == AL_UPSTREAM
+		                ? strlen(str)
+		                : (e->path_len < AL_PATH_MAX ? e->path_len : AL_PATH_MAX),
+		            json);
+		if (json)
+			al_put(o, "\"", 1);
 		return;
 	}
-	if (!len)
-		len = strlen(str);
 	if (json)
-		al_put(o, "\"", 1);
-	al_put_text(o, str, len, json);
-	if (json)
-		al_put(o, "\"", 1);
+		al_put(o, "null", 4);
+	else
+		al_put(o, "-", 1);
 }
 
 void alog_request(struct alog *a, const struct alog_entry *e)
 {
-	char line[AL_LINE_MAX];
-	struct al_out o = {line, line + sizeof(line) - 1};
+	/* the JSON keys, with what comes before and after them */
+	static const struct {
+		const char *s;
+		uint8_t n;
+	} keys[AL_NFIELDS] = {
+#define AL_KEY(k, name, first) \
+	[AL_##k] = {first ? "{\"" name "\":" : ",\"" name "\":", sizeof(name) + 3}
+	    AL_KEY(TIME, "time", 1),
+	    AL_KEY(ZONE, "zone", 0),
+	    AL_KEY(CLIENT, "client", 0),
+	    AL_KEY(METHOD, "method", 0),
+	    AL_KEY(PATH, "path", 0),
+	    AL_KEY(PROTOCOL, "protocol", 0),
+	    AL_KEY(STATUS, "status", 0),
+	    AL_KEY(BYTES, "bytes", 0),
+	    AL_KEY(UPSTREAM, "upstream", 0),
+	    AL_KEY(UPSTREAM_TIME, "upstream_time", 0),
+	    AL_KEY(TOTAL_TIME, "total_time", 0),
+	    AL_KEY(RETRIES, "retries", 0),
+	    AL_KEY(TLS, "tls", 0)
+#undef AL_KEY
+	};
 	const struct alog_conf *cf = a->cf;
+	/* into the buffer itself when a whole line fits (buffer >= 2 lines) */
+	if (a->cf->buffer - a->len < AL_LINE_MAX && !al_handover(a)) {
+		a->dropped++;
+		return;
+	}
+	struct al_out o = {a->cur + a->len, a->cur + a->len + AL_LINE_MAX - 1};
+	char *start = o.p;
 	if (!cf->fmt[0]) {
 		for (int k = 1; k < AL_NFIELDS; k++) {
-			al_puts(&o, k == 1 ? "{\"" : ",\"");
-			al_puts(&o, al_names[k]);
-			al_put(&o, "\":", 2);
+			al_put(&o, keys[k].s, keys[k].n);
 			al_put_field(a, &o, k, e, 1);
 		}
 		al_put(&o, "}", 1);
@@ -564,13 +605,7 @@ void alog_request(struct alog *a, const struct alog_entry *e)
 		}
 	}
 	*o.p++ = '\n';
-	size_t n = (size_t)(o.p - line);
-	if (a->len + n > a->cf->buffer && !al_handover(a)) {
-		a->dropped++;
-		return;
-	}
-	memcpy(a->cur + a->len, line, n);
-	a->len += n;
+	a->len += (size_t)(o.p - start);
 	if (a->len > a->cf->buffer / 2)
 		al_handover(a);
 }

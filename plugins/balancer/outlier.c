@@ -36,6 +36,7 @@ struct outlier_event {
 	double length; /* eject: seconds it is out for; return: seconds it was out */
 	int ejections; /* the multiplier at the ejection */
 	int worker;    /* which of the zone's workers decided it */
+	int in_flight; /* requests the server had in flight then */
 	uint8_t eject; /* 1: ejected, 0: returned */
 	char server[256];
 	char reason[96];
@@ -52,6 +53,7 @@ static void oe_record(struct server *s, int eject, const char *reason, double le
 	e->length = length;
 	e->ejections = s->ejections;
 	e->worker = b->windex;
+	e->in_flight = s->active;
 	e->eject = (uint8_t)eject;
 	snprintf(e->server, sizeof(e->server), "%s", s->url);
 	snprintf(e->reason, sizeof(e->reason), "%s", reason);
@@ -169,10 +171,11 @@ void outlier_server_json(const struct server *s, json_t *o)
 
 static json_t *oe_event_json(const struct outlier_event *e)
 {
-	return json_pack("{s:I, s:f, s:s, s:s, s:s, s:f, s:i, s:i}", "seq", (json_int_t)e->seq,
+	return json_pack("{s:I, s:f, s:s, s:s, s:s, s:f, s:i, s:i, s:i}", "seq", (json_int_t)e->seq,
 	                 "time", e->time, "kind", e->eject ? "eject" : "return", "server",
 	                 e->server, "reason", e->reason, e->eject ? "duration" : "ejected_for",
-	                 e->length, "ejections", e->ejections, "worker", e->worker);
+	                 e->length, "ejections", e->ejections, "worker", e->worker, "in_flight",
+	                 e->in_flight);
 }
 
 /* Events with seq in (from, b->events_seq], oldest first, that the ring holds. */

@@ -585,20 +585,31 @@ static const struct tls_tickets *tls_keys(struct tls *t, struct tls_tickets *buf
 	return &t->keys;
 }
 
+/* The ticket cipher, fetched once: OpenSSL 3 looks a cipher up by name
+ * (locks, a hash table) at every init it is not handed a fetched one. */
+static EVP_CIPHER *tls_ticket_cipher(void)
+{
+	static EVP_CIPHER *aes;
+	if (!aes)
+		aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	return aes;
+}
+
 static int tls_on_ticket(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
                          EVP_MAC_CTX *hctx, int enc)
 {
+	EVP_CIPHER *aes = tls_ticket_cipher();
 	struct tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(s));
 	struct tls_tickets buf;
 	const struct tls_tickets *k = t ? tls_keys(t, &buf) : NULL;
 	const struct tls_ticket_key *key = NULL;
 	int rc = 1;
-	if (!k || k->n == 0)
+	if (!k || k->n == 0 || !aes)
 		return enc ? -1 : 0;
 	if (enc) {
 		key = &k->key[0];
 		memcpy(name, key->name, sizeof(key->name));
-		if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1)
+		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(aes)) != 1)
 			return -1;
 	} else {
 		for (int i = 0; i < k->n && !key; i++)
@@ -615,8 +626,8 @@ static int tls_on_ticket(SSL *s, unsigned char name[16], unsigned char *iv, EVP_
 	    OSSL_PARAM_construct_end()};
 	if (EVP_MAC_CTX_set_params(hctx, params) != 1)
 		return enc ? -1 : 0;
-	int ok = enc ? EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, key->aes, iv)
-	             : EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, key->aes, iv);
+	int ok = enc ? EVP_EncryptInit_ex(ectx, aes, NULL, key->aes, iv)
+	             : EVP_DecryptInit_ex(ectx, aes, NULL, key->aes, iv);
 	if (ok != 1)
 		return enc ? -1 : 0;
 	return rc;
