@@ -12,9 +12,10 @@ gateway: Docker's embedded DNS forwards names it does not know (a peer
 that is down) to the host's resolver, which is outside the addresses a
 test may reach; the stub answers NXDOMAIN at once, as a reachable resolver
 would. The node configs are the demo's with their cluster and network
-names, and two settings changed so that High CPU crosses the threshold on
-a loaded 2-core machine too and zone1 takes exactly one step: max_cpu 25
-instead of 70, zone1's max 2.
+names, and three settings changed so that High CPU crosses the threshold on
+a loaded 2-core machine too (it may get as little as 15 % of a core there)
+and zone1 takes exactly one step: max_cpu 10 instead of 70, min_cpu 2
+instead of 10 (a loaded and an idle server stay above it), zone1's max 2.
 
 Run in order; each step leaves the demo as the next one needs it. The
 figures (up to every zone serving, scale-up, failover) are printed as
@@ -42,7 +43,7 @@ from netbed import Subnet  # noqa: E402
 
 DEMO = os.path.join(srcdir(), "demo")
 ZONES = ("zone1", "zone2", "zone3")
-MAX_CPU = 25.0  # the demo's is 70: see above
+MAX_CPU, MIN_CPU = 10.0, 2.0  # the demo's are 70 and 10: see above
 state = {}
 
 
@@ -101,6 +102,7 @@ class Demo:
         subs = [(r'^cluster = "demo";$', 'cluster = "%s";' % self.cluster),
                 (r'^  network = "scaler-demo";$', '  network = "%s";' % self.network),
                 (r'^  max_cpu = 70\.0;$', "  max_cpu = %.1f;" % MAX_CPU),
+                (r'^  min_cpu = 10\.0;$', "  min_cpu = %.1f;" % MIN_CPU),
                 (r'^(  \{ name = "zone1";.*) max = 5; \},$', r"\1 max = 2; },")]
         for n in (1, 2, 3):
             name = "scaler-node%d.conf" % n
