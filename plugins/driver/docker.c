@@ -109,13 +109,6 @@ static void dd_fmt(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static double dd_now(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 /* ---- config ------------------------------------------------------------- */
 
 static void dd_fini(void *ctx);
@@ -759,29 +752,13 @@ static int dd_create(void *ctx, const struct scaler_server_spec *spec, scaler_dr
 	if (!op)
 		return -1;
 	op->base.cb = cb;
-	if (!eng_id_valid(spec->server_id))
-		return eng_op_refuse(
-		    &op->base,
-		    "server id \"%s\" is not valid: use letters, digits, '_', '.' and '-'"
-		    " (at most 63, starting with a letter or digit)",
-		    spec->server_id);
-	if (strlen(z->name) >= sizeof(op->zone))
-		return eng_op_refuse(&op->base, "zone name \"%s\" is too long", z->name);
-	if (strcmp(dd->network, "host") == 0 &&
-	    (z->port_min <= 0 || z->port_max < z->port_min || z->port_max > 65535))
-		return eng_op_refuse(
-		    &op->base,
-		    "zone %s has no port range for its servers (port_min %d, port_max "
-		    "%d); host networking needs one",
-		    z->name, z->port_min, z->port_max);
+	if (eng_op_spec(&op->base, spec, strcmp(dd->network, "host") == 0))
+		return 0;
 	snprintf(op->zone, sizeof(op->zone), "%s", z->name);
 	snprintf(op->server_id, sizeof(op->server_id), "%s", spec->server_id);
 	dd_fmt(op->name, sizeof(op->name), "scaler-%s-%s", dd->host->cluster, spec->server_id);
 	op->port_min = z->port_min;
 	op->port_max = z->port_max;
-	snprintf(op->base.srv.id, sizeof(op->base.srv.id), "%s", spec->server_id);
-	snprintf(op->base.srv.zone, sizeof(op->base.srv.zone), "%s", z->name);
-	op->base.srv.created = dd_now();
 	return dd_start(op);
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #define ENG_API_MAX_MAJOR 1
 #define ENG_API_MAX_MINOR 41
@@ -582,6 +583,30 @@ int eng_op_refuse(struct eng_op *op, const char *fmt, ...)
 	ev_set_cb(&op->timer, eng_op_later);
 	ev_timer_set(&op->timer, 0., 0.);
 	ev_timer_start(op->host->loop, &op->timer);
+	return 0;
+}
+
+int eng_op_spec(struct eng_op *op, const struct scaler_server_spec *spec, int need_ports)
+{
+	const struct scaler_zone *z = spec->zone;
+	struct timeval tv;
+	if (!eng_id_valid(spec->server_id))
+		return !eng_op_refuse(
+		    op,
+		    "server id \"%s\" is not valid: use letters, digits, '_', '.' "
+		    "and '-' (at most 63, starting with a letter or digit)",
+		    spec->server_id);
+	if (strlen(z->name) >= sizeof(op->srv.zone))
+		return !eng_op_refuse(op, "zone name \"%s\" is too long", z->name);
+	if (need_ports && (z->port_min <= 0 || z->port_max < z->port_min || z->port_max > 65535))
+		return !eng_op_refuse(op,
+		                      "zone %s has no port range for its servers (port_min %d, "
+		                      "port_max %d); host networking needs one",
+		                      z->name, z->port_min, z->port_max);
+	snprintf(op->srv.id, sizeof(op->srv.id), "%s", spec->server_id);
+	snprintf(op->srv.zone, sizeof(op->srv.zone), "%s", z->name);
+	gettimeofday(&tv, NULL);
+	op->srv.created = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 	return 0;
 }
 

@@ -75,6 +75,10 @@ void eng_op_free(struct eng_op *op);
 /* Call back (status 0: srv, or srvs[n] for a list; -1: op->err, logged) and free. */
 void eng_op_done(struct eng_op *op, int status, const struct scaler_server *srvs, size_t n);
 void eng_op_fail(struct eng_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A create's spec into op->srv (id, zone, created now). When the id or the
+ * zone's name is not valid, or need_ports and the zone has no port range,
+ * the op is refused (eng_op_refuse) and 1 returned; else 0. */
+int eng_op_spec(struct eng_op *op, const struct scaler_server_spec *spec, int need_ports);
 /* Fail later, from the loop; returns 0 (the call was accepted). */
 int eng_op_refuse(struct eng_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

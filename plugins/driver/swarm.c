@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 
 #include <ev.h>
 #include <jansson.h>
@@ -101,13 +100,6 @@ static const char *const sw_known[] = {"plugin",       "managers",
                                        "reserve_cpus", "reserve_memory",
                                        "stop_timeout", "start_timeout",
                                        "api_timeout",  NULL};
-
-static double sw_now(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
 
 /* ---- config --------------------------------------------------------------- */
 
@@ -1057,25 +1049,11 @@ static int sw_create(void *ctx, const struct scaler_server_spec *spec, scaler_dr
 	if (!op)
 		return -1;
 	op->base.cb = cb;
-	if (!eng_id_valid(spec->server_id))
-		return eng_op_refuse(
-		    &op->base,
-		    "server id \"%s\" is not valid: use letters, digits, '_', '.' and '-'"
-		    " (at most 63, starting with a letter or digit)",
-		    spec->server_id);
-	if (strlen(z->name) >= sizeof(op->base.srv.zone))
-		return eng_op_refuse(&op->base, "zone name \"%s\" is too long", z->name);
-	if (z->port_min <= 0 || z->port_max < z->port_min || z->port_max > 65535)
-		return eng_op_refuse(&op->base,
-		                     "zone %s has no port range for its servers (port_min %d, "
-		                     "port_max %d); host networking needs one",
-		                     z->name, z->port_min, z->port_max);
-	snprintf(op->base.srv.id, sizeof(op->base.srv.id), "%s", spec->server_id);
-	snprintf(op->base.srv.zone, sizeof(op->base.srv.zone), "%s", z->name);
+	if (eng_op_spec(&op->base, spec, 1))
+		return 0;
 	sw_service_name(sw->host->cluster, spec->server_id, op->name, sizeof(op->name));
 	op->port_min = z->port_min;
 	op->port_max = z->port_max;
-	op->base.srv.created = sw_now();
 	return sw_start(op);
 }
 
