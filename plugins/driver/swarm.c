@@ -740,6 +740,9 @@ static json_t *sw_create_spec(struct sw_op *op)
 	               "StopGracePeriod", (json_int_t)llround(sw->stop_timeout * 1e9));
 	if (sw->args)
 		json_object_set(cs, "Args", sw->args);
+	/* scalerd checks its servers itself; an image's HEALTHCHECK would hold
+	 * a new task in "starting" until its first check (30 s apart, say) */
+	json_object_set_new(cs, "Healthcheck", json_pack("{s:[s]}", "Test", "NONE"));
 	res = json_pack("{s:{}, s:{}}", "Limits", "Reservations");
 	if (sw->cpus > 0)
 		json_object_set_new(json_object_get(res, "Limits"), "NanoCPUs",

@@ -104,6 +104,7 @@ def create_asks_for_one_replica_on_host_networking_with_restart_none():
     cs = tt["ContainerSpec"]
     check_eq((cs["Image"], cs["Args"], cs["StopGracePeriod"]), ("reg/app:1", ["-v"], 2000000000),
              "image, args, stop grace period")
+    check_eq(cs["Healthcheck"], {"Test": ["NONE"]}, "the image's HEALTHCHECK off (scalerd checks)")
     check_eq(sorted(cs["Env"]), ["A=1", "HOST=0.0.0.0", "PORT=31000", "SERVER_ID=s1", "ZONE=z1"],
              "environment (HOST: every address of the node, which is not known before)")
     check_eq(tt["Resources"], {"Limits": {"NanoCPUs": 500000000, "MemoryBytes": 64 << 20},

@@ -322,25 +322,32 @@ class Swarm:
         wait_until(up, 20, "docker-registry on %s" % self.registry)
 
     def _push_app_image(self):
-        """The built scaler-app and its libraries as an image, pushed to the registry."""
-        name = "%s/scaler-app" % self.registry
-        script = os.path.join(srcdir(), "tests", "docker", "build-app-image.sh")
-        tar = os.path.join(self.root.path, "app.tar")
-        _run(["sh", script, binary("scaler-app"), tar])
-        q = urllib.parse.urlencode({"fromSrc": "-", "repo": name, "tag": "test",
-                                    "changes": 'CMD ["/usr/bin/scaler-app"]'})
+        """scripts/images' scaler-app image (built, or found cached, in the
+        test engine, then copied into m1's), pushed to the registry and
+        pulled by every node, so a first scale-out waits for no pull."""
+        src = os.environ.get("SCALER_TEST_DOCKER_HOST") or "unix:///var/run/docker.sock"
         first = self.nodes[0]
-        with open(tar, "rb") as f:
-            st, body = first.api("POST", "/images/create?" + q, body=f.read(),
-                                 headers={"Content-Type": "application/x-tar"}, timeout=300)
-        if st != 200:
-            raise RuntimeError("importing the app image: %s %r" % (st, body))
+        out = _run([os.path.join(srcdir(), "scripts", "images"), "--engine", first.engine.host,
+                    "--from", src, "scaler-app"], timeout=1800)
+        built = out.split()[0]  # "scaler-app:demo 88.6"
+        name = "%s/scaler-app" % self.registry
+        st, body = first.api("POST", "/images/%s/tag?%s" % (built, urllib.parse.urlencode(
+            {"repo": name, "tag": "test"})))
+        if st != 201:
+            raise RuntimeError("tagging %s: %s %r" % (built, st, body))
         st, body = first.api("POST", "/images/%s/push?tag=test" % name,
                              headers={"X-Registry-Auth": base64.urlsafe_b64encode(b"{}").decode()},
                              timeout=300)
         text = body.decode() if isinstance(body, bytes) else json.dumps(body)
         if st != 200 or '"error"' in text:
             raise RuntimeError("pushing the app image: %s %s" % (st, text[-500:]))
+        pulls = [threading.Thread(target=n.api, args=(
+            "POST", "/images/create?fromImage=%s&tag=test" % urllib.parse.quote(name)),
+            kwargs={"timeout": 300}) for n in self.nodes[1:]]
+        for t in pulls:
+            t.start()
+        for t in pulls:
+            t.join()
         return name + ":test"
 
     # ---- looking at it ----
