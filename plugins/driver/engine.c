@@ -330,7 +330,8 @@ static void eng_give_up(struct eng_call *c, long status, json_t *j, const char *
 static int eng_unavailable(long status, const char *message)
 {
 	return status == 503 || (status == 500 && (strstr(message, "code = Unavailable") ||
-	                                           strstr(message, "code = DeadlineExceeded")));
+	                                           strstr(message, "code = DeadlineExceeded") ||
+	                                           strstr(message, "does not have a leader")));
 }
 
 static void eng_http_cb(void *arg, const struct scaler_http_response *resp)

@@ -53,6 +53,7 @@
 /* Docker's Swarm executor waits 2 s ("gossip converge") before it signals a
  * task's container to stop; with the dispatch, a removal takes 3 s or so. */
 #define SW_STOP_DELAY 5.0
+#define SW_CLEAN_FOR 30.0 /* seconds a failed create keeps trying to remove its service */
 
 struct sw;
 struct sw_op;
@@ -677,14 +678,44 @@ static int sw_port_taken(struct sw_op *op, int port)
 	return 0;
 }
 
-/* Nothing half-created stays: the service goes, then the op fails with `fail`. */
+static void sw_create_clean(struct sw_op *op);
+static void sw_create_clean_later(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Nothing half-created stays: the service goes, then the op fails with
+ * `fail`. A Swarm without a leader (a manager coming back from a partition
+ * can cost it one for a few seconds) refuses the removal: it is tried again
+ * for SW_CLEAN_FOR seconds before the service is reported left behind. */
 static void sw_create_cleaned(struct sw_op *op, const struct eng_reply *r)
 {
-	if (r->status != 200 && r->status != 404) {
-		sw_fail(op, "%s (service %s left behind: %s)", op->fail, op->name, r->message);
+	if (r->status == 200 || r->status == 404) {
+		sw_fail(op, "%s", op->fail);
 		return;
 	}
-	sw_fail(op, "%s", op->fail);
+	if (ev_now(op->sw->host->loop) < op->deadline) {
+		op->sw->host->log(SCALER_LOG_WARNING, SW_NAME,
+		                  "server %s: cannot remove service %s yet (%s); trying again",
+		                  op->base.srv.id, op->name, r->message);
+		ev_set_cb(&op->base.timer, sw_create_clean_later);
+		ev_timer_set(&op->base.timer, 1.0, 0.);
+		ev_timer_start(op->sw->host->loop, &op->base.timer);
+		return;
+	}
+	sw_fail(op, "%s (service %s left behind: %s)", op->fail, op->name, r->message);
+}
+
+static void sw_create_clean(struct sw_op *op)
+{
+	char path[200];
+	snprintf(path, sizeof(path), "/services/%s", op->service);
+	if (sw_call(op, "DELETE", path, NULL, sw_create_cleaned) < 0)
+		sw_fail(op, "%s (service %s left behind)", op->fail, op->name);
+}
+
+static void sw_create_clean_later(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	sw_create_clean(w->data);
 }
 
 static void sw_create_fail(struct sw_op *op, const char *fmt, ...)
@@ -692,14 +723,12 @@ static void sw_create_fail(struct sw_op *op, const char *fmt, ...)
 
 static void sw_create_fail(struct sw_op *op, const char *fmt, ...)
 {
-	char path[200];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(op->fail, sizeof(op->fail), fmt, ap);
 	va_end(ap);
-	snprintf(path, sizeof(path), "/services/%s", op->service);
-	if (sw_call(op, "DELETE", path, NULL, sw_create_cleaned) < 0)
-		sw_fail(op, "%s (service %s left behind)", op->fail, op->name);
+	op->deadline = ev_now(op->sw->host->loop) + SW_CLEAN_FOR;
+	sw_create_clean(op);
 }
 
 static int sw_env_has(json_t *env, const char *name)

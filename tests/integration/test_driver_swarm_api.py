@@ -168,6 +168,25 @@ def a_task_swarm_cannot_place_is_its_error_and_the_service_is_deleted():
 
 
 @test
+def a_swarm_without_a_leader_gets_the_cleanup_again_until_it_can():
+    answers = [(500, {"message": "rpc error: code = Unknown desc = The swarm does not have a "
+                                 "leader. It's possible that too few managers are online."})] * 2
+    answers.append((200, None))
+
+    def delete(path, body):
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+    m = manager(first=[("POST", r"/services/create", 201, {"ID": SID}),
+                       ("GET", r"/tasks\?filters=.*service.*", 200, [task(SID, "n2", "rejected",
+                                                                           err="No such image: reg/app:1")]),
+                       ("DELETE", r"/services/" + SID, 0, delete)])
+    r = driverctl(conf([m]), ["create", "z1", "s1"])[0]
+    check(not r["ok"] and "No such image: reg/app:1" in r["error"] and "left behind" not in r["error"],
+          "error: %r" % r)
+    check_eq([p for meth, p in m.paths() if meth == "DELETE"], ["/v1.41/services/" + SID] * 3,
+             "DELETEs (two refused without a leader, then done)")
+
+
+@test
 def a_task_that_does_not_run_in_time_is_reported_and_deleted():
     m = manager(first=[("POST", r"/services/create", 201, {"ID": SID}),
                        ("GET", r"/tasks\?filters=.*service.*", 200, [task(SID, "n2", "preparing")]),

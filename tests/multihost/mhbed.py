@@ -371,6 +371,33 @@ class Swarm:
     def api(self, method, path, body=None, **kw):
         return self.manager().api(method, path, body, **kw)
 
+    def settle(self, timeout=60, stable=5.0):
+        """Wait until every node is ready, every manager reachable and one of
+        them leader, `stable` seconds in a row: a manager back from a long
+        partition may unseat the leader a moment after it is back (it
+        campaigned with a newer Raft term meanwhile), and the Swarm then has
+        no leader for a few seconds."""
+        deadline = time.monotonic() + timeout
+        since = None
+        while True:
+            try:
+                st, nodes = self.nodes[0].api("GET", "/nodes", timeout=3)
+            except OSError:
+                st, nodes = 0, None
+            ok = st == 200 and len(nodes) == len(self.nodes) and all(
+                n["Status"]["State"] == "ready" and (n.get("ManagerStatus") or {}).get("Reachability")
+                == "reachable" for n in nodes) and any((n.get("ManagerStatus") or {}).get("Leader")
+                                                       for n in nodes)
+            now = time.monotonic()
+            since = (since or now) if ok else None
+            if since and now - since >= stable:
+                return
+            if now > deadline:
+                raise AssertionError("the Swarm did not settle in %.0f s: %s" % (
+                    timeout, [(n["Status"]["Addr"], n["Status"]["State"], n.get("ManagerStatus"))
+                              for n in nodes] if st == 200 else "no answer (%s)" % st))
+            time.sleep(0.2)
+
     def node_id(self, n):
         st, info = n.api("GET", "/info")
         return info["Swarm"]["NodeID"]
