@@ -75,50 +75,37 @@ def haproxy_tls(procs, backends, both, name):
     return port
 
 
-NGINX_TLS = """worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 20000; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  http2_max_concurrent_streams 100;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  upstream be {{
-{servers}
-    keepalive 64;
-  }}
-  server {{
-    listen 127.0.0.1:{port} ssl http2;
-    ssl_certificate {crt};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers {ciphers};
-    ssl_ecdh_curve {groups};
-    location / {{
-      proxy_pass http://be;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
+def nginx_conf(procs, name, port, server, upstream=""):
+    """Start nginx (one worker, no access log) with `server` inside its
+    server block on 127.0.0.1:port (ssl and http2 when asked)."""
+    d = procs.path(name)
+    os.makedirs(d, exist_ok=True)
+    os.chmod(procs.dir, 0o755)
+    os.chmod(d, 0o755)  # its workers run as another user when started by root
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("worker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log;\n"
+                "events { worker_connections 20000; }\nhttp {\n  access_log off;\n"
+                "  keepalive_requests 1000000;\n  http2_max_concurrent_streams 100;\n"
+                "  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
+                "  uwsgi_temp_path %s; scgi_temp_path %s;\n%s  server {\n%s  }\n}\n"
+                % ((d,) * 7 + (upstream, server)))
+    procs.spawn(["nginx", "-c", conf, "-p", d], name)
+    bl.wait_port(port)
+    return port
 
 
 def nginx_tls(procs, backends, crt, key, name):
     port = bl.free_port()
-    d = procs.path(name)
-    os.makedirs(d, exist_ok=True)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_TLS.format(dir=d, port=port, crt=crt, key=key, ciphers=CIPHERS,
-                                 groups=GROUPS, servers="\n".join(
-                                     "    server 127.0.0.1:%d;" % b for b in backends)))
-    procs.spawn(["nginx", "-c", conf, "-p", d], name)
-    bl.wait_port(port)
-    return port
+    upstream = "  upstream be {\n%s\n    keepalive 64;\n  }\n" % "\n".join(
+        "    server 127.0.0.1:%d;" % b for b in backends)
+    server = ("    listen 127.0.0.1:%d ssl http2;\n    ssl_certificate %s;\n"
+              "    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;\n"
+              "    ssl_ciphers %s;\n    ssl_ecdh_curve %s;\n    location / {\n"
+              "      proxy_pass http://be;\n      proxy_http_version 1.1;\n"
+              "      proxy_set_header Connection \"\";\n    }\n"
+              % (port, crt, key, CIPHERS, GROUPS))
+    return nginx_conf(procs, name, port, server, upstream)
 
 
 def h2load(url, duration, clients=10, streams=10):
@@ -268,38 +255,13 @@ def slow_start_ramp(procs, backends, via, seconds):
                                                   1 / 3.0)]
 
 
-NGINX_503 = """worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 20000; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  server {{
-    listen 127.0.0.1:{port};
-    location = /health_check {{ return 200 "ok\\n"; }}
-    location / {{ return 503 "failing\\n"; }}
-  }}
-}}
-"""
-
-
 def outlier_count(procs, backends, via, duration, consecutive=5):
     """One of three backends answers 503 to everything from the start: the
     failed requests before the balancer ejects it, against the bound."""
     port = bl.free_port()
-    d = procs.path("nginx-503")
-    os.makedirs(d, exist_ok=True)
-    os.chmod(procs.dir, 0o755)
-    os.chmod(d, 0o755)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_503.format(dir=d, port=port))
-    procs.spawn(["nginx", "-c", conf, "-p", d], "nginx-503")
-    bl.wait_port(port)
+    nginx_conf(procs, "nginx-503", port,
+               "    listen 127.0.0.1:%d;\n    location = /health_check { return 200 \"ok\\n\"; }\n"
+               "    location / { return 503 \"failing\\n\"; }\n" % port)
     _, sport, admin = bl.scaler_balancer(
         procs, backends[:2] + [port],
         {"eject": "{ consecutive_5xx = %d; base_time = 600; }" % consecutive},

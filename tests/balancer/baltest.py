@@ -167,6 +167,16 @@ class Balancer:
         return total
 
 
+def refused_settings(settings, words):
+    """A balancer with these settings must not start, and its error must name
+    each of words."""
+    b = Balancer([], settings, expect_fail=True)
+    check(b.proc.wait(10) != 0, "%r is refused" % settings)
+    out = b.proc.output()
+    for w in words:
+        check(w in out, "the error for %r names %r: %s" % (settings, w, out))
+
+
 class FakePrimary:
     """Records PUT /report (and POST /wake) calls; answers with `self.status`."""
 
