@@ -63,7 +63,7 @@ extern "C" {
 #endif
 
 #define SCALER_ABI_MAJOR 1
-#define SCALER_ABI_MINOR 4
+#define SCALER_ABI_MINOR 5
 #define SCALER_PLUGIN_SYMBOL "scaler_plugin"
 
 /* Marks an operation a later ABI minor appended to an ops table. In C++ it
@@ -384,6 +384,16 @@ struct scaler_policy_decision {
 
 #define SCALER_POLICY_WINDOWS_MAX 4
 
+/* ABI 1.5: a value the policy compares one of the zone's metrics with (a
+ * threshold, a target), for a chart of the metric's zone average: scalerd's
+ * console draws each one across the metric's history. */
+struct scaler_policy_guide {
+	size_t metric;    /* index in the metrics bind() was given; 0 without bind */
+	const char *name; /* the setting it comes from ("max_cpu", "target"); a string
+	                   * that lives as long as ctx */
+	double value;     /* in the metric's unit, as its zone average */
+};
+
 struct scaler_policy_ops {
 	size_t size; /* sizeof(struct scaler_policy_ops) */
 	/* Required. Fill out (desired starts at in->current); -1 on failure
@@ -401,6 +411,10 @@ struct scaler_policy_ops {
 	 * refuses a zone with several for it. */
 	int (*bind)(void *ctx, const char *const *metrics, size_t nmetrics, double *windows,
 	            size_t *nwindows) SCALER_ADDED_OP;
+	/* ABI 1.5, optional. The values worth drawing on a chart of the
+	 * zone's metrics with the settings in force (after init, reload and
+	 * bind): fill at most max of out, return how many. Pure, like decide. */
+	size_t (*guides)(void *ctx, struct scaler_policy_guide *out, size_t max) SCALER_ADDED_OP;
 };
 
 /* ---- kind: election ----------------------------------------------------- */

@@ -331,10 +331,21 @@ static int cc_decide(void *vctx, const struct scaler_policy_input *in,
 	return 0;
 }
 
+/* Each metric's target per server, and where the panic window panics. */
+static size_t cc_guides(void *vctx, struct scaler_policy_guide *out, size_t max)
+{
+	const struct cc_settings *s = &((struct cc_ctx *)vctx)->set;
+	size_t n = 0;
+	pol_targets_guides(&s->t, "target", 1, out, max, &n);
+	pol_targets_guides(&s->t, "panic_threshold", s->threshold, out, max, &n);
+	return n;
+}
+
 static const struct scaler_policy_ops cc_ops = {
     .size = sizeof(struct scaler_policy_ops),
     .decide = cc_decide,
     .bind = cc_bind,
+    .guides = cc_guides,
 };
 
 SCALER_PLUGIN_DEFINE(SCALER_KIND_POLICY, "concurrency", PACKAGE_VERSION, cc_init, cc_reload,

@@ -362,10 +362,24 @@ static int tgt_decide(void *vctx, const struct scaler_policy_input *in,
 	return 0;
 }
 
+/* Each metric's target and the tolerance band around it. */
+static size_t tgt_guides(void *vctx, struct scaler_policy_guide *out, size_t max)
+{
+	const struct tgt_settings *s = &((struct tgt_ctx *)vctx)->set;
+	size_t n = 0;
+	pol_targets_guides(&s->t, "target", 1, out, max, &n);
+	if (s->tolerance > 0) {
+		pol_targets_guides(&s->t, "tolerance", 1 + s->tolerance, out, max, &n);
+		pol_targets_guides(&s->t, "tolerance", 1 - s->tolerance, out, max, &n);
+	}
+	return n;
+}
+
 static const struct scaler_policy_ops tgt_ops = {
     .size = sizeof(struct scaler_policy_ops),
     .decide = tgt_decide,
     .bind = tgt_bind,
+    .guides = tgt_guides,
 };
 
 SCALER_PLUGIN_DEFINE(SCALER_KIND_POLICY, "target", PACKAGE_VERSION, tgt_init, tgt_reload, tgt_fini,

@@ -81,3 +81,11 @@ int pol_targets_bind(const struct scaler_host *host, struct pol_targets *t,
 	t->nbound = n;
 	return 0;
 }
+
+void pol_targets_guides(const struct pol_targets *t, const char *name, double factor,
+                        struct scaler_policy_guide *out, size_t max, size_t *n)
+{
+	for (size_t i = 0; i < t->nbound && *n < max; i++)
+		out[(*n)++] = (struct scaler_policy_guide){
+		    .metric = i, .name = name, .value = t->bound[i] * factor};
+}

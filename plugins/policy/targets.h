@@ -28,5 +28,9 @@ int pol_targets_parse(const struct scaler_host *host, const config_setting_t *co
  * exactly the zone's; -1 after conf_error (naming the target setting). */
 int pol_targets_bind(const struct scaler_host *host, struct pol_targets *t,
                      const char *const *metrics, size_t n);
+/* Guides (ABI 1.5) for the bound targets, each times factor, named name,
+ * appended to out (holding *n of max). */
+void pol_targets_guides(const struct pol_targets *t, const char *name, double factor,
+                        struct scaler_policy_guide *out, size_t max, size_t *n);
 
 #endif

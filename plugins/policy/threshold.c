@@ -205,9 +205,20 @@ static int thr_decide(void *vctx, const struct scaler_policy_input *in,
 	return 0;
 }
 
+static size_t thr_guides(void *vctx, struct scaler_policy_guide *out, size_t max)
+{
+	const struct thr_settings *s = &((struct thr_ctx *)vctx)->set;
+	const struct scaler_policy_guide g[] = {{0, "max_cpu", s->max_cpu},
+	                                        {0, "min_cpu", s->min_cpu}};
+	size_t n = max < 2 ? max : 2;
+	memcpy(out, g, n * sizeof(*out));
+	return n;
+}
+
 static const struct scaler_policy_ops thr_ops = {
     .size = sizeof(struct scaler_policy_ops),
     .decide = thr_decide,
+    .guides = thr_guides,
 };
 
 SCALER_PLUGIN_DEFINE(SCALER_KIND_POLICY, "threshold", PACKAGE_VERSION, thr_init, thr_reload,

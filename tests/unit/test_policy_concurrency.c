@@ -302,6 +302,40 @@ START_TEST(several_metrics_take_the_largest_count_and_name_its_metric)
 }
 END_TEST
 
+/* The lines a console draws across each metric (ABI 1.5): its target per
+ * server, and where the panic window panics. */
+START_TEST(guides_are_each_metrics_target_and_panic_threshold)
+{
+	const struct scaler_plugin *p = load();
+	static const char *const names[] = {"requests", "rps"};
+	struct scaler_policy_guide g[8];
+	double w[SCALER_POLICY_WINDOWS_MAX];
+	size_t nw;
+	config_t cf;
+	void *ctx;
+
+	ck_assert_int_eq(
+	    init(p, &cf, "target = { rps = 200; requests = 10; }; panic_threshold = 3;", &ctx), 0);
+	ck_assert_int_eq(bind(p, ctx, names, 2, w, &nw), 0);
+	ck_assert_uint_eq(p->ops.policy->guides(ctx, g, 8), 4);
+	struct {
+		size_t metric;
+		const char *name;
+		double value;
+	} want[] = {{0, "target", 10},
+	            {1, "target", 200},
+	            {0, "panic_threshold", 30},
+	            {1, "panic_threshold", 600}};
+	for (size_t i = 0; i < 4; i++)
+		ck_assert_msg(g[i].metric == want[i].metric && !strcmp(g[i].name, want[i].name) &&
+		                  g[i].value == want[i].value,
+		              "guide %zu: expected %zu %s %g, got %zu %s %g", i, want[i].metric,
+		              want[i].name, want[i].value, g[i].metric, g[i].name, g[i].value);
+	p->fini(ctx);
+	config_destroy(&cf);
+}
+END_TEST
+
 struct bad_conf {
 	const char *conf;
 	const char *message;
@@ -344,6 +378,7 @@ int main(void)
 	tcase_add_test(tc, the_windows_are_knatives_by_default);
 	tcase_add_test(tc, the_reason_says_panic_with_its_numbers);
 	tcase_add_test(tc, several_metrics_take_the_largest_count_and_name_its_metric);
+	tcase_add_test(tc, guides_are_each_metrics_target_and_panic_threshold);
 	tcase_add_loop_test(tc, bad_settings_are_refused_with_a_clear_error, 0,
 	                    (int)(sizeof(bad_confs) / sizeof(bad_confs[0])));
 	suite_add_tcase(s, tc);

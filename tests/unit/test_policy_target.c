@@ -267,6 +267,29 @@ START_TEST(targets_must_fit_the_zones_metrics)
 }
 END_TEST
 
+/* The lines a console draws across the metric (ABI 1.5): the target and
+ * its tolerance band. */
+START_TEST(guides_are_the_target_and_its_tolerance_band)
+{
+	const struct scaler_plugin *p = load();
+	static const char *const names[] = {"cpu"};
+	struct scaler_policy_guide g[8];
+	config_t cf;
+	void *ctx;
+
+	ck_assert_int_eq(init(p, &cf, "target = 60; tolerance = 0.25;", &ctx), 0);
+	ck_assert_int_eq(bind(p, ctx, names, 1), 0);
+	ck_assert_uint_eq(p->ops.policy->guides(ctx, g, 8), 3);
+	ck_assert_msg(!strcmp(g[0].name, "target") && g[0].value == 60 &&
+	                  !strcmp(g[1].name, "tolerance") && g[1].value == 75 &&
+	                  !strcmp(g[2].name, "tolerance") && g[2].value == 45,
+	              "expected target 60 and the band 45..75, got %s %g, %s %g, %s %g", g[0].name,
+	              g[0].value, g[1].name, g[1].value, g[2].name, g[2].value);
+	p->fini(ctx);
+	config_destroy(&cf);
+}
+END_TEST
+
 struct bad_conf {
 	const char *conf;
 	const char *message;
@@ -339,6 +362,7 @@ int main(void)
 	tcase_add_test(tc, reason_names_the_numbers);
 	tcase_add_test(tc, several_metrics_take_the_largest_recommendation_and_name_it);
 	tcase_add_test(tc, targets_must_fit_the_zones_metrics);
+	tcase_add_test(tc, guides_are_the_target_and_its_tolerance_band);
 	tcase_add_loop_test(tc, bad_settings_are_refused_with_a_clear_error, 0,
 	                    (int)(sizeof(bad_confs) / sizeof(bad_confs[0])));
 	tcase_add_test(tc, a_bad_reload_changes_nothing);

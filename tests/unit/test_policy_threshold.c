@@ -126,6 +126,27 @@ START_TEST(reason_names_the_numbers)
 }
 END_TEST
 
+/* The lines a console draws across the zone's metric (ABI 1.5). */
+START_TEST(guides_are_max_cpu_and_min_cpu)
+{
+	const struct scaler_plugin *p = load();
+	struct scaler_policy_guide g[4];
+	config_t cf;
+	void *ctx;
+
+	ck_assert_ptr_nonnull(p->ops.policy->guides);
+	ck_assert_int_eq(init(p, &cf, "max_cpu = 80.0; min_cpu = 15.0;", &ctx), 0);
+	ck_assert_uint_eq(p->ops.policy->guides(ctx, g, 4), 2);
+	ck_assert_msg(g[0].metric == 0 && !strcmp(g[0].name, "max_cpu") && g[0].value == 80 &&
+	                  g[1].metric == 0 && !strcmp(g[1].name, "min_cpu") && g[1].value == 15,
+	              "expected max_cpu 80 and min_cpu 15, got %s %g and %s %g", g[0].name,
+	              g[0].value, g[1].name, g[1].value);
+	ck_assert_uint_eq(p->ops.policy->guides(ctx, g, 1), 1);
+	p->fini(ctx);
+	config_destroy(&cf);
+}
+END_TEST
+
 struct bad_conf {
 	const char *conf;
 	const char *message; /* expected in the logged config error */
@@ -217,6 +238,7 @@ int main(void)
 	tcase_add_loop_test(tc, decides_like_the_table, 0,
 	                    (int)(sizeof(scenarios) / sizeof(scenarios[0])));
 	tcase_add_test(tc, reason_names_the_numbers);
+	tcase_add_test(tc, guides_are_max_cpu_and_min_cpu);
 	tcase_add_loop_test(tc, bad_settings_are_refused_with_a_clear_error, 0,
 	                    (int)(sizeof(bad_confs) / sizeof(bad_confs[0])));
 	tcase_add_test(tc, every_bad_value_is_reported_not_just_the_first);
