@@ -310,22 +310,51 @@ static void events_try(struct events_poll *p)
 	}
 }
 
+/* ?last=N: the newest N events, and the id to long-poll after. */
+static void events_tail_done(void *arg, enum store_status st, json_t *events, const char *last_id)
+{
+	struct http_exchange *x = arg;
+	if (st != STORE_OK && st != STORE_NOTFOUND)
+		http_reply_error(x, 503, "state store unreachable");
+	else
+		http_reply_json(x, 200,
+		                json_pack("{s:O, s:s}", "events", events ? events : json_array(),
+		                          "last", last_id ? last_id : "0-0"));
+}
+
 static void admin_events(struct daemon *d, struct http_exchange *x, const struct http_request *req)
 {
-	char zone[64], after[64], wait[32];
+	char zone[64], after[64], wait[32], last[16];
 	struct events_poll *p;
 	int bad = 0;
 	const char *z = admin_query(req, "zone", zone, sizeof(zone), &bad);
 	const char *a = admin_query(req, "after", after, sizeof(after), &bad);
 	const char *wt = admin_query(req, "wait", wait, sizeof(wait), &bad);
+	const char *l = admin_query(req, "last", last, sizeof(last), &bad);
 
 	if (bad) {
-		http_reply_error(x, 400,
-		                 "invalid query: zone, after or wait is too long or badly encoded");
+		http_reply_error(
+		    x, 400,
+		    "invalid query: zone, after, wait or last is too long or badly encoded");
 		return;
 	}
 	if (z && !conf_zone_find(d->conf, z)) {
 		http_reply_error(x, 404, "unknown zone \"%s\"", z);
+		return;
+	}
+	if (l) {
+		char *end;
+		long n = strtol(l, &end, 10);
+		if (*end || end == l || n < 1 || n > EVENTS_MAX || a || wt) {
+			http_reply_error(x, 400,
+			                 "last: must be a number of events from 1 to %d, without "
+			                 "after or wait",
+			                 EVENTS_MAX);
+			return;
+		}
+		struct store *s = d->host->store;
+		if (!s || store_events_tail(s, z, (size_t)n, events_tail_done, x) < 0)
+			http_reply_error(x, 503, "state store unreachable");
 		return;
 	}
 	if (a && !admin_stream_id_valid(a)) {

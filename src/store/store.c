@@ -232,6 +232,7 @@ struct st_req {
 	size_t max;
 	json_t *events;
 	char last_id[48];
+	char newest[48]; /* events_tail: the stream's newest id */
 	int rounds;
 };
 
@@ -890,6 +891,82 @@ static void st_events_last_cb(void *arg, const void *reply_)
 	if (st != STORE_OK)
 		log_msg(SCALER_LOG_WARNING, "store", "%s", err);
 	st_events_finish(q, st);
+}
+
+static int st_events_back(struct st_req *q);
+
+/* XREVRANGE: [entry, ...], newest first; last_id moves to the oldest read. */
+static void st_events_tail_cb(void *arg, const void *reply_)
+{
+	struct st_req *q = arg;
+	const redisReply *reply = reply_;
+	char err[512];
+	enum store_status st = st_check(q, reply, err, sizeof(err));
+	size_t got = 0;
+	if (st != STORE_OK) {
+		log_msg(SCALER_LOG_WARNING, "store", "%s", err);
+		st_events_finish(q, st);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY) {
+		got = reply->elements;
+		for (size_t i = 0; i < reply->elements && json_array_size(q->events) < q->max;
+		     i++) {
+			const redisReply *e = reply->element[i];
+			if (!q->newest[0] && e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+			    e->element[0]->type == REDIS_REPLY_STRING)
+				snprintf(q->newest, sizeof(q->newest), "%s", e->element[0]->str);
+			st_events_entry(q, e);
+		}
+	}
+	/* filtered by zone: keep reading back while batches come back full */
+	if (q->zone && got >= ST_EVENTS_BATCH_MAX && json_array_size(q->events) < q->max &&
+	    ++q->rounds < ST_EVENTS_ROUNDS && st_events_back(q) == 0)
+		return;
+	/* oldest first, as every other read */
+	size_t n = json_array_size(q->events);
+	json_t *rev = json_array();
+	for (size_t i = n; rev && i > 0; i--)
+		json_array_append(rev, json_array_get(q->events, i - 1));
+	if (rev) {
+		json_decref(q->events);
+		q->events = rev;
+	}
+	snprintf(q->last_id, sizeof(q->last_id), "%s", q->newest[0] ? q->newest : "0-0");
+	st_events_finish(q, STORE_OK);
+}
+
+static int st_events_back(struct st_req *q)
+{
+	char count[24], end[64];
+	snprintf(count, sizeof(count), "%zu", q->zone ? (size_t)ST_EVENTS_BATCH_MAX : q->max);
+	if (q->newest[0])
+		snprintf(end, sizeof(end), "(%s", q->last_id); /* exclusive (Redis 6.2) */
+	else
+		snprintf(end, sizeof(end), "+");
+	const char *argv[] = {"XREVRANGE", q->s->k_events, end, "-", "COUNT", count};
+	size_t lens[6];
+	for (int i = 0; i < 6; i++)
+		lens[i] = strlen(argv[i]);
+	return redis_conn_command_argv(q->s->r, st_events_tail_cb, q, 6, argv, lens);
+}
+
+int store_events_tail(struct store *s, const char *zone, size_t max, store_events_cb cb, void *arg)
+{
+	struct st_req *q = st_req_new(s, arg, "read the newest events");
+	if (!q)
+		return -1;
+	q->cb.events = cb;
+	q->max = max ? max : 1;
+	if (q->max > ST_EVENTS_BATCH_MAX)
+		q->max = ST_EVENTS_BATCH_MAX;
+	q->events = json_array();
+	q->zone = zone ? strdup(zone) : NULL;
+	if (!q->events || (zone && !q->zone) || st_events_back(q) < 0) {
+		st_req_free(q);
+		return -1;
+	}
+	return 0;
 }
 
 int store_events_read(struct store *s, const char *zone, const char *after, size_t max,

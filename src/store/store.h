@@ -113,6 +113,10 @@ int store_event_add_fenced(struct store *s, uint64_t epoch, const char *zone, co
  * of `zone` (NULL for all). */
 int store_events_read(struct store *s, const char *zone, const char *after, size_t max,
                       store_events_cb cb, void *arg);
+/* The newest `max` events of `zone` (NULL for all), oldest first; the
+ * callback's last_id is the newest id of the whole stream ("0-0" when it is
+ * empty), to read after. */
+int store_events_tail(struct store *s, const char *zone, size_t max, store_events_cb cb, void *arg);
 
 /* Cap of the event stream (approximate, MAXLEN ~); 0 restores 10000. */
 void store_set_events_cap(struct store *s, size_t cap);

@@ -619,6 +619,56 @@ START_TEST(events_are_added_read_by_zone_and_capped)
 }
 END_TEST
 
+static struct result tail_events(const char *zone, size_t max)
+{
+	struct result r = {0};
+	ck_assert_int_eq(store_events_tail(st, zone, max, events_cb, &r), 0);
+	run_until(&r.done, 5, "events_tail");
+	ck_assert_msg(r.st == STORE_OK, "events_tail: expected ok, got %d", r.st);
+	return r;
+}
+
+START_TEST(the_newest_events_are_read_oldest_first_with_the_newest_id)
+{
+	struct result r = tail_events(NULL, 5);
+	ck_assert_msg(json_array_size(r.events) == 0 && strcmp(r.last_id, "0-0") == 0,
+	              "an empty stream: expected no events and 0-0, got %zu and %s",
+	              json_array_size(r.events), r.last_id);
+	json_decref(r.events);
+	add_event("z1", 1, 2, NULL);
+	/* z1's newest events sit behind more than a batch of z2's */
+	for (int i = 0; i < 1100; i++) {
+		struct result a = {0};
+		ck_assert_int_eq(
+		    store_event_add(st, "z2", "scale", i, i + 1, "x", NULL, done_cb, &a), 0);
+		if (i % 100 == 99 || i == 1099)
+			run_until(&a.done, 5, "event_add batch");
+	}
+	add_event("z1", 2, 3, NULL);
+	add_event("z2", 5, 6, NULL);
+	struct result all = read_events(NULL, "$", 1);
+	char newest[64];
+	snprintf(newest, sizeof(newest), "%s", all.last_id);
+	json_decref(all.events);
+
+	r = tail_events(NULL, 3);
+	ck_assert_int_eq(json_array_size(r.events), 3);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r.events, 1), "to")), 3);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r.events, 2), "to")), 6);
+	ck_assert_str_eq(r.last_id, newest);
+	json_decref(r.events);
+
+	r = tail_events("z1", 10);
+	ck_assert_msg(json_array_size(r.events) == 2,
+	              "z1's two events behind 1100 of z2: expected 2, got %zu",
+	              json_array_size(r.events));
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r.events, 0), "to")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r.events, 1), "to")), 3);
+	ck_assert_str_eq(r.last_id, newest);
+	json_decref(r.events);
+}
+END_TEST
+
 static void dbsize_cb(void *arg, const void *reply_)
 {
 	const redisReply *reply = reply_;
@@ -1002,6 +1052,7 @@ static Suite *store_suite(void)
 	tcase_add_test(live, server_records_are_put_listed_and_deleted_per_zone);
 	tcase_add_test(live, a_malformed_record_in_redis_is_skipped);
 	tcase_add_test(live, events_are_added_read_by_zone_and_capped);
+	tcase_add_test(live, the_newest_events_are_read_oldest_first_with_the_newest_id);
 	tcase_add_test(live, a_fenced_event_is_recorded_only_with_the_current_epoch);
 	tcase_add_test(live, a_pending_command_gets_null_when_redis_dies);
 	tcase_add_test(live, redis_restarted_mid_run_reconnects_and_nothing_is_lost);
