@@ -134,6 +134,7 @@ struct http_server {
 	char *rbuf;  /* HS_READ_BUF bytes shared by every connection */
 	char *token; /* the auth rule: NULL = off */
 	int public_reads;
+	const char *const *public_paths; /* open to GET and HEAD (static files) */
 };
 
 static const http_parser_settings hs_settings;
@@ -948,17 +949,27 @@ static const http_parser_settings hs_settings = {
     .on_message_complete = hs_on_message_complete,
 };
 
+static int hs_public_path(const struct http_server *srv, const char *path)
+{
+	for (const char *const *p = srv->public_paths; p && *p; p++) {
+		size_t n = strlen(*p);
+		if (n && (*p)[n - 1] == '*' ? strncmp(path, *p, n - 1) == 0 : strcmp(path, *p) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* The auth rule every listener built on this server shares: with a token,
- * only /health_check is open, and with public_reads GET and HEAD too.
- * 0 after answering 401. */
+ * only /health_check is open, with public_reads GET and HEAD too, and GET
+ * and HEAD of the public paths. 0 after answering 401. */
 static int hs_authorized(const struct http_server *srv, struct http_exchange *x)
 {
 	const struct http_request *req = &x->req;
+	int read = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 
 	if (!srv->token || strcmp(req->path, "/health_check") == 0)
 		return 1;
-	if (srv->public_reads &&
-	    (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0))
+	if (read && (srv->public_reads || hs_public_path(srv, req->path)))
 		return 1;
 	return http_require_token(x, req, srv->token);
 }
@@ -1224,6 +1235,11 @@ struct http_server *http_server_adopt(struct ev_loop *loop, int fd,
 	srv->retry.data = srv;
 	ev_io_start(loop, &srv->lio);
 	return srv;
+}
+
+void http_server_set_public_paths(struct http_server *srv, const char *const *paths)
+{
+	srv->public_paths = paths;
 }
 
 int http_server_set_auth(struct http_server *srv, const char *token, int public_reads)

@@ -61,6 +61,11 @@ struct http_server *http_server_adopt(struct ev_loop *loop, int fd,
  * public_reads lets GET and HEAD through without one. The server keeps a
  * copy; call again to change it. -1 when out of memory (nothing changed). */
 int http_server_set_auth(struct http_server *srv, const char *token, int public_reads);
+/* Paths that GET and HEAD reach without the token whatever the auth rule
+ * (a web console's static files, so the page can load and ask for it):
+ * NULL-terminated, an entry ending in '*' is a prefix. The list must
+ * outlive the server (static strings). */
+void http_server_set_public_paths(struct http_server *srv, const char *const *paths);
 /* The bound port (useful with port 0). */
 int http_server_port(const struct http_server *srv);
 /* Stop listening and close every connection; pending exchanges are dropped. */

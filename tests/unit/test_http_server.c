@@ -142,6 +142,10 @@ static void ts_start_auth(const struct http_server_limits *lim, const char *toke
 	ts_srv = http_server_new(ts_loop, "127.0.0.1:0", lim, ts_handler, NULL, err, sizeof(err));
 	ck_assert_msg(ts_srv != NULL, "expected the server to listen on 127.0.0.1:0, got: %s", err);
 	ck_assert(http_server_set_auth(ts_srv, token, public_reads) == 0);
+	if (token) {
+		static const char *const open_paths[] = {"/pub", "/open/*", NULL};
+		http_server_set_public_paths(ts_srv, open_paths);
+	}
 	ts_port = http_server_port(ts_srv);
 	ck_assert_msg(ts_port > 0, "expected a bound port, got %d", ts_port);
 	ev_async_init(&ts_stop, ts_stop_cb);
@@ -924,6 +928,34 @@ START_TEST(with_a_token_everything_but_health_check_needs_it)
 }
 END_TEST
 
+/* A console's static files: GET and HEAD of the public paths only. */
+START_TEST(public_paths_are_open_to_reads_only)
+{
+	static const char *const open_reqs[] = {
+	    "GET /pub HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "HEAD /pub HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /open/ HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /open/app.js HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	static const char *const closed_reqs[] = {
+	    "GET /pub/x HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /public HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /open HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "GET /opened HTTP/1.1\r\nHost: t\r\n\r\n",
+	    "POST /pub HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+	    "PUT /open/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(open_reqs) / sizeof(open_reqs[0]); i++)
+		ck_assert_msg(ts_status(open_reqs[i]) != 401, "expected no token needed for %.30s",
+		              open_reqs[i]);
+	for (size_t i = 0; i < sizeof(closed_reqs) / sizeof(closed_reqs[0]); i++) {
+		int st = ts_status(closed_reqs[i]);
+		ck_assert_msg(st == 401, "expected 401 without the token for %.60s, got %d",
+		              closed_reqs[i], st);
+	}
+}
+END_TEST
+
 START_TEST(public_reads_open_get_and_head_but_not_writes)
 {
 	static const char *const reads[] = {
@@ -1156,6 +1188,7 @@ static Suite *http_server_suite(void)
 	tcase_add_checked_fixture(tc, setup_token, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, with_a_token_everything_but_health_check_needs_it);
+	tcase_add_test(tc, public_paths_are_open_to_reads_only);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("auth_public_reads");
