@@ -1594,7 +1594,7 @@ static json_t *bully_status(const struct bully *b)
 		lease = json_pack("{s:s, s:I, s:f}", "holder", hid, "epoch",
 		                  (json_int_t)b->lease.epoch, "remaining", left > 0 ? left : 0.);
 	}
-	return json_pack(
+	json_t *st = json_pack(
 	    "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:b, "
 	    "s:b}",
 	    "plugin", "bully", "id", ids, "state", bully_state_names[b->state], "phase",
@@ -1605,6 +1605,15 @@ static json_t *bully_status(const struct bully *b)
 	    (json_int_t)b->n_elections, "elections_won", (json_int_t)b->n_won, "deposed",
 	    (json_int_t)b->n_deposed, "messages_refused", (json_int_t)b->n_refused, "checks_failed",
 	    (json_int_t)b->n_checks_failed, "preempt", b->conf.preempt, "redis_ok", b->redis_ok);
+	json_t *peers = json_array();
+	for (size_t i = 0; i < b->conf.npeers; i++) {
+		char id[24];
+		snprintf(id, sizeof(id), "%" PRIu64, b->conf.peers[i].id);
+		json_array_append_new(
+		    peers, json_pack("{s:s, s:s}", "id", id, "url", b->conf.peers[i].url));
+	}
+	json_object_set_new(st, "peers", peers); /* the console asks each for its status */
+	return st;
 }
 
 static void bully_message(void *ctx, const char *type, const char *body, size_t len, int *status,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "console.h"
 #include "controller.h"
 #include "daemon.h"
 #include "host.h"
@@ -25,10 +26,8 @@
 #define EVENTS_MAX 500
 #define EVENTS_WAIT_MAX 60.0
 
-/* A query parameter; *bad is set when it is present but unusable (too
- * long or badly encoded), which is an error, not "absent". */
-static const char *admin_query(const struct http_request *req, const char *name, char *buf,
-                               size_t len, int *bad)
+const char *admin_query(const struct http_request *req, const char *name, char *buf, size_t len,
+                        int *bad)
 {
 	const char *v = http_request_query(req, name, buf, len);
 	size_t n = strlen(name);
@@ -93,24 +92,8 @@ static json_t *admin_plugin_json(const struct plugin_instance *pi)
 	                 pi->plugin->path);
 }
 
-static void admin_status(struct daemon *d, struct http_exchange *x)
+json_t *admin_zones_json(struct daemon *d)
 {
-	json_t *plugins = json_array();
-	const struct plugin_instance *pis[3 + 16] = {&d->driver, &d->election, &d->balancer};
-	size_t npis = 3 + controller_metrics_plugins(d->ctl, pis + 3, 16);
-	for (size_t i = 0; i < npis; i++)
-		json_array_append_new(plugins, admin_plugin_json(pis[i]));
-
-	json_t *election = NULL;
-	const struct scaler_election_ops *eo =
-	    d->election.plugin ? &d->election.plugin->ops.election : NULL;
-	if (eo && eo->status_json) {
-		char *s = eo->status_json(d->election.ctx);
-		if (s) {
-			election = json_loads(s, 0, NULL);
-			free(s);
-		}
-	}
 	json_t *zones = controller_zones_json(d->ctl);
 	size_t i;
 	json_t *z;
@@ -129,6 +112,28 @@ static void admin_status(struct daemon *d, struct http_exchange *x)
 			                    json_integer(supervisor_zone_restarts(d->sup, name)));
 		}
 	}
+	return zones;
+}
+
+static void admin_status(struct daemon *d, struct http_exchange *x)
+{
+	json_t *plugins = json_array();
+	const struct plugin_instance *pis[3 + 16] = {&d->driver, &d->election, &d->balancer};
+	size_t npis = 3 + controller_metrics_plugins(d->ctl, pis + 3, 16);
+	for (size_t i = 0; i < npis; i++)
+		json_array_append_new(plugins, admin_plugin_json(pis[i]));
+
+	json_t *election = NULL;
+	const struct scaler_election_ops *eo =
+	    d->election.plugin ? &d->election.plugin->ops.election : NULL;
+	if (eo && eo->status_json) {
+		char *s = eo->status_json(d->election.ctx);
+		if (s) {
+			election = json_loads(s, 0, NULL);
+			free(s);
+		}
+	}
+	json_t *zones = admin_zones_json(d);
 	json_t *primary = d->primary_epoch
 	                      ? json_pack("{s:s, s:s, s:I}", "id", d->primary_id, "url",
 	                                  d->primary_url, "epoch", (json_int_t)d->primary_epoch)
@@ -598,6 +603,8 @@ static void admin_handle(struct http_exchange *x, const struct http_request *req
 	struct daemon *d = arg;
 	const char *p = req->path;
 
+	if (console_handle(d, x, req))
+		return;
 	if (strcmp(p, "/health_check") == 0) {
 		if (!is_read(req)) {
 			http_reply_error(x, 405, "use GET");
@@ -692,5 +699,7 @@ struct http_server *admin_start(struct daemon *d, char *err, size_t errlen)
 		http_server_free(srv);
 		return NULL;
 	}
+	if (srv)
+		console_setup(srv);
 	return srv;
 }

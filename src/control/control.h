@@ -30,6 +30,7 @@
 enum { OP_CREATE, OP_REMOVE, OP_LIST };
 
 struct flow;
+struct history;
 
 struct cserver {
 	struct store_server rec;
@@ -91,6 +92,11 @@ struct czone {
 
 	unsigned long evaluations, ups, downs, holds, creates, deletes, create_errors,
 	    delete_errors, wakes;
+	/* the console's history of the zone (src/admin/console_api.c) */
+	struct history *hist;
+	unsigned hist_gen;   /* the term it was recorded in */
+	double hist_started; /* unix time of its first sample */
+	const char *hist_why;
 	struct czone *next;
 };
 
@@ -199,6 +205,13 @@ const char *ctl_health_path(const struct conf_zone *cz);
 /* Evaluate the zone now unless it is busy (an evaluation or a flow in
  * flight, not loaded yet, reconciliation running). */
 void czone_evaluate(struct czone *z);
+
+/* ---- src/admin/console_api.c ---- */
+
+/* Record an evaluation in the zone's history: the servers counted and the
+ * first window of each metric in pms (n = 0: none measured). */
+void czone_history_sample(struct czone *z, int servers, const struct scaler_policy_metric *pms,
+                          size_t n);
 
 /* ---- primary.c ---- */
 

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "control.h"
+#include "history.h"
 #include "log.h"
 #include "reconcile.h"
 
@@ -342,6 +343,7 @@ static void czone_free_parts(struct czone *z)
 	conf_free(z->policy_conf);
 	conf_free(z->conf);
 	free(z->srv);
+	history_free(z->hist);
 }
 
 static void czone_destroy(struct czone *z)

@@ -40,6 +40,10 @@ json_t *controller_zones_json(struct controller *c);
  * is unknown. */
 json_t *controller_servers_json(struct controller *c, const char *zone);
 
+/* GET /history: every zone's (or one zone's) history, samples newer than
+ * `since`; NULL when the zone is unknown. */
+json_t *controller_history_json(struct controller *c, const char *zone, double since);
+
 /* An answer for the admin API: an HTTP status and a JSON body (taken). */
 typedef void (*controller_reply_cb)(void *arg, int status, json_t *reply);
 /* PUT /report from a balancer: each reported server (a list of address

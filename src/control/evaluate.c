@@ -170,6 +170,7 @@ static void eval_decide(struct eval *e)
 		if (e->q[i].failed || !e->q[i].pm.complete)
 			any_missing = 1;
 	}
+	czone_history_sample(z, cur, pms, e->nq);
 	/* the values of the zone's first metric, as before several metrics */
 	json_t *values = first && first->values ? json_deep_copy(first->values) : json_object();
 
@@ -352,8 +353,10 @@ void czone_evaluate(struct czone *z)
 
 	/* wait for servers still starting or being deleted before deciding more */
 	for (size_t i = 0; i < z->nsrv; i++)
-		if (z->srv[i].owner)
+		if (z->srv[i].owner) {
+			czone_history_sample(z, cur, NULL, 0); /* the count moves meanwhile */
 			return;
+		}
 	char reason[128];
 	int min = czone_min(z);
 	if (cur < min && !czone_pin_active(z)) {
