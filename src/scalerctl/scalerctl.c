@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <libconfig.h>
 
+#include "scalerctl.h"
 #include "token_file.h"
 
 #ifndef PACKAGE_VERSION
@@ -37,45 +38,10 @@
 #define CTL_DEFAULT_URL "http://127.0.0.1:9000"
 #define CTL_FOLLOW_WAIT 25 /* seconds one long poll of `events -f` may wait */
 
-enum cli_exit {
-	CTL_OK = 0,
-	CTL_USAGE = 1,
-	CTL_UNREACHABLE = 2,
-	CTL_UNAUTHORISED = 3,
-	CTL_NOTFOUND = 4,
-	CTL_SERVER = 5,
-};
-
-struct ctl {
-	char url[1024];
-	char url_from[4200]; /* where the URL came from, for error messages */
-	char *token;         /* NULL: send no Authorization header */
-	char token_from[4200];
-	char token_problem[4400]; /* why a configured token could not be used */
-	int json;
-	int follow;
-	int unpin;
-	int have_for;
-	double for_seconds;
-	double timeout;
-	char noproxy[1024]; /* no_proxy plus the loopback names */
-	const char *zone;   /* what the command is about, for a 404's hint */
-	const char *server;
-	CURL *curl;
-};
-
-struct cli_reply {
-	long status; /* 0: no HTTP response */
-	char *body;
-	size_t len;
-	json_t *json; /* body parsed, NULL when it is not JSON */
-	char error[CURL_ERROR_SIZE];
-};
-
 /* ---- messages ------------------------------------------------------------ */
 
-static void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void cli_err(const char *fmt, ...)
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_err(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -113,6 +79,7 @@ static void cli_help(void)
 	       "  scale ZONE N [--for DUR]    pin ZONE at N servers (DUR: 90s, 10m, 1h30m)\n"
 	       "  scale ZONE --unpin          give ZONE back to its policy\n"
 	       "  drain ZONE SERVER           take SERVER out of ZONE gracefully\n"
+	       "  top [ZONE]                  the console's overview, refreshed (q quits)\n"
 	       "\n"
 	       "Options:\n"
 	       "  -u, --url URL          scalerd admin URL (env SCALER_URL; default from\n"
@@ -127,6 +94,8 @@ static void cli_help(void)
 	       "      --for DURATION     scale: pin only for DURATION\n"
 	       "      --unpin            scale: remove the pin\n"
 	       "      --timeout SECONDS  give up on a request after SECONDS (default 15)\n"
+	       "  -d, --delay SECONDS    top: seconds between refreshes (default 2)\n"
+	       "  -n, --iterations N     top: stop after N refreshes\n"
 	       "  -h, --help             show this help\n"
 	       "  -V, --version          show the version\n"
 	       "\n"
@@ -136,7 +105,7 @@ static void cli_help(void)
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static void cli_copy(char *dst, size_t len, const char *src)
+void cli_copy(char *dst, size_t len, const char *src)
 {
 	snprintf(dst, len, "%s", src);
 }
@@ -202,7 +171,7 @@ static double cli_parse_duration(const char *s)
 }
 
 /* 3725 → "1h2m", 45 → "45s", 90000 → "1d1h". */
-static void cli_fmt_duration(double seconds, char *buf, size_t len)
+void cli_fmt_duration(double seconds, char *buf, size_t len)
 {
 	long s = lround(seconds < 0 ? 0 : seconds);
 
@@ -227,7 +196,7 @@ static void cli_fmt_time(double t, char *buf, size_t len)
 		cli_copy(buf, len, "-");
 }
 
-static double cli_now(void)
+double cli_now(void)
 {
 	struct timespec ts;
 
@@ -235,7 +204,7 @@ static double cli_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static const char *cli_jstr(json_t *obj, const char *key, const char *dflt)
+const char *cli_jstr(json_t *obj, const char *key, const char *dflt)
 {
 	const char *s = json_string_value(json_object_get(obj, key));
 
@@ -243,7 +212,7 @@ static const char *cli_jstr(json_t *obj, const char *key, const char *dflt)
 }
 
 /* Number member (int or real); NAN when absent or null. */
-static double cli_jnum(json_t *obj, const char *key)
+double cli_jnum(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -251,7 +220,7 @@ static double cli_jnum(json_t *obj, const char *key)
 }
 
 /* A number for a table cell: integers without decimals, "-" when NAN. */
-static void cli_fmt_num(double v, char *buf, size_t len)
+void cli_fmt_num(double v, char *buf, size_t len)
 {
 	if (isnan(v))
 		cli_copy(buf, len, "-");
@@ -262,7 +231,7 @@ static void cli_fmt_num(double v, char *buf, size_t len)
 }
 
 /* A load value: always one decimal, "-" when unknown. */
-static void cli_fmt_metric(double v, char *buf, size_t len)
+void cli_fmt_metric(double v, char *buf, size_t len)
 {
 	if (isnan(v))
 		cli_copy(buf, len, "-");
@@ -272,23 +241,29 @@ static void cli_fmt_metric(double v, char *buf, size_t len)
 
 /* ---- aligned tables ------------------------------------------------------- */
 
-#define TABLE_MAXCOLS 12
-
-struct table {
-	size_t ncols;
-	const char *align; /* 'l' or 'r' per column */
-	char **cells;      /* nrows * ncols, row 0 is the header */
-	size_t nrows;
-};
-
-static void table_init(struct table *t, const char *align)
+void table_init(struct table *t, const char *align)
 {
 	memset(t, 0, sizeof(*t));
 	t->ncols = strlen(align);
 	t->align = align;
 }
 
-static void table_row(struct table *t, ...)
+void cli_plain(char *s, int keep_newlines)
+{
+	for (unsigned char *p = (unsigned char *)s; *p; p++) {
+		if ((*p < 0x20 && !(keep_newlines && *p == '\n')) || *p == 0x7f) {
+			*p = '?';
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			/* C1 controls are two bytes in UTF-8: one '?' and a space keeps the width
+			 */
+			p[0] = '?';
+			p[1] = ' ';
+			p++;
+		}
+	}
+}
+
+void table_row(struct table *t, ...)
 {
 	va_list ap;
 	char **cells = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(*cells));
@@ -301,7 +276,13 @@ static void table_row(struct table *t, ...)
 	va_start(ap, t);
 	for (size_t c = 0; c < t->ncols; c++) {
 		const char *s = va_arg(ap, const char *);
-		t->cells[t->nrows * t->ncols + c] = strdup(s ? s : "-");
+		char *cell = strdup(s ? s : "-");
+		if (!cell) {
+			cli_err("out of memory");
+			exit(CTL_SERVER);
+		}
+		cli_plain(cell, 0);
+		t->cells[t->nrows * t->ncols + c] = cell;
 	}
 	va_end(ap);
 	t->nrows++;
@@ -327,7 +308,7 @@ static void table_free(struct table *t)
 	t->nrows = 0;
 }
 
-static void table_print(struct table *t)
+void table_fprint(FILE *out, struct table *t)
 {
 	size_t width[TABLE_MAXCOLS] = {0};
 
@@ -344,17 +325,22 @@ static void table_print(struct table *t)
 			int last = c + 1 == t->ncols;
 
 			if (t->align[c] == 'r')
-				printf("%*s%s", pad, "", s);
+				fprintf(out, "%*s%s", pad, "", s);
 			else if (last)
-				fputs(s, stdout);
+				fputs(s, out);
 			else
-				printf("%s%*s", s, pad, "");
+				fprintf(out, "%s%*s", s, pad, "");
 			if (!last)
-				fputs("  ", stdout);
+				fputs("  ", out);
 		}
-		fputc('\n', stdout);
+		fputc('\n', out);
 	}
 	table_free(t);
+}
+
+void table_print(struct table *t)
+{
+	table_fprint(stdout, t);
 }
 
 /* ---- where to connect, with which token --------------------------------- */
@@ -497,7 +483,7 @@ static size_t cli_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static void cli_reply_free(struct cli_reply *r)
+void cli_reply_free(struct cli_reply *r)
 {
 	free(r->body);
 	json_decref(r->json);
@@ -506,8 +492,8 @@ static void cli_reply_free(struct cli_reply *r)
 
 /* One request. 0 when an HTTP response arrived (any status), -1 when the
  * transport failed (r->error says why). */
-static int cli_request(struct ctl *ctl, const char *method, const char *path, json_t *body,
-                       double timeout, struct cli_reply *r)
+int cli_request(struct ctl *ctl, const char *method, const char *path, json_t *body, double timeout,
+                struct cli_reply *r)
 {
 	char url[2048];
 	char auth[4200];
@@ -587,7 +573,7 @@ static const char *cli_reply_error(const struct cli_reply *r, char *buf, size_t 
 	return buf;
 }
 
-static int cli_unreachable(struct ctl *ctl, const struct cli_reply *r)
+int cli_unreachable(struct ctl *ctl, const struct cli_reply *r)
 {
 	cli_err("cannot reach scalerd at %s: %s — is scalerd running? (URL from %s; "
 	        "set -u URL or SCALER_URL)",
@@ -655,7 +641,7 @@ static void cli_hint_not_found(struct ctl *ctl, char *buf, size_t len)
 }
 
 /* Report a failed exchange and return the exit status it maps to. */
-static int cli_fail(struct ctl *ctl, const struct cli_reply *r)
+int cli_fail(struct ctl *ctl, const struct cli_reply *r)
 {
 	char buf[512];
 	const char *msg;
@@ -702,7 +688,7 @@ static int cli_fail(struct ctl *ctl, const struct cli_reply *r)
 }
 
 /* GET that must answer 200 with JSON; exit status on failure, else 0. */
-static int cli_get_json(struct ctl *ctl, const char *path, struct cli_reply *r)
+int cli_get_json(struct ctl *ctl, const char *path, struct cli_reply *r)
 {
 	if (cli_request(ctl, "GET", path, NULL, ctl->timeout, r) < 0)
 		return cli_unreachable(ctl, r);
@@ -724,7 +710,7 @@ static void cli_print_raw(const struct cli_reply *r)
 		fputc('\n', stdout);
 }
 
-static char *cli_escape(struct ctl *ctl, const char *s)
+char *cli_escape(struct ctl *ctl, const char *s)
 {
 	char *e = curl_easy_escape(ctl->curl, s, 0);
 	char *copy = strdup(e ? e : "");
@@ -931,8 +917,14 @@ static void cli_event_row(struct table *t, json_t *e)
 		          cli_jstr(e, "reason", ""), NULL);
 		return;
 	}
-	printf("%-19s  %-10s  %-14s  %4s  %4s  %s\n", when, cli_jstr(e, "zone", "-"),
-	       cli_jstr(e, "kind", "-"), from, to, cli_jstr(e, "reason", ""));
+	char zone[128], kind[64], reason[1024];
+	snprintf(zone, sizeof(zone), "%s", cli_jstr(e, "zone", "-"));
+	snprintf(kind, sizeof(kind), "%s", cli_jstr(e, "kind", "-"));
+	snprintf(reason, sizeof(reason), "%s", cli_jstr(e, "reason", ""));
+	cli_plain(zone, 0);
+	cli_plain(kind, 0);
+	cli_plain(reason, 0);
+	printf("%-19s  %-10s  %-14s  %4s  %4s  %s\n", when, zone, kind, from, to, reason);
 }
 
 static int cli_cmd_events(struct ctl *ctl, const char *zone)
@@ -1160,6 +1152,8 @@ static const struct option cli_options[] = {
     {"for", required_argument, NULL, OPT_FOR},
     {"unpin", no_argument, NULL, OPT_UNPIN},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"delay", required_argument, NULL, 'd'},
+    {"iterations", required_argument, NULL, 'n'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -1178,6 +1172,7 @@ static const struct cli_command cli_commands[] = {
     {"reload", 0, 0, "reload"},
     {"scale", 1, 2, "scale ZONE N [--for DURATION] | scale ZONE --unpin"},
     {"drain", 2, 2, "drain ZONE SERVER"},
+    {"top", 0, 1, "top [ZONE] [-d SECONDS] [-n N]"},
     {NULL, 0, 0, NULL},
 };
 
@@ -1195,6 +1190,8 @@ static int cli_run(struct ctl *ctl, const char *cmd, char **args)
 		return cli_cmd_events(ctl, args[0]);
 	if (!strcmp(cmd, "reload"))
 		return cli_cmd_reload(ctl);
+	if (!strcmp(cmd, "top"))
+		return cli_cmd_top(ctl, args[0]);
 	if (!strcmp(cmd, "scale"))
 		return cli_cmd_scale(ctl, args[0], args[1]);
 	return cli_cmd_drain(ctl, args[0], args[1]);
@@ -1209,7 +1206,9 @@ int main(int argc, char **argv)
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.timeout = 15;
-	while ((c = getopt_long(argc, argv, "u:t:c:jfhV", cli_options, NULL)) != -1) {
+	int have_top = 0;
+	ctl.top_delay = 2;
+	while ((c = getopt_long(argc, argv, "u:t:c:jfhVd:n:", cli_options, NULL)) != -1) {
 		switch (c) {
 		case 'u':
 			url = optarg;
@@ -1248,6 +1247,26 @@ int main(int argc, char **argv)
 				    "--timeout: \"%s\" is not a number of seconds", optarg);
 			break;
 		}
+		case 'd': {
+			char *end;
+			ctl.top_delay = strtod(optarg, &end);
+			if (end == optarg || *end ||
+			    !(ctl.top_delay >= 0.1 && ctl.top_delay <= 3600))
+				return cli_usage_error(
+				    "--delay: \"%s\" is not a number of seconds from 0.1 to 3600",
+				    optarg);
+			have_top = 1;
+			break;
+		}
+		case 'n': {
+			char *end;
+			ctl.top_iterations = strtol(optarg, &end, 10);
+			if (end == optarg || *end || ctl.top_iterations < 1)
+				return cli_usage_error(
+				    "--iterations: \"%s\" is not a count above 0", optarg);
+			have_top = 1;
+			break;
+		}
 		case 'h':
 			cli_help();
 			return CTL_OK;
@@ -1261,13 +1280,13 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage_error("no command given (status, servers, events, reload, "
-		                       "scale, drain)");
+		                       "scale, drain, top)");
 	for (cmd = cli_commands; cmd->name; cmd++)
 		if (!strcmp(cmd->name, argv[optind]))
 			break;
 	if (!cmd->name)
 		return cli_usage_error("unknown command \"%s\" (status, servers, events, reload, "
-		                       "scale, drain)",
+		                       "scale, drain, top)",
 		                       argv[optind]);
 	nargs = argc - optind - 1;
 	if (!strcmp(cmd->name, "scale") && nargs == 1 && !ctl.unpin)
@@ -1284,6 +1303,8 @@ int main(int argc, char **argv)
 		                       ctl.unpin ? "--unpin" : "--for");
 	if (ctl.follow && strcmp(cmd->name, "events"))
 		return cli_usage_error("-f/--follow is an option of events only");
+	if (have_top && strcmp(cmd->name, "top"))
+		return cli_usage_error("-d/--delay and -n/--iterations are options of top only");
 
 	/* flags beat the environment, which beats scaler.conf */
 	if (!url && getenv("SCALER_URL") && *getenv("SCALER_URL"))

@@ -340,6 +340,21 @@ def events_prints_a_table_and_json_on_request():
 
 
 @ctl_test
+def terminal_commands_in_what_scalerd_says_are_printed_as_question_marks():
+    f = fake()
+    f.add_event({"id": "1700000000009-0", "time": NOW, "zone": "zone1\x1b]0;owned\x07",
+                 "kind": "hold", "from": 1, "to": 1,
+                 "reason": "clear\x1b[2J\x1b[31mred\u009b0m\r\nsecond line"})
+    for args in (("events",), ("events", "zone1")):
+        rc, out, err = ctl(*args)
+        check_exit(rc, 0, out, err, "scalerctl " + " ".join(args))
+        check("\x1b" not in out and "\x07" not in out and "\u009b" not in out and "\r" not in out,
+              "no control character reaches the terminal: %r" % out)
+        if len(args) == 1:
+            check("clear?[2J?[31mred? 0m??second line" in out, "shown as '?': %r" % out)
+
+
+@ctl_test
 def events_follow_long_polls_after_the_last_event_and_prints_new_ones():
     f = fake()
     argv = [binary("scalerctl"), "-u", f.url, "events", "-f"]
