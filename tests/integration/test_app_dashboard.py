@@ -5,55 +5,23 @@ and node/npm; playwright-core is installed under the build tree on first use
 (never a browser download)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app"))
 from apptest import App  # noqa: E402
-from scalertest import builddir, check, check_eq, log, main, skip, srcdir, test  # noqa: E402
-
-# pinned: playwright-core 1.62 and later need node 20, Debian 12 ships node 18
-PLAYWRIGHT = "playwright-core@1.60"
-
-
-def chromium():
-    """$CHROMIUM when set, else chromium on PATH or in /usr/bin; None when missing."""
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-
-
-def playwright_dir():
-    """$top_builddir/tests, with node_modules/playwright-core in it (installed if missing)."""
-    prefix = os.path.join(builddir(), "tests")
-    if os.path.isdir(os.path.join(prefix, "node_modules", "playwright-core")):
-        return prefix
-    os.makedirs(prefix, exist_ok=True)
-    env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
-    log("installing %s into %s" % (PLAYWRIGHT, prefix))
-    r = subprocess.run(["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund",
-                        "--loglevel=error", PLAYWRIGHT], env=env, capture_output=True, text=True,
-                       timeout=300)
-    if r.returncode != 0:
-        skip("npm install %s failed: %s" % (PLAYWRIGHT, (r.stderr or r.stdout).strip()[-300:]))
-    return prefix
-
+from browsertest import browser_env  # noqa: E402
+from scalertest import builddir, check, check_eq, log, main, srcdir, test  # noqa: E402
 
 TOKEN = "dashboard-token-8d2f41c7a9e05b36"
 
 
 @test
 def the_dashboard_asks_for_the_token_once_and_high_cpu_moves_profile_and_chart():
-    if not chromium():
-        skip("chromium is not installed (apt-get install chromium)")
-    if not shutil.which("node") or not shutil.which("npm"):
-        skip("node and npm are needed for playwright-core (apt-get install nodejs npm)")
-    prefix = playwright_dir()
+    env = browser_env()
     a = App(zone="zone-web", server_id="web-1", env={"APP_CONTROL_TOKEN": TOKEN})
     o = App(zone="zone-web", server_id="web-open")
     shot = os.path.join(builddir(), "tests", "artifacts", "app-dashboard.png")
-    env = dict(os.environ, NODE_PATH=os.path.join(prefix, "node_modules"),
-               CHROMIUM=chromium())
     r = subprocess.run(["node", os.path.join(srcdir(), "tests", "app", "dashboard.js"),
                         a.url("/"), "web-1", shot, TOKEN, o.url("/")], env=env,
                         capture_output=True, text=True,

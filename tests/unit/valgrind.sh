@@ -1,7 +1,7 @@
 #!/bin/sh
 # The unit test programs again under valgrind's memcheck: any invalid
 # access or leak fails the program's line. TAP output, one line each.
-progs="test_conf test_plugin test_http_server test_http_client test_policy_threshold test_policy_target tests/unit/test_election_single tests/balancer/test_http1"
+progs="test_conf test_plugin test_http_server test_http_client test_policy_threshold test_policy_target tests/unit/test_election_single tests/balancer/test_http1 tests/unit/test_history"
 set -- $progs
 echo "1..$#"
 if ! command -v valgrind >/dev/null 2>&1; then
