@@ -12,10 +12,10 @@
 //      and the decision's sentence, timed from the POST;
 //   3. the chart draws the zone's CPU while one server burns some; a server
 //      made unhealthy shows its balancer state change;
-//   4. an <img onerror> planted in a reason and in a zone name (the test
-//      writes them into the Redis event stream) shows as text and runs
-//      nothing; screenshots at 1280x800 and 390x844; every control is
-//      reachable with Tab;
+//   4. screenshots at 1280x800 and 390x844; every control is reachable
+//      with Tab; an <img onerror> planted in a reason and in a zone name
+//      (the test writes them into the Redis event stream) shows as text and
+//      runs nothing;
 //   5. scalerd restarts (now with public reads): the page reconnects, says
 //      its metric history started again, and reloads the timeline from Redis;
 //   6. a new tab reads without a token; Pin asks for the token and sends
@@ -174,20 +174,7 @@ async function main() {
     res.unhealthy_row = (await rowsText(page)).find((t) => t.startsWith(victim.id));
     res.victim = victim.id;
 
-    // 4. markup where text belongs
-    await ask("plant");
-    await waitFor(page, "the planted reason in the timeline and the planted zone in the latest decisions",
-                  () => /<img src=x onerror=/.test(document.getElementById("timeline").textContent) &&
-                        /<img src=x onerror=/.test(document.getElementById("recent").textContent),
-                  null, 10000);
-    res.xss = await page.evaluate(() => ({
-      imgs: document.querySelectorAll("img").length,
-      pwned: window.__pwned || null,
-      csp: window.__csp || [],
-      recent: document.getElementById("recent").textContent,
-    }));
-    res.errors_before_restart = res.console_errors.slice();
-
+    // 4. screenshots, the phone's width, the keyboard
     await page.screenshot({ path: path.join(outDir, "console-1280x800.png") });
     await page.screenshot({ path: path.join(outDir, "console-1280-full.png"), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
@@ -208,6 +195,20 @@ async function main() {
       }));
     }
     res.tab_reached = [...reached];
+
+    // markup where text belongs
+    await ask("plant");
+    await waitFor(page, "the planted reason in the timeline and the planted zone in the latest decisions",
+                  () => /<img src=x onerror=/.test(document.getElementById("timeline").textContent) &&
+                        /<img src=x onerror=/.test(document.getElementById("recent").textContent),
+                  null, 10000);
+    res.xss = await page.evaluate(() => ({
+      imgs: document.querySelectorAll("img").length,
+      pwned: window.__pwned || null,
+      csp: window.__csp || [],
+      recent: document.getElementById("recent").textContent,
+    }));
+    res.errors_before_restart = res.console_errors.slice();
 
     // 5. scalerd restarts
     res.history_note_before = await page.textContent("#history-note");

@@ -75,8 +75,9 @@ window.ScalerChart = (() => {
 
     // time: about five ticks, on round minutes or seconds
     const range = t1 - t0;
-    const steps = [10, 15, 30, 60, 120, 300, 600, 900];
-    const step = steps.find((s) => range / s <= 6) || 900;
+    const steps = [10, 15, 30, 60, 120, 300, 600, 900, 1800];
+    const ticks = Math.max(2, Math.min(6, Math.floor(pw / 75))); // a label is about 60 px
+    const step = steps.find((s) => range / s <= ticks) || 1800;
     g.textAlign = "center"; g.textBaseline = "top";
     for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
       g.strokeStyle = COLOURS.grid;
