@@ -100,6 +100,12 @@ json_t *admin_zones_json(struct daemon *d)
 	json_array_foreach(zones, i, z)
 	{
 		const char *name = json_string_value(json_object_get(z, "name"));
+		const struct conf_zone *cz = name ? conf_zone_find(d->conf, name) : NULL;
+		/* the zone serves HTTPS on its listen address (the balancer's tls group) */
+		json_object_set_new(
+		    z, "tls",
+		    json_boolean(cz && cz->balancer_conf &&
+		                 config_setting_get_member(cz->balancer_conf, "tls")));
 		if (name && conf_hosts_zone(d->conf, name)) {
 			pid_t pids[CONF_WORKERS_MAX];
 			int n = supervisor_zone_pids(d->sup, name, pids, CONF_WORKERS_MAX);

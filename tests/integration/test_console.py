@@ -171,6 +171,7 @@ def zones_show_every_server_as_scalerd_and_its_balancer_see_it():
     for k in ("consecutive_failures", "requests_served", "in_flight", "weight", "ejected_until"):
         check(k in s["balancer"], "the balancer's %s of each server: %r" % (k, s["balancer"]))
     check(len(z1["balancer_pids"]) == 1, "the zone's workers: %r" % z1.get("balancer_pids"))
+    check_eq(z1["tls"], False, "zone1 serves plain HTTP")
     st, body = n.get("/zones?zone=zone2")
     check_eq([z["name"] for z in body["zones"]], ["zone2"], "?zone= picks one")
     check_eq(n.get("/zones?zone=nope")[0], 404, "an unknown zone")
