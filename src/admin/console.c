@@ -148,6 +148,13 @@ static void forward_done(void *arg, const struct scaler_http_response *resp)
 		                json_pack("{s:s, s:s}", "error",
 		                          "this node is a backup and the primary did not answer",
 		                          "primary", f->primary));
+	else if (resp->status == 401 || resp->status == 403)
+		/* not the client's token: this node's, which the primary does not take */
+		http_reply_json(f->x, 502,
+		                json_pack("{s:s, s:s}", "error",
+		                          "this node is a backup and the primary refused its token "
+		                          "(the nodes' tokens differ)",
+		                          "primary", f->primary));
 	else
 		http_reply(f->x, (int)resp->status, "application/json",
 		           resp->body ? resp->body : "", resp->body ? resp->body_len : 0, NULL);

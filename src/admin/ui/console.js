@@ -68,12 +68,12 @@
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   // state words → how they read: ok, warn, bad, off (written and coloured)
-  const TONE = {
+  const TONE = Object.assign(Object.create(null), {
     serving: "ok", alive: "ok", primary: "ok", reachable: "ok",
     starting: "warn", pending: "warn", disconnected: "warn", electing: "warn",
     deleting: "off", backup: "off", draining: "off", ejected: "bad", dead: "bad",
     unreachable: "bad",
-  };
+  });
   function stateCell(word, extra) {
     const td = el("td");
     const s = el("span", word, "state s-" + (TONE[word] || "off"));
@@ -503,8 +503,9 @@
 
   // ---- the timeline ------------------------------------------------------------
 
-  const KIND = { scale_up: "k-up", fill: "k-up", wake: "k-up", scale_down: "k-down", hold: "k-hold",
-                 replace: "k-bad", eject: "k-bad", drain: "k-down", pin: "k-hold", unpin: "k-hold" };
+  const KIND = Object.assign(Object.create(null), {
+    scale_up: "k-up", fill: "k-up", wake: "k-up", scale_down: "k-down", hold: "k-hold",
+    replace: "k-bad", eject: "k-bad", drain: "k-down", pin: "k-hold", unpin: "k-hold" });
 
   function renderTimeline() {
     const ol = $("timeline");
@@ -515,7 +516,7 @@
       const li = el("li", null, KIND[e.kind] || "");
       li.appendChild(el("span", clock(e.time), "when"));
       li.appendChild(el("span", String(e.kind || "?").replace(/_/g, " "), "kind"));
-      li.appendChild(el("span", e.from + " → " + e.to, "change"));
+      li.appendChild(el("span", num(e.from) + " → " + num(e.to), "change"));
       li.appendChild(el("span", e.reason, "reason"));
       const meta = [];
       if (e.rule) meta.push("rule " + e.rule);
@@ -535,7 +536,8 @@
       const li = el("li");
       li.appendChild(el("span", clock(e.time), "when"));
       li.appendChild(el("span", e.zone, "zone"));
-      li.appendChild(document.createTextNode(String(e.kind || "?").replace(/_/g, " ") + " " + e.from + " → " + e.to + ": " + e.reason));
+      li.appendChild(document.createTextNode(String(e.kind || "?").replace(/_/g, " ") + " " + num(e.from) +
+                                             " → " + num(e.to) + ": " + e.reason));
       ol.appendChild(li);
     }
     if (!st.recent.length) ol.appendChild(el("li", "No decision recorded yet.", "note"));
@@ -634,7 +636,8 @@
 
   function every(ms, fn) {
     const tick = async () => {
-      if (canRead()) {
+      // a tab in the background polls nothing but the long poll
+      if (canRead() && !document.hidden) {
         try { await fn(); } catch (e) { /* api() marked the page as reconnecting */ }
       }
       setTimeout(tick, ms);
@@ -665,6 +668,7 @@
     });
     window.addEventListener("hashchange", () => { const h = fromHash(); if (h && st.zones) selectZone(h, false); });
     window.addEventListener("resize", renderChart);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshAll(); });
     tokenPill();
 
     const a = await api("/ui/auth").catch(() => null);
