@@ -81,11 +81,12 @@ static json_t *czone_history_json(const struct czone *z, double since)
 		json_array_append_new(metrics, json_pack("{s:s, s:s}", "name", z->metrics[m].name,
 		                                         "unit", z->metrics[m].unit));
 	return json_pack(
-	    "{s:s, s:f, s:f, s:i, s:i, s:o, s:s?, s:o, s:o, s:o}", "zone", z->name, "interval",
+	    "{s:s, s:f, s:f, s:i, s:i, s:o, s:s?, s:o, s:o, s:o, s:I}", "zone", z->name, "interval",
 	    z->cz->interval, "span", HISTORY_SPAN, "min", z->cz->min, "max", z->cz->max, "started",
 	    current && z->hist_started ? json_real(z->hist_started) : json_null(), "why",
 	    current ? z->hist_why : NULL, "metrics", metrics, "guides", czone_guides_json(z),
-	    "points", current ? history_points_json(z->hist, since) : json_array());
+	    "points", current ? history_points_json(z->hist, since) : json_array(), "bytes",
+	    (json_int_t)(z->hist ? history_bytes(z->hist) : 0));
 }
 
 json_t *controller_history_json(struct controller *c, const char *zone, double since)

@@ -22,6 +22,11 @@ static size_t hist_width(const struct history *h)
 	return 2 + h->nmetrics;
 }
 
+static size_t hist_cap(double interval)
+{
+	return (size_t)ceil(HISTORY_SPAN / (interval > 1 ? interval : 1)) + 1;
+}
+
 struct history *history_new(size_t nmetrics, double interval)
 {
 	struct history *h = calloc(1, sizeof(*h));
@@ -29,7 +34,7 @@ struct history *history_new(size_t nmetrics, double interval)
 		return NULL;
 	h->nmetrics = nmetrics;
 	h->interval = interval;
-	h->cap = (size_t)ceil(HISTORY_SPAN / (interval > 1 ? interval : 1)) + 1;
+	h->cap = hist_cap(interval);
 	return h;
 }
 
@@ -54,6 +59,16 @@ size_t history_len(const struct history *h)
 double history_interval(const struct history *h)
 {
 	return h->interval;
+}
+
+size_t history_bytes(const struct history *h)
+{
+	return sizeof(*h) + h->alloc * hist_width(h) * sizeof(double);
+}
+
+size_t history_max_bytes(size_t nmetrics, double interval)
+{
+	return sizeof(struct history) + hist_cap(interval) * (2 + nmetrics) * sizeof(double);
 }
 
 static double *hist_row(const struct history *h, size_t i)

@@ -21,6 +21,10 @@ size_t history_nmetrics(const struct history *h);
 size_t history_len(const struct history *h);
 /* The sizes it was made for (to tell whether a zone's settings changed). */
 double history_interval(const struct history *h);
+/* Bytes the ring holds now; it never holds more than
+ * history_max_bytes(nmetrics, interval). */
+size_t history_bytes(const struct history *h);
+size_t history_max_bytes(size_t nmetrics, double interval);
 /* A sample at unix time t: servers that count toward the zone's size and
  * the zone average of each metric (NAN: missing). A sample in the same
  * second as the newest replaces it (but for its missing values); one older

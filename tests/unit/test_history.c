@@ -77,6 +77,9 @@ START_TEST(the_ring_keeps_the_last_hour_and_no_more)
 		}
 		ck_assert_msg(history_len(h) == want, "interval %g: expected %zu samples, got %zu",
 		              intervals[k], want, history_len(h));
+		ck_assert_msg(history_bytes(h) == history_max_bytes(1, intervals[k]),
+		              "interval %g: a full ring holds %zu bytes, its bound is %zu",
+		              intervals[k], history_bytes(h), history_max_bytes(1, intervals[k]));
 		json_t *p = points(h, 0);
 		ck_assert_msg(at(p, 0, 2) == 10000 - (double)want && at(p, want - 1, 2) == 9999,
 		              "interval %g: the oldest kept is %g, the newest %g", intervals[k],
@@ -89,6 +92,30 @@ START_TEST(the_ring_keeps_the_last_hour_and_no_more)
 }
 END_TEST
 
+START_TEST(its_memory_grows_with_the_samples_up_to_the_stated_bound)
+{
+	/* the figures HACKING.md states: one metric at one sample a second, the
+	 * most metrics a zone may have, the default interval */
+	ck_assert_msg(history_max_bytes(1, 0.5) < 85 * 1024, "one metric, a sample a second: %zu B",
+	              history_max_bytes(1, 0.5));
+	ck_assert_msg(history_max_bytes(8, 1) < 282 * 1024, "eight metrics: %zu B",
+	              history_max_bytes(8, 1));
+	ck_assert_msg(history_max_bytes(1, 10) < 9 * 1024, "interval 10 s: %zu B",
+	              history_max_bytes(1, 10));
+	struct history *h = history_new(1, 1);
+	double v = 1;
+	size_t empty = history_bytes(h);
+	history_add(h, 1e6, 1, &v);
+	size_t one = history_bytes(h);
+	ck_assert_msg(empty < one && one < 4096, "empty %zu B, one sample %zu B", empty, one);
+	for (int i = 1; i < 20000; i++)
+		history_add(h, 1e6 + i, 1, &v);
+	ck_assert_msg(history_bytes(h) == history_max_bytes(1, 1), "after 20000 samples: %zu B",
+	              history_bytes(h));
+	history_free(h);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("history");
@@ -96,6 +123,7 @@ int main(void)
 	tcase_add_test(tc, samples_come_back_oldest_first_with_missing_values_as_null);
 	tcase_add_test(tc, a_sample_in_the_same_second_replaces_the_newest_but_keeps_its_values);
 	tcase_add_test(tc, the_ring_keeps_the_last_hour_and_no_more);
+	tcase_add_test(tc, its_memory_grows_with_the_samples_up_to_the_stated_bound);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
