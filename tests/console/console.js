@@ -13,7 +13,7 @@
 //   3. the chart draws the zone's CPU while one server burns some; a server
 //      made unhealthy shows its balancer state change;
 //   4. screenshots at 1280x800 and 390x844; every control is reachable
-//      with Tab; an <img onerror> planted in a reason and in a zone name
+//      with Tab at both widths (on screen and ringed at 390 px); an <img onerror> planted in a reason and in a zone name
 //      (the test writes them into the Redis event stream) shows as text and
 //      runs nothing;
 //   5. scalerd restarts (now with public reads): the page reconnects, says
@@ -184,6 +184,27 @@ async function main() {
     res.phone_width = await page.evaluate(() => document.documentElement.scrollWidth);
     await page.screenshot({ path: path.join(outDir, "console-390x844.png") });
     await page.screenshot({ path: path.join(outDir, "console-390-full.png"), fullPage: true });
+    // at a phone's width too: every control by Tab, on screen when focused
+    // and ringed, and every state written out, not only coloured
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    const phoneTab = new Map();
+    for (let i = 0; i < 60; i++) {
+      await page.keyboard.press("Tab");
+      const f = await page.evaluate(() => {
+        const a = document.activeElement;
+        if (!a || a === document.body) return null;
+        const r = a.getBoundingClientRect();
+        return { id: a.id || a.textContent.trim().split(" ")[0] || a.tagName,
+                 left: Math.round(r.left), right: Math.round(r.right),
+                 ring: getComputedStyle(a).outlineStyle };
+      });
+      if (f && !phoneTab.has(f.id)) phoneTab.set(f.id, f);
+    }
+    res.phone_tab = [...phoneTab.values()];
+    res.states_unwritten = await page.evaluate(() => {
+      const all = [...document.querySelectorAll(".state")];
+      return { shown: all.length, blank: all.filter((e) => !e.textContent.trim()).length };
+    });
     await page.setViewportSize({ width: 1280, height: 800 });
 
     // every control by keyboard alone

@@ -189,6 +189,8 @@ def history_keeps_each_evaluation_with_the_policys_guides():
           "the primary's history, with its start: %r" % {k: h[k] for k in ("started", "why")})
     check_eq(h["why"], "this node became primary", "why the history starts where it does")
     check_eq(h["metrics"], [{"name": "http", "unit": ""}], "the zone's metrics")
+    check(0 < h["bytes"] < 85 * 1024, "the ring's memory, under its bound for one metric at a "
+          "sample a second: %r bytes" % h["bytes"])
     check_eq(sorted((g["name"], g["value"]) for g in h["guides"]),
              [("max_cpu", 90.0), ("min_cpu", 0.001)], "the threshold policy's guides")
     pts = h["points"]
@@ -293,9 +295,17 @@ def the_console_in_a_browser_shows_decisions_live_and_guards_actions():
     check(res["phone_width"] <= 390, "nothing wider than a 390 px phone: %d" % res["phone_width"])
     for shot in ("console-1280x800.png", "console-390x844.png"):
         check(os.path.getsize(os.path.join(out, shot)) > 10000, "a screenshot " + shot)
+    phone = {f["id"]: f for f in res["phone_tab"]}
     for control in ("btn-token", "btn-reload", "zone1", "pin-count", "pin-for", "btn-pin", "Drain"):
         check(control in res["tab_reached"], "%s reachable with Tab (reached %r)"
               % (control, res["tab_reached"]))
+        check(control in phone, "%s reachable with Tab at 390 px (reached %r)"
+              % (control, sorted(phone)))
+    for f in res["phone_tab"]:
+        check(f["left"] >= 0 and f["right"] <= 390 and f["ring"] not in ("none", ""),
+              "at 390 px a focused control is on screen with a focus ring: %r" % f)
+    check(res["states_unwritten"]["shown"] >= 4 and res["states_unwritten"]["blank"] == 0,
+          "every state is written, not only coloured: %r" % res["states_unwritten"])
     check(res["history_note_after"] != res["history_note_before"],
           "after the restart the page says the history started again: %r"
           % res["history_note_after"])
