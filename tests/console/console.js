@@ -302,7 +302,46 @@ async function main() {
   process.exit(0);
 }
 
-main().catch((e) => {
+// node console.js BACKUP_URL TOKEN ARTIFACTS_DIR backup: the page on a
+// backup shows the primary's zones through it, says it is a backup and
+// who the primary is, and the cluster's nodes with their roles.
+async function backupMain() {
+  fs.mkdirSync(outDir, { recursive: true });
+  const profileDir = fs.mkdtempSync(path.join(os.tmpdir(), "scaler-console-"));
+  const ctx = await chromium.launchPersistentContext(profileDir, {
+    executablePath, headless: true, viewport: { width: 1280, height: 800 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+  const res = { console_errors: [] };
+  try {
+    const page = ctx.pages()[0] || (await ctx.newPage());
+    page.on("console", (m) => { if (m.type() === "error") res.console_errors.push(m.text()); });
+    page.on("pageerror", (e) => res.console_errors.push(String(e)));
+    await page.goto(base + "/ui/", { waitUntil: "load", timeout: 15000 });
+    await waitFor(page, "the token prompt", () => !document.getElementById("token-panel").hidden, null, 5000);
+    await page.fill("#token", token);
+    await page.click("#token-ok");
+    await waitFor(page, "the primary's zone1 and two nodes on the backup's page",
+                  () => document.querySelectorAll("#servers tbody tr").length >= 1 &&
+                        document.querySelectorAll("#nodes tbody tr").length === 2 &&
+                        !document.getElementById("backup-note").hidden, null, 10000);
+    res.role = await page.textContent("#node-role");
+    res.note = await page.textContent("#backup-note");
+    res.primary = await page.textContent("#c-primary");
+    res.nodes = await page.evaluate(() =>
+      [...document.querySelectorAll("#nodes tbody tr")].map((tr) => tr.innerText.replace(/\s+/g, " ")));
+    res.rows = await rowsText(page);
+    await page.screenshot({ path: path.join(outDir, "console-backup.png") });
+  } finally {
+    await ctx.close();
+    fs.rmSync(profileDir, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify({ result: res }) + "\n");
+  process.exit(0);
+}
+
+(process.argv[5] === "backup" ? backupMain() : main()).catch((e) => {
   process.stderr.write("console.js: " + (e && e.message ? e.message : e) + "\n");
   process.exit(1);
 });

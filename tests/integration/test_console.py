@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from browsertest import browser_env
+from browsertest import browser_env, chromium
 from scalertest import *
 
 SCALERD = binary("scalerd")
@@ -370,6 +370,30 @@ def scalerctl_top_in_tmux_shows_the_zones_and_quits_on_q():
     check_eq(r.returncode, 1, "-d belongs to top only: %r" % r.stderr)
 
 
+def backup_page(backup, primary_url):
+    """The console opened on the backup, in the browser when there is one."""
+    if not chromium() or not shutil.which("node") or not shutil.which("npm"):
+        log("no chromium or node here: the backup's page is not opened")
+        return
+    out = os.path.join(builddir(), "tests", "artifacts")
+    r = subprocess.run(["node", os.path.join(srcdir(), "tests", "console", "console.js"),
+                        backup.url(""), TOKEN, out, "backup"], env=browser_env(),
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "the browser on the backup; exit %s, stderr:\n%s"
+          % (r.returncode, r.stderr[-3000:]))
+    res = json.loads(r.stdout.splitlines()[-1])["result"]
+    log("the backup's page: %r" % res)
+    check_eq((res["role"], res["primary"], res["console_errors"]), ("backup", "node 2", []),
+             "the backup's page: its role, the primary, errors in the console")
+    check("node 2" in res["note"] and primary_url in res["note"],
+          "the page says it is a backup and who the primary is: %r" % res["note"])
+    check(any("serving" in r and "alive" in r for r in res["rows"]),
+          "the primary's servers, forwarded, with the balancer's view: %r" % res["rows"])
+    check(any(n.startswith("1 (this node)") and "backup" in n for n in res["nodes"]) and
+          any(n.startswith("2") and "primary" in n for n in res["nodes"]),
+          "the nodes with their roles: %r" % res["nodes"])
+
+
 @test
 def a_backup_forwards_zones_and_history_to_the_primary_and_says_who_it_is():
     redis = Redis()
@@ -404,6 +428,7 @@ def a_backup_forwards_zones_and_history_to_the_primary_and_says_who_it_is():
         roles = {n["id"]: (n["role"], n["reachable"], n["self"]) for n in cl["nodes"]}
         check_eq(roles, {"1": ("backup", True, True), "2": ("primary", True, False)},
                  "/cluster on the backup asks every node")
+        backup_page(backup, peers[2])
         # the primary gone: the backup says so, and who it was
         primary.proc.signal(signal.SIGSTOP)
         try:
