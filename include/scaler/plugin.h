@@ -235,6 +235,8 @@ struct scaler_host {
 	 * handle is gone once fn ran. */
 	void (*defer_cancel)(struct scaler_deferred *d);
 
+	/* ---- ABI 1.3: check SCALER_HOST_HAS before using it ---- */
+
 	/* node.public_reads: with a token, GET and HEAD requests need none. A
 	 * plugin that serves an admin API applies the one auth rule of every
 	 * admin listener: with a token, everything but /health_check needs

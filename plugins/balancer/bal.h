@@ -380,7 +380,7 @@ void h2_stream_detach(struct h2s *s, int complete);
 
 /* ---- proxy.c ------------------------------------------------------------ */
 
-/* Bind hostport and accept at once (a worker that runs alone on ABI 1.2). */
+/* Bind hostport and accept at once (a worker that runs alone: a host before ABI 1.4). */
 int proxy_listen(struct bal *b, const char *hostport, char *err, size_t errlen);
 /* Serve on fd, a listening socket scalerd holds; accept only from
  * proxy_accept on (once the server set is known). */
