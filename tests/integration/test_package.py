@@ -140,7 +140,8 @@ def the_packages_hold_what_an_operator_needs_and_no_la_files():
     conffiles = run(["dpkg-deb", "-I", S["scaler"], "conffiles"]).stdout.split()
     check("/etc/scaler/scaler.conf" in conffiles, "scaler.conf is a conffile: %r" % conffiles)
     dev = run(["dpkg-deb", "-c", S["scaler-dev"]]).stdout
-    for want in ("./usr/include/scaler/plugin.h", "./usr/lib/%s/pkgconfig/scaler-plugin.pc" % ma):
+    for want in ("./usr/include/scaler/plugin.h", "./usr/lib/%s/pkgconfig/scaler-plugin.pc" % ma,
+                 "./usr/share/man/man7/scaler-plugin.7.gz"):
         check(want in dev, "%s in scaler-dev:\n%s" % (want, dev))
     r = run(["sh", "-c", "dpkg-deb --fsys-tarfile \"$1\" | tar -xO --wildcards "
              "'*/systemd/system/scaler.service'", "sh", S["scaler"]])
@@ -210,6 +211,91 @@ def the_installed_scalerd_accepts_the_packaged_config():
     for page in ("scalerd", "scalerctl", "scaler-app", "scaler.conf"):
         r = run(["man", "-w", page])
         check(r.returncode == 0, "man page %s is installed: %s" % (page, r.stderr))
+
+
+def header_abi(path):
+    text = open(path).read()
+    ver = [re.search(r"#define SCALER_ABI_%s (\d+)" % part, text) for part in ("MAJOR", "MINOR")]
+    check(all(ver), "SCALER_ABI_MAJOR and SCALER_ABI_MINOR defined in %s" % path)
+    return "%s.%s" % (ver[0].group(1), ver[1].group(1))
+
+
+@test
+def the_installed_scaler_dev_gives_a_working_pkg_config_file_and_its_man_page():
+    """What a plugin author has after apt-get install scaler-dev: pkg-config
+    scaler-plugin (no PKG_CONFIG_PATH) names the ABI of the installed header
+    and the directory the installed scalerd loads plugins from, its flags
+    build the example plugins, and man 7 scaler-plugin is there."""
+    preconditions()
+    needs("installed")
+    env = {"PKG_CONFIG_PATH": "", "PKG_CONFIG_SYSROOT_DIR": "", "PKG_CONFIG_LIBDIR": ""}
+    env = {k: v for k, v in os.environ.items() if k not in env and not k.startswith("SCALER_")
+           and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+    def pc(*args):
+        r = subprocess.run(["pkg-config"] + list(args) + ["scaler-plugin"], capture_output=True,
+                           text=True, timeout=30, env=env)
+        check(r.returncode == 0, "pkg-config %s scaler-plugin with the installed scaler-dev: "
+              "exit %d: %s" % (" ".join(args), r.returncode, r.stderr))
+        return r.stdout.strip()
+
+    pcfile = "/usr/lib/%s/pkgconfig/scaler-plugin.pc" % S["multiarch"]
+    check(os.path.exists(pcfile), "%s installed" % pcfile)
+    check_eq(pc("--variable=abi"), header_abi("/usr/include/scaler/plugin.h"),
+             "pkg-config --variable=abi against the installed <scaler/plugin.h>")
+    check_eq(pc("--variable=abi"), header_abi(os.path.join(srcdir(), "include/scaler/plugin.h")),
+             "pkg-config --variable=abi against the source tree's header")
+    plugindir = pc("--variable=plugindir")
+    check_eq(plugindir, "/usr/lib/%s/scaler" % S["multiarch"], "pkg-config --variable=plugindir")
+    check(os.path.exists(os.path.join(plugindir, "driver_process.so")),
+          "the plugindir variable (%s) holds the packaged plugins" % plugindir)
+    local = pc("--variable=localplugindir")
+    check(local.startswith("/") and local != plugindir,
+          "pkg-config --variable=localplugindir: an absolute directory before the packaged one, "
+          "got %r" % local)
+    check(not local.startswith("/usr/lib/") and not local.startswith("/lib/"),
+          "the local plugin directory is not under the packaged /usr/lib: %r" % local)
+    cflags = pc("--cflags")
+    check(srcdir() not in cflags and builddir() not in cflags,
+          "the installed --cflags point at no source or build tree: %s" % cflags)
+    libs = pc("--libs").split()
+    for lib in ("-lev", "-lconfig", "-lhiredis"):
+        check(lib in libs, "pkg-config --libs names %s: %s" % (lib, libs))
+
+    # the example plugins, C and C++, built with the installed flags alone,
+    # and loaded by the installed scalerd from plugindir's neighbour
+    ex = os.path.join(tmpdir(), "examples-installed")
+    shutil.copytree(os.path.join(srcdir(), "examples", "plugins"), ex)
+    os.chmod(tmpdir(), 0o711)
+    os.chmod(ex, 0o755)
+    r = subprocess.run(["make", "-C", ex], capture_output=True, text=True, timeout=300, env=env)
+    check(r.returncode == 0, "make in a copy of examples/plugins with the installed scaler-dev:"
+          "\n%s%s" % (r.stdout[-3000:], r.stderr[-3000:]))
+    conf = write_file("installed-sdk.conf", """node = { id = 1; };
+plugin_dir = [ "%s", "%s" ];
+driver = { plugin = "shell"; create = "true"; remove = "true"; list = "true"; };
+metrics = { plugin = "loadavg"; };
+policy = { plugin = "band"; low = 10.0; high = 80.0; };
+zones = ( { name = "z1"; listen = "127.0.0.1:1"; admin = "127.0.0.1:2";
+            policy = { plugin = "band_cxx"; high = 70.0; }; } );
+""" % (ex, plugindir))
+    r = run(["/usr/sbin/scalerd", "-t", "-c", conf])
+    check(r.returncode == 0, "the installed scalerd -t loads the examples built with the "
+          "installed SDK: exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+
+    r = run(["man", "-w", "7", "scaler-plugin"])
+    check(r.returncode == 0, "man 7 scaler-plugin is installed: %s" % r.stderr)
+    page = r.stdout.strip()
+    owner = run(["dpkg-query", "-S", page])
+    check(owner.returncode == 0 and owner.stdout.startswith("scaler-dev:"),
+          "%s belongs to scaler-dev: %s%s" % (page, owner.stdout, owner.stderr))
+    r = run(["man", "--warnings", "-l", page], env={"MANWIDTH": "80"})
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    check(r.returncode == 0 and not r.stderr.strip() and len(lines) > 50,
+          "man 7 scaler-plugin renders without warnings: exit %d, %d lines (expected > 50), "
+          "stderr: %s" % (r.returncode, len(lines), r.stderr))
+    check("SCALER_PLUGIN_DEFINE" in r.stdout, "the page explains SCALER_PLUGIN_DEFINE")
+    S["sdk"] = pcfile, page
 
 
 def alive(pid):
@@ -334,6 +420,7 @@ def purging_stops_the_servers_and_leaves_no_files_no_user_and_no_process():
                         "/usr/bin/scaler-app", "/usr/lib/%s/scaler" % S["multiarch"],
                         "/usr/include/scaler", "/var/lib/scaler")
             if os.path.lexists(p)]
+    left += [p for p in S.get("sdk", ()) if os.path.lexists(p)]
     left += glob.glob("/lib/systemd/system/scaler.service") + \
         glob.glob("/usr/lib/systemd/system/scaler.service")
     check(not left, "nothing left after purge, found: %r" % left)
