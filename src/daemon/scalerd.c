@@ -323,7 +323,7 @@ static const char *reload_fixed_setting(const struct conf *a, const struct conf 
 }
 
 /* 1 when the zone's balancer plugin serves on sockets scalerd holds (ABI
- * 1.3); a plugin built before binds its own, in one worker. */
+ * 1.4); a plugin built before binds its own, in one worker. */
 static int zone_hand_over(const struct daemon *d, const struct conf *c, const struct conf_zone *cz)
 {
 	const struct plugin *p = d->balancer.plugin;
@@ -342,7 +342,7 @@ static int zone_hand_over(const struct daemon *d, const struct conf *c, const st
 	int yes = p->ops.balancer.serve_worker && p->ops.balancer.connections;
 	if (!yes && cz->workers > 1)
 		log_warn(
-		    "zone %s: balancer plugin \"%s\" binds its own sockets (plugin ABI < 1.3): "
+		    "zone %s: balancer plugin \"%s\" binds its own sockets (plugin ABI < 1.4): "
 		    "one worker, not %d, and a gap whenever it restarts",
 		    cz->name, p->name, cz->workers);
 	plugin_unload(own);

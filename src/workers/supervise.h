@@ -27,7 +27,7 @@ struct supervisor_zone {
 	const char *admin;  /* host:port */
 	int workers;        /* processes on the zone's socket, >= 1 */
 	/* 1: the zone's balancer plugin serves on sockets it is handed (ABI
-	 * 1.3); 0: the worker binds its own (one worker, a gap on restart) */
+	 * 1.4); 0: the worker binds its own (one worker, a gap on restart) */
 	int hand_over;
 };
 

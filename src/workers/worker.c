@@ -22,7 +22,7 @@
 #include "redis_conn.h"
 #include "store.h"
 
-/* A plugin without connections (ABI < 1.3) gets this long after SIGTERM. */
+/* A plugin without connections (ABI < 1.4) gets this long after SIGTERM. */
 #define WORKER_DRAIN_LEGACY 2.0
 /* How long a worker waits for the state store before it serves without it
  * (the static servers, or what the shared memory held). */
@@ -267,7 +267,7 @@ static int worker_serve(struct worker *w, const struct worker_fds *handed)
 		if (handed && handed->listen >= 0) {
 			log_err(
 			    "zone %s: balancer plugin \"%s\" cannot serve on the sockets scalerd "
-			    "holds (it has plugin ABI %u.%u; 1.3 is needed)",
+			    "holds (it has plugin ABI %u.%u; 1.4 is needed)",
 			    w->zone->name, w->bal.plugin->name, w->bal.plugin->desc->abi_major,
 			    w->bal.plugin->desc->abi_minor);
 			return -1;
