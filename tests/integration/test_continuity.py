@@ -29,8 +29,9 @@ def zone_text(name, listen, admin, servers, balancer="", workers=None):
 class Node:
     """scalerd with zones over static servers; zones: list of zone_text."""
 
-    def __init__(self, zones, name="scalerd", extra=""):
-        self.redis = Redis()
+    def __init__(self, zones, name="scalerd", extra="", redis_url=None):
+        self.redis = None if redis_url else Redis()
+        self.redis_url = redis_url or self.redis.url()
         self.admin = free_port()
         self.name = name
         self.extra = extra
@@ -47,7 +48,7 @@ class Node:
         return ('node = { id = 1; admin = "127.0.0.1:%d"; };\ncluster = "c%d";\nredis = "%s";\n'
                 'plugin_dir = "%s";\nstate_dir = "%s";\nlog = { level = "debug"; };\n'
                 'drain_timeout = 5.0;\n%s\nzones = ( %s );\n'
-                % (self.admin, self.admin, self.redis.url(), plugin_dir(), tmpdir(), self.extra,
+                % (self.admin, self.admin, self.redis_url, plugin_dir(), tmpdir(), self.extra,
                    ",\n".join(zones)))
 
     def url(self, path):
@@ -88,6 +89,13 @@ def refused(port):
         return False
     except ConnectionRefusedError:
         return True
+
+
+def all_refused(port, tries=16):
+    """Every connect refused: with a socket per worker (SO_REUSEPORT) the
+    kernel hashes each new connection to one of them, so one try can miss
+    a socket left open."""
+    return all(refused(port) for _ in range(tries))
 
 
 def live(pid):
@@ -153,32 +161,47 @@ def a_reload_that_changes_the_balancer_fails_no_request():
 def a_crash_looping_worker_keeps_the_port_bound_and_the_loop_is_logged():
     port, admin = free_port(), free_port()
     # scalerd checks only the global balancer group: a bad zone group makes
-    # the worker exit at start, every time
-    node = Node([zone_text("z", port, admin, [], balancer="max_connections = 0;")],
+    # the worker exit at start, every time; two workers, so each of the
+    # zone's two sockets must stay bound through the loop
+    node = Node([zone_text("z", port, admin, [], balancer="max_connections = 0;", workers=2)],
                 name="crashloop")
-    wait_until(lambda: "crash-looping" in node.log(), 10, "the crash loop in the log")
+    for w in (0, 1):
+        wait_until(lambda: "balancer worker %d of zone z is crash-looping" % w in node.log(), 10,
+                   "worker %d's crash loop in the log" % w)
     check("socket stays open" in node.log(), "the log says the socket stays open: %s"
           % node.log()[-800:])
+    held = []
     for _ in range(3):
-        check(not refused(port), "the zone's port accepts connections (in the backlog)")
+        for _ in range(8):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+            except ConnectionRefusedError:
+                check(False, "the zone's port accepts every connection (in the backlog) while "
+                      "its workers crash-loop: one was refused")
         time.sleep(0.3)
+    for s in held:
+        s.close()
     z = node.zone("z")
-    check(z["balancer_restarts"] >= 2, "restarts counted: %r" % z)
+    check(z["balancer_restarts"] >= 4, "restarts of both workers counted: %r" % z)
 
 
 @test
 def removing_a_zone_closes_its_socket_and_moving_one_opens_the_new_address_first():
     a = backend("mv-a")
     p1, a1, p2, a2, p3 = free_port(), free_port(), free_port(), free_port(), free_port()
-    node = Node([zone_text("one", p1, a1, [a.url]), zone_text("two", p2, a2, [a.url])],
-                name="move")
+    # two workers each: a zone's address is two sockets, both must close
+    node = Node([zone_text("one", p1, a1, [a.url], workers=2),
+                 zone_text("two", p2, a2, [a.url], workers=2)], name="move")
     wait_until(lambda: serves(p1) and serves(p2), 10, "both zones to serve")
-    node.reload([zone_text("one", p3, a1, [a.url])])
+    node.reload([zone_text("one", p3, a1, [a.url], workers=2)])
     wait_until(lambda: serves(p3), 10, "zone one on its new address")
-    wait_until(lambda: refused(p1), 10, "zone one's old address to close")
-    wait_until(lambda: refused(p2), 10, "zone two's address to close with the zone")
+    wait_until(lambda: all_refused(p1), 10, "both of zone one's sockets on its old address to "
+               "close")
+    wait_until(lambda: all_refused(p2), 10, "both of zone two's sockets to close with the zone")
     check(refused(a2), "zone two's admin address is closed too")
     check(serves(p3), "zone one still serves")
+    check(all(serves(p3) for _ in range(8)), "zone one serves every connection on its new "
+          "address")
 
 
 @test
@@ -198,6 +221,22 @@ def a_reload_whose_address_cannot_be_bound_is_refused_and_changes_nothing():
     check_eq(node.pids("z")[0], pid, "the worker runs on")
     check(serves(port), "the zone serves on its address")
     busy.close()
+
+
+@test
+def a_worker_whose_state_store_does_not_answer_serves_its_static_servers():
+    a = backend("mute-a")
+    # a "Redis" that takes connections (the kernel's backlog) and never answers
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(64)
+    port, admin = free_port(), free_port()
+    node = Node([zone_text("z", port, admin, [a.url])], name="mute",
+                redis_url="redis://127.0.0.1:%d" % mute.getsockname()[1])
+    wait_until(lambda: serves(port), 10, "the zone to serve its static server without Redis")
+    check("zone z: the state store did not answer in time" in node.log(),
+          "the worker says why it serves without the state store: %s" % node.log()[-1500:])
+    mute.close()
 
 
 def metrics(admin):
