@@ -34,15 +34,27 @@ def free_port():
     return port
 
 
-def wait_port(port, timeout=5.0):
+def wait_port(port, timeout=5.0, proc=None):
+    """Wait for a listener on port; proc (spawned by Procs): give up when it
+    exits, and say what its log ends with."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return True
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("nothing listens on 127.0.0.1:%d after %.0fs" % (port, timeout))
+    why = "nothing listens on 127.0.0.1:%d after %.0fs" % (port, timeout)
+    if proc is not None:
+        if proc.poll() is not None:
+            why = "%s exited (status %d) before 127.0.0.1:%d listened" % (
+                proc.bench_name, proc.returncode, port)
+        try:
+            with open(proc.bench_log, "rb") as f:
+                why += "; its log ends:\n" + f.read()[-1500:].decode(errors="replace")
+        except OSError:
+            pass
+    raise RuntimeError(why)
 
 
 def http_get(port, path="/", timeout=2.0):
@@ -301,8 +313,8 @@ def scaler_balancer(procs, backends, settings=None, name="scaler", via="auto"):
                ["http://127.0.0.1:%d" % b for b in backends]
     p = procs.spawn(argv, name)
     p.bench_via = via
-    wait_port(port)
-    wait_port(admin)
+    wait_port(port, 10, p)
+    wait_port(admin, 10, p)
     return p, port, admin
 
 
@@ -333,7 +345,8 @@ class Scaler:
         self.plugins = os.path.join(bdir, ".libs")
         self.rewrite(settings or {})
         self.proc = procs.spawn([os.path.join(bdir, "scalerd"), "-c", self.conf], name)
-        wait_port(self.node)
+        # a whole scalerd (config, plugins, Redis) starts slowly on a busy machine
+        wait_port(self.node, 15, self.proc)
         deadline = time.monotonic() + 10
         while len([p for p in self.pids() if p]) < workers and time.monotonic() < deadline:
             time.sleep(0.05)
