@@ -1,9 +1,10 @@
 """HTTP/2 to clients (ALPN h2 on the zone's TLS listener), HTTP/1.1 to the
 servers: curl --http2 and h2load get their answers, bodies both ways
-(content-length, chunked, large), the header list limit, frames RFC 9113
-§8 forbids are refused by stream or connection and reach no server, a
-request never turns into two upstream, and a flood of opened-and-reset
-streams (CVE-2023-44487) is cut off without reaching the servers."""
+(content-length, chunked, large), the stream and header list limits,
+frames RFC 9113 §8 forbids are refused by stream or connection and reach
+no server, a request never turns into two upstream, and a flood of
+opened-and-reset streams (CVE-2023-44487) is cut off without reaching the
+servers."""
 import hashlib
 import json
 import os
@@ -14,8 +15,9 @@ import time
 from scalertest import *
 
 sys.path.insert(0, os.path.join(srcdir(), "tests", "balancer"))
-from baltest import (H2_DATA, H2_END_HEADERS, H2_END_STREAM,  # noqa
-                     H2_HEADERS, H2_RST, Balancer, Certs, H2Raw, backend, backend_requests,
+from baltest import (H2_ACK, H2_DATA, H2_END_HEADERS, H2_END_STREAM,  # noqa
+                     H2_GOAWAY, H2_HEADERS, H2_PROTOCOL_ERROR, H2_RST, H2_SETTINGS, Balancer,
+                     Certs, H2Raw, backend, backend_requests,
                      h2_frame, h2_goaway, h2_request_headers, h2_stream_end, hpack)
 
 _shared = {}
@@ -123,6 +125,65 @@ def the_access_log_says_http_2():
     e = line()
     check_eq((e["protocol"], e["status"], e["tls"], e["method"]), ("HTTP/2", 200, "TLSv1.3", "GET"),
              "the line")
+
+
+def server_settings(frames):
+    """The server's first SETTINGS, as {identifier: value}."""
+    for f in frames:
+        if f[0] == H2_SETTINGS and not f[1] & H2_ACK:
+            p = f[3]
+            return {int.from_bytes(p[i:i + 2], "big"): int.from_bytes(p[i + 2:i + 6], "big")
+                    for i in range(0, len(p) - 5, 6)}
+    return None
+
+
+@test
+def streams_past_http2_max_streams_are_refused():
+    certs, be, bal = site()
+    h = H2Raw(bal.port, certs.ca)
+    # its SETTINGS (which H2Raw acknowledges) say the limits it holds clients to
+    got = h.frames(lambda fs: server_settings(fs) is not None)
+    settings = server_settings(got)
+    check(settings is not None, "the server's SETTINGS: %r" % got)
+    check_eq((settings.get(3), settings.get(6)), (50, 8192),
+             "SETTINGS_MAX_CONCURRENT_STREAMS (http2_max_streams) and "
+             "SETTINGS_MAX_HEADER_LIST_SIZE (max_header_size)")
+    def open_streams(first, n, wait):
+        block = hpack(h2_request_headers("/slow?s=%d" % wait))
+        h.send(b"".join(h2_frame(H2_HEADERS, H2_END_HEADERS | H2_END_STREAM, first + 2 * i,
+                                 block) for i in range(n)))
+
+    def ended(fs, ids):
+        return all(h2_stream_end(fs, i) for i in ids) or (fs and fs[-1][0] == "closed")
+    # up to the limit, at once: every stream answered
+    before = backend_requests(be)
+    open_streams(1, 50, 1)
+    got = h.frames(lambda fs: ended(fs, range(1, 101, 2)), timeout=20)
+    check_eq([h2_stream_end(got, i) for i in range(1, 101, 2)], [("end", None)] * 50,
+             "50 streams at once (http2_max_streams = 50) answered")
+    check_eq(backend_requests(be) - before, 50, "requests that reached the server")
+    # one past it while 50 are open: refused, and it reaches no server
+    before = backend_requests(be)
+    # (the 50 stay open while their server waits 5 s; the 51st comes after them on the
+    # connection, so it finds them open)
+    open_streams(101, 50, 5)
+    open_streams(201, 1, 5)
+    got = h.frames(lambda fs: ended(fs, range(101, 203, 2)) or h2_goaway(fs) is not None,
+                   timeout=20)
+    h.close()
+    end = h2_stream_end(got, 201)
+    goaway = [f for f in got if f[0] == H2_GOAWAY]
+    # RFC 9113 5.1.2: a stream error PROTOCOL_ERROR or REFUSED_STREAM; nghttp2 makes it a
+    # connection error once the limit was acknowledged (GOAWAY, the stream not processed)
+    refused = end in (("rst", 7), ("rst", 1)) or (
+        goaway and int.from_bytes(goaway[0][3][:4], "big") < 201 and
+        h2_goaway(got) == H2_PROTOCOL_ERROR)
+    check(refused, "the 51st stream refused (RST_STREAM, or GOAWAY below it), got %r / %r"
+          % (end, [(f[0], f[3][:8]) for f in goaway]))
+    check(backend_requests(be) - before <= 50, "the 51st stream reached no server (%d requests)"
+          % (backend_requests(be) - before))
+    code, _, _ = curl(bal, certs, "/after-limit")
+    check_eq(code, 200, "the balancer still serves others")
 
 
 @test
