@@ -185,6 +185,14 @@ def scalerd_t_refuses_a_key_that_does_not_match_or_that_others_may_read():
              ({"cert": b["cert"], "key": readable}, "readable.key"),
              ({"cert": certs.path("none.pem"), "key": a["key"]}, "No such file"),
              ({"cert": a["cert"], "key": a["key"], "ocsp": a["cert"]}, "not a successful OCSP"))
+    if os.geteuid() == 0:
+        # the secrets rule: a root-owned key only the daemon's group may read besides root
+        other = certs.path("other-group.key")
+        with open(a["key"], "rb") as f, open(other, "wb") as out:
+            out.write(f.read())
+        os.chown(other, 0, 54321)
+        os.chmod(other, 0o640)
+        cases += (({"cert": a["cert"], "key": other}, "read by group 54321"),)
     for entry, words in cases:
         path = write_file("tls-t-%d.conf" % free_port(), """
 node = { id = 1; admin = "127.0.0.1:%d"; };
@@ -210,15 +218,26 @@ zones = ( { name = "z1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 
     r = subprocess.run([binary("scalerd"), "-t", "-c", path], capture_output=True, timeout=30)
     check(r.returncode != 0 and "does not match" in (r.stdout + r.stderr).decode(),
           "a zone's own tls group is checked by scalerd -t: %s" % r.stderr.decode())
-    # the same with the right key is valid
-    path = write_file("tls-ok-%d.conf" % free_port(), """
+    # the same with the right key is valid: the daemon's own, or root's that the
+    # daemon's group may read
+    keys = [a["key"]]
+    if os.geteuid() == 0:
+        shared = certs.path("daemon-group.key")
+        with open(a["key"], "rb") as f, open(shared, "wb") as out:
+            out.write(f.read())
+        os.chown(shared, 0, os.getegid())
+        os.chmod(shared, 0o640)
+        keys.append(shared)
+    for key in keys:
+        path = write_file("tls-ok-%d.conf" % free_port(), """
 node = { id = 1; admin = "127.0.0.1:%d"; };
 plugin_dir = "%s";
 balancer = { plugin = "builtin"; tls = { certificates = ( { cert = "%s"; key = "%s"; } ); }; };
 zones = ( { name = "z1"; listen = "127.0.0.1:%d"; admin = "127.0.0.1:%d"; min = 0; max = 1; } );
-""" % (free_port(), plugin_dir(), a["cert"], a["key"], free_port(), free_port()))
-    r = subprocess.run([binary("scalerd"), "-t", "-c", path], capture_output=True, timeout=30)
-    check_eq(r.returncode, 0, "scalerd -t with a matching key (%s)" % r.stderr.decode())
+""" % (free_port(), plugin_dir(), a["cert"], key, free_port(), free_port()))
+        r = subprocess.run([binary("scalerd"), "-t", "-c", path], capture_output=True, timeout=30)
+        check_eq(r.returncode, 0, "scalerd -t with a matching key, mode %o (%s)"
+                 % (os.stat(key).st_mode & 0o777, r.stderr.decode()))
 
 
 def serial_of(port, name, ca):
