@@ -250,6 +250,22 @@ def scaler_app_samples_carry_the_tags_and_field_telegraf_maps():
 
 
 @test
+def the_demo_balancers_write_an_access_log_where_user_scaler_may():
+    # off by default (scaler.conf(5)), on in the demo: the first thing to open
+    # when a request went wrong
+    dockerfile = open(os.path.join(srcdir(), "Dockerfile")).read()
+    for path in NODES:
+        body = re.search(r"^balancer\s*=\s*\{(.*?)^\};", strip_comments(open(path).read()),
+                         re.S | re.M)
+        check(body is not None, "a balancer group in %s" % os.path.basename(path))
+        m = re.search(r"access_log\s*=\s*\{\s*path\s*=\s*\"(/[^\"]+)\"", body.group(1))
+        check(m is not None, "balancer.access_log = { path = ...; } in %s" % os.path.basename(path))
+        where = os.path.dirname(m.group(1))
+        check(re.search(r"chown scaler:scaler [^\n]*%s( |$)" % re.escape(where), dockerfile,
+                        re.M), "the image gives %s to user scaler (Dockerfile)" % where)
+
+
+@test
 def the_three_node_configs_differ_only_in_node_identity():
     texts = [strip_comments(open(p).read()) for p in NODES]
 
