@@ -2,13 +2,21 @@
 
 #include "secret.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
+
+#define SC_ACL_MAX 32 /* entries of an access ACL looked at */
 
 const char *file_type_name(mode_t m)
 {
@@ -105,6 +113,67 @@ int secret_check(const struct stat *st, const char *path, const char *what, char
 	return -1;
 }
 
+/* A POSIX access ACL on the file (systemd's LoadCredential= on a tmpfs
+ * gives root's file, mode 0400, "user:<the service's user>:r"): the group
+ * bits of its mode are then the ACL's mask, not what the owning group may
+ * do. 0 with the group bits of *st made the owning group's own, when every
+ * named entry grants nothing, or no more than reading to the daemon (its
+ * user or root; its group for a file of root's); -1 with the reason. No
+ * ACL: 0 and *st as it was. */
+static int sc_acl(int fd, struct stat *st, const char *path, const char *what, char *err,
+                  size_t errlen)
+{
+	unsigned char buf[sizeof(struct posix_acl_xattr_header) +
+	                  SC_ACL_MAX * sizeof(struct posix_acl_xattr_entry)];
+	ssize_t n = fgetxattr(fd, "system.posix_acl_access", buf, sizeof(buf));
+	if (n < 0 && (errno == ENODATA || errno == ENOTSUP))
+		return 0;
+	size_t head = sizeof(struct posix_acl_xattr_header),
+	       one = sizeof(struct posix_acl_xattr_entry);
+	struct posix_acl_xattr_header h;
+	if (n >= (ssize_t)head)
+		memcpy(&h, buf, head);
+	if (n < (ssize_t)head || ((size_t)n - head) % one != 0 ||
+	    le32toh(h.a_version) != POSIX_ACL_XATTR_VERSION) {
+		snprintf(err, errlen,
+		         "%s %s has an access ACL scalerd cannot read (%s): setfacl -b %s", what,
+		         path, n < 0 ? strerror(errno) : "its format", path);
+		return -1;
+	}
+	size_t count = ((size_t)n - head) / one;
+	unsigned mask = 7, group_obj = 0;
+	for (size_t i = 0; i < count; i++) {
+		struct posix_acl_xattr_entry e;
+		memcpy(&e, buf + head + i * one, one);
+		if (le16toh(e.e_tag) == ACL_MASK)
+			mask = le16toh(e.e_perm) & 7;
+	}
+	for (size_t i = 0; i < count; i++) {
+		struct posix_acl_xattr_entry e;
+		memcpy(&e, buf + head + i * one, one);
+		unsigned tag = le16toh(e.e_tag), may = le16toh(e.e_perm) & mask & 7;
+		uint32_t id = le32toh(e.e_id);
+		char name[64];
+		if (tag == ACL_GROUP_OBJ)
+			group_obj = may;
+		if ((tag != ACL_USER && tag != ACL_GROUP) || !may)
+			continue;
+		int daemon = tag == ACL_USER ? (id == 0 || id == geteuid())
+		                             : st->st_uid == 0 && sc_daemon_group((gid_t)id);
+		if (daemon && !(may & 2))
+			continue;
+		snprintf(err, errlen,
+		         "%s %s has an ACL that lets %s %s %s it; a secret must not: setfacl -b %s",
+		         what, path, tag == ACL_USER ? "user" : "group",
+		         tag == ACL_USER ? sc_user_name((uid_t)id, name, sizeof(name))
+		                         : sc_group_name((gid_t)id, name, sizeof(name)),
+		         (may & 2) ? "write" : "read", path);
+		return -1;
+	}
+	st->st_mode = (st->st_mode & ~(mode_t)070) | (mode_t)(group_obj << 3);
+	return 0;
+}
+
 int secret_open(const char *path, const char *what, struct stat *st, char *err, size_t errlen)
 {
 	struct stat own;
@@ -123,7 +192,9 @@ int secret_open(const char *path, const char *what, struct stat *st, char *err, 
 		close(fd);
 		return -1;
 	}
-	if (secret_check(st, path, what, err, errlen) < 0) {
+	struct stat rule = *st;
+	if (sc_acl(fd, &rule, path, what, err, errlen) < 0 ||
+	    secret_check(&rule, path, what, err, errlen) < 0) {
 		close(fd);
 		return -1;
 	}

@@ -7,6 +7,11 @@
  * owned by root, the daemon's group: this process's effective group or the
  * group the package creates (SCALER_DAEMON_GROUP, "scaler"), so the .deb's
  * root:scaler 0640 token is valid for scalerd run as user scaler or as root.
+ * A POSIX access ACL may add readers within the same rule only: this
+ * process's user (or root), and the daemon's group for a file of root's, as
+ * systemd's LoadCredential= does on a tmpfs (root's file, 0400, plus
+ * "user:<the service's user>:r"); its mask in the mode's group bits is not
+ * taken for the owning group's permission.
  * Anything else is refused with a sentence saying what to chmod or chown. */
 #ifndef SCALER_SECRET_H
 #define SCALER_SECRET_H

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static char tdir[] = "/tmp/test_secret.XXXXXX";
@@ -118,6 +120,65 @@ START_TEST(files_of_another_user_are_refused_saying_what_to_chown)
 }
 END_TEST
 
+/* An access ACL on path: user_id/group_id -1 for none, each granted perm
+ * (4: read, 6: read and write); the mask lets all of it through. 0, or -1
+ * when the file system has no ACLs. */
+static int set_acl(long user_id, long group_id, unsigned perm)
+{
+	/* entries in the kernel's order: owner, users, owning group, groups,
+	 * mask, others (little-endian, as on the machines this runs on) */
+	uint8_t buf[4 + 6 * 8] = {2, 0, 0, 0};
+	size_t n = 4;
+	const long undefined = 0xffffffff;
+	const long entries[6][3] = {{0x01, 4, undefined},    {0x02, perm, user_id},
+	                            {0x04, 0, undefined},    {0x08, perm, group_id},
+	                            {0x10, perm, undefined}, {0x20, 0, undefined}};
+	for (int i = 0; i < 6; i++) {
+		if (entries[i][2] < 0)
+			continue; /* no such named entry */
+		uint16_t tag = (uint16_t)entries[i][0], p = (uint16_t)entries[i][1];
+		uint32_t id = (uint32_t)entries[i][2];
+		memcpy(buf + n, &tag, 2);
+		memcpy(buf + n + 2, &p, 2);
+		memcpy(buf + n + 4, &id, 4);
+		n += 8;
+	}
+	if (setxattr(path, "system.posix_acl_access", buf, n, 0) == 0)
+		return 0;
+	ck_assert_msg(errno == ENOTSUP || errno == EOPNOTSUPP, "setxattr: %s", strerror(errno));
+	return -1;
+}
+
+START_TEST(an_acl_that_lets_only_the_daemon_read_is_accepted_any_other_refused)
+{
+	char err[512];
+	if (geteuid() != 0)
+		return; /* needs chown */
+	/* systemd's LoadCredential= on tmpfs: root's file, 0400, user:<the
+	 * service's user>:r; its mode then shows the mask as group bits (0440),
+	 * and the owning group here is not the daemon's */
+	make_file(0400, 0, 54321);
+	if (set_acl(geteuid(), -1, 4) < 0)
+		return; /* no ACLs here */
+	struct stat st;
+	ck_assert(stat(path, &st) == 0);
+	ck_assert_msg((st.st_mode & 0777) == 0440, "expected the mask in the group bits, got %o",
+	              st.st_mode & 0777);
+	ck_assert_msg(try_open(err, sizeof(err)) == 0,
+	              "expected root's 0400 with an ACL for the daemon's user accepted, got: %s",
+	              err);
+	make_file(0400, 0, 54321);
+	set_acl(54322, -1, 4);
+	expect_refused("lets user 54322 read it", "setfacl -b");
+	make_file(0400, 0, 54321);
+	set_acl(geteuid(), -1, 6);
+	expect_refused("write it", "setfacl -b");
+	make_file(0400, 0, 54321);
+	set_acl(-1, 54323, 4);
+	expect_refused("lets group 54323 read it", "setfacl -b");
+}
+END_TEST
+
 START_TEST(a_fifo_is_refused_at_once)
 {
 	ck_assert(mkfifo(path, 0600) == 0);
@@ -144,6 +205,7 @@ static Suite *secret_suite(void)
 	tcase_add_test(tc, files_others_can_read_or_write_are_refused_saying_what_to_chmod);
 	tcase_add_test(tc, root_owned_files_may_be_read_by_the_daemons_group_only);
 	tcase_add_test(tc, files_of_another_user_are_refused_saying_what_to_chown);
+	tcase_add_test(tc, an_acl_that_lets_only_the_daemon_read_is_accepted_any_other_refused);
 	tcase_add_test(tc, a_fifo_is_refused_at_once);
 	tcase_add_test(tc, a_directory_and_a_missing_file_are_refused);
 	suite_add_tcase(s, tc);
