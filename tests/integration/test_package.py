@@ -150,8 +150,22 @@ def the_packages_hold_what_an_operator_needs_and_no_la_files():
     for line in ("Type=notify", "ExecStart=/usr/sbin/scalerd -c /etc/scaler/scaler.conf",
                  "ExecReload=/bin/kill -HUP $MAINPID", "User=scaler", "StateDirectory=scaler",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
-                 "PrivateTmp=yes", "WantedBy=multi-user.target"):
+                 "PrivateTmp=yes", "WantedBy=multi-user.target", "LogsDirectory=scaler",
+                 # the zone balancers bind 80/443 as user scaler, and nothing more
+                 "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+                 "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"):
         check(line in unit, "%r in scaler.service:\n%s" % (line, r.stdout))
+    check([l for l in unit if l.startswith("Capabilit") or l.startswith("Ambient")] ==
+          ["CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "AmbientCapabilities=CAP_NET_BIND_SERVICE"],
+          "no other capability granted:\n%s" % r.stdout)
+    check(any(l.startswith("#LoadCredential=") for l in unit),
+          "the unit shows how to hand a TLS key over with LoadCredential=:\n%s" % r.stdout)
+    # the access logs' rotation, with the signal that makes the workers reopen them
+    check("/etc/logrotate.d/scaler" in paths, "/etc/logrotate.d/scaler in the scaler package")
+    r = run(["sh", "-c", "dpkg-deb --fsys-tarfile \"$1\" | tar -xO --wildcards '*/logrotate.d/scaler'",
+             "sh", S["scaler"]])
+    check("/var/log/scaler/*.log {" in r.stdout and "--signal=USR1 scaler.service" in r.stdout,
+          "the logrotate snippet rotates /var/log/scaler/*.log and sends SIGUSR1:\n%s" % r.stdout)
 
 
 @test
