@@ -158,6 +158,34 @@ def a_reload_that_changes_the_balancer_fails_no_request():
 
 
 @test
+def a_request_in_flight_on_the_old_worker_across_a_reload_completes():
+    a = backend("slow-a")
+    port, admin = free_port(), free_port()
+    zones = lambda hi: [zone_text("z", port, admin, [a.url],
+                                  balancer="health_interval = %.1f;" % hi)]
+    node = Node(zones(5.0), name="slow")
+    wait_until(lambda: serves(port), 10, "the zone to serve")
+    old = node.pids("z")[0]
+    s = socket.create_connection(("127.0.0.1", port), timeout=15)
+    s.sendall(b"GET /slow?s=4 HTTP/1.1\r\nHost: x\r\n\r\n")
+    node.reload(zones(6.0))
+    wait_until(lambda: node.pids("z")[0] not in (0, old), 10, "a new worker")
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    head = out.split(b"\r\n\r\n", 1)[0].lower()
+    check(out.startswith(b"HTTP/1.1 200") and out.endswith(b"slow slow-a\n"),
+          "the request sent before the reload gets its whole answer, got %r" % out[:300])
+    check(b"connection: close" in head,
+          "the old worker answered it while draining (Connection: close): %r" % head)
+    check(serves(port), "the new worker serves")
+
+
+@test
 def a_crash_looping_worker_keeps_the_port_bound_and_the_loop_is_logged():
     port, admin = free_port(), free_port()
     # scalerd checks only the global balancer group: a bad zone group makes
