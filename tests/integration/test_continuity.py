@@ -29,7 +29,8 @@ def zone_text(name, listen, admin, servers, balancer="", workers=None):
 class Node:
     """scalerd with zones over static servers; zones: list of zone_text."""
 
-    def __init__(self, zones, name="scalerd", extra="", redis_url=None):
+    def __init__(self, zones, name="scalerd", extra="", redis_url=None, plugin_dirs=()):
+        self.plugin_dirs = ":".join([plugin_dir()] + list(plugin_dirs))
         self.redis = None if redis_url else Redis()
         self.redis_url = redis_url or self.redis.url()
         self.admin = free_port()
@@ -48,7 +49,7 @@ class Node:
         return ('node = { id = 1; admin = "127.0.0.1:%d"; };\ncluster = "c%d";\nredis = "%s";\n'
                 'plugin_dir = "%s";\nstate_dir = "%s";\nlog = { level = "debug"; };\n'
                 'drain_timeout = 5.0;\n%s\nzones = ( %s );\n'
-                % (self.admin, self.admin, self.redis_url, plugin_dir(), tmpdir(), self.extra,
+                % (self.admin, self.admin, self.redis_url, self.plugin_dirs, tmpdir(), self.extra,
                    ",\n".join(zones)))
 
     def url(self, path):
@@ -265,6 +266,31 @@ def a_worker_whose_state_store_does_not_answer_serves_its_static_servers():
     check("zone z: the state store did not answer in time" in node.log(),
           "the worker says why it serves without the state store: %s" % node.log()[-1500:])
     mute.close()
+
+
+@test
+def a_balancer_built_before_abi_1_4_runs_one_worker_that_binds_its_own_socket():
+    # tests/plugins/balancer_old.c: serve only, as built against ABI 1.1
+    old_dir = os.path.join(builddir(), "tests", "plugins", ".libs")
+    port, admin = free_port(), free_port()
+    node = Node([zone_text("z", port, admin, [], balancer='plugin = "old";', workers=2)],
+                name="oldabi", plugin_dirs=[old_dir])
+
+    def answers():
+        try:
+            st, _, body = http("GET", "http://127.0.0.1:%d/" % port, timeout=2)
+            return st == 200 and body == b"old\n"
+        except OSError:
+            return False
+    wait_until(answers, 10, "the old balancer to answer on the zone's address")
+    check('balancer plugin "old" binds its own sockets (plugin ABI < 1.4): one worker, not 2'
+          in node.log(), "scalerd says the zone runs one worker, not two: %s"
+          % node.log()[-1500:])
+    pids = node.pids("z")
+    check(len(pids) == 1 and pids[0], "one worker: %r" % pids)
+    os.kill(pids[0], signal.SIGKILL)
+    wait_until(lambda: (node.pids("z") or [0])[0] not in (0, pids[0]), 10, "a new worker")
+    wait_until(answers, 10, "the restarted old balancer to answer (it binds the port again)")
 
 
 def metrics(admin):
