@@ -171,13 +171,8 @@ def a_request_in_flight_on_the_old_worker_across_a_reload_completes():
     s.sendall(b"GET /slow?s=4 HTTP/1.1\r\nHost: x\r\n\r\n")
     node.reload(zones(6.0))
     wait_until(lambda: node.pids("z")[0] not in (0, old), 10, "a new worker")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    s.close()
+    with s, s.makefile("rb") as f:
+        out = f.read()  # to the end: the draining worker closes after it
     head = out.split(b"\r\n\r\n", 1)[0].lower()
     check(out.startswith(b"HTTP/1.1 200") and out.endswith(b"slow slow-a\n"),
           "the request sent before the reload gets its whole answer, got %r" % out[:300])
