@@ -9,7 +9,9 @@
  * taken — the writer still busy with one, the other full — lines are
  * dropped and counted, never waited for. SIGUSR1 makes the writer reopen
  * the file (logrotate's postrotate); its errors are logged by the loop,
- * once per change. */
+ * once per change. A stopping worker waits AL_STOP_WAIT for the writer at
+ * most, then cancels it: a write that never returns holds neither a
+ * request nor the worker's end. */
 #include "config.h"
 
 #include "bal.h"
@@ -28,6 +30,9 @@
 /* A path is cut at AL_PATH_MAX bytes: a line fits AL_LINE_MAX. */
 #define AL_LINE_MAX 8192
 #define AL_PATH_MAX 2048
+/* Seconds a stopping worker gives the writer to write what is buffered; a
+ * writer stuck longer (a FIFO nobody reads, a hung mount) is cancelled. */
+#define AL_STOP_WAIT 5
 
 enum al_field {
 	AL_LITERAL,
@@ -87,6 +92,7 @@ struct alog {
 	char *todo; /* handed to the writer */
 	size_t todo_len;
 	int reopen, stop;
+	int ended;        /* the writer has returned */
 	int werrno;       /* the writer's last error, 0 when it writes */
 	uint64_t written; /* bytes written */
 };
@@ -249,6 +255,10 @@ static void *al_writer(void *arg)
 	}
 	if (fd >= 0)
 		close(fd);
+	pthread_mutex_lock(&a->mu);
+	a->ended = 1;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
 	return NULL;
 }
 
@@ -324,7 +334,11 @@ struct alog *alog_start(struct bal *b, const struct alog_conf *cf)
 	a->tsec = -1;
 	a->reopen = 1;
 	pthread_mutex_init(&a->mu, NULL);
-	pthread_cond_init(&a->cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* alog_stop's deadline */
+	pthread_cond_init(&a->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	/* the writer takes no signal: they are the loop's */
 	sigset_t all, old;
 	sigfillset(&all);
@@ -362,17 +376,35 @@ void alog_stop(struct alog *a)
 	ev_timer_stop(loop, &a->flush_timer);
 	ev_ref(loop);
 	ev_signal_stop(loop, &a->usr1);
-	/* what is buffered is written before the writer ends */
+	/* what is buffered is written before the writer ends, if the writer
+	 * gets it written within AL_STOP_WAIT */
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += AL_STOP_WAIT;
+	int stuck = 0;
 	pthread_mutex_lock(&a->mu);
-	while (a->todo)
-		pthread_cond_wait(&a->cv, &a->mu);
+	while (a->todo && !stuck)
+		stuck = pthread_cond_timedwait(&a->cv, &a->mu, &until) == ETIMEDOUT;
 	pthread_mutex_unlock(&a->mu);
-	if (a->len)
+	if (a->len && !stuck)
 		al_handover(a);
 	pthread_mutex_lock(&a->mu);
 	a->stop = 1;
 	pthread_cond_broadcast(&a->cv);
+	while (!a->ended && !stuck)
+		stuck = pthread_cond_timedwait(&a->cv, &a->mu, &until) == ETIMEDOUT;
+	stuck = stuck && !a->ended;
+	size_t lost = a->len + (a->todo ? a->todo_len : 0);
 	pthread_mutex_unlock(&a->mu);
+	if (stuck) {
+		/* it is in open, write or close, all cancellation points; it
+		 * holds no lock there */
+		a->b->host->log(SCALER_LOG_ERR, BAL_WHO,
+		                "zone %s: access log %s: not written for %d s; %zu byte(s) of "
+		                "lines lost",
+		                a->b->zone, a->cf->path, AL_STOP_WAIT, lost);
+		pthread_cancel(a->thread);
+	}
 	pthread_join(a->thread, NULL);
 	pthread_mutex_destroy(&a->mu);
 	pthread_cond_destroy(&a->cv);

@@ -160,6 +160,23 @@ def a_log_that_cannot_be_written_is_said_once_and_requests_are_still_served():
 
 
 @test
+def a_log_whose_writes_never_finish_holds_no_request_nor_the_worker_s_exit():
+    a = backend("fifo-a")
+    path = os.path.join(tmpdir(), "access.fifo")
+    os.mkfifo(path, 0o600)  # nobody reads it: opening it to write never returns
+    bal = Balancer([a.url], {"access_log": {"path": path, "flush": 0.1}})
+    for i in range(50):
+        out = exchange(bal.port, b"GET /%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                       % i)
+        check(out.startswith(b"HTTP/1.1 200"), "request %d served: %r" % (i, out[:40]))
+    bal.proc.signal(signal.SIGTERM)
+    wait_until(lambda: not bal.proc.alive(), 20, "the worker to end on SIGTERM (its writer "
+               "gets 5 s, then is given up)")
+    check("byte(s) of lines lost" in bal.proc.output(), "the loss said: %s"
+          % bal.proc.output()[-600:])
+
+
+@test
 def access_log_settings_are_checked_with_file_line_and_setting():
     for bad, words in (({"path": "relative.log"}, ["path", "absolute"]),
                        ({"path": "/tmp/x.log", "format": "$client $nope"}, ["format", "$nope"]),
