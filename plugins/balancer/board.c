@@ -1,6 +1,6 @@
 /* The board: what the workers of one zone share, in memory scalerd keeps
  * for them (the memfd of scaler_zone_worker.shared_fd), so that N workers
- * on the zone's socket are one balancer, and a worker that restarts finds
+ * on the zone's address are one balancer, and a worker that restarts finds
  * what the one before it knew.
  *
  * Worker 0 (the lead) owns the server table: it alone checks the servers'

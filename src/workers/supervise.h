@@ -25,7 +25,7 @@ struct supervisor_zone {
 	const char *name;
 	const char *listen; /* host:port */
 	const char *admin;  /* host:port */
-	int workers;        /* processes on the zone's socket, >= 1 */
+	int workers;        /* processes on the zone's address, a socket each, >= 1 */
 	/* 1: the zone's balancer plugin serves on sockets it is handed (ABI
 	 * 1.4); 0: the worker binds its own (one worker, a gap on restart) */
 	int hand_over;
