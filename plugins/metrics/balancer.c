@@ -149,20 +149,10 @@ static void bm_unlink(struct bm_query *q)
 /* Call back with the values (status 0) or an error, then free q. */
 static void bm_finish(struct bm_query *q, const char *err)
 {
-	struct scaler_metrics_result res;
-	double sum = 0;
-	size_t good = 0;
+	/* no average: from ABI 1.2 the host computes it from the values */
+	struct scaler_metrics_result res = {.values = q->values, .n = q->n};
 
 	bm_unlink(q);
-	for (size_t i = 0; i < q->n; i++)
-		if (!q->values[i].missing) {
-			sum += q->values[i].value;
-			good++;
-		}
-	res.values = q->values;
-	res.n = q->n;
-	res.average_valid = good > 0;
-	res.average = good ? sum / (double)good : 0;
 	/* the callback may end the plugin instance: touch nothing of ctx after */
 	if (err)
 		q->cb(q->arg, -1, NULL, err);
