@@ -5,11 +5,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scalertest import *  # noqa: E402,F403
-from mhbed import Certs, Swarm, bed_unavailable  # noqa: E402
+from mhbed import Certs, Scalers, Swarm, bed_unavailable  # noqa: E402
 
 S = None
 CLUSTER = "sd%d" % (os.getpid() % 100000)
@@ -240,6 +241,61 @@ def the_docker_driver_refuses_an_engine_it_cannot_verify():
         f.write(text.replace('tls_cert = "%s"; tls_key = "%s";' % (S.client[1], S.client[2]), ""))
     r = ctl(c, ["list"])[0]
     check(not r["ok"] and m2.addr in r["error"], "list without a client certificate: %r" % r)
+
+
+@test
+def a_zone_at_zero_wakes_on_requests_and_a_swarm_service_serves_them_all():
+    """Scale from zero with the swarm driver: scalerd (one node) with a zone
+    at min = 0 and no server; requests that arrive are held by the
+    balancer, which wakes the primary; the server the swarm driver makes
+    (a service of one task on another host) answers every one of them,
+    bodies intact (the process and docker drivers: test_scale_from_zero)."""
+    sw = bed()
+    sc = Scalers(sw, nodes=1, zone_min=0, zone_max=2, cluster="zf%d" % (os.getpid() % 100000))
+    try:
+        sc.start_all()
+        time.sleep(1.0)
+        check_eq(sc.records(), {}, "servers of a zone at min = 0 that saw no request")
+        check_eq(sw.services(sc.cluster), [], "services of the zone's cluster before a request")
+        out = [None] * 6
+
+        def one(i):
+            url = "http://%s/%s" % (sc.listen, "echo" if i % 2 == 0 else "health_check")
+            want = ("held body %d " % i).encode() * (40 + i) if i % 2 == 0 else None
+            try:
+                st, _, body = http("POST" if want else "GET", url, want, timeout=60)
+                out[i] = (st, body, want)
+            except OSError as e:
+                out[i] = (str(e), b"", want)
+        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(out))]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(70)
+        log("first wake-up through the swarm driver: every request answered %.1f s after "
+            "the first arrived" % (time.monotonic() - t0))
+        for i, r in enumerate(out):
+            check(r is not None, "request %d through the balancer was answered" % i)
+            st, body, want = r
+            check_eq(st, 200, "status of request %d (held while the zone was at zero)" % i)
+            if want is not None:
+                check_eq(body, want, "the body request %d sent, echoed by the woken server" % i)
+        recs = sc.records()
+        check_eq(len(recs), 1, "servers of the zone after the wake-up (%r)" % recs)
+        services = sw.services(sc.cluster)
+        check_eq(len(services), 1, "swarm services of the zone's cluster: %r"
+                 % [x["Spec"]["Name"] for x in services])
+        addr = list(recs.values())[0]["address"]
+        check(sw.node_of(addr) is not None, "the woken server %s runs on a node of the swarm"
+              % addr)
+    except AssertionError:
+        log(sc.log_of(1)[-3000:])
+        raise
+    finally:
+        sc.close()
+        for svc in sw.services(sc.cluster):
+            sw.api("DELETE", "/services/" + svc["ID"])
 
 
 @test
