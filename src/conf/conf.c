@@ -1105,14 +1105,28 @@ static void cf_notes(struct cf *x, const config_setting_t *root, const struct co
 	}
 }
 
-/* A file that holds the token inline is a secret itself. */
-static void cf_check_secret(struct cf *x, const config_setting_t *root, const struct stat *st)
+/* A file that holds the token inline is a secret itself: the top file,
+ * or the @included one the token is written in. */
+static void cf_check_secret(struct cf *x, const config_setting_t *root, const struct conf_text *t)
 {
 	const config_setting_t *ts = cf_member(cf_member(root, "node"), "token");
+	const char *file = ts ? config_setting_source_file(ts) : NULL;
+	const struct stat *st = &t->st;
+	const char *path = x->c->path;
 	char why[1024];
 
-	if (ts && x->c->token &&
-	    secret_check(st, x->c->path, "configuration file", why, sizeof(why)) < 0)
+	if (!ts || !x->c->token)
+		return;
+	if (file && file != x->c->path) { /* the top file's settings are named by c->path */
+		const struct conf_included *inc = conf_included_find(t, file);
+		if (!inc) { /* every file libconfig read was read here first */
+			cf_err(x, ts, "the token is inline, and %s was not read as a file", file);
+			return;
+		}
+		st = &inc->st;
+		path = inc->path;
+	}
+	if (secret_check(st, path, "configuration file", why, sizeof(why)) < 0)
 		cf_err(x, ts, "the token is inline, so %s (or move it to a token_file)", why);
 }
 
@@ -1198,7 +1212,7 @@ struct conf *conf_load(const char *path)
 	cf_notes(&x, root, &t);
 	if (x.nerr == 0) {
 		cf_root(&x, root);
-		cf_check_secret(&x, root, &t.st);
+		cf_check_secret(&x, root, &t);
 		cf_check_exposure(&x, root);
 	}
 	conf_errors_release();

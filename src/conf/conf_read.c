@@ -218,7 +218,36 @@ static int cr_int_out_of_range(const char *s, size_t n)
 	return v > max + (neg ? 1 : 0);
 }
 
-static void cr_file(struct cr *r, const char *path, int depth, struct stat *st);
+static int cr_file(struct cr *r, const char *path, int depth, struct stat *st);
+
+static void cr_included(struct cr *r, const char *name, const char *path, const struct stat *st)
+{
+	struct conf_text *t = r->t;
+	if (conf_included_find(t, name))
+		return;
+	struct conf_included *v = realloc(t->included, (t->nincluded + 1) * sizeof(*v));
+	if (!v) {
+		cr_err(r, "@include \"%s\": out of memory", name);
+		return;
+	}
+	t->included = v;
+	v[t->nincluded] = (struct conf_included){strdup(name), strdup(path), *st};
+	if (!v[t->nincluded].name || !v[t->nincluded].path) {
+		free(v[t->nincluded].name);
+		free(v[t->nincluded].path);
+		cr_err(r, "@include \"%s\": out of memory", name);
+		return;
+	}
+	t->nincluded++;
+}
+
+const struct conf_included *conf_included_find(const struct conf_text *t, const char *name)
+{
+	for (size_t i = 0; i < t->nincluded; i++)
+		if (strcmp(t->included[i].name, name) == 0)
+			return &t->included[i];
+	return NULL;
+}
 
 /* `@include "name"` at the start of a line: check the included file now
  * (libconfig opens it itself, relative to the include dir). */
@@ -250,7 +279,8 @@ static void cr_include(struct cr *r, const char *shown, unsigned line, const cha
 		         name[0] == '/' ? name + 1 : name);
 	else
 		snprintf(full, sizeof(full), "%s", name);
-	cr_file(r, full, depth + 1, &st);
+	if (cr_file(r, full, depth + 1, &st) == 0)
+		cr_included(r, name, full, &st);
 }
 
 /* Line lengths, NUL bytes, \x00 in strings and integers too large, in one
@@ -330,16 +360,17 @@ static void cr_scan(struct cr *r, const char *shown, const char *buf, size_t len
 	}
 }
 
-static void cr_file(struct cr *r, const char *path, int depth, struct stat *st)
+static int cr_file(struct cr *r, const char *path, int depth, struct stat *st)
 {
 	size_t len = 0;
 	char *buf = cr_slurp(r, path, st, &len);
 
 	if (!buf)
-		return;
+		return -1;
 	cr_scan(r, path, buf, len, depth);
 	explicit_bzero(buf, len); /* it may hold a token */
 	free(buf);
+	return 0;
 }
 
 /* Settings of the top file have no file name when read from a stream. */
@@ -392,6 +423,11 @@ void conf_text_free(struct conf_text *t)
 	for (size_t i = 0; i < t->nnames; i++)
 		free(t->names[i]);
 	free(t->names);
+	for (size_t i = 0; i < t->nincluded; i++) {
+		free(t->included[i].name);
+		free(t->included[i].path);
+	}
+	free(t->included);
 	free(t->notes);
 	memset(t, 0, sizeof(*t));
 }

@@ -25,13 +25,27 @@ struct conf_note {
 	int index;     /* its place in that setting's array or list, else -1 */
 };
 
+/* A file @included, as read: named as written after @include, which is
+ * how libconfig names the settings it holds. */
+struct conf_included {
+	char *name;
+	char *path; /* as opened: relative to the include dir */
+	struct stat st;
+};
+
 struct conf_text {
 	struct conf_note *notes;
 	size_t n, cap;
 	char **names; /* file names the notes point to */
 	size_t nnames;
 	struct stat st; /* the top file, as read */
+	struct conf_included *included;
+	size_t nincluded;
 };
+
+/* The @included file libconfig names `name`, as read; NULL when no such
+ * file was read. */
+const struct conf_included *conf_included_find(const struct conf_text *t, const char *name);
 
 /* Read and parse `path` into cfg (its include dir set by the caller).
  * 0, or -1 after logging one line per reason ("FILE: ..." or

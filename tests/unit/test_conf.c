@@ -1148,6 +1148,45 @@ START_TEST(a_config_holding_the_token_inline_is_a_secret_itself)
 }
 END_TEST
 
+START_TEST(an_included_file_holding_the_token_inline_is_a_secret_itself)
+{
+	char dir[] = "/tmp/test_conf-incl-XXXXXX", top[128], inc[128];
+	ck_assert(mkdtemp(dir) != NULL);
+	snprintf(top, sizeof(top), "%s/scaler.conf", dir);
+	snprintf(inc, sizeof(inc), "%s/token.inc", dir);
+	/* the token in a group the top file opens, and at the top of the included file */
+	static const char *const tops[] = {"node = { id = 1;\n@include \"token.inc\"\n};\n",
+	                                   "@include \"token.inc\"\n"};
+	static const char *const incs[] = {"token = \"very-secret-value\";\n",
+	                                   "node = { id = 1; token = \"very-secret-value\"; };\n"};
+	for (size_t i = 0; i < 2; i++) {
+		FILE *f = fopen(top, "w");
+		ck_assert(f != NULL);
+		fputs(tops[i], f);
+		fclose(f);
+		ck_assert_int_eq(chmod(top, 0600), 0);
+		f = fopen(inc, "w");
+		ck_assert(f != NULL);
+		fputs(incs[i], f);
+		fclose(f);
+		ck_assert_int_eq(chmod(inc, 0600), 0);
+		struct conf *c = tc_load(top);
+		expect_loaded(c);
+		conf_free(c);
+		/* the top file is private, the one holding the token is not */
+		ck_assert_int_eq(chmod(inc, 0644), 0);
+		c = tc_load(top);
+		expect_refused(c);
+		expect_log("token.inc:1: node.token: the token is inline, so configuration file");
+		expect_log("token.inc can be read by others (mode 0644)");
+		expect_no_log("very-secret-value");
+	}
+	unlink(inc);
+	unlink(top);
+	rmdir(dir);
+}
+END_TEST
+
 /* ---- helpers handed to plugins ------------------------------------------ */
 
 static config_setting_t *tc_parse(config_t *cfg, const char *text)
@@ -1372,6 +1411,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, one_port_named_two_ways_is_one_port);
 	tcase_add_test(t, an_admin_api_others_can_reach_needs_a_token);
 	tcase_add_test(t, a_config_holding_the_token_inline_is_a_secret_itself);
+	tcase_add_test(t, an_included_file_holding_the_token_inline_is_a_secret_itself);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("helpers");
