@@ -1064,6 +1064,31 @@ START_TEST(what_libconfig_reads_wrong_is_refused_naming_the_setting)
 }
 END_TEST
 
+/* a NUL byte in the file itself: libconfig would read up to it and drop the rest */
+START_TEST(a_nul_byte_in_the_file_is_refused_naming_its_line)
+{
+	static const char text[] = "node = { id = 1; };\n"
+	                           "zones = ( { name = \"zo\0ne1\"; listen = \"127.0.0.1:1\"; "
+	                           "admin = \"127.0.0.1:2\"; } );\n";
+	static const char hides[] = "node = { id = 1; };\n\0"
+	                            "zones = ( { name = \"z\"; listen = \"0.0.0.0:1\"; "
+	                            "admin = \"0.0.0.0:2\"; } );\n";
+	const char *v[] = {text, hides};
+	size_t len[] = {sizeof(text) - 1, sizeof(hides) - 1};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(tc_path, sizeof(tc_path), "/tmp/test_conf-XXXXXX");
+		int fd = mkstemp(tc_path);
+		ck_assert(fd >= 0);
+		ck_assert_int_eq(write(fd, v[i], len[i]), (ssize_t)len[i]);
+		close(fd);
+		struct conf *c = tc_load(tc_path);
+		unlink(tc_path);
+		expect_refused(c);
+		expect_log(":2: a NUL byte; a configuration is text");
+	}
+}
+END_TEST
+
 START_TEST(dot_zone_names_and_endless_durations_are_refused)
 {
 	static const char *const names[] = {"..", ".", ".hidden", "-x"};
@@ -1407,6 +1432,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, a_fifo_as_the_config_or_the_token_file_is_refused_at_once);
 	tcase_add_test(t, a_huge_file_or_line_is_refused_before_parsing);
 	tcase_add_test(t, what_libconfig_reads_wrong_is_refused_naming_the_setting);
+	tcase_add_test(t, a_nul_byte_in_the_file_is_refused_naming_its_line);
 	tcase_add_test(t, dot_zone_names_and_endless_durations_are_refused);
 	tcase_add_test(t, one_port_named_two_ways_is_one_port);
 	tcase_add_test(t, an_admin_api_others_can_reach_needs_a_token);
