@@ -119,6 +119,7 @@ static int plugin_set_load(struct plugin_set *s, const struct conf *c, const str
 	int failed = 0;
 
 	memset(s, 0, sizeof(*s));
+	conf_errors_hold(); /* a bad plugin_dir is one error, not one per kind */
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct conf_plugin *cp = KIND_CONF(c, i);
 		if (plugin_instance_new(
@@ -128,6 +129,7 @@ static int plugin_set_load(struct plugin_set *s, const struct conf *c, const str
 	}
 	if (controller_check_policies(c, h) < 0)
 		failed = 1;
+	conf_errors_release();
 	if (failed) {
 		plugin_set_free(s);
 		return -1;

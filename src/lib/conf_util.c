@@ -80,6 +80,11 @@ void conf_emit(const char *file, unsigned line, const char *text)
 {
 	struct cu_msgs *m = cu_collect;
 
+	/* one reason reached by several paths (a plugin_dir every default
+	 * plugin is looked up in) is logged once */
+	for (size_t i = 0; m && i < m->n; i++)
+		if (m->v[i].line == line && strcmp(m->v[i].text, text) == 0)
+			return;
 	if (m && m->n == m->cap) {
 		size_t cap = m->cap ? 2 * m->cap : 16;
 		struct cu_msg *v = realloc(m->v, cap * sizeof(*v));

@@ -15,7 +15,8 @@ int conf_error(const config_setting_t *setting, const char *fmt, ...)
 /* Log a ready-made message about FILE:LINE (held like conf_error's). */
 void conf_emit(const char *file, unsigned line, const char *text);
 /* From hold to release, messages are held, then logged sorted by file and
- * line (so that a whole file's errors read from the top down). */
+ * line (so that a whole file's errors read from the top down), each text
+ * once. */
 void conf_errors_hold(void);
 void conf_errors_release(void);
 /* The file a setting was read from ("(config)" when unknown). */

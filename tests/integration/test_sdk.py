@@ -248,6 +248,26 @@ def a_plugin_dir_without_the_default_plugins_is_reported_at_its_line():
 
 
 @test
+def a_plugin_dir_refused_as_a_directory_is_reported_once_at_its_line():
+    builtin = [os.path.join(builtins(), f) for f in os.listdir(builtins()) if f.endswith(".so")]
+    open_dir = own_plugin_dir("world-writable", *builtin)
+    os.chmod(open_dir, 0o1777)  # sticky, as /tmp: still anyone's to fill
+    link = os.path.join(tmpdir(), "plugins-link")
+    os.symlink(own_plugin_dir("linked", *builtin), link)
+    not_dir = write_file("not-a-directory", "")
+    for name, d, why in (("ww", open_dir, "world-writable"), ("link", link, "symbolic link"),
+                         ("file", not_dir, "Not a directory")):
+        r = scalerd_t(write_file("bad-dir-%s.conf" % name,
+                                 'node = { id = 1; };\n\nplugin_dir = "%s";\n' % d))
+        check_eq(r.returncode, 1, "exit status of scalerd -t with plugin_dir %s" % d)
+        lines = [ln for ln in r.stderr.splitlines() if why in ln]
+        check(len(lines) == 1 and re.search(r"bad-dir-%s\.conf:3: plugin_dir: .*%s"
+                                            % (name, re.escape(d)), lines[0]),
+              "expected one line FILE:LINE: plugin_dir: naming %s and why (%s), got: %s"
+              % (d, why, r.stderr))
+
+
+@test
 def a_relative_plugin_dir_is_relative_to_the_config_file():
     d = os.path.join(tmpdir(), "relconf")
     os.makedirs(d)
