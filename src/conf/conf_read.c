@@ -60,13 +60,29 @@ static char *cr_slurp(struct cr *r, const char *path, struct stat *st, size_t *l
 		       (long long)st->st_size, CONF_MAX_BYTES);
 		goto out;
 	}
-	buf = malloc(CONF_MAX_BYTES + 2);
+	/* a buffer the size of the file, not of the limit: a reload reads the
+	 * file again, and 1 MiB blocks freed in the middle of the heap stay
+	 * with the process (they made its RSS climb over many reloads) */
+	size_t cap = (size_t)st->st_size + 1 < 4096 ? 4096 : (size_t)st->st_size + 1;
+	buf = malloc(cap + 1);
 	if (!buf) {
 		cr_err(r, "%s: out of memory", path);
 		goto out;
 	}
 	for (;;) {
-		ssize_t got = read(fd, buf + n, CONF_MAX_BYTES + 1 - n);
+		if (n == cap && cap <= CONF_MAX_BYTES) { /* it grew since fstat */
+			size_t more = cap * 2 > CONF_MAX_BYTES + 1 ? CONF_MAX_BYTES + 1 : cap * 2;
+			char *b = realloc(buf, more + 1);
+			if (!b) {
+				cr_err(r, "%s: out of memory", path);
+				free(buf);
+				buf = NULL;
+				goto out;
+			}
+			buf = b;
+			cap = more;
+		}
+		ssize_t got = read(fd, buf + n, cap - n);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
