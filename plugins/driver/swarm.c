@@ -843,6 +843,25 @@ static void sw_create_adopt(struct sw_op *op, const struct eng_reply *r)
 	sw_wait(op, sw_create_poll);
 }
 
+/* No manager answered the create in time; one may have made the service
+ * all the same. Found: it is adopted. Not found: the create failed. No
+ * manager can say: it is removed by name (tried again for SW_CLEAN_FOR
+ * seconds), so nothing half-created stays. */
+static void sw_create_looked_up(struct sw_op *op, const struct eng_reply *r)
+{
+	if (r->status == 200) {
+		sw_create_adopt(op, r);
+		return;
+	}
+	if (r->status == 404) {
+		sw_fail(op, "%s", op->fail);
+		return;
+	}
+	snprintf(op->service, sizeof(op->service), "%s", op->name);
+	op->deadline = ev_now(op->sw->host->loop) + SW_CLEAN_FOR;
+	sw_create_clean(op);
+}
+
 static void sw_create_made(struct sw_op *op, const struct eng_reply *r)
 {
 	const char *id = sw_str(r->json, "ID", NULL, NULL);
@@ -851,6 +870,14 @@ static void sw_create_made(struct sw_op *op, const struct eng_reply *r)
 		/* a manager that did not answer in time may have made it */
 		snprintf(path, sizeof(path), "/services/%s", op->name);
 		sw_call_or_fail(op, "GET", path, sw_create_adopt);
+		return;
+	}
+	if (r->status == 0) {
+		snprintf(op->fail, sizeof(op->fail), "create server %s: %s", op->base.srv.id,
+		         r->message);
+		snprintf(path, sizeof(path), "/services/%s", op->name);
+		if (sw_call(op, "GET", path, NULL, sw_create_looked_up) < 0)
+			sw_fail(op, "%s", op->fail);
 		return;
 	}
 	if (r->status != 201) {

@@ -229,6 +229,50 @@ def a_create_a_lost_manager_may_have_made_is_adopted_not_doubled():
              ["POST", "GET"], "on the second manager: the create, then a look at the service")
 
 
+def silent_create(path, body):
+    """A manager that makes the service but answers after api_timeout (2 s)."""
+    time.sleep(3)
+    return 201, {"ID": SID}
+
+
+@test
+def a_create_no_manager_answered_in_time_is_adopted_when_swarm_made_it():
+    m = manager(first=[("POST", r"/services/create", 0, silent_create),
+                       ("GET", r"/services/scaler-fk-s1", 200, service(SID, "s1", 31000)),
+                       ("GET", r"/tasks\?filters=.*service.*", 200, [task(SID, "n2")])])
+    r = driverctl(conf([m]), ["create", "z1", "s1"])
+    check(r and r[0]["ok"] and r[0]["server"]["ref"] == SID, "create adopts service %s: %r" % (SID, r))
+    check_eq([meth for meth, p in m.paths() if "/services" in p and "filters" not in p],
+             ["POST", "GET"], "the create, then a look at the service by name")
+
+
+@test
+def a_create_no_manager_answered_in_time_fails_when_swarm_has_no_such_service():
+    m = manager(first=[("POST", r"/services/create", 0, silent_create),
+                       ("GET", r"/services/scaler-fk-s1", 404,
+                        {"message": "service scaler-fk-s1 not found"})])
+    r = driverctl(conf([m]), ["create", "z1", "s1"])[0]
+    check(not r["ok"] and "create server s1" in r["error"] and "timed out" in r["error"].lower(),
+          "error: %r" % r)
+    check(not [p for meth, p in m.paths() if meth == "DELETE"], "no DELETE sent")
+
+
+@test
+def a_create_nobody_can_account_for_is_removed_by_name():
+    # neither the create nor the look at the service gets an answer in time
+    def silent_get(path, body):
+        time.sleep(3)
+        return 200, service(SID, "s1", 31000)
+    m = manager(first=[("POST", r"/services/create", 0, silent_create),
+                       ("GET", r"/services/scaler-fk-s1", 0, silent_get),
+                       ("DELETE", r"/services/scaler-fk-s1", 200, None)])
+    r = driverctl(conf([m]), ["create", "z1", "s1"])[0]
+    check(not r["ok"] and "create server s1" in r["error"] and "left behind" not in r["error"],
+          "error: %r" % r)
+    check_eq(m.paths()[-1], ("DELETE", "/v1.41/services/scaler-fk-s1"),
+             "last call: the service deleted by name")
+
+
 @test
 def remove_leaves_a_service_of_another_cluster_alone():
     m = manager()
