@@ -37,15 +37,20 @@ def conf(settings="", managers=None, plugin="swarm", name="sw"):
     ca, cert, key = s.client
     if plugin == "swarm":
         where = "managers = [%s];" % ", ".join('"%s"' % m for m in (managers or s.managers_tcp()))
+        # short, so that a manager that does not answer is given up quickly
+        api_timeout = 3
     else:
         where = 'host = "%s";' % managers
+        # POST /containers/create copies the image's root file system on
+        # vfs: many seconds on a loaded machine (the driver's default)
+        api_timeout = 60
     return write_file("%s-%d.conf" % (name, time.monotonic_ns()), """
 cluster = "%s";
 driver = { plugin = "%s"; %s tls_ca = "%s"; tls_cert = "%s"; tls_key = "%s";
-           image = "%s"; stop_timeout = 1; api_timeout = 3; %s };
+           image = "%s"; stop_timeout = 1; api_timeout = %d; %s };
 zones = ( { name = "z1"; port_min = %d; port_max = %d; },
           { name = "z2"; port_min = %d; port_max = %d; } );
-""" % (CLUSTER, plugin, where, ca, cert, key, s.image, settings, PORTS[0], PORTS[0] + 49,
+""" % (CLUSTER, plugin, where, ca, cert, key, s.image, api_timeout, settings, PORTS[0], PORTS[0] + 49,
        PORTS[0] + 50, PORTS[1]))
 
 
