@@ -26,14 +26,30 @@ def bed():
     return SC
 
 
+def logs_tail(sc, lines=40):
+    """What each scalerd said last (debug lines left out), for a failure."""
+    for i in sorted(sc.hosts):
+        said = [l for l in sc.log_of(i).splitlines() if " debug: " not in l]
+        log("---- scalerd node %d, last %d lines:" % (i, lines))
+        for l in said[-lines:]:
+            log(l)
+
+
 def run(scenario):
-    r = scenario(bed(), Traffic)
+    sc = bed()
+    try:
+        r = scenario(sc, Traffic)
+    except Exception:
+        logs_tail(sc)
+        raise
     for name, (value, goal) in r.figures.items():
         log("%s: %.2f%s" % (name, value, " (goal %g)" % goal if goal is not None else ""))
     log("%d failed of %d requests; converged in %s s; %d stale actions" % (
         r.failed, r.total, "%.1f" % r.converge if r.converge is not None else "-", r.stale))
     for n in r.notes:
         log(n)
+    if not r.held:
+        logs_tail(sc)
     check(r.held, "scenario %d (%s) held: %s" % (r.number, r.title, r.why()))
 
 
