@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@
 #include <libconfig.h>
 
 #include "scalerctl.h"
+#include "secret.h"
 #include "token_file.h"
 
 #ifndef PACKAGE_VERSION
@@ -393,6 +396,60 @@ static void cli_admin_to_url(const char *admin, char *url, size_t len)
 
 /* Fill what flags and environment left open from scaler.conf. A missing
  * default file is fine; an explicit -c that cannot be read is an error. */
+/* The whole of a configuration file, as scalerd reads one: a regular file
+ * (a FIFO would block here until someone writes to it) of at most 1 MiB,
+ * read through one descriptor. NULL after saying why. */
+static char *cli_slurp_conf(const char *path)
+{
+	enum { CLI_CONF_MAX = 1024 * 1024 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0;
+
+	if (fd < 0) {
+		cli_err("cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0) {
+		cli_err("cannot read %s: %s", path, strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		cli_err("%s is %s; a configuration must be a regular file", path,
+		        file_type_name(st.st_mode));
+	} else if (st.st_size > CLI_CONF_MAX) {
+		cli_err("%s: %lld bytes; a configuration file is at most %d bytes", path,
+		        (long long)st.st_size, CLI_CONF_MAX);
+	} else if (!(buf = malloc(CLI_CONF_MAX + 2))) {
+		cli_err("%s: out of memory", path);
+	} else {
+		const char *why = NULL;
+		for (;;) {
+			ssize_t got = read(fd, buf + n, CLI_CONF_MAX + 1 - n);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got < 0)
+				why = strerror(errno);
+			else if ((n += (size_t)got) > CLI_CONF_MAX)
+				why = "grew past 1 MiB while read";
+			else if (got > 0)
+				continue;
+			break;
+		}
+		if (!why && memchr(buf, '\0', n))
+			why = "a NUL byte; a configuration is text";
+		if (why) {
+			cli_err("cannot read %s: %s", path, why);
+			explicit_bzero(buf, n);
+			free(buf);
+			buf = NULL;
+		} else {
+			buf[n] = '\0';
+		}
+	}
+	close(fd);
+	return buf;
+}
+
 static int cli_read_conf(struct ctl *ctl, const char *path, int explicit_path, int need_url,
                          int need_token)
 {
@@ -419,13 +476,23 @@ static int cli_read_conf(struct ctl *ctl, const char *path, int explicit_path, i
 		cli_copy(dir, sizeof(dir), ".");
 	config_set_include_dir(&cfg, dir);
 
-	if (!config_read_file(&cfg, path)) {
+	char *text = cli_slurp_conf(path);
+	int ok = text && config_read_string(&cfg, text);
+	if (!ok && text) {
 		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
-			cli_err("cannot read %s: %s", path, strerror(errno ? errno : EIO));
+			cli_err("cannot read %s: %s",
+			        config_error_file(&cfg) ? config_error_file(&cfg) : path,
+			        config_error_text(&cfg));
 		else
 			cli_err("%s:%d: %s",
 			        config_error_file(&cfg) ? config_error_file(&cfg) : path,
 			        config_error_line(&cfg), config_error_text(&cfg));
+	}
+	if (text) {
+		explicit_bzero(text, strlen(text)); /* it may hold the token */
+		free(text);
+	}
+	if (!ok) {
 		if (explicit_path) {
 			config_destroy(&cfg);
 			return -1;

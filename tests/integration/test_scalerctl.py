@@ -556,6 +556,12 @@ def a_bad_config_file_is_a_usage_error_naming_file_and_line():
     rc, out, err = ctl("-c", conf + ".missing", "status", url=False)
     check_exit(rc, 1, out, err, "status with a missing -c file")
     check("cannot read" in err and "No such file" in err, "stderr: %r" % err)
+    # a FIFO no one writes to: refused at once, as scalerd refuses one
+    fifo = os.path.join(tmpdir(), "fifo.conf")
+    os.mkfifo(fifo, 0o600)
+    rc, out, err = ctl("-c", fifo, "status", url=False, timeout=10)
+    check_exit(rc, 1, out, err, "status with a FIFO as the -c file")
+    check("is a FIFO; a configuration must be a regular file" in err, "stderr: %r" % err)
 
 
 @ctl_test
