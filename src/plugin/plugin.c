@@ -119,6 +119,9 @@ static const char *pl_untrusted(const struct stat *st)
 		return "owned by another user than root or scalerd's";
 	if (st->st_mode & S_IWOTH)
 		return "world-writable";
+	/* a group's members are other users too (root's group is root's) */
+	if ((st->st_mode & S_IWGRP) && st->st_gid != 0)
+		return "writable by its group, which is not root's";
 	return NULL;
 }
 
@@ -146,7 +149,7 @@ static int pl_open_dir(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen,
 		         "refusing plugin directory %s: it is %s, and whoever can write there "
 		         "chooses what scalerd runs (a sticky bit does not change that); chown "
-		         "root and chmod o-w it",
+		         "root and chmod go-w it",
 		         dir, why ? why : "unreadable");
 		close(fd);
 		return -2;
@@ -180,7 +183,7 @@ static int pl_open_file(int dfd, const char *path, const char *file, char *err, 
 		return -2;
 	}
 	if ((why = pl_untrusted(&st))) {
-		snprintf(err, errlen, "%s: refusing a plugin file %s; chown root and chmod o-w it",
+		snprintf(err, errlen, "%s: refusing a plugin file %s; chown root and chmod go-w it",
 		         path, why);
 		close(fd);
 		return -2;

@@ -251,6 +251,35 @@ START_TEST(a_world_writable_plugin_directory_is_refused_even_sticky)
 }
 END_TEST
 
+START_TEST(a_plugin_or_directory_its_group_can_write_is_refused_unless_the_group_is_roots)
+{
+	char a[256], so[300];
+	if (geteuid() != 0) {
+		fprintf(stderr, "# not root: cannot give a file to another group here\n");
+		return;
+	}
+	plugin_dir_new(a, sizeof(a), "/tmp", 1);
+	snprintf(so, sizeof(so), "%s/driver_good.so", a);
+	/* root:root 0775 is root's alone */
+	ck_assert_int_eq(chmod(a, 0775), 0);
+	ck_assert_int_eq(chmod(so, 0775), 0);
+	struct plugin *p = plugin_load(a, SCALER_KIND_DRIVER, "good", err, sizeof(err));
+	ck_assert_msg(p != NULL, "expected root:root 0775 to load, got: %s", err);
+	plugin_unload(p);
+	/* a plugin another group may write, in a directory no one else may */
+	ck_assert_int_eq(chown(so, 0, 65534), 0);
+	ck_assert_int_eq(chmod(so, 0664), 0);
+	expect_refused(SCALER_KIND_DRIVER, a, "good", "writable by its group");
+	ck_assert_msg(strstr(err, "chmod go-w"), "expected what to do in: %s", err);
+	ck_assert_int_eq(chown(so, 0, 0), 0);
+	/* a directory another group may write */
+	ck_assert_int_eq(chown(a, 0, 65534), 0);
+	expect_refused(SCALER_KIND_DRIVER, a, "good", "writable by its group");
+	ck_assert_msg(strstr(err, a), "expected the directory named in: %s", err);
+	plugin_dir_free(a);
+}
+END_TEST
+
 START_TEST(a_symlinked_plugin_directory_is_refused)
 {
 	char a[256], link[300];
@@ -358,6 +387,8 @@ static Suite *plugin_suite(void)
 	tcase_add_test(tc, a_plugin_in_no_directory_of_the_path_names_them_all);
 	tcase_add_test(tc, a_world_writable_plugin_directory_is_refused_even_sticky);
 	tcase_add_test(tc, a_symlinked_plugin_directory_is_refused);
+	tcase_add_test(
+	    tc, a_plugin_or_directory_its_group_can_write_is_refused_unless_the_group_is_roots);
 	tcase_add_test(tc, a_plugin_owned_by_another_user_is_refused);
 	tcase_add_test(tc, the_checks_apply_to_the_directory_not_to_its_parents);
 	tcase_add_test(tc, the_plugin_is_loaded_from_the_file_that_was_checked);
