@@ -1105,29 +1105,50 @@ static void cf_notes(struct cf *x, const config_setting_t *root, const struct co
 	}
 }
 
-/* A file that holds the token inline is a secret itself: the top file,
- * or the @included one the token is written in. */
-static void cf_check_secret(struct cf *x, const config_setting_t *root, const struct conf_text *t)
+/* A file that holds a secret inline (setting `s`) is a secret itself: the
+ * top file, or the @included one the secret is written in. */
+static void cf_check_inline(struct cf *x, const config_setting_t *s, const struct conf_text *t,
+                            const char *what, const char *instead)
 {
-	const config_setting_t *ts = cf_member(cf_member(root, "node"), "token");
-	const char *file = ts ? config_setting_source_file(ts) : NULL;
+	const char *file = config_setting_source_file(s);
 	const struct stat *st = &t->st;
 	const char *path = x->c->path;
 	char why[1024];
 
-	if (!ts || !x->c->token)
-		return;
 	if (file && file != x->c->path) { /* the top file's settings are named by c->path */
 		const struct conf_included *inc = conf_included_find(t, file);
 		if (!inc) { /* every file libconfig read was read here first */
-			cf_err(x, ts, "the token is inline, and %s was not read as a file", file);
+			cf_err(x, s, "%s is inline, and %s was not read as a file", what, file);
 			return;
 		}
 		st = &inc->st;
 		path = inc->path;
 	}
 	if (secret_check(st, path, "configuration file", why, sizeof(why)) < 0)
-		cf_err(x, ts, "the token is inline, so %s (or move it to a token_file)", why);
+		cf_err(x, s, "%s is inline, so %s%s%s%s", what, why, instead ? " (or " : "",
+		       instead ? instead : "", instead ? ")" : "");
+}
+
+/* redis://:password@host...: the URL holds a secret */
+static int cf_url_has_password(const char *url)
+{
+	if (strncmp(url, "redis://", 8) != 0)
+		return 0;
+	url += 8;
+	const char *at = strchr(url, '@'), *slash = strchr(url, '/');
+	return at && (!slash || at < slash);
+}
+
+static void cf_check_secret(struct cf *x, const config_setting_t *root, const struct conf_text *t)
+{
+	const config_setting_t *ts = cf_member(cf_member(root, "node"), "token");
+	const config_setting_t *rs = cf_member(root, "redis");
+
+	if (ts && x->c->token)
+		cf_check_inline(x, ts, t, "the token", "move it to a token_file");
+	if (rs && config_setting_get_string(rs) &&
+	    cf_url_has_password(config_setting_get_string(rs)))
+		cf_check_inline(x, rs, t, "the Redis password", NULL);
 }
 
 /* What scalerd and its balancer workers refuse at start, -t refuses too:

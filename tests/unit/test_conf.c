@@ -1173,6 +1173,37 @@ START_TEST(a_config_holding_the_token_inline_is_a_secret_itself)
 }
 END_TEST
 
+START_TEST(a_config_holding_a_redis_password_is_a_secret_itself)
+{
+	char path[] = "/tmp/test_conf-redispw-XXXXXX";
+	const char *text =
+	    "node = { id = 1; };\nredis = \"redis://:very-secret-value@127.0.0.1:1/0\";\n";
+	int fd = mkstemp(path);
+	ck_assert(fd >= 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	struct conf *c = tc_load(path); /* mkstemp made it 0600 */
+	expect_loaded(c);
+	conf_free(c);
+	chmod(path, 0644);
+	c = tc_load(path);
+	expect_refused(c);
+	expect_log(":2: redis: the Redis password is inline, so configuration file");
+	expect_log("can be read by others (mode 0644)");
+	expect_no_log("very-secret-value");
+	/* without a password the URL is no secret */
+	text = "node = { id = 1; };\nredis = \"redis://127.0.0.1:1/0\";\n";
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert(fd >= 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	c = tc_load(path);
+	expect_loaded(c);
+	conf_free(c);
+	unlink(path);
+}
+END_TEST
+
 START_TEST(an_included_file_holding_the_token_inline_is_a_secret_itself)
 {
 	char dir[] = "/tmp/test_conf-incl-XXXXXX", top[128], inc[128];
@@ -1438,6 +1469,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, an_admin_api_others_can_reach_needs_a_token);
 	tcase_add_test(t, a_config_holding_the_token_inline_is_a_secret_itself);
 	tcase_add_test(t, an_included_file_holding_the_token_inline_is_a_secret_itself);
+	tcase_add_test(t, a_config_holding_a_redis_password_is_a_secret_itself);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("helpers");
