@@ -39,20 +39,23 @@
 
 #define CTL_DEFAULT_CONF SYSCONFDIR "/scaler/scaler.conf"
 #define CTL_DEFAULT_URL "http://127.0.0.1:9000"
-#define CTL_FOLLOW_WAIT 25 /* seconds one long poll of `events -f` may wait */
+#define CTL_MAX_BODY (8 << 20) /* bytes: a larger answer is not from scalerd */
+#define CTL_FOLLOW_WAIT 25     /* seconds one long poll of `events -f` may wait */
 
 /* ---- messages ------------------------------------------------------------ */
 
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_err(const char *fmt, ...)
 {
+	char msg[8192];
 	va_list ap;
 
-	fputs("scalerctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* messages quote what scalerd said: text, never terminal commands */
+	cli_plain(msg, 0);
+	fprintf(stderr, "scalerctl: %s\n", msg);
 }
 
 static int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -539,8 +542,13 @@ static size_t cli_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct cli_reply *r = arg;
 	size_t n = size * nmemb;
-	char *body = realloc(r->body, r->len + n + 1);
+	char *body;
 
+	if (n > CTL_MAX_BODY - r->len) {
+		r->too_big = 1;
+		return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+	}
+	body = realloc(r->body, r->len + n + 1);
 	if (!body)
 		return 0;
 	memcpy(body + r->len, data, n);
@@ -548,6 +556,19 @@ static size_t cli_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	body[r->len] = '\0';
 	r->body = body;
 	return n;
+}
+
+/* Non-zero (curl aborts the transfer) once ctl->stop is set. */
+static int cli_xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                           curl_off_t ulnow)
+{
+	const struct ctl *ctl = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return *ctl->stop != 0;
 }
 
 void cli_reply_free(struct cli_reply *r)
@@ -602,6 +623,12 @@ int cli_request(struct ctl *ctl, const char *method, const char *path, json_t *b
 		curl_easy_setopt(ctl->curl, CURLOPT_POSTFIELDSIZE, 0L);
 	}
 	curl_easy_setopt(ctl->curl, CURLOPT_HTTPHEADER, headers);
+	if (ctl->stop) {
+		/* curl carries on after EINTR: ask it, while it waits, whether to stop */
+		curl_easy_setopt(ctl->curl, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(ctl->curl, CURLOPT_XFERINFOFUNCTION, cli_xferinfo_cb);
+		curl_easy_setopt(ctl->curl, CURLOPT_XFERINFODATA, ctl);
+	}
 
 	rc = curl_easy_perform(ctl->curl);
 	curl_slist_free_all(headers);
@@ -610,7 +637,13 @@ int cli_request(struct ctl *ctl, const char *method, const char *path, json_t *b
 		long oserr = 0;
 
 		curl_easy_getinfo(ctl->curl, CURLINFO_OS_ERRNO, &oserr);
-		if (rc == CURLE_COULDNT_CONNECT && oserr)
+		if (r->too_big)
+			snprintf(r->error, sizeof(r->error),
+			         "an answer larger than %d MiB, which no scalerd sends, came",
+			         CTL_MAX_BODY >> 20);
+		else if (rc == CURLE_ABORTED_BY_CALLBACK && ctl->stop && *ctl->stop)
+			cli_copy(r->error, sizeof(r->error), "interrupted");
+		else if (rc == CURLE_COULDNT_CONNECT && oserr)
 			cli_copy(r->error, sizeof(r->error), strerror((int)oserr));
 		else if (rc == CURLE_OPERATION_TIMEDOUT)
 			snprintf(r->error, sizeof(r->error), "no answer within %gs (--timeout)",
@@ -630,10 +663,15 @@ static const char *cli_reply_error(const struct cli_reply *r, char *buf, size_t 
 {
 	const char *e = cli_jstr(r->json, "error", NULL);
 
-	if (e)
-		return e;
+	/* what the server says is text, never terminal commands */
+	if (e) {
+		cli_copy(buf, len, e);
+		cli_plain(buf, 0);
+		return buf;
+	}
 	if (r->body && r->len) {
 		snprintf(buf, len, "%.200s", r->body);
+		cli_plain(buf, 0);
 		return cli_trim(buf);
 	}
 	snprintf(buf, len, "HTTP %ld", r->status);
@@ -642,6 +680,10 @@ static const char *cli_reply_error(const struct cli_reply *r, char *buf, size_t 
 
 int cli_unreachable(struct ctl *ctl, const struct cli_reply *r)
 {
+	if (r->too_big) {
+		cli_err("%s at %s", r->error, ctl->url);
+		return CTL_SERVER;
+	}
 	cli_err("cannot reach scalerd at %s: %s — is scalerd running? (URL from %s; "
 	        "set -u URL or SCALER_URL)",
 	        ctl->url, r->error, ctl->url_from);
@@ -707,13 +749,30 @@ static void cli_hint_not_found(struct ctl *ctl, char *buf, size_t len)
 	cli_reply_free(&r);
 }
 
+/* The lines of an answer's "errors" array on stderr, as text. */
+static void cli_print_errors(json_t *errors)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(errors, i, e)
+	{
+		char line[2048];
+
+		if (!json_is_string(e))
+			continue;
+		cli_copy(line, sizeof(line), json_string_value(e));
+		cli_plain(line, 0);
+		fprintf(stderr, "  %s\n", line);
+	}
+}
+
 /* Report a failed exchange and return the exit status it maps to. */
 int cli_fail(struct ctl *ctl, const struct cli_reply *r)
 {
 	char buf[512];
 	const char *msg;
-	json_t *errors, *e;
-	size_t i;
+	json_t *errors;
 
 	if (r->status == 0)
 		return cli_unreachable(ctl, r);
@@ -746,11 +805,7 @@ int cli_fail(struct ctl *ctl, const struct cli_reply *r)
 	}
 	cli_err("scalerd refused (HTTP %ld): %s", r->status, msg);
 	errors = json_object_get(r->json, "errors");
-	json_array_foreach(errors, i, e)
-	{
-		if (json_is_string(e))
-			fprintf(stderr, "  %s\n", json_string_value(e));
-	}
+	cli_print_errors(errors);
 	return CTL_SERVER;
 }
 
@@ -1103,18 +1158,13 @@ static int cli_cmd_reload(struct ctl *ctl)
 		return cli_unreachable(ctl, &r);
 	if (r.status == 400) {
 		char buf[512];
-		json_t *errors = json_object_get(r.json, "errors"), *e;
-		size_t i;
+		json_t *errors = json_object_get(r.json, "errors");
 
 		if (ctl->json)
 			cli_print_raw(&r);
 		cli_err("reload refused, scalerd keeps running the previous configuration: %s",
 		        cli_reply_error(&r, buf, sizeof(buf)));
-		json_array_foreach(errors, i, e)
-		{
-			if (json_is_string(e))
-				fprintf(stderr, "  %s\n", json_string_value(e));
-		}
+		cli_print_errors(errors);
 		rc = CTL_SERVER;
 	} else if (r.status != 200) {
 		rc = cli_fail(ctl, &r);

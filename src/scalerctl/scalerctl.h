@@ -3,6 +3,7 @@
 #ifndef SCALER_SCALERCTL_H
 #define SCALER_SCALERCTL_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include <curl/curl.h>
@@ -35,6 +36,7 @@ struct ctl {
 	double top_delay;    /* top: seconds between refreshes */
 	long top_iterations; /* top: refreshes before it exits, 0: until q */
 	CURL *curl;
+	volatile sig_atomic_t *stop; /* when set: *stop non-zero aborts a request */
 };
 
 struct cli_reply {
@@ -42,6 +44,7 @@ struct cli_reply {
 	char *body;
 	size_t len;
 	json_t *json; /* body parsed, NULL when it is not JSON */
+	int too_big;  /* the body grew past CTL_MAX_BODY */
 	char error[CURL_ERROR_SIZE];
 };
 

@@ -128,12 +128,16 @@ static json_t *top_get(struct ctl *ctl, const char *path, struct cli_reply *r, c
 
 /* The trend of the zone's first metric over the last ten minutes, as
  * block characters (or ASCII), scaled from 0 to the highest value seen or
- * the policy's highest guide (so a quiet zone reads low). */
+ * the policy's highest guide (so a quiet zone reads low). When some cells
+ * average below 0 (a metrics plugin may say so) the scale runs from the
+ * lowest of them instead. Points that are not finite numbers, or whose
+ * time is not, are left out. */
 static void top_trend(json_t *hist, int utf8, char *buf, size_t len)
 {
 	static const char *const blocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
 	static const char ascii[] = "_.-~=+*#";
-	double sum[TOP_TREND_CELLS] = {0}, top = 0, now = cli_now();
+	double sum[TOP_TREND_CELLS] = {0}, top = 0, bottom = 0, now = cli_now();
+	double width = TOP_TREND_SPAN / TOP_TREND_CELLS;
 	int n[TOP_TREND_CELLS] = {0};
 	size_t i, used = 0;
 	json_t *p;
@@ -142,25 +146,36 @@ static void top_trend(json_t *hist, int utf8, char *buf, size_t len)
 	{
 		double t = json_number_value(json_array_get(p, 0));
 		json_t *v = json_array_get(p, 2);
-		int cell = (int)((t - (now - TOP_TREND_SPAN)) / (TOP_TREND_SPAN / TOP_TREND_CELLS));
-		if (!json_is_number(v) || cell < 0 || cell >= TOP_TREND_CELLS)
+		double at = (t - (now - TOP_TREND_SPAN)) / width, x = json_number_value(v);
+		/* range-check in double: a hostile time never reaches the int cast */
+		if (!json_is_number(v) || !isfinite(x) || !(at >= 0 && at < TOP_TREND_CELLS))
 			continue;
-		sum[cell] += json_number_value(v);
+		int cell = (int)at;
+		/* the mean of each cell, kept as one so that huge values never overflow */
 		n[cell]++;
+		sum[cell] += x / n[cell] - sum[cell] / n[cell];
 	}
-	for (int c = 0; c < TOP_TREND_CELLS; c++)
-		if (n[c] && sum[c] / n[c] > top)
-			top = sum[c] / n[c];
+	for (int c = 0; c < TOP_TREND_CELLS; c++) {
+		if (n[c] && sum[c] > top)
+			top = sum[c];
+		if (n[c] && sum[c] < bottom)
+			bottom = sum[c];
+	}
 	const char *first =
 	    cli_jstr(json_array_get(json_object_get(hist, "metrics"), 0), "name", "");
 	json_array_foreach(json_object_get(hist, "guides"), i, p)
 	{
-		if (!strcmp(cli_jstr(p, "metric", ""), first) && cli_jnum(p, "value") > top)
-			top = cli_jnum(p, "value");
+		double g = cli_jnum(p, "value");
+		if (!strcmp(cli_jstr(p, "metric", ""), first) && isfinite(g) && g > top)
+			top = g;
 	}
 	buf[0] = '\0';
 	for (int c = 0; c < TOP_TREND_CELLS; c++) {
-		int level = n[c] && top > 0 ? (int)(sum[c] / n[c] / top * 7.999) : 0;
+		/* halved: the span from -1e308 to 1e308 is still a finite number */
+		double frac = top > bottom ? (sum[c] / 2 - bottom / 2) / (top / 2 - bottom / 2) : 0;
+		int level = 0;
+		if (frac > 0) /* false for NaN too */
+			level = frac >= 1 ? 7 : (int)(frac * 7.999);
 		const char *s = !n[c] ? " " : utf8 ? blocks[level] : (char[]){ascii[level], '\0'};
 		used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s", s);
 	}
@@ -442,13 +457,14 @@ int cli_cmd_top(struct ctl *ctl, const char *zone)
 	top_keys_raw();
 	if (tty)
 		fputs("\033[H\033[2J", stdout);
+	ctl->stop = &top_stop; /* Ctrl-C ends a request in flight too */
 	for (long n = 0; !top_stop; n++) {
 		char *buf = NULL;
 		size_t len = 0;
 		struct winsize ws;
 		int cols = tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
 
-		if (top_frame(ctl, ezone, utf8, &buf, &len, &rc) < 0) {
+		if (top_frame(ctl, ezone, utf8, &buf, &len, &rc) < 0 || top_stop) {
 			free(buf);
 			break;
 		}

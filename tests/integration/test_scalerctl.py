@@ -5,6 +5,7 @@ events). The fake records every request so the tests can check what
 scalerctl sent, not only what it printed."""
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -599,6 +600,133 @@ def a_server_error_exits_5():
         f.route = orig
     check_exit(rc, 5, out, err, "servers answered with 500")
     check("HTTP 500" in err and "store unreachable" in err, "stderr: %r" % err)
+
+
+def top_routes(points, guides=()):
+    """The fake's route plus what scalerctl top reads besides /status: /zones
+    (the zones of /status) and /history with the given points of zone1."""
+    f = fake()
+    orig = f.route
+
+    def route(method, path, query, body, auth):
+        if (method, path) == ("GET", "/zones"):
+            return 200, {"zones": f.status_json()["zones"]}
+        if (method, path) == ("GET", "/cluster"):
+            return 200, {"nodes": [{"id": "1", "self": True, "reachable": True, "redis": True}]}
+        if (method, path) == ("GET", "/history"):
+            return 200, {"zones": [{"zone": "zone1", "metrics": [{"name": "cpu"}],
+                                    "guides": list(guides), "points": points}]}
+        return orig(method, path, query, body, auth)
+    return route
+
+
+def top_trend_of(out, zone="zone1"):
+    """The LAST 10 MIN cell of zone's row in top's zone table."""
+    lines = out.splitlines()
+    header = next(l for l in lines if l.startswith("ZONE") and "LAST 10 MIN" in l)
+    row = next(l for l in lines[lines.index(header):] if l.startswith(zone + " "))
+    start = header.index("LAST 10 MIN")
+    return row[start:start + 20]
+
+
+@ctl_test
+def top_draws_any_history_values_and_survives_hostile_ones():
+    f = fake()
+    now = time.time()
+    # one point per 30-second cell, oldest first: rising, then negative
+    # values (a metrics plugin may produce them)
+    sane = [[now - 585 + 30 * i, 1, v] for i, v in enumerate(
+        [0, 10, 20, 30, 40, 50, 60, 70, -5, -70])]
+    hostile = sane + [
+        [now - 285, 1, 1e308], [now - 284, 1, 1e308],    # their sum is inf, inf/inf NaN
+        [now - 255, 1, -1e308], [now - 254, 1, 1e308],  # mean 0
+        [now - 225, 1, -1e308],                         # far below the rest
+        [1e300, 1, 5], [-1e300, 1, 5], ["x", 1, 5],     # times no cell holds
+        [now - 195, 1, "nan"], [now - 195, 1, None], [now - 195]]
+    negative = [[now - 15, 1, -3], [now - 45, 1, -7]]
+    for pts, want in ((sane, "~=++**##~_"), (hostile, None), (negative, "_=")):
+        orig = f.route
+        f.route = top_routes(pts)
+        try:
+            rc, out, err = ctl("top", "-n", "1", env={"LC_ALL": "C.UTF-8"})
+            rca, outa, erra = ctl("top", "-n", "1", env={"LC_ALL": "C"})
+        finally:
+            f.route = orig
+        check_exit(rc, 0, out, err, "scalerctl top (UTF-8) with history points %r" % pts)
+        check_exit(rca, 0, outa, erra, "scalerctl top (ASCII) with history points %r" % pts)
+        trend = top_trend_of(outa)
+        check(all(c in " _.-~=+*#" for c in trend), "the trend is drawn: %r" % trend)
+        if want:
+            # scaled from the lowest cell (when below 0) to the highest
+            check_eq(trend.strip(), want, "the ASCII trend of %r" % [p[2] for p in pts])
+
+
+@ctl_test
+def server_sentences_reach_stderr_as_text_never_terminal_commands():
+    f = fake()
+    orig = f.route
+    evil = "\x1b]0;pwned\x07\x1b[2Jgone\u009b0m"
+    for reply in ((400, {"error": "bad" + evil, "errors": ["line 1" + evil, "line 2\r\nx"]}),
+                  (500, "<html>" + evil + "</html>"),
+                  (401, {"error": "who" + evil}),
+                  (404, {"error": "no zone" + evil})):
+        f.route = lambda *a: reply
+        try:
+            results = [ctl("servers"), ctl("reload")]
+        finally:
+            f.route = orig
+        for rc, out, err in results:
+            check(rc != 0, "a refusal exits non-zero: %r" % err)
+            check("pwned" in err or "gone" in err, "the server's sentence is shown: %r" % err)
+            check(not any(c in err for c in "\x1b\x07\r\u009b"),
+                  "no control character of the server's reaches the terminal: %r" % err)
+
+
+@ctl_test
+def an_answer_larger_than_8_mib_is_refused_with_a_clear_error():
+    f = fake()
+    orig = f.route
+    f.route = lambda *a: (200, "[" + "1," * (5 << 20) + "1]")
+    try:
+        rc, out, err = ctl("servers")
+    finally:
+        f.route = orig
+    check_exit(rc, 5, out, err, "scalerctl servers with a 10 MiB answer")
+    check("larger than 8 MiB" in err and f.url in err,
+          "stderr says who sent too large an answer: %r" % err)
+
+
+@ctl_test
+def ctrl_c_ends_top_while_a_request_is_in_flight():
+    f = fake()
+    orig = f.route
+    release = threading.Event()
+    arrived = threading.Event()
+
+    def hang(*a):
+        arrived.set()
+        release.wait(60)
+        return 200, f.status_json()
+    f.route = hang
+    argv = [binary("scalerctl"), "-u", f.url, "--timeout", "60", "top", "-n", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCALER_")}
+    env["SCALER_CONF"] = write_file("empty.conf", "")
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        check(arrived.wait(20), "scalerctl top asks for /status")
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        check(p.returncode is not None,
+              "Ctrl-C ends scalerctl top before scalerd answers the request in flight")
+    finally:
+        release.set()
+        if p.returncode is None:
+            p.kill()
+            p.wait()
+        f.route = orig
 
 
 if __name__ == "__main__":
