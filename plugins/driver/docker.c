@@ -66,8 +66,8 @@ struct dd_op {
 	int port_min, port_max;
 	char server_id[64];
 	char name[200];
-	int port; /* reserved while creating */
-	char start_err[512];
+	int port;            /* reserved while creating */
+	char start_err[512]; /* why the start failed, or the create no answer came for */
 	/* remove */
 	char container[128];
 };
@@ -518,10 +518,72 @@ static void dd_create_ports(struct dd_op *op, const struct eng_reply *r)
 		eng_op_fail(&op->base, "create server %s: cannot send the request", op->server_id);
 }
 
+/* The container `id` is this server's: start it. */
+static void dd_create_take(struct dd_op *op, const char *id)
+{
+	char path[256];
+	if (!id || strlen(id) >= sizeof(op->container) ||
+	    strspn(id, "0123456789abcdef") != strlen(id)) {
+		eng_op_fail(&op->base,
+		            "create server %s: the Docker engine returned no container id",
+		            op->server_id);
+		return;
+	}
+	snprintf(op->container, sizeof(op->container), "%s", id);
+	snprintf(op->base.srv.ref, sizeof(op->base.srv.ref), "%s", id);
+	dd_fmt(path, sizeof(path), "/containers/%s/start", op->container);
+	dd_call_or_fail(op, "POST", path, NULL, 0, dd_create_started);
+}
+
+static void dd_create_dropped(struct dd_op *op, const struct eng_reply *r)
+{
+	char why[512];
+	snprintf(why, sizeof(why), "%s", r->message);
+	if (r->status == 204 || r->status == 404)
+		eng_op_fail(&op->base, "create server %s: %s", op->server_id, op->start_err);
+	else
+		eng_op_fail(&op->base, "create server %s: %s (container %s left behind: %s)",
+		            op->server_id, op->start_err, op->name, why);
+}
+
+/* The engine did not answer the create in time; it may have made the
+ * container all the same. Found with this server's labels: it is taken
+ * and started. Not found: the create failed. The engine cannot say: the
+ * container is removed by name, so nothing half-created stays. */
+static void dd_create_looked_up(struct dd_op *op, const struct eng_reply *r)
+{
+	json_t *labels = json_object_get(json_object_get(r->json, "Config"), "Labels");
+	const char *cluster = json_string_value(json_object_get(labels, "scaler.cluster"));
+	const char *sid = json_string_value(json_object_get(labels, "scaler.server"));
+	char buf[300], path[400];
+	if (r->status == 200 && cluster && sid && strcmp(cluster, op->dd->host->cluster) == 0 &&
+	    strcmp(sid, op->server_id) == 0) {
+		dd_create_take(op, json_string_value(json_object_get(r->json, "Id")));
+		return;
+	}
+	if (r->status == 200 || r->status == 404) {
+		eng_op_fail(&op->base, "create server %s: %s", op->server_id, op->start_err);
+		return;
+	}
+	eng_urlencode(op->name, buf, sizeof(buf));
+	dd_fmt(path, sizeof(path), "/containers/%s?force=1", buf);
+	if (dd_call(op, "DELETE", path, NULL, 0, dd_create_dropped) < 0)
+		eng_op_fail(&op->base, "create server %s: %s (container %s may be left behind)",
+		            op->server_id, op->start_err, op->name);
+}
+
 static void dd_create_made(struct dd_op *op, const struct eng_reply *r)
 {
-	json_t *j;
-	char why[512], path[256];
+	char why[512], buf[300], path[400];
+	if (r->status == 0) {
+		snprintf(op->start_err, sizeof(op->start_err), "%s", r->message);
+		eng_urlencode(op->name, buf, sizeof(buf));
+		dd_fmt(path, sizeof(path), "/containers/%s/json", buf);
+		if (dd_call(op, "GET", path, NULL, 0, dd_create_looked_up) < 0)
+			eng_op_fail(&op->base, "create server %s: %s", op->server_id,
+			            op->start_err);
+		return;
+	}
 	if (r->status != 201) {
 		snprintf(why, sizeof(why), "%s", r->message);
 		if (r->status == 409)
@@ -531,21 +593,7 @@ static void dd_create_made(struct dd_op *op, const struct eng_reply *r)
 			eng_op_fail(&op->base, "create server %s: %s", op->server_id, why);
 		return;
 	}
-	j = json_incref(r->json);
-	const char *id = json_string_value(json_object_get(j, "Id"));
-	if (!id || strlen(id) >= sizeof(op->container) ||
-	    strspn(id, "0123456789abcdef") != strlen(id)) {
-		json_decref(j);
-		eng_op_fail(&op->base,
-		            "create server %s: the Docker engine returned no container id",
-		            op->server_id);
-		return;
-	}
-	snprintf(op->container, sizeof(op->container), "%s", id);
-	snprintf(op->base.srv.ref, sizeof(op->base.srv.ref), "%s", id);
-	json_decref(j);
-	dd_fmt(path, sizeof(path), "/containers/%s/start", op->container);
-	dd_call_or_fail(op, "POST", path, NULL, 0, dd_create_started);
+	dd_create_take(op, json_string_value(json_object_get(r->json, "Id")));
 }
 
 /* start failed: the container goes, so nothing half-created stays */

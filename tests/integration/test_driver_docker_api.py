@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+import time
 
 from scalertest import *
 import fakeengine
@@ -103,6 +104,59 @@ def a_failed_start_deletes_the_container_and_reports_dockers_message():
     r = e.ctl(["create", "z1", "s1"])[0]
     check(not r["ok"] and "port is already allocated" in r["error"], "error: %r" % r)
     check_eq(e.paths()[-1], ("DELETE", "/v1.41/containers/%s?force=1" % CID), "last call: forced delete")
+
+
+def silent_create(path, body):
+    """An engine that makes the container but answers after api_timeout (1 s)."""
+    time.sleep(2)
+    return 201, {"Id": CID}
+
+
+@test
+def a_create_the_engine_did_not_answer_in_time_is_taken_when_it_made_the_container():
+    e = FakeEngine()
+    e.routes += [("GET", r"/containers/json.*", 200, []),
+                 ("POST", r"/containers/create.*", 0, silent_create),
+                 ("GET", r"/containers/scaler-fk-s1/json", 200,
+                  {"Id": CID, "Config": {"Labels": dict(LABELS, **{"scaler.port": "31000"})}}),
+                 ("POST", r"/containers/%s/start" % CID, 204, None)]
+    r = e.ctl(["create", "z1", "s1"], settings="api_timeout = 1;")[0]
+    check(r["ok"] and r["server"]["ref"] == CID, "create takes container %s: %r" % (CID, r))
+    check_eq([(m, re.sub(r"^/v1\.41", "", p).split("?")[0]) for m, p in e.paths()[2:]],
+             [("POST", "/containers/create"), ("GET", "/containers/scaler-fk-s1/json"),
+              ("POST", "/containers/%s/start" % CID)],
+             "the create, a look at the container by name, its start")
+
+
+@test
+def a_create_the_engine_cannot_account_for_is_removed_by_name():
+    def silent_get(path, body):
+        time.sleep(2)
+        return 404, {"message": "No such container: scaler-fk-s1"}
+    e = FakeEngine()
+    e.routes += [("GET", r"/containers/json.*", 200, []),
+                 ("POST", r"/containers/create.*", 0, silent_create),
+                 ("GET", r"/containers/scaler-fk-s1/json", 0, silent_get),
+                 ("DELETE", r"/containers/scaler-fk-s1\?force=1", 204, None)]
+    r = e.ctl(["create", "z1", "s1"], settings="api_timeout = 1;")[0]
+    check(not r["ok"] and "create server s1" in r["error"] and "left behind" not in r["error"],
+          "error: %r" % r)
+    check_eq(e.paths()[-1], ("DELETE", "/v1.41/containers/scaler-fk-s1?force=1"),
+             "last call: the container removed by name")
+
+
+@test
+def a_create_the_engine_did_not_answer_fails_when_no_such_container_exists():
+    e = FakeEngine()
+    e.routes += [("GET", r"/containers/json.*", 200, []),
+                 ("POST", r"/containers/create.*", 0, silent_create),
+                 ("GET", r"/containers/scaler-fk-s1/json", 404,
+                  {"message": "No such container: scaler-fk-s1"})]
+    r = e.ctl(["create", "z1", "s1"], settings="api_timeout = 1;")[0]
+    check(not r["ok"] and "create server s1" in r["error"] and "timed out" in r["error"].lower(),
+          "error: %r" % r)
+    check(not [p for m, p in e.paths() if m == "DELETE" or p.endswith("/start")],
+          "nothing deleted or started: %r" % e.paths())
 
 
 @test
