@@ -207,9 +207,9 @@ static void events_poll_free(struct events_poll *p)
 
 static void events_reply(struct events_poll *p, json_t *events)
 {
-	http_reply_json(
-	    p->x, 200,
-	    json_pack("{s:O, s:s}", "events", events ? events : json_array(), "last", p->after));
+	http_reply_json(p->x, 200,
+	                json_pack("{s:o, s:s}", "events",
+	                          events ? json_incref(events) : json_array(), "last", p->after));
 	events_poll_free(p);
 }
 
@@ -329,8 +329,9 @@ static void events_tail_done(void *arg, enum store_status st, json_t *events, co
 		http_reply_error(x, 503, "state store unreachable");
 	else
 		http_reply_json(x, 200,
-		                json_pack("{s:O, s:s}", "events", events ? events : json_array(),
-		                          "last", last_id ? last_id : "0-0"));
+		                json_pack("{s:o, s:s}", "events",
+		                          events ? json_incref(events) : json_array(), "last",
+		                          last_id ? last_id : "0-0"));
 }
 
 static void admin_events(struct daemon *d, struct http_exchange *x, const struct http_request *req)

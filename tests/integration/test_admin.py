@@ -21,7 +21,7 @@ AUTH = {"Authorization": "Bearer " + TOKEN}
 class Node:
     """One scalerd (single election) with a token, and a Redis."""
 
-    def __init__(self, zones="", extra="", node_extra="", name="scalerd"):
+    def __init__(self, zones="", extra="", node_extra="", name="scalerd", wrap=(), start=15):
         self.redis = Redis()
         self.port = free_port()
         self.cluster = "adm%d" % self.port
@@ -36,8 +36,8 @@ election = { plugin = "single"; };
 zones = ( %s );
 """ % (self.port, TOKEN, node_extra, self.cluster, self.redis.url(), plugin_dir(), self.state,
             extra, zones))
-        self.proc = spawn([SCALERD, "-c", self.path], name=name)
-        wait_until(lambda: self.answers(), 15, "scalerd's admin API on port %d" % self.port)
+        self.proc = spawn(list(wrap) + [SCALERD, "-c", self.path], name=name)
+        wait_until(lambda: self.answers(), start, "scalerd's admin API on port %d" % self.port)
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)
@@ -232,6 +232,29 @@ def an_event_id_redis_cannot_take_is_a_400_not_a_503():
             check_eq(st, 200, "GET /events?after=%s (%r)" % (good, body))
     finally:
         n.stop()
+
+
+@test
+def events_answers_without_events_leak_nothing():
+    import shutil
+    if not shutil.which("valgrind"):
+        return skip("valgrind not installed")
+    n = Node(wrap=["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite",
+                   "--errors-for-leak-kinds=definite", "--error-exitcode=99"], start=120)
+    try:
+        for path in ("/events?last=5", "/events?after=$&wait=0.1",
+                     "/events?after=0&wait=0.1"):
+            for _ in range(3):
+                st, body = n.get(path, timeout=30)
+                check_eq(st, 200, "GET %s (%r)" % (path, body))
+                check_eq(body["events"], [], "GET %s on an empty stream" % path)
+    finally:
+        rc = n.proc.stop(timeout=120)
+        n.redis.stop()
+    out = n.proc.output()
+    check("definitely lost" not in out and rc != 99,
+          "no memory definitely lost answering /events without events (exit %r):\n%s"
+          % (rc, out[-4000:]))
 
 
 @test
