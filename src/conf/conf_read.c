@@ -34,8 +34,18 @@ __attribute__((format(printf, 2, 3))) static void cr_err(struct cr *r, const cha
 	r->bad = 1;
 }
 
+/* Zero and free a buffer of `size` bytes: it may hold a token. */
+static void cr_burn(char *buf, size_t size)
+{
+	if (!buf)
+		return;
+	explicit_bzero(buf, size);
+	free(buf);
+}
+
 /* The whole of a regular file, read through one descriptor; NULL after
- * saying why. A FIFO is refused at once instead of waiting for a writer. */
+ * saying why. A FIFO is refused at once instead of waiting for a writer.
+ * Every buffer the file passed through is zeroed before it is freed. */
 static char *cr_slurp(struct cr *r, const char *path, struct stat *st, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -72,13 +82,16 @@ static char *cr_slurp(struct cr *r, const char *path, struct stat *st, size_t *l
 	for (;;) {
 		if (n == cap && cap <= CONF_MAX_BYTES) { /* it grew since fstat */
 			size_t more = cap * 2 > CONF_MAX_BYTES + 1 ? CONF_MAX_BYTES + 1 : cap * 2;
-			char *b = realloc(buf, more + 1);
+			/* not realloc: it may move the bytes and leave the old ones behind */
+			char *b = malloc(more + 1);
 			if (!b) {
 				cr_err(r, "%s: out of memory", path);
-				free(buf);
+				cr_burn(buf, cap + 1);
 				buf = NULL;
 				goto out;
 			}
+			memcpy(b, buf, n);
+			cr_burn(buf, cap + 1);
 			buf = b;
 			cap = more;
 		}
@@ -87,7 +100,7 @@ static char *cr_slurp(struct cr *r, const char *path, struct stat *st, size_t *l
 			continue;
 		if (got < 0) {
 			cr_err(r, "%s: cannot read: %s", path, strerror(errno));
-			free(buf);
+			cr_burn(buf, cap + 1);
 			buf = NULL;
 			goto out;
 		}
@@ -99,7 +112,7 @@ static char *cr_slurp(struct cr *r, const char *path, struct stat *st, size_t *l
 			       "%s: grew past %d bytes while read; a configuration file is at "
 			       "most that",
 			       path, CONF_MAX_BYTES);
-			free(buf);
+			cr_burn(buf, cap + 1);
 			buf = NULL;
 			goto out;
 		}
