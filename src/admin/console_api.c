@@ -52,7 +52,10 @@ void czone_history_sample(struct czone *z, int servers, const struct scaler_poli
 	double now = ctl_unix_now();
 	if (!z->hist_started)
 		z->hist_started = now;
-	history_add(h, now, servers, values);
+	if (history_add(h, now, servers, values)) {
+		z->hist_started = now;
+		z->hist_why = "the clock was set back";
+	}
 }
 
 /* The policy's guides (ABI 1.5), named by metric. */

@@ -98,16 +98,26 @@ static double *hist_push(struct history *h)
 	return hist_row(h, h->len++);
 }
 
-void history_add(struct history *h, double t, int servers, const double *values)
+int history_add(struct history *h, double t, int servers, const double *values)
 {
 	double *row = h->len ? hist_row(h, h->len - 1) : NULL;
-	if (row && t < row[0])
-		return; /* the clock went back: keep the ring in order */
+	int reset = 0;
+	if (row && t < row[0] - HISTORY_STEP_BACK) {
+		/* the clock was set back (NTP, an operator): samples are ordered by
+		 * it, so keeping the old ones would drop every new one until the
+		 * clock caught up with them; start again from now */
+		h->len = 0;
+		h->first = 0;
+		row = NULL;
+		reset = 1;
+	} else if (row && t < row[0]) {
+		return 0; /* jitter: keep the ring in order */
+	}
 	int merge = row && floor(t) == floor(row[0]);
 	if (!merge)
 		row = hist_push(h);
 	if (!row)
-		return;
+		return reset;
 	row[0] = t;
 	row[1] = servers;
 	for (size_t i = 0; i < h->nmetrics; i++) {
@@ -115,6 +125,7 @@ void history_add(struct history *h, double t, int servers, const double *values)
 		if (!merge || isfinite(v))
 			row[2 + i] = v;
 	}
+	return reset;
 }
 
 json_t *history_points_json(const struct history *h, double since)

@@ -9,6 +9,8 @@
 #include <stddef.h>
 
 #define HISTORY_SPAN 3600.0 /* seconds kept */
+/* seconds: a sample older than the newest by more empties the ring */
+#define HISTORY_STEP_BACK 1.0
 
 struct history;
 
@@ -28,8 +30,11 @@ size_t history_max_bytes(size_t nmetrics, double interval);
 /* A sample at unix time t: servers that count toward the zone's size and
  * the zone average of each metric (NAN: missing). A sample in the same
  * second as the newest replaces it (but for its missing values); one older
- * than the newest is dropped; at capacity the oldest goes. */
-void history_add(struct history *h, double t, int servers, const double *values);
+ * than the newest is dropped, unless it is older by more than
+ * HISTORY_STEP_BACK: the clock was set back, the ring is emptied and starts
+ * again with this sample, and history_add returns 1 (else 0). At capacity
+ * the oldest goes. */
+int history_add(struct history *h, double t, int servers, const double *values);
 /* Samples newer than `since` (0: all), oldest first, as arrays
  * [t, servers, value, ...] (null for a missing value). New reference. */
 json_t *history_points_json(const struct history *h, double since);

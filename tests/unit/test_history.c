@@ -55,9 +55,31 @@ START_TEST(a_sample_in_the_same_second_replaces_the_newest_but_keeps_its_values)
 	              "expected [500.6, 2, 10], the value measured in that second kept");
 	json_decref(p);
 	history_add(h, 500.9, 2, &b);
-	history_add(h, 499.0, 7, &a); /* the clock went back: dropped */
+	/* the clock went back by less than a second (jitter): dropped */
+	ck_assert_int_eq(history_add(h, 500.0, 7, &a), 0);
 	p = points(h, 0);
 	ck_assert(json_array_size(p) == 1 && at(p, 0, 2) == 20);
+	json_decref(p);
+	history_free(h);
+}
+END_TEST
+
+START_TEST(a_clock_set_back_starts_the_ring_again_instead_of_freezing_it)
+{
+	struct history *h = history_new(1, 1);
+	double v = 5;
+	for (int i = 0; i < 600; i++)
+		ck_assert_int_eq(history_add(h, 10000 + i, 1, &v), 0);
+	/* NTP steps the clock back an hour: the next sample empties the ring */
+	double w = 7;
+	ck_assert_msg(history_add(h, 10599 - 3600, 3, &w) == 1,
+	              "a sample an hour older than the newest says the ring started again");
+	for (int i = 1; i < 10; i++)
+		ck_assert_int_eq(history_add(h, 10599 - 3600 + i, 3, &w), 0);
+	json_t *p = points(h, 0);
+	ck_assert_msg(json_array_size(p) == 10 && at(p, 0, 0) == 10599 - 3600 && at(p, 9, 2) == 7,
+	              "expected the 10 samples taken since the clock went back, got %zu",
+	              json_array_size(p));
 	json_decref(p);
 	history_free(h);
 }
@@ -122,6 +144,7 @@ int main(void)
 	TCase *tc = tcase_create("ring");
 	tcase_add_test(tc, samples_come_back_oldest_first_with_missing_values_as_null);
 	tcase_add_test(tc, a_sample_in_the_same_second_replaces_the_newest_but_keeps_its_values);
+	tcase_add_test(tc, a_clock_set_back_starts_the_ring_again_instead_of_freezing_it);
 	tcase_add_test(tc, the_ring_keeps_the_last_hour_and_no_more);
 	tcase_add_test(tc, its_memory_grows_with_the_samples_up_to_the_stated_bound);
 	suite_add_tcase(s, tc);
