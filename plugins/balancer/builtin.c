@@ -531,14 +531,17 @@ static void bi_push_done(void *arg, const struct scaler_http_response *resp)
 struct scaler_http_call *bal_send_json(struct bal *b, const char *method, const char *url,
                                        json_t *body, double timeout, scaler_http_cb cb, void *arg)
 {
-	char auth[600];
+	char *auth = NULL; /* sized for the token, however long */
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (body && !text)
 		return NULL;
 	const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
 	if (b->host->token && b->host->token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", b->host->token);
+		if (asprintf(&auth, "Authorization: Bearer %s", b->host->token) < 0) {
+			free(text);
+			return NULL;
+		}
 		headers[1] = auth;
 	}
 	struct scaler_http_request req = {
@@ -551,6 +554,10 @@ struct scaler_http_call *bal_send_json(struct bal *b, const char *method, const 
 	};
 	struct scaler_http_call *call = b->host->http_request(&req, cb, arg);
 	free(text);
+	if (auth) {
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+	}
 	return call;
 }
 

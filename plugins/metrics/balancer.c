@@ -248,7 +248,7 @@ static int bm_query(void *vctx, const struct scaler_zone *zone, const struct sca
 {
 	struct bm_ctx *ctx = vctx;
 	const struct scaler_host *host = ctx->host;
-	char path[64], url[512], auth[600];
+	char path[64], url[512], *auth = NULL; /* sized for the token, however long */
 
 	if (!zone || !zone->name || (n && !servers) || !cb || !(window > 0))
 		return -1;
@@ -289,13 +289,18 @@ static int bm_query(void *vctx, const struct scaler_zone *zone, const struct sca
 		return 0;
 	}
 	const char *headers[2] = {NULL, NULL};
+	int oom = 0;
 	if (host->token && host->token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", host->token);
-		headers[0] = auth;
+		oom = asprintf(&auth, "Authorization: Bearer %s", host->token) < 0;
+		headers[0] = oom ? NULL : auth;
 	}
 	struct scaler_http_request req = {
 	    .method = "GET", .url = url, .headers = headers, .timeout = ctx->timeout};
-	q->call = host->http_request(&req, bm_on_response, q);
+	q->call = oom ? NULL : host->http_request(&req, bm_on_response, q);
+	if (!oom && auth) {
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+	}
 	if (!q->call) {
 		bm_unlink(q);
 		bm_query_free(q);

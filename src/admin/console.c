@@ -115,13 +115,20 @@ static json_t *console_answer(const struct scaler_http_response *resp, char *err
 static struct scaler_http_call *console_get(struct daemon *d, const char *url, const char *fwd,
                                             scaler_http_cb cb, void *arg)
 {
-	char auth[1100], forwarded[128];
+	static const char bearer[] = "Authorization: Bearer ";
+	char *auth = NULL, forwarded[128];
+	size_t authlen = 0;
 	const char *headers[3] = {NULL, NULL, NULL};
 	size_t n = 0;
 
-	if (d->conf->token && snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-	                               d->conf->token) < (int)sizeof(auth))
+	if (d->conf->token) {
+		/* sized for the token, however long the configuration allows it */
+		authlen = sizeof(bearer) + strlen(d->conf->token);
+		if (!(auth = malloc(authlen)))
+			return NULL;
+		snprintf(auth, authlen, "%s%s", bearer, d->conf->token);
 		headers[n++] = auth;
+	}
 	if (fwd) {
 		snprintf(forwarded, sizeof(forwarded), "%s: %s", FORWARDED_HEADER, fwd);
 		headers[n++] = forwarded;
@@ -129,7 +136,10 @@ static struct scaler_http_call *console_get(struct daemon *d, const char *url, c
 	struct scaler_http_request req = {
 	    .method = "GET", .url = url, .headers = headers, .timeout = CONSOLE_CALL_TIMEOUT};
 	struct scaler_http_call *call = d->host->pub.http_request(&req, cb, arg);
-	explicit_bzero(auth, sizeof(auth));
+	if (auth) {
+		explicit_bzero(auth, authlen);
+		free(auth);
+	}
 	return call;
 }
 
@@ -171,7 +181,11 @@ static int console_local_or_forward(struct daemon *d, struct http_exchange *x,
 
 	if (d->role == ROLE_PRIMARY)
 		return 1;
-	if (!d->primary_url[0] || http_request_header(req, FORWARDED_HEADER)) {
+	/* the call goes on with this node's token: only for a client that gave
+	 * it here (with node.public_reads here and not on the primary, anyone
+	 * could read the primary's data through this node otherwise) */
+	if (!d->primary_url[0] || http_request_header(req, FORWARDED_HEADER) ||
+	    !http_request_has_token(req, d->conf->token)) {
 		http_reply_json(x, 503,
 		                json_pack("{s:s, s:s?}", "error",
 		                          d->primary_url[0] ? "this node is not the primary"

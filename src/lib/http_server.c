@@ -1529,6 +1529,20 @@ static int hs_token_equal(const char *given, size_t glen, const char *token)
 	return diff == 0;
 }
 
+int http_request_has_token(const struct http_request *req, const char *token)
+{
+	const char *auth = http_request_header(req, "Authorization");
+
+	if (!token || !*token)
+		return 1;
+	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+		return 0;
+	const char *t = auth + 7;
+	while (*t == ' ')
+		t++;
+	return hs_token_equal(t, strlen(t), token);
+}
+
 int http_require_token(struct http_exchange *x, const struct http_request *req, const char *token)
 {
 	static const char *const hdr_missing[] = {"WWW-Authenticate: Bearer realm=\"scaler\"",
@@ -1544,10 +1558,7 @@ int http_require_token(struct http_exchange *x, const struct http_request *req, 
 		return 1;
 	auth = http_request_header(req, "Authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-		const char *t = auth + 7;
-		while (*t == ' ')
-			t++;
-		if (hs_token_equal(t, strlen(t), token))
+		if (http_request_has_token(req, token))
 			return 1;
 		http_reply(x, 401, "application/json", invalid, sizeof(invalid) - 1, hdr_invalid);
 		return 0;

@@ -98,6 +98,9 @@ json_t *http_request_json(struct http_exchange *x, const struct http_request *re
 /* 1 when the request carries "Authorization: Bearer <token>" (constant-time
  * compare) or token is NULL/empty; else replies 401 and returns 0. */
 int http_require_token(struct http_exchange *x, const struct http_request *req, const char *token);
+/* 1 when the request carries "Authorization: Bearer <token>" or token is
+ * NULL/empty, else 0; replies nothing. */
+int http_request_has_token(const struct http_request *req, const char *token);
 
 const char *http_status_text(int status);
 

@@ -26,10 +26,11 @@ class Node:
     """A scalerd node; zones run on it unless hosts_zones is False."""
 
     def __init__(self, redis, name, node_id=1, public_reads=False, peers=None, zones=("zone1",),
-                 hosts_zones=True, ports=None, admin=None):
+                 hosts_zones=True, ports=None, admin=None, token=TOKEN):
         self.redis, self.name, self.id = redis, name, node_id
+        self.token, self.auth = token, {"Authorization": "Bearer " + token}
         self.admin = admin or free_port()
-        self.token_file = write_file(name + ".token", TOKEN + "\n")
+        self.token_file = write_file(name + ".token", token + "\n")
         self.state = os.path.join(tmpdir(), name + "-state")
         os.makedirs(self.state, exist_ok=True)
         self.zone_ports = ports or {}
@@ -90,8 +91,8 @@ zones = ( %s );
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.admin, path)
 
-    def get(self, path, headers=AUTH):
-        return http_json("GET", self.url(path), headers=headers)
+    def get(self, path, headers=None):
+        return http_json("GET", self.url(path), headers=self.auth if headers is None else headers)
 
     def stop(self):
         refs = []
@@ -377,7 +378,7 @@ def backup_page(backup, primary_url):
         return
     out = os.path.join(builddir(), "tests", "artifacts")
     r = subprocess.run(["node", os.path.join(srcdir(), "tests", "console", "console.js"),
-                        backup.url(""), TOKEN, out, "backup"], env=browser_env(),
+                        backup.url(""), backup.token, out, "backup"], env=browser_env(),
                        capture_output=True, text=True, timeout=60)
     check(r.returncode == 0, "the browser on the backup; exit %s, stderr:\n%s"
           % (r.returncode, r.stderr[-3000:]))
@@ -400,12 +401,14 @@ def a_backup_forwards_zones_and_history_to_the_primary_and_says_who_it_is():
     a1, a2 = free_port(), free_port()
     peers = {1: "http://127.0.0.1:%d" % a1, 2: "http://127.0.0.1:%d" % a2}
     primary = backup = None
+    # a token near the 4096 bytes a token file holds: the backup forwards it whole
+    token = "console-long-token-" + "0123456789abcdef" * 240
     try:
-        primary = Node(redis, "primary2", node_id=2, peers=peers, admin=a2)
+        primary = Node(redis, "primary2", node_id=2, peers=peers, admin=a2, token=token)
         wait_until(lambda: (primary.get("/status")[1] or {}).get("node", {}).get("role")
                    == "primary", 10, "node 2 to be primary")
         backup = Node(redis, "backup1", node_id=1, peers=peers, hosts_zones=False,
-                      ports=dict(primary.zone_ports), admin=a1)
+                      ports=dict(primary.zone_ports), admin=a1, token=token)
         wait_until(lambda: (backup.get("/status")[1] or {}).get("node", {}).get("primary"),
                    10, "node 1 to know the primary")
         wait_until(lambda: serving(primary, "zone1"), 15, "a server in zone1")
@@ -420,7 +423,7 @@ def a_backup_forwards_zones_and_history_to_the_primary_and_says_who_it_is():
         st, hist = backup.get("/history?zone=zone1")
         check(st == 200 and hist["primary"] is True, "the backup forwards /history: %r %r"
               % (st, hist if st != 200 else hist["primary"]))
-        st, body = backup.get("/zones", headers=dict(AUTH, **{"X-Scaler-Forwarded": "3"}))
+        st, body = backup.get("/zones", headers=dict(backup.auth, **{"X-Scaler-Forwarded": "3"}))
         check_eq((st, body.get("primary")), (503, peers[2]),
                  "a forwarded call is not forwarded again: it says who the primary is")
         check_eq(backup.get("/zones", headers={})[0], 401, "the backup wants the token too")
@@ -429,13 +432,28 @@ def a_backup_forwards_zones_and_history_to_the_primary_and_says_who_it_is():
         check_eq(roles, {"1": ("backup", True, True), "2": ("primary", True, False)},
                  "/cluster on the backup asks every node")
         backup_page(backup, peers[2])
+        # reads public on the backup but not on the primary: a call without
+        # the token is never forwarded with the backup's own token
+        backup.restart(public_reads=True)
+        wait_until(lambda: (backup.get("/status", headers={})[1] or {}).get("node", {})
+                   .get("primary"), 10, "the restarted backup to know the primary")
+        check_eq(backup.get("/status")[1]["node"]["role"], "backup", "node 1's role")
+        for path in ("/zones", "/history?zone=zone1"):
+            check_eq(primary.get(path, headers={})[0], 401, "the primary wants the token")
+            st, body = backup.get(path, headers={})
+            check((st, body.get("primary")) == (503, peers[2]) and "zones" not in body
+                  and "points" not in json.dumps(body),
+                  "GET %s without the token on a backup with public reads says who the "
+                  "primary is and shows none of its data: %r %r" % (path, st, body))
+            st, body = backup.get(path)
+            check_eq(st, 200, "GET %s with the token on that backup is forwarded" % path)
         # the primary gone: the backup says so, and who it was
         primary.proc.signal(signal.SIGSTOP)
         try:
-            st, body = http_json("GET", backup.url("/zones"), headers=AUTH, timeout=10)
+            st, body = http_json("GET", backup.url("/zones"), headers=backup.auth, timeout=10)
             check(st in (502, 503) and body.get("primary") == peers[2],
                   "the primary does not answer: %r %r" % (st, body))
-            st, cl = http_json("GET", backup.url("/cluster"), headers=AUTH, timeout=10)
+            st, cl = http_json("GET", backup.url("/cluster"), headers=backup.auth, timeout=10)
             down = [n for n in cl["nodes"] if n["id"] == "2"][0]
             check(down["reachable"] is False and "no answer" in down.get("error", ""),
                   "a node that does not answer: %r" % down)
