@@ -9,9 +9,10 @@
  * taken — the writer still busy with one, the other full — lines are
  * dropped and counted, never waited for. SIGUSR1 makes the writer reopen
  * the file (logrotate's postrotate); its errors are logged by the loop,
- * once per change. A stopping worker waits AL_STOP_WAIT for the writer at
- * most, then cancels it: a write that never returns holds neither a
- * request nor the worker's end. */
+ * once per change. A stopping worker hands the writer what is buffered and
+ * waits for it as long as it finishes a buffer every AL_STOP_WAIT; a writer
+ * that does not is left behind, detached: a write that never returns holds
+ * neither a request nor the worker's end. */
 #include "config.h"
 
 #include "bal.h"
@@ -30,8 +31,8 @@
 /* A path is cut at AL_PATH_MAX bytes: a line fits AL_LINE_MAX. */
 #define AL_LINE_MAX 8192
 #define AL_PATH_MAX 2048
-/* Seconds a stopping worker gives the writer to write what is buffered; a
- * writer stuck longer (a FIFO nobody reads, a hung mount) is cancelled. */
+/* Seconds a stopping worker gives the writer to finish a buffer; a writer
+ * stuck longer (a FIFO nobody reads, a hung mount) is left behind. */
 #define AL_STOP_WAIT 5
 
 enum al_field {
@@ -376,34 +377,55 @@ void alog_stop(struct alog *a)
 	ev_timer_stop(loop, &a->flush_timer);
 	ev_ref(loop);
 	ev_signal_stop(loop, &a->usr1);
-	/* what is buffered is written before the writer ends, if the writer
-	 * gets it written within AL_STOP_WAIT */
+	/* what is buffered is handed to the writer as soon as it is free, then
+	 * the writer is told to end; it is given up as stuck only after
+	 * AL_STOP_WAIT without finishing a single buffer */
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += AL_STOP_WAIT;
 	int stuck = 0;
 	pthread_mutex_lock(&a->mu);
-	while (a->todo && !stuck)
-		stuck = pthread_cond_timedwait(&a->cv, &a->mu, &until) == ETIMEDOUT;
-	pthread_mutex_unlock(&a->mu);
-	if (a->len && !stuck)
-		al_handover(a);
-	pthread_mutex_lock(&a->mu);
-	a->stop = 1;
-	pthread_cond_broadcast(&a->cv);
-	while (!a->ended && !stuck)
-		stuck = pthread_cond_timedwait(&a->cv, &a->mu, &until) == ETIMEDOUT;
-	stuck = stuck && !a->ended;
+	uint64_t seen = a->written;
+	while (!a->ended) {
+		if (!a->todo && a->len && a->spare) {
+			a->todo = a->cur;
+			a->todo_len = a->len;
+			a->cur = a->spare;
+			a->spare = NULL;
+			a->len = 0;
+		}
+		if (!a->len)
+			a->stop = 1; /* it ends once it has nothing left to write */
+		pthread_cond_broadcast(&a->cv);
+		if (pthread_cond_timedwait(&a->cv, &a->mu, &until) != ETIMEDOUT || a->ended)
+			continue;
+		if (a->written == seen) {
+			stuck = 1;
+			break;
+		}
+		seen = a->written; /* it finished a buffer meanwhile: another period */
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += AL_STOP_WAIT;
+	}
 	size_t lost = a->len + (a->todo ? a->todo_len : 0);
+	if (stuck) {
+		a->len = 0;
+		a->stop = 1; /* should its call ever return, it ends */
+	}
 	pthread_mutex_unlock(&a->mu);
 	if (stuck) {
-		/* it is in open, write or close, all cancellation points; it
-		 * holds no lock there */
+		/* it is blocked in open, write or close, maybe for good (a FIFO
+		 * nobody reads, a dead NFS server): neither cancelled (it might
+		 * not return from that either, and cancelled in a wait it would
+		 * end holding mu) nor joined. It is detached with its state,
+		 * which stays allocated: it may still use it, and the worker is
+		 * ending. */
 		a->b->host->log(SCALER_LOG_ERR, BAL_WHO,
 		                "zone %s: access log %s: not written for %d s; %zu byte(s) of "
 		                "lines lost",
 		                a->b->zone, a->cf->path, AL_STOP_WAIT, lost);
-		pthread_cancel(a->thread);
+		pthread_detach(a->thread);
+		return;
 	}
 	pthread_join(a->thread, NULL);
 	pthread_mutex_destroy(&a->mu);

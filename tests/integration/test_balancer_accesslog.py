@@ -177,6 +177,60 @@ def a_log_whose_writes_never_finish_holds_no_request_nor_the_worker_s_exit():
 
 
 @test
+def a_writer_that_keeps_finishing_buffers_is_waited_for_past_the_stop_wait():
+    """The worker stops while its log is a FIFO read slowly: what the writer
+    was given before SIGTERM is read 4 s after it, the lines buffered since
+    7 s after. The writer keeps finishing buffers, so the worker waits for it
+    past the 5 s it gives a stuck writer, and every line is written."""
+    import fcntl
+    a = backend("fifo-slow")
+    path = os.path.join(tmpdir(), "slow.fifo")
+    os.mkfifo(path, 0o600)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # so the writer's open returns
+    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: full after 4 KiB
+    bal = Balancer([a.url], {"access_log": {"path": path, "flush": 0.1}})
+    got = b""
+    try:
+        def burst(first, n):
+            for i in range(first, first + n):
+                out = exchange(bal.port, b"GET /line-%04d HTTP/1.1\r\nHost: t\r\n"
+                               b"Connection: close\r\n\r\n" % i)
+                check(out.startswith(b"HTTP/1.1 200"), "request %d served: %r" % (i, out[:40]))
+
+        def read_some():
+            try:
+                return os.read(fd, 65536)
+            except BlockingIOError:
+                time.sleep(0.02)
+                return None
+        # more than the pipe holds: the writer blocks in the middle of it
+        burst(0, 30)
+        time.sleep(1.0)
+        # more than the pipe holds again, buffered while the writer is blocked
+        burst(30, 60)
+        stopped = time.monotonic()
+        bal.proc.signal(signal.SIGTERM)
+        time.sleep(4)
+        # the writer finishes what it had
+        while b"/line-0029" not in got and time.monotonic() - stopped < 30:
+            got += read_some() or b""
+        time.sleep(max(0.0, 7 - (time.monotonic() - stopped)))
+        while True:  # then the rest, up to the writer's end (EOF)
+            b = read_some()
+            if b == b"" or (b is None and time.monotonic() - stopped > 30):
+                break
+            got += b or b""
+        wait_until(lambda: not bal.proc.alive(), 20, "the worker to end on SIGTERM")
+    finally:
+        os.close(fd)
+    text = got.decode()
+    missing = [i for i in range(90) if "/line-%04d" % i not in text]
+    check(not missing and "lost" not in bal.proc.output(),
+          "every line written, none said lost; missing %r; log: %s"
+          % (missing, bal.proc.output()[-600:]))
+
+
+@test
 def access_log_settings_are_checked_with_file_line_and_setting():
     for bad, words in (({"path": "relative.log"}, ["path", "absolute"]),
                        ({"path": "/tmp/x.log", "format": "$client $nope"}, ["format", "$nope"]),
