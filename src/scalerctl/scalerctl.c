@@ -638,8 +638,7 @@ int cli_request(struct ctl *ctl, const char *method, const char *path, json_t *b
 
 		curl_easy_getinfo(ctl->curl, CURLINFO_OS_ERRNO, &oserr);
 		if (r->too_big)
-			snprintf(r->error, sizeof(r->error),
-			         "an answer larger than %d MiB, which no scalerd sends, came",
+			snprintf(r->error, sizeof(r->error), "the answer is larger than %d MiB",
 			         CTL_MAX_BODY >> 20);
 		else if (rc == CURLE_ABORTED_BY_CALLBACK && ctl->stop && *ctl->stop)
 			cli_copy(r->error, sizeof(r->error), "interrupted");
@@ -681,7 +680,9 @@ static const char *cli_reply_error(const struct cli_reply *r, char *buf, size_t 
 int cli_unreachable(struct ctl *ctl, const struct cli_reply *r)
 {
 	if (r->too_big) {
-		cli_err("%s at %s", r->error, ctl->url);
+		cli_err("%s answered with more than %d MiB, more than scalerd ever sends; is it "
+		        "scalerd? (URL from %s)",
+		        ctl->url, CTL_MAX_BODY >> 20, ctl->url_from);
 		return CTL_SERVER;
 	}
 	cli_err("cannot reach scalerd at %s: %s — is scalerd running? (URL from %s; "

@@ -692,7 +692,7 @@ def an_answer_larger_than_8_mib_is_refused_with_a_clear_error():
     finally:
         f.route = orig
     check_exit(rc, 5, out, err, "scalerctl servers with a 10 MiB answer")
-    check("larger than 8 MiB" in err and f.url in err,
+    check("more than 8 MiB" in err and f.url in err,
           "stderr says who sent too large an answer: %r" % err)
 
 
