@@ -961,13 +961,28 @@ static void cf_plugin_dir(struct cf *x, const config_setting_t *root)
 
 static void cf_root(struct cf *x, const config_setting_t *root)
 {
-	static const char *const known[] = {"node",          "cluster",       "redis",
-	                                    "plugin_dir",    "state_dir",     "log",
-	                                    "interval",      "window",        "cooldown_up",
-	                                    "cooldown_down", "drain_timeout", "dry_run",
-	                                    "stop_timeout",  "driver",        "metrics",
-	                                    "policy",        "election",      "balancer",
-	                                    "zones",         "idle_timeout",  NULL};
+	static const char *const known[] = {"node",
+	                                    "cluster",
+	                                    "redis",
+	                                    "plugin_dir",
+	                                    "state_dir",
+	                                    "log",
+	                                    "interval",
+	                                    "window",
+	                                    "cooldown_up",
+	                                    "cooldown_down",
+	                                    "drain_timeout",
+	                                    "dry_run",
+	                                    "stop_timeout",
+	                                    "driver",
+	                                    "metrics",
+	                                    "policy",
+	                                    "election",
+	                                    "balancer",
+	                                    "zones",
+	                                    "idle_timeout",
+	                                    "reconcile_interval",
+	                                    NULL};
 	static const char *const log_known[] = {"level", "syslog", NULL};
 	struct conf *c = x->c;
 	const config_setting_t *s;
@@ -982,6 +997,7 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	c->drain_timeout = 10.0;
 	c->stop_timeout = 10.0;
 	c->idle_timeout = 30.0;
+	c->reconcile_interval = 60.0;
 
 	x->nerr += conf_report_unknown(root, known);
 	cf_node(x, root);
@@ -1034,6 +1050,14 @@ static void cf_root(struct cf *x, const config_setting_t *root)
 	cf_seconds(x, root, "idle_timeout", 0, 0, &c->idle_timeout);
 	cf_seconds(x, root, "drain_timeout", 0, 0, &c->drain_timeout);
 	cf_seconds(x, root, "stop_timeout", 0, 0, &c->stop_timeout);
+	double every = c->reconcile_interval;
+	if (cf_seconds(x, root, "reconcile_interval", 0, 0, &every) > 0) {
+		const config_setting_t *ri = cf_member(root, "reconcile_interval");
+		if (every != 0 && (every < 1 || every > 86400))
+			cf_err(x, ri, "must be 0 (off) or 1 to 86400 seconds (got %g)", every);
+		else
+			c->reconcile_interval = every;
+	}
 	cf_bool(x, root, "dry_run", &c->dry_run);
 
 	cf_plugin(x, root, "driver", "process", &c->driver);

@@ -90,6 +90,7 @@ struct conf {
 	double cooldown_up, cooldown_down; /* default 0 s */
 	double idle_timeout;               /* default 30 s */
 	double drain_timeout;              /* removed servers finish requests, default 10 s */
+	double reconcile_interval;         /* orphan sweep period, default 60 s, 0: off */
 	int dry_run;
 	double stop_timeout; /* SIGTERM → SIGKILL for children, default 10 s */
 

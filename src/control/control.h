@@ -19,6 +19,7 @@
 #include "daemon.h"
 #include "host.h"
 #include "plugin.h"
+#include "reconcile.h"
 #include "store.h"
 
 #define START_TIMEOUT 30.0     /* a new server must pass a health check within this */
@@ -107,25 +108,16 @@ struct controller {
 	unsigned gen; /* bumped at every start/stop: late callbacks of an older term are dropped */
 	struct czone *zones;
 	ev_timer monitor_push;
-	struct reconcile *reconcile;             /* run in progress */
-	struct reconcile_zones *reconcile_zones; /* zone lists handed to runs, kept until exit */
+	struct reconcile *reconcile; /* takeover reconciliation in progress */
+	struct reconcile *sweep;     /* orphan sweep in progress (never with the above) */
+	ev_timer sweep_timer;        /* the next sweep, every reconcile_interval */
+	struct reconcile_seen seen;  /* orphans the last sweep saw, for the next */
 
 	unsigned long driver_calls[3], driver_errors[3];
 	double driver_seconds[3];
 	unsigned long metric_queries, metric_errors;
 	double metric_seconds;
 	unsigned long fenced;
-};
-
-/* A reconciliation run reads its zone list until its last operation ends,
- * which may be after it was cancelled, so lists live until controller_free.
- * It reads the zones' names only: the list holds copies of them, not
- * pointers into a config that a reload may free. */
-struct reconcile_zones {
-	struct reconcile_zones *next;
-	struct scaler_zone *copies;
-	char (*names)[CONF_NAME_MAX];
-	const struct scaler_zone *zones[];
 };
 
 static inline struct ev_loop *ctl_loop(const struct controller *c)
@@ -217,5 +209,10 @@ void czone_history_sample(struct czone *z, int servers, const struct scaler_poli
 
 /* Read the zone's servers from the store, then resume, push and evaluate. */
 void czone_load(struct czone *z);
+/* (Re)arm the orphan sweep with the reconcile_interval in force (a reload
+ * calls it); nothing when not primary, during the takeover, or when off. */
+void ctl_sweep_arm(struct controller *c);
+/* Stop the sweep: cancel a run, stop the timer, forget what it saw. */
+void ctl_sweep_stop(struct controller *c);
 
 #endif

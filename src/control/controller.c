@@ -645,13 +645,7 @@ void controller_free(struct controller *c)
 	ev_timer_stop(ctl_loop(c), &c->monitor_push);
 	if (c->reconcile)
 		reconcile_cancel(c->reconcile);
-	while (c->reconcile_zones) {
-		struct reconcile_zones *rz = c->reconcile_zones;
-		c->reconcile_zones = rz->next;
-		free(rz->copies);
-		free(rz->names);
-		free(rz);
-	}
+	ctl_sweep_stop(c);
 	while (c->zones) {
 		struct czone *z = c->zones;
 		c->zones = z->next;
@@ -693,6 +687,8 @@ void controller_reconfigure(struct controller *c, const struct conf *old, const 
 			czone_load(z);
 		}
 	}
-	if (c->active)
+	if (c->active) {
 		ctl_push_monitor_all(c);
+		ctl_sweep_arm(c);
+	}
 }

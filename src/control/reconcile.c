@@ -24,8 +24,14 @@ struct reconcile {
 	const struct scaler_driver_ops *ops;
 	void *driver_ctx;
 	char driver_name[32];
-	const struct scaler_zone *const *zones;
+	char (*zones)[64]; /* the configured zones' names (copies) */
 	size_t nzones;
+	int sweep;                    /* a periodic orphan sweep (see reconcile_sweep) */
+	struct reconcile_seen prev;   /* sweep: the candidates of the previous sweep (a copy) */
+	struct reconcile_seen seen;   /* sweep: the candidates of this one */
+	reconcile_adopt_fn adopted;   /* sweep: told of each orphan adopted */
+	struct scaler_server *listed; /* the driver's list, read first */
+	size_t nlisted;
 	uint64_t epoch;
 	reconcile_health_fn health;
 	void *health_arg;
@@ -94,6 +100,10 @@ static void rec_free(struct reconcile *r)
 {
 	free(r->records);
 	free(r->zone_count);
+	free(r->zones);
+	free(r->prev.v);
+	free(r->seen.v);
+	free(r->listed);
 	free(r);
 }
 
@@ -106,14 +116,22 @@ static void rec_finish_if_done(struct reconcile *r)
 			r->sum.status = RECONCILE_STALE;
 		else if (r->sum.status == RECONCILE_OK && r->sum.errors)
 			r->sum.status = RECONCILE_ERR;
+		/* a sweep that found nothing to do says so at debug level only */
+		int quiet = r->sweep && !r->sum.adopted && !r->sum.orphans_removed && !r->seen.n;
 		log_msg(
-		    r->sum.status == RECONCILE_OK ? SCALER_LOG_INFO : SCALER_LOG_WARNING,
+		    r->sum.status != RECONCILE_OK ? SCALER_LOG_WARNING
+		    : quiet                       ? SCALER_LOG_DEBUG
+		                                  : SCALER_LOG_INFO,
 		    "reconcile",
 		    "%s: %zu records, %zu servers; adopted %zu, orphans removed %zu, promoted %zu, "
-		    "records dropped %zu, deletions finished %zu, still starting %zu, errors %zu",
+		    "records dropped %zu, deletions finished %zu, still starting %zu, %s%zu, "
+		    "errors %zu",
 		    reconcile_status_name(r->sum.status), r->sum.records, r->sum.servers,
 		    r->sum.adopted, r->sum.orphans_removed, r->sum.promoted, r->sum.records_dropped,
-		    r->sum.deletions_finished, r->sum.still_starting, r->sum.errors);
+		    r->sum.deletions_finished, r->sum.still_starting,
+		    r->sweep ? "orphan candidates " : "ignored ",
+		    r->sweep ? r->seen.n : r->sum.ignored, r->sum.errors);
+		r->sum.seen = r->sweep ? &r->seen : NULL;
 		r->cb(r->arg, &r->sum);
 	}
 	rec_free(r);
@@ -147,15 +165,16 @@ static void rt_event(struct rt_task *t, int delta)
 		rt_done(t);
 		return;
 	}
-	const char *zone = r->zones[t->zone]->name;
+	const char *zone = r->zones[t->zone];
 	int from = r->zone_count[t->zone], to = from + delta;
 	char reason[256];
 	r->zone_count[t->zone] = to;
-	snprintf(reason, sizeof(reason), "%s server %s", t->action, t->rec.srv.id);
+	snprintf(reason, sizeof(reason), "%s server %s%s", t->action, t->rec.srv.id,
+	         r->sweep ? " (listed without a record by two orphan sweeps in a row)" : "");
 	log_msg(SCALER_LOG_NOTICE, "reconcile", "zone %s: %s", zone, reason);
-	json_t *extra =
-	    json_pack("{s:s, s:s, s:s, s:I}", "server", t->rec.srv.id, "action", t->action,
-	              "address", t->rec.srv.address, "epoch", (json_int_t)r->epoch);
+	json_t *extra = json_pack("{s:s, s:s, s:s, s:I, s:b}", "server", t->rec.srv.id, "action",
+	                          t->action, "address", t->rec.srv.address, "epoch",
+	                          (json_int_t)r->epoch, "sweep", r->sweep);
 	int rc =
 	    store_event_add(r->store, zone, "reconcile", from, to, reason, extra, rt_event_cb, t);
 	json_decref(extra);
@@ -183,6 +202,8 @@ static void rt_put_cb(void *arg, enum store_status st, const char *err)
 	}
 	if (t->kind == RT_ORPHAN) {
 		r->sum.adopted++;
+		if (r->adopted && !r->cancelled)
+			r->adopted(r->arg, &t->rec);
 		rt_event(t, +1);
 	} else {
 		r->sum.promoted++;
@@ -368,7 +389,7 @@ static void rt_start(struct rt_task *t)
 static long rec_zone_index(const struct reconcile *r, const char *zone)
 {
 	for (size_t i = 0; i < r->nzones; i++)
-		if (strcmp(r->zones[i]->name, zone) == 0)
+		if (strcmp(r->zones[i], zone) == 0)
 			return (long)i;
 	return -1;
 }
@@ -387,6 +408,33 @@ static struct rt_task *rec_task(struct reconcile *r, enum rt_kind kind, size_t z
 	t->action = action;
 	r->pending++;
 	return t;
+}
+
+static int rec_seen_has(const struct reconcile_seen *s, const struct scaler_server *srv)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->v[i].id, srv->id) == 0 && strcmp(s->v[i].zone, srv->zone) == 0)
+			return 1;
+	return 0;
+}
+
+/* A sweep: the first sighting of an orphan is only remembered. */
+static void rec_seen_add(struct reconcile *r, const struct scaler_server *srv)
+{
+	struct reconcile_seen *s = &r->seen;
+	void *v = realloc(s->v, (s->n + 1) * sizeof(*s->v));
+	if (!v) {
+		rec_error(r, "out of memory");
+		return;
+	}
+	s->v = v;
+	snprintf(s->v[s->n].zone, sizeof(s->v[s->n].zone), "%s", srv->zone);
+	snprintf(s->v[s->n].id, sizeof(s->v[s->n].id), "%s", srv->id);
+	s->n++;
+	log_msg(SCALER_LOG_INFO, "reconcile",
+	        "zone %s: server %s is listed without a record; acting on it if the next sweep "
+	        "still finds it so",
+	        srv->zone, srv->id);
 }
 
 static void rec_plan(struct reconcile *r, const struct scaler_server *srvs, size_t n)
@@ -408,6 +456,8 @@ static void rec_plan(struct reconcile *r, const struct scaler_server *srvs, size
 		}
 		r->sum.records++;
 		r->zone_count[z]++;
+		if (r->sweep) /* records belong to the controller's flows */
+			continue;
 		for (size_t j = 0; j < n && !srv; j++)
 			if (strcmp(srvs[j].id, rec->srv.id) == 0)
 				srv = &srvs[j];
@@ -443,6 +493,10 @@ static void rec_plan(struct reconcile *r, const struct scaler_server *srvs, size
 			known = strcmp(r->records[i].srv.id, srv->id) == 0;
 		if (known)
 			continue;
+		if (r->sweep && !rec_seen_has(&r->prev, srv)) {
+			rec_seen_add(r, srv);
+			continue;
+		}
 		struct rt_task *t = rec_task(r, RT_ORPHAN, (size_t)z, "adopted orphan");
 		if (!t)
 			continue;
@@ -460,15 +514,10 @@ static void rec_plan(struct reconcile *r, const struct scaler_server *srvs, size
 	free(tasks);
 }
 
-static void rec_list_cb(void *arg, int status, const struct scaler_server *srvs, size_t n,
-                        const char *err)
+/* The listing stage is over (r->pending counted it). */
+static void rec_listed_done(struct reconcile *r)
 {
-	struct reconcile *r = arg;
-	if (status != 0)
-		rec_error(r, "the driver cannot list its servers: %s", err ? err : "error");
-	else if (!r->cancelled)
-		rec_plan(r, srvs, n);
-	r->pending--; /* the listing stage */
+	r->pending--;
 	rec_finish_if_done(r);
 }
 
@@ -479,32 +528,60 @@ static void rec_records_cb(void *arg, enum store_status st, const struct store_s
 	if (st != STORE_OK || r->cancelled) {
 		if (st != STORE_OK)
 			rec_error(r, "cannot read the server records from Redis");
-		r->pending--;
-		rec_finish_if_done(r);
+		rec_listed_done(r);
 		return;
 	}
 	if (n) {
 		r->records = malloc(n * sizeof(*servers));
 		if (!r->records) {
 			rec_error(r, "out of memory");
-			r->pending--;
-			rec_finish_if_done(r);
+			rec_listed_done(r);
 			return;
 		}
 		memcpy(r->records, servers, n * sizeof(*servers));
 	}
 	r->nrecords = n;
-	if (r->ops->list(r->driver_ctx, rec_list_cb, r) < 0) {
-		rec_error(r, "the driver cannot list its servers");
-		r->pending--;
-		rec_finish_if_done(r);
+	rec_plan(r, r->listed, r->nlisted);
+	rec_listed_done(r);
+}
+
+/* The driver first, the records after: a server is recorded `starting`
+ * before its create begins, so every server of this list whose create began
+ * before the listing has its record in what is read next. The other order
+ * would take a server created between the two reads for an orphan. */
+static void rec_list_cb(void *arg, int status, const struct scaler_server *srvs, size_t n,
+                        const char *err)
+{
+	struct reconcile *r = arg;
+	if (status != 0) {
+		rec_error(r, "the driver cannot list its servers: %s", err ? err : "error");
+		rec_listed_done(r);
+		return;
+	}
+	if (r->cancelled) {
+		rec_listed_done(r);
+		return;
+	}
+	if (n) {
+		r->listed = malloc(n * sizeof(*srvs));
+		if (!r->listed) {
+			rec_error(r, "out of memory");
+			rec_listed_done(r);
+			return;
+		}
+		memcpy(r->listed, srvs, n * sizeof(*srvs));
+	}
+	r->nlisted = n;
+	if (store_servers_list(r->store, NULL, rec_records_cb, r) < 0) {
+		rec_error(r, "cannot read the server records: Redis is not connected");
+		rec_listed_done(r);
 	}
 }
 
-struct reconcile *reconcile_start(struct store *store, const struct plugin_instance *driver,
-                                  const struct scaler_zone *const *zones, size_t nzones,
-                                  uint64_t epoch, reconcile_health_fn health, void *health_arg,
-                                  reconcile_cb cb, void *arg)
+static struct reconcile *rec_new(struct store *store, const struct plugin_instance *driver,
+                                 const struct scaler_zone *const *zones, size_t nzones,
+                                 uint64_t epoch, reconcile_health_fn health, void *health_arg,
+                                 reconcile_cb cb, void *arg)
 {
 	struct reconcile *r;
 	if (!store || !driver || !driver->plugin || driver->plugin->kind != SCALER_KIND_DRIVER ||
@@ -514,27 +591,70 @@ struct reconcile *reconcile_start(struct store *store, const struct plugin_insta
 	if (!r)
 		return NULL;
 	r->zone_count = calloc(nzones + 1, sizeof(*r->zone_count));
-	if (!r->zone_count) {
-		free(r);
+	r->zones = calloc(nzones + 1, sizeof(*r->zones));
+	if (!r->zone_count || !r->zones) {
+		rec_free(r);
 		return NULL;
 	}
+	/* copies: the caller's zones may go with a reload while a cancelled
+	 * run's last operations finish */
+	for (size_t i = 0; i < nzones; i++)
+		snprintf(r->zones[i], sizeof(r->zones[i]), "%s", zones[i]->name);
 	r->store = store;
 	r->ops = &driver->plugin->ops.driver;
 	r->driver_ctx = driver->ctx;
 	snprintf(r->driver_name, sizeof(r->driver_name), "%.31s", driver->plugin->name);
-	r->zones = zones;
 	r->nzones = nzones;
 	r->epoch = epoch;
 	r->health = health;
 	r->health_arg = health_arg;
 	r->cb = cb;
 	r->arg = arg;
-	r->pending = 1; /* the listing stage */
-	if (store_servers_list(store, NULL, rec_records_cb, r) < 0) {
+	return r;
+}
+
+static struct reconcile *rec_begin(struct reconcile *r)
+{
+	r->pending = 1; /* the listing stage: the driver's list, then the records */
+	if (r->ops->list(r->driver_ctx, rec_list_cb, r) < 0) {
 		rec_free(r);
 		return NULL;
 	}
 	return r;
+}
+
+struct reconcile *reconcile_start(struct store *store, const struct plugin_instance *driver,
+                                  const struct scaler_zone *const *zones, size_t nzones,
+                                  uint64_t epoch, reconcile_health_fn health, void *health_arg,
+                                  reconcile_cb cb, void *arg)
+{
+	struct reconcile *r =
+	    rec_new(store, driver, zones, nzones, epoch, health, health_arg, cb, arg);
+	return r ? rec_begin(r) : NULL;
+}
+
+struct reconcile *reconcile_sweep(struct store *store, const struct plugin_instance *driver,
+                                  const struct scaler_zone *const *zones, size_t nzones,
+                                  uint64_t epoch, const struct reconcile_seen *prev,
+                                  reconcile_health_fn health, void *health_arg,
+                                  reconcile_adopt_fn adopted, reconcile_cb cb, void *arg)
+{
+	struct reconcile *r =
+	    rec_new(store, driver, zones, nzones, epoch, health, health_arg, cb, arg);
+	if (!r)
+		return NULL;
+	r->sweep = 1;
+	r->adopted = adopted;
+	if (prev && prev->n) {
+		r->prev.v = malloc(prev->n * sizeof(*prev->v));
+		if (!r->prev.v) {
+			rec_free(r);
+			return NULL;
+		}
+		memcpy(r->prev.v, prev->v, prev->n * sizeof(*prev->v));
+		r->prev.n = prev->n;
+	}
+	return rec_begin(r);
 }
 
 void reconcile_cancel(struct reconcile *r)

@@ -18,7 +18,20 @@
  * write refused as stale stops the run with RECONCILE_STALE (this node is
  * not primary anymore). Before the driver removes anything, the epoch is
  * read again and the removal is skipped if another primary took over.
- * Bringing zones back to their minimum is the controller's job. */
+ * Bringing zones back to their minimum is the controller's job.
+ *
+ * A run lists the driver's servers first and reads the records after: a
+ * server's record is written before its create begins, so a server listed
+ * has its record in what is read next (unless a flow deleted it since).
+ *
+ * Takeover (reconcile_start) corrects everything above once, before the new
+ * primary's controller acts. It cannot see a create still in flight on a
+ * deposed primary: the server appears after the listing, its `starting`
+ * record is dropped, and the server would stay an orphan. The orphan sweep
+ * (reconcile_sweep), run every reconcile_interval while the controller acts,
+ * finds such servers: it touches no record (records belong to the
+ * controller's flows) and acts only on an orphan that two sweeps in a row
+ * found listed without a record, with the same handling as above. */
 #ifndef SCALER_RECONCILE_H
 #define SCALER_RECONCILE_H
 
@@ -28,6 +41,7 @@
 #include <scaler/plugin.h>
 
 struct store;
+struct store_server;
 struct plugin_instance;
 struct reconcile;
 
@@ -50,7 +64,22 @@ struct reconcile_summary {
 	size_t ignored;            /* records and servers of zones not configured */
 	size_t errors;             /* corrections that failed (Redis or driver errors) */
 	char err[512];             /* first error, "" when none */
+	/* sweep: the orphans first seen by this sweep (valid during the
+	 * callback only; hand them to the next sweep); NULL otherwise */
+	const struct reconcile_seen *seen;
 };
+
+/* Orphans a sweep found listed without a record and did not act on yet. */
+struct reconcile_seen {
+	struct reconcile_seen_server {
+		char zone[64];
+		char id[64];
+	} * v;
+	size_t n;
+};
+
+/* A sweep adopted an orphan: rec is its new `serving` record. */
+typedef void (*reconcile_adopt_fn)(void *arg, const struct store_server *rec);
 
 /* The controller's health check: call done(done_arg, healthy) exactly once,
  * later, on the loop. Return -1 when the check cannot start (counted as
@@ -60,15 +89,25 @@ typedef int (*reconcile_health_fn)(void *health_arg, const struct scaler_server 
 
 typedef void (*reconcile_cb)(void *arg, const struct reconcile_summary *summary);
 
-/* Start a run: reads the records and the driver's list, then corrects.
- * zones: the configured zones (nzones pointers, valid until the end, like
- * the store and the driver instance). cb is called once at the
- * end unless the run is cancelled. NULL (cb not called) when it cannot
- * start (Redis not connected, bad arguments). */
+/* Start a run: reads the driver's list and the records, then corrects.
+ * zones: the configured zones (nzones pointers, read during the call only;
+ * the store and the driver instance must stay valid until the end). cb is called once at the
+ * end unless the run is cancelled (also when Redis cannot be read: an
+ * error). NULL (cb not called) when it cannot start (the driver cannot
+ * list, bad arguments). */
 struct reconcile *reconcile_start(struct store *store, const struct plugin_instance *driver,
                                   const struct scaler_zone *const *zones, size_t nzones,
                                   uint64_t epoch, reconcile_health_fn health, void *health_arg,
                                   reconcile_cb cb, void *arg);
+/* Start an orphan sweep: only the servers listed without a record are
+ * looked at; one in prev (the previous sweep's summary->seen) is adopted or
+ * removed, the others are only reported in summary->seen. adopted (may be
+ * NULL) is called, before the event, for each orphan recorded `serving`. */
+struct reconcile *reconcile_sweep(struct store *store, const struct plugin_instance *driver,
+                                  const struct scaler_zone *const *zones, size_t nzones,
+                                  uint64_t epoch, const struct reconcile_seen *prev,
+                                  reconcile_health_fn health, void *health_arg,
+                                  reconcile_adopt_fn adopted, reconcile_cb cb, void *arg);
 /* Stop a run: no new correction starts, cb is not called. Operations in
  * flight finish on their own (each is safe alone). */
 void reconcile_cancel(struct reconcile *r);

@@ -195,6 +195,7 @@ START_TEST(every_setting_of_a_full_file_is_read)
 	ck_assert_double_eq(c->cooldown_up, 15.0);
 	ck_assert_double_eq(c->cooldown_down, 60.0);
 	ck_assert_double_eq(c->drain_timeout, 2.5);
+	ck_assert_double_eq(c->reconcile_interval, 30.0);
 	ck_assert_int_eq(c->dry_run, 1);
 	ck_assert_double_eq(c->stop_timeout, 3.0);
 
@@ -307,6 +308,7 @@ START_TEST(everything_omitted_takes_its_default)
 	ck_assert_double_eq(c->cooldown_up, 0.0);
 	ck_assert_double_eq(c->cooldown_down, 0.0);
 	ck_assert_double_eq(c->drain_timeout, 10.0);
+	ck_assert_double_eq(c->reconcile_interval, 60.0);
 	ck_assert_int_eq(c->dry_run, 0);
 	ck_assert_double_eq(c->stop_timeout, 10.0);
 	ck_assert_str_eq(c->driver.name, "process");
@@ -467,6 +469,22 @@ START_TEST(numbers_accept_int_or_float_and_check_their_bounds)
 	tc_refuses("window = 0;\n", ":2: window: must be > 0 (got 0)");
 	tc_refuses("cooldown_down = -1;\n", ":2: cooldown_down: must be >= 0 (got -1)");
 	tc_refuses("drain_timeout = -0.5;\n", ":2: drain_timeout: must be >= 0 (got -0.5)");
+	c = tc_accepts("reconcile_interval = 0;\n");
+	ck_assert_double_eq(c->reconcile_interval, 0.0);
+	conf_free(c);
+	c = tc_accepts("reconcile_interval = 1;\n");
+	ck_assert_double_eq(c->reconcile_interval, 1.0);
+	conf_free(c);
+	c = tc_accepts("reconcile_interval = 86400.0;\n");
+	ck_assert_double_eq(c->reconcile_interval, 86400.0);
+	conf_free(c);
+	tc_refuses("reconcile_interval = 0.5;\n",
+	           ":2: reconcile_interval: must be 0 (off) or 1 to 86400 seconds (got 0.5)");
+	tc_refuses("reconcile_interval = 86401;\n",
+	           ":2: reconcile_interval: must be 0 (off) or 1 to 86400 seconds (got 86401)");
+	tc_refuses("reconcile_interval = -1;\n", ":2: reconcile_interval: must be >= 0 (got -1)");
+	tc_refuses("reconcile_interval = \"60\";\n",
+	           ":2: reconcile_interval: must be a number (got a string)");
 	tc_refuses("stop_timeout = true;\n", ":2: stop_timeout: must be a number (got a boolean)");
 	tc_refuses("zones = ( { name = \"z\"; listen = \"127.0.0.1:1\"; admin = \"127.0.0.1:2\";\n"
 	           "  window = -3; } );\n",
