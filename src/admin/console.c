@@ -213,7 +213,17 @@ static int console_local_or_forward(struct daemon *d, struct http_exchange *x,
 
 struct zones_call;
 
+/* One fan-out to the zones' balancers, answering every GET /zones with the
+ * same zone filter that came while it was in flight: N consoles open on a
+ * node cost the balancers two calls per zone, not 2N. */
 struct zones_req {
+	struct daemon *d;
+	struct zones_req *next; /* in d->zones_fanouts */
+	char *zone;             /* the filter, NULL for every zone */
+	struct zones_waiter {
+		struct http_exchange *x;
+		struct zones_waiter *next;
+	} * waiters; /* the GET /zones that joined it */
 	struct http_exchange *x;
 	json_t *zones; /* controller_zones_json, filtered */
 	size_t pending;
@@ -279,8 +289,36 @@ static void zones_finish(struct zones_req *r)
 		zones_merge(r->calls[i].zone, &r->calls[i], &r->calls[i + 1]);
 	for (size_t i = 0; i < r->ncalls; i++)
 		json_decref(r->calls[i].reply);
+	for (struct zones_req **p = &r->d->zones_fanouts; *p; p = &(*p)->next)
+		if (*p == r) {
+			*p = r->next;
+			break;
+		}
+	for (struct zones_waiter *w = r->waiters, *next; w; w = next) {
+		next = w->next;
+		http_reply_json(w->x, 200, json_pack("{s:O}", "zones", r->zones));
+		free(w);
+	}
 	http_reply_json(r->x, 200, json_pack("{s:o}", "zones", r->zones));
+	free(r->zone);
 	free(r);
+}
+
+/* 1 when a fan-out for the same filter is in flight and x joined it. */
+static int zones_join(struct daemon *d, struct http_exchange *x, const char *zone)
+{
+	for (struct zones_req *r = d->zones_fanouts; r; r = r->next) {
+		if (zone ? !r->zone || strcmp(r->zone, zone) != 0 : r->zone != NULL)
+			continue;
+		struct zones_waiter *w = calloc(1, sizeof(*w));
+		if (!w)
+			return 0; /* it makes its own calls */
+		w->x = x;
+		w->next = r->waiters;
+		r->waiters = w;
+		return 1;
+	}
+	return 0;
 }
 
 static void zones_call_done(void *arg, const struct scaler_http_response *resp)
@@ -298,6 +336,8 @@ static void zones_call_done(void *arg, const struct scaler_http_response *resp)
 
 static void console_zones(struct daemon *d, struct http_exchange *x, const char *zone)
 {
+	if (zones_join(d, x, zone))
+		return;
 	json_t *all = admin_zones_json(d), *zones = json_array(), *z;
 	size_t i;
 
@@ -309,11 +349,15 @@ static void console_zones(struct daemon *d, struct http_exchange *x, const char 
 	json_decref(all);
 	size_t n = json_array_size(zones);
 	struct zones_req *r = calloc(1, sizeof(*r) + 2 * n * sizeof(r->calls[0]));
-	if (!r) {
+	if (!r || (zone && !(r->zone = strdup(zone)))) {
+		free(r);
 		json_decref(zones);
 		http_reply_error(x, 500, "out of memory");
 		return;
 	}
+	r->d = d;
+	r->next = d->zones_fanouts;
+	d->zones_fanouts = r;
 	r->x = x;
 	r->zones = zones;
 	r->ncalls = 2 * n;

@@ -42,6 +42,7 @@ struct daemon {
 	struct supervisor *sup;
 	struct controller *ctl;
 	struct retired *retired;
+	struct zones_req *zones_fanouts; /* GET /zones calls in flight (src/admin/console.c) */
 
 	enum daemon_role role;
 	uint64_t epoch; /* our epoch while primary */

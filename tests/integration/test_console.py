@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 from browsertest import browser_env, chromium
@@ -205,6 +206,55 @@ def history_keeps_each_evaluation_with_the_policys_guides():
     check_eq(len(n.get("/history")[1]["zones"]), 2, "every zone without ?zone=")
     for q, want in (("since=-1", 400), ("since=abc", 400), ("zone=nope", 404), ("zone=%zz", 400)):
         check_eq(n.get("/history?" + q)[0], want, "GET /history?" + q)
+
+
+def connections_to(port):
+    """Established TCP connections whose far end is 127.0.0.1:port."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "01" and int(cols[2].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+@test
+def concurrent_zones_calls_share_one_fan_out_to_the_balancers():
+    n = node()
+    st, body = n.get("/zones?zone=zone1")
+    check_eq(st, 200, "GET /zones?zone=zone1")
+    zone = body["zones"][0]
+    port = int(zone["admin"].rsplit(":", 1)[1])
+    # the zone's balancer stopped: every call to it waits its full second
+    os.kill(zone["balancer_pid"], signal.SIGSTOP)
+    results = []
+    try:
+        before = connections_to(port)
+        threads = [threading.Thread(target=lambda: results.append(n.get("/zones?zone=zone1")))
+                   for _ in range(10)]
+        for t in threads:
+            t.start()
+        peak, start = 0, time.monotonic()
+        while time.monotonic() - start < 0.8:
+            peak = max(peak, connections_to(port))
+            time.sleep(0.02)
+        for t in threads:
+            t.join(20)
+    finally:
+        os.kill(zone["balancer_pid"], signal.SIGCONT)
+    check_eq(sorted(st for st, _ in results), [200] * 10, "10 concurrent GET /zones")
+    check(all(b["zones"][0]["balancer"]["reachable"] is False for _, b in results),
+          "each answer says the stopped balancer did not answer: %r" % results[0][1])
+    # one fan-out: two calls (servers, stats), not two per GET /zones
+    check(peak <= before + 2 + 2,
+          "10 concurrent GET /zones opened %d connection(s) to the zone's balancer "
+          "(%d before): one fan-out opens 2" % (peak - before, before))
 
 
 @test
