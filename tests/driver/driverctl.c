@@ -12,6 +12,8 @@
  *   wait SECONDS          {"ok":true}        (runs the loop)
  *   reload CONF2          {"ok":true}        (CONF2's driver group, in place)
  *   reconcile EPOCH       {"ok":true,"summary":{...}}   (needs `redis`)
+ *   sweep EPOCH           an orphan sweep: {"ok":true,"summary":{..., "candidates":[IDS]}};
+ *                         a later sweep of the same run acts on those candidates
  *
  * CONF (libconfig):
  *   cluster = "t1";  redis = "redis://127.0.0.1:6379/0";   (optional)
@@ -47,6 +49,7 @@ struct dc {
 	int done;
 	int ok;
 	json_t *out;
+	struct reconcile_seen seen; /* the last sweep's candidates */
 };
 
 static json_t *dc_server_json(const struct scaler_server *s)
@@ -175,6 +178,19 @@ static void dc_reconcile_cb(void *arg, const struct reconcile_summary *s)
 	    (json_int_t)s->records_dropped, "deletions_finished", (json_int_t)s->deletions_finished,
 	    "still_starting", (json_int_t)s->still_starting, "ignored", (json_int_t)s->ignored,
 	    "errors", (json_int_t)s->errors, "err", s->err);
+	if (s->seen) {
+		json_t *ids = json_array();
+		free(dc->seen.v);
+		dc->seen.v = NULL;
+		dc->seen.n = 0;
+		if (s->seen->n && (dc->seen.v = malloc(s->seen->n * sizeof(*s->seen->v)))) {
+			memcpy(dc->seen.v, s->seen->v, s->seen->n * sizeof(*s->seen->v));
+			dc->seen.n = s->seen->n;
+		}
+		for (size_t i = 0; i < s->seen->n; i++)
+			json_array_append_new(ids, json_string(s->seen->v[i].id));
+		json_object_set_new(sum, "candidates", ids);
+	}
 	dc->ok = dc->ok && s->status == RECONCILE_OK;
 	dc->out = json_pack("{s:b, s:o}", "ok", s->status == RECONCILE_OK, "summary", sum);
 	dc->done = 1;
@@ -268,15 +284,19 @@ static void dc_command(struct dc *dc, int argc, char **argv)
 		}
 		config_destroy(cfg); /* plugins keep copies of their settings */
 		free(cfg);
-	} else if (argc == 2 && strcmp(argv[0], "reconcile") == 0) {
+	} else if (argc == 2 &&
+	           (strcmp(argv[0], "reconcile") == 0 || strcmp(argv[0], "sweep") == 0)) {
+		uint64_t epoch = strtoull(argv[1], NULL, 10);
 		if (!dc->host->store) {
 			dc_fail(dc, "reconcile needs `redis` in the config");
 			return;
 		}
-		if (!reconcile_start(dc->host->store, &dc->pi, dc->zonep, dc->nzones,
-		                     strtoull(argv[1], NULL, 10), dc_health, dc, dc_reconcile_cb,
-		                     dc))
-			dc_fail(dc, "reconcile could not start (Redis not connected?)");
+		if (!(argv[0][0] == 'r'
+		          ? reconcile_start(dc->host->store, &dc->pi, dc->zonep, dc->nzones, epoch,
+		                            dc_health, dc, dc_reconcile_cb, dc)
+		          : reconcile_sweep(dc->host->store, &dc->pi, dc->zonep, dc->nzones, epoch,
+		                            &dc->seen, dc_health, dc, NULL, dc_reconcile_cb, dc)))
+			dc_fail(dc, "reconcile could not start");
 		dc_run(dc, 120);
 	} else {
 		snprintf(err, sizeof(err), "unknown command or wrong arguments: %s", argv[0]);
@@ -408,11 +428,12 @@ int main(int argc, char **argv)
 	config_destroy(&cfg);
 	free(dc.zones);
 	free(dc.zonep);
+	free(dc.seen.v);
 	return dc.ok ? 0 : 1;
 usage:
 	fprintf(stderr,
 	        "usage: driverctl -d PLUGINDIR -c CONF [-v] COMMAND [ARGS] [';' COMMAND ...]\n"
 	        "commands: create ZONE ID | list | remove ID [ZONE REF] | wait SECONDS |"
-	        " reload CONF2 | reconcile EPOCH\n");
+	        " reload CONF2 | reconcile EPOCH | sweep EPOCH\n");
 	return 2;
 }

@@ -237,6 +237,61 @@ def servers_and_records_of_unconfigured_zones_are_left_alone():
     check_eq(sorted(w.records("gone-zone")), ["x"], "record of an unconfigured zone kept")
 
 
+@test
+def a_sweep_touches_no_record_and_acts_on_an_orphan_at_its_second_sighting():
+    """The primary's periodic orphan sweep (reconcile_sweep): what the
+    takeover would correct in the records is left to the controller; an
+    orphan is only noted by the first sweep, adopted or removed by the next."""
+    w = World()
+    e = w.epoch()
+    orphan = w.create("z1", "orphan")
+    mute = w.create("z1", "mute", mute=True)
+    w.record("z1", "ghost", "serving", ref="999999:1")  # no server
+    w.record("z1", "half", "starting", address="")  # no server yet
+    w.record("z2", "gone", "deleting")
+    before = {z: w.records(z) for z in ("z1", "z2")}
+    s1, s2 = (x["summary"] for x in w.ctl(["sweep", e], ["sweep", e]))
+    check_eq((s1["status"], s1["adopted"], s1["orphans_removed"], s1["records_dropped"],
+              s1["deletions_finished"], sorted(s1["candidates"])),
+             ("ok", 0, 0, 0, 0, ["mute", "orphan"]),
+             "first sweep (status, adopted, orphans_removed, records_dropped, "
+             "deletions_finished, candidates)")
+    check_eq((s2["status"], s2["adopted"], s2["orphans_removed"], s2["records_dropped"],
+              s2["deletions_finished"], s2["candidates"]),
+             ("ok", 1, 1, 0, 0, []), "second sweep (same fields)")
+    after = {z: w.records(z) for z in ("z1", "z2")}
+    for z in ("z1", "z2"):
+        for sid, rec in before[z].items():
+            check_eq(after[z].get(sid), rec, "record %s of %s after two sweeps" % (sid, z))
+    check_eq(sorted(after["z1"]), ["ghost", "half", "orphan"], "records of z1 after two sweeps")
+    check_eq((after["z1"]["orphan"]["state"], after["z1"]["orphan"]["ref"]),
+             ("serving", orphan["ref"]), "the adopted orphan's record")
+    wait_until(lambda: not pid_alive(mute), 5, "the unhealthy orphan to be gone")
+    ev = [x for x in w.events() if x["kind"] == "reconcile"]
+    check_eq(sorted((x["server"], x["action"], x.get("sweep")) for x in ev),
+             [("mute", "removed unhealthy orphan", True), ("orphan", "adopted orphan", True)],
+             "reconcile events of the sweeps")
+    # a sweep of a new run has seen nothing yet: it only notes
+    orphan2 = w.create("z1", "orphan2")
+    s3 = w.ctl(["sweep", e])[0]["summary"]
+    check_eq((s3["adopted"], s3["candidates"]), (0, ["orphan2"]), "a new run's first sweep")
+    check("orphan2" not in w.records("z1") and pid_alive(orphan2), "orphan2 untouched")
+
+
+@test
+def a_sweep_with_a_stale_epoch_changes_nothing():
+    w = World()
+    e = w.epoch()
+    w.epoch()  # another node took over
+    healthy = w.create("z1", "orphan")
+    mute = w.create("z1", "mute", mute=True)
+    s1, s2 = (x["summary"] for x in w.ctl(["sweep", e], ["sweep", e], expect_ok=False))
+    check_eq(s2["status"], "stale", "status of the second sweep with a stale epoch")
+    check_eq((s2["adopted"], s2["orphans_removed"]), (0, 0), "second sweep (adopted, removed)")
+    check_eq(w.records("z1"), {}, "no record written by a stale sweep")
+    check(pid_alive(healthy) and pid_alive(mute), "no server removed by a stale sweep")
+
+
 if __name__ == "__main__":
     if not os.access(binary("tests/driverctl"), os.X_OK):
         print("1..0 # SKIP tests/driverctl is not built")

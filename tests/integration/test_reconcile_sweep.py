@@ -8,7 +8,7 @@ single), the process driver, tests/driverctl to start the orphans in the
 driver's state directory with the cluster's label and no record."""
 import json
 import os
-import re
+import signal
 import subprocess
 import sys
 import time
@@ -163,9 +163,9 @@ def orphans_are_adopted_or_removed_and_servers_being_created_are_not_touched():
 
 
 @test
-def without_the_sweep_an_orphan_stays():
-    """reconcile_interval = 0: the same orphan is never adopted (what the
-    sweep repairs)."""
+def without_the_sweep_an_orphan_stays_until_a_reload_turns_it_on():
+    """reconcile_interval = 0: the orphan is never adopted (what the sweep
+    repairs); a reload that sets it starts sweeping."""
     c = Cluster(interval=0)
     try:
         wait_until(lambda: [r["state"] for r in c.records().values()] == ["serving"] * 2, 30,
@@ -175,6 +175,15 @@ def without_the_sweep_an_orphan_stays():
         check("z1-orphan-ok" not in c.records(), "no record for an orphan with the sweep off")
         check_eq(c.reconcile_events(), [], "reconcile events with the sweep off")
         check(alive(healthy), "the orphan still runs")
+        with open(c.conf) as f:
+            text = f.read()
+        with open(c.conf, "w") as f:
+            f.write(text.replace("reconcile_interval = 0;", "reconcile_interval = %g;" % SWEEP))
+        c.proc.signal(signal.SIGHUP)
+        wait_until(lambda: (c.records().get("z1-orphan-ok") or {}).get("state") == "serving",
+                   2 * SWEEP + 20, "the orphan to be adopted once a reload turned the sweep on")
+        check_eq([(e["server"], e["action"]) for e in c.reconcile_events()],
+                 [("z1-orphan-ok", "adopted orphan")], "reconcile events after the reload")
     finally:
         c.stop()
 
