@@ -257,6 +257,8 @@ static void cf_node(struct cf *x, const config_setting_t *root)
 		if (!conf_token_ok(v))
 			cf_err(x, ts,
 			       "must be non-empty visible ASCII (no spaces or control characters)");
+		else if (strlen(v) > TOKEN_MAX)
+			cf_err(x, ts, "is longer than %d bytes", TOKEN_MAX);
 		else if (!(c->token = strdup(v)))
 			cf_err(x, ts, "out of memory");
 	}

@@ -14,7 +14,8 @@
 
 char *token_file_read(const char *path, struct stat *st, char *why, size_t whylen)
 {
-	char buf[4097], *b, *e, *token = NULL;
+	/* a token of up to TOKEN_MAX bytes, one more to see a longer one */
+	char buf[TOKEN_MAX + 2], *b, *e, *token = NULL;
 	struct stat own;
 	ssize_t n;
 	int fd, err;
@@ -34,6 +35,13 @@ char *token_file_read(const char *path, struct stat *st, char *why, size_t whyle
 	}
 	buf[n] = '\0';
 	buf[strcspn(buf, "\r\n")] = '\0';
+	if (strlen(buf) > TOKEN_MAX) {
+		/* cut, it would differ from what clients send: say so instead */
+		snprintf(why, whylen, "the first line of token file %s is longer than %d bytes",
+		         path, TOKEN_MAX);
+		explicit_bzero(buf, sizeof(buf));
+		return NULL;
+	}
 	for (b = buf; *b == ' ' || *b == '\t'; b++)
 		;
 	for (e = b + strlen(b); e > b && (e[-1] == ' ' || e[-1] == '\t');)

@@ -4,6 +4,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "token_file.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -606,11 +607,51 @@ START_TEST(token_file_is_read_trimmed_and_never_logged)
 	}
 	chmod(tok, 0600);
 
+	/* TOKEN_MAX bytes are taken whole; one more is refused, never cut */
+	static char longest[TOKEN_MAX + 3];
+	memset(longest, 'k', TOKEN_MAX);
+	longest[TOKEN_MAX] = '\n';
+	fd = open(tok, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, longest, TOKEN_MAX + 1), TOKEN_MAX + 1);
+	close(fd);
+	c = tc_load_text(text);
+	expect_loaded(c);
+	ck_assert_uint_eq(strlen(c->token), TOKEN_MAX);
+	conf_free(c);
+	longest[TOKEN_MAX] = 'k';
+	longest[TOKEN_MAX + 1] = '\n';
+	fd = open(tok, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, longest, TOKEN_MAX + 2), TOKEN_MAX + 2);
+	close(fd);
+	c = tc_load_text(text);
+	expect_refused(c);
+	expect_log(":1: node.token_file: the first line of token file");
+	expect_log("is longer than 4096 bytes");
+	expect_no_log("kkkkkkkk");
+
 	unlink(tok);
 	c = tc_load_text(text);
 	expect_refused(c);
 	expect_log(":1: node.token_file: cannot read token file");
 	expect_log("No such file or directory");
+}
+END_TEST
+
+START_TEST(an_inline_token_longer_than_token_max_is_refused)
+{
+	static char text[TOKEN_MAX + 128], tok[TOKEN_MAX + 2];
+	memset(tok, 't', TOKEN_MAX + 1);
+	snprintf(text, sizeof(text), "node = { id = 1; token = \"%s\"; };\n", tok);
+	struct conf *c = tc_load_text(text);
+	expect_refused(c);
+	expect_log(":1: node.token: is longer than 4096 bytes");
+	expect_no_log("tttttttt");
+	tok[TOKEN_MAX] = '\0';
+	snprintf(text, sizeof(text), "node = { id = 1; token = \"%s\"; };\n", tok);
+	c = tc_load_text(text);
+	expect_loaded(c);
+	ck_assert_uint_eq(strlen(c->token), TOKEN_MAX);
+	conf_free(c);
 }
 END_TEST
 
@@ -1462,6 +1503,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, overlapping_port_ranges_are_refused);
 	tcase_add_test(t, token_and_token_file_together_are_refused);
 	tcase_add_test(t, token_file_is_read_trimmed_and_never_logged);
+	tcase_add_test(t, an_inline_token_longer_than_token_max_is_refused);
 	tcase_add_test(t, node_zones_must_name_existing_zones);
 	tcase_add_test(t, all_errors_are_reported_in_one_pass);
 	tcase_add_test(t, required_settings_are_reported_at_their_group);
