@@ -120,7 +120,39 @@ def write_file(name, text):
     return path
 
 
+_ports_given = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
+    """A loopback port nothing listens on, below the ephemeral range: a port
+    the kernel gave us with bind(0) is also a source port it may give any
+    outgoing connection (tests under load open thousands a second) before
+    the process we start binds it. Never the same port twice per test.
+    21000-26999: apart from the servers' port ranges of free_port_range
+    (27000 up) and of the shipped configs (20000-20999)."""
+    import random
+    high = min(_ephemeral_low(), 27000)
+    for _ in range(1000 if high > 21000 else 0):
+        port = random.randrange(21000, high)
+        if port in _ports_given:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _ports_given.add(port)
+        return port
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -130,10 +162,11 @@ def free_port():
 
 def free_port_range(n=20):
     """(low, high): n consecutive ports free now, below the ephemeral range
-    (best effort: someone may take one later; drivers skip busy ports)."""
+    and above free_port's (best effort: someone may take one later; drivers
+    skip busy ports)."""
     import random
     for _ in range(200):
-        base = random.randrange(20000, 32000 - n)
+        base = random.randrange(27000, min(_ephemeral_low(), 32768) - n)
         ok = True
         for p in range(base, base + n):
             s = socket.socket()
