@@ -257,6 +257,19 @@ static void *board_map(int fd, size_t size, int prot)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* Unmap and free what board_open made (as far as it got). */
+static void board_free(struct board *d)
+{
+	if (d->h)
+		munmap(d->h, d->size);
+	if (d->prev)
+		munmap(d->prev, d->prev_size);
+	free(d->by_entry);
+	free(d->rtail);
+	free(d->wake);
+	free(d);
+}
+
 int board_open(struct bal *b, const struct scaler_zone_worker *w, char *err, size_t errlen)
 {
 	struct board *d = calloc(1, sizeof(*d));
@@ -376,14 +389,7 @@ int board_open(struct bal *b, const struct scaler_zone_worker *w, char *err, siz
 oom:
 	snprintf(err, errlen, "out of memory");
 fail:
-	if (d->h)
-		munmap(d->h, d->size);
-	if (d->prev)
-		munmap(d->prev, d->prev_size);
-	free(d->by_entry);
-	free(d->rtail);
-	free(d->wake);
-	free(d);
+	board_free(d);
 	return -1;
 }
 
@@ -404,13 +410,7 @@ void board_close(struct bal *b)
 	row->nconns = row->nupstream = row->nheld = 0;
 	row->holding = 0;
 	__atomic_store_n(&row->pid, 0, __ATOMIC_RELEASE);
-	munmap(d->h, d->size);
-	if (d->prev)
-		munmap(d->prev, d->prev_size);
-	free(d->by_entry);
-	free(d->rtail);
-	free(d->wake);
-	free(d);
+	board_free(d);
 	b->board = NULL;
 }
 
