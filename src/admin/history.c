@@ -102,6 +102,9 @@ int history_add(struct history *h, double t, int servers, const double *values)
 {
 	double *row = h->len ? hist_row(h, h->len - 1) : NULL;
 	int reset = 0;
+	/* kept as shown (to the millisecond), so that the second a sample is
+	 * merged by is the second it is shown in: 10.9996 is 11.000 */
+	t = round(t * 1000) / 1000;
 	if (row && t < row[0] - HISTORY_STEP_BACK) {
 		/* the clock was set back (NTP, an operator): samples are ordered by
 		 * it, so keeping the old ones would drop every new one until the
@@ -133,7 +136,7 @@ json_t *history_points_json(const struct history *h, double since)
 	json_t *a = json_array();
 	for (size_t i = 0; a && i < h->len; i++) {
 		const double *row = hist_row(h, i);
-		double t = round(row[0] * 1000) / 1000; /* as shown: since is one of these */
+		double t = row[0]; /* to the millisecond: since is one of these */
 		if (t <= since)
 			continue;
 		json_t *p = json_array();

@@ -60,6 +60,15 @@ START_TEST(a_sample_in_the_same_second_replaces_the_newest_but_keeps_its_values)
 	p = points(h, 0);
 	ck_assert(json_array_size(p) == 1 && at(p, 0, 2) == 20);
 	json_decref(p);
+	/* shown to the millisecond, 501.9996 is 502.000: in 502's second, so
+	 * the next sample of that second replaces it */
+	history_add(h, 501.9996, 3, &a);
+	history_add(h, 502.3, 4, &b);
+	p = points(h, 0);
+	ck_assert_int_eq(json_array_size(p), 2);
+	ck_assert_msg(at(p, 1, 0) == 502.3 && at(p, 1, 1) == 4,
+	              "expected [502.3, 4, 20] as the newest, one sample in second 502");
+	json_decref(p);
 	history_free(h);
 }
 END_TEST
