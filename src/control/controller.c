@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <ev.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,44 @@ static int ctl_bind(const struct plugin_instance *policy, const struct conf_zone
 	return 0;
 }
 
+/* A zone whose metrics come from its builtin balancer (metrics plugin
+ * "balancer") reads them over windows that balancer must keep: refused here,
+ * at scalerd -t, rather than missing at every evaluation. The two plugins
+ * are scaler's own, so the host knows where stats_history is (default 60). */
+static int ctl_stats_window_check(const struct conf_zone *cz, const double *windows, size_t nw)
+{
+	int uses = 0;
+	for (size_t i = 0; i < cz->nmetrics; i++)
+		uses |= strcmp(cz->metrics_list[i].plugin.name, "balancer") == 0;
+	if (!uses || strcmp(cz->balancer_plugin, "builtin") != 0)
+		return 0;
+	int history = 60;
+	const config_setting_t *hs =
+	    cz->balancer_conf ? config_setting_get_member(cz->balancer_conf, "stats_history") : NULL;
+	if (hs && config_setting_type(hs) == CONFIG_TYPE_INT)
+		history = config_setting_get_int(hs);
+	const config_setting_t *at = hs ? hs : cz->balancer_conf ? cz->balancer_conf : cz->group;
+	double longest = 0;
+	for (size_t i = 0; i < nw; i++)
+		if (windows[i] > longest)
+			longest = windows[i];
+	if (history <= 0) {
+		conf_error(at,
+		           "zone %s scales on the balancer's figures (metrics plugin \"balancer\"), "
+		           "but its balancer keeps none (stats_history = 0)",
+		           cz->name);
+		return -1;
+	}
+	if (longest > history) {
+		conf_error(at,
+		           "zone %s: its policy reads the balancer's figures over %g s, longer than "
+		           "the %d s its balancer keeps: raise stats_history to at least %.0f",
+		           cz->name, longest, history, ceil(longest));
+		return -1;
+	}
+	return 0;
+}
+
 /* Check the metrics in `list` (n of them): -1 after reporting each that
  * cannot be made, at its `plugin` setting. */
 static int ctl_metrics_check(const struct conf *conf, const struct conf_metric *list, size_t n,
@@ -142,6 +181,8 @@ int controller_check_policies(const struct conf *conf, const struct scaler_host 
 		size_t nw;
 		int binds;
 		if (ctl_bind(&pi, cz, &binds, windows, &nw) < 0)
+			failed = 1;
+		else if (ctl_stats_window_check(cz, binds ? windows : &cz->window, binds ? nw : 1) < 0)
 			failed = 1;
 		plugin_instance_free(&pi);
 	}

@@ -70,6 +70,25 @@ def scalerd_t_checks_the_policys_targets_against_the_zones_metrics():
                    '{ plugin = "target"; target = { cpu = 60.0; requests = 10; }; }')
     rc, out, _ = check_conf(ok, "several-ok.conf")
     check_eq(rc, 0, "scalerd -t on a target per metric (output %r)" % out)
+    # the balancer's figures over a window its balancer does not keep
+    conc = '{ plugin = "concurrency"; target = { cpu = 60.0; requests = 10; }; %s }'
+    for stable, history, want in [
+            ("stable_window = 120;", "", "longer than the 60 s its balancer keeps: raise "
+             "stats_history to at least 120"),
+            ("", "stats_history = 30;", "longer than the 30 s its balancer keeps"),
+            ("", "stats_history = 0;", "its balancer keeps none (stats_history = 0)")]:
+        text = conf_text(ports[0], base[1], base[2], ports[1], ports[2], first, TWO,
+                         conc % stable).replace("health_interval = 0.5;",
+                                                "health_interval = 0.5; " + history)
+        rc, out, _ = check_conf(text, "several-window.conf")
+        check_eq(rc, 1, "scalerd -t exit status for %r %r" % (stable, history))
+        check(want in out and "several-window.conf:" in out,
+              "for %r %r the error names the file and says %r:\n%s" % (stable, history, want, out))
+    text = conf_text(ports[0], base[1], base[2], ports[1], ports[2], first, TWO,
+                     conc % "stable_window = 120;").replace(
+                         "health_interval = 0.5;", "health_interval = 0.5; stats_history = 120;")
+    rc, out, _ = check_conf(text, "several-window-ok.conf")
+    check_eq(rc, 0, "scalerd -t with stats_history covering the stable window (output %r)" % out)
     # a zone that names one of the global metrics takes a one-metric policy
     one = conf_text(ports[0], base[1], base[2], ports[1], ports[2], first, TWO,
                     '{ plugin = "threshold"; }', 'metrics = "cpu";')
