@@ -517,11 +517,11 @@ struct eng_call *eng_get_filtered(struct eng *e, const char *path, json_t *filte
 
 /* ---- a driver's operations ------------------------------------------------ */
 
-static void eng_op_later(struct ev_loop *loop, ev_timer *w, int revents)
+static void eng_op_refused(void *arg)
 {
-	(void)loop;
-	(void)revents;
-	eng_op_done(w->data, -1, NULL, 0);
+	struct eng_op *op = arg;
+	op->refused = NULL; /* the host is done with it */
+	eng_op_done(op, -1, NULL, 0);
 }
 
 void eng_op_init(struct eng_op *op, const struct scaler_host *host, const char *who,
@@ -531,7 +531,7 @@ void eng_op_init(struct eng_op *op, const struct scaler_host *host, const char *
 	op->who = who;
 	op->arg = arg;
 	op->head = head;
-	ev_timer_init(&op->timer, eng_op_later, 0., 0.);
+	ev_init(&op->timer, NULL);
 	op->timer.data = op;
 	op->next = *head;
 	*head = op;
@@ -541,6 +541,8 @@ void eng_op_free(struct eng_op *op)
 {
 	eng_cancel(op->call);
 	ev_timer_stop(op->host->loop, &op->timer);
+	if (op->refused)
+		op->host->defer_cancel(op->refused);
 	for (struct eng_op **pp = op->head; *pp; pp = &(*pp)->next)
 		if (*pp == op) {
 			*pp = op->next;
@@ -581,9 +583,8 @@ int eng_op_refuse(struct eng_op *op, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(op->err, sizeof(op->err), fmt, ap);
 	va_end(ap);
-	ev_set_cb(&op->timer, eng_op_later);
-	ev_timer_set(&op->timer, 0., 0.);
-	ev_timer_start(op->host->loop, &op->timer);
+	if (!op->refused && !(op->refused = op->host->defer(eng_op_refused, op)))
+		return -1;
 	return 0;
 }
 
@@ -592,18 +593,21 @@ int eng_op_spec(struct eng_op *op, const struct scaler_server_spec *spec, int ne
 	const struct scaler_zone *z = spec->zone;
 	struct timeval tv;
 	if (!eng_id_valid(spec->server_id))
-		return !eng_op_refuse(
-		    op,
-		    "server id \"%s\" is not valid: use letters, digits, '_', '.' "
-		    "and '-' (at most 63, starting with a letter or digit)",
-		    spec->server_id);
+		return eng_op_refuse(op,
+		                     "server id \"%s\" is not valid: use letters, digits, '_', "
+		                     "'.' and '-' (at most 63, starting with a letter or digit)",
+		                     spec->server_id) < 0
+		           ? -1
+		           : 1;
 	if (strlen(z->name) >= sizeof(op->srv.zone))
-		return !eng_op_refuse(op, "zone name \"%s\" is too long", z->name);
+		return eng_op_refuse(op, "zone name \"%s\" is too long", z->name) < 0 ? -1 : 1;
 	if (need_ports && (z->port_min <= 0 || z->port_max < z->port_min || z->port_max > 65535))
-		return !eng_op_refuse(op,
-		                      "zone %s has no port range for its servers (port_min %d, "
-		                      "port_max %d); host networking needs one",
-		                      z->name, z->port_min, z->port_max);
+		return eng_op_refuse(op,
+		                     "zone %s has no port range for its servers (port_min %d, "
+		                     "port_max %d); host networking needs one",
+		                     z->name, z->port_min, z->port_max) < 0
+		           ? -1
+		           : 1;
 	snprintf(op->srv.id, sizeof(op->srv.id), "%s", spec->server_id);
 	snprintf(op->srv.zone, sizeof(op->srv.zone), "%s", z->name);
 	gettimeofday(&tv, NULL);

@@ -61,8 +61,9 @@ struct eng_op {
 	scaler_driver_cb cb;         /* create, remove */
 	scaler_driver_list_cb list_cb;
 	void *arg;
-	struct eng_call *call; /* the request in flight */
-	ev_timer timer;        /* a refusal, or the driver's own waits */
+	struct eng_call *call;           /* the request in flight */
+	ev_timer timer;                  /* the driver's own waits */
+	struct scaler_deferred *refused; /* a refusal's callback, host->defer'd */
 	struct scaler_server srv;
 	char err[1024];
 };
@@ -77,9 +78,12 @@ void eng_op_done(struct eng_op *op, int status, const struct scaler_server *srvs
 void eng_op_fail(struct eng_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A create's spec into op->srv (id, zone, created now). When the id or the
  * zone's name is not valid, or need_ports and the zone has no port range,
- * the op is refused (eng_op_refuse) and 1 returned; else 0. */
+ * the op is refused (eng_op_refuse) and 1 returned, or -1 when even the
+ * refusal cannot be arranged (the caller frees op and fails the call); else 0. */
 int eng_op_spec(struct eng_op *op, const struct scaler_server_spec *spec, int need_ports);
-/* Fail later, from the loop; returns 0 (the call was accepted). */
+/* Fail later, from the loop (host->defer); returns 0 (the call was
+ * accepted), or -1 when even that cannot be arranged (out of memory): the
+ * callback will not be called, and the caller frees op. */
 int eng_op_refuse(struct eng_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- helpers the drivers share ---- */

@@ -48,6 +48,7 @@ struct dc {
 	size_t nzones;
 	int done;
 	int ok;
+	int in_call; /* inside a driver's operation: a callback now breaks its contract */
 	json_t *out;
 	struct reconcile_seen seen; /* the last sweep's candidates */
 };
@@ -60,6 +61,9 @@ static json_t *dc_server_json(const struct scaler_server *s)
 
 static void dc_print(struct dc *dc)
 {
+	if (dc->out && dc->in_call > 1) /* the callback ran before the call returned */
+		json_object_set_new(dc->out, "on_callers_stack", json_true());
+	dc->in_call = 0;
 	char *text = json_dumps(dc->out, JSON_COMPACT);
 	printf("%s\n", text ? text : "{}");
 	fflush(stdout);
@@ -70,6 +74,8 @@ static void dc_print(struct dc *dc)
 
 static void dc_fail(struct dc *dc, const char *err)
 {
+	if (dc->in_call == 1)
+		dc->in_call = 2;
 	dc->ok = 0;
 	dc->out = json_pack("{s:b, s:s}", "ok", 0, "error", err ? err : "failed");
 	dc->done = 1;
@@ -87,6 +93,8 @@ static void dc_run(struct dc *dc, double timeout)
 static void dc_server_cb(void *arg, int status, const struct scaler_server *srv, const char *err)
 {
 	struct dc *dc = arg;
+	if (dc->in_call == 1)
+		dc->in_call = 2;
 	if (status != 0) {
 		dc_fail(dc, err);
 		return;
@@ -222,8 +230,13 @@ static void dc_command(struct dc *dc, int argc, char **argv)
 		if (!spec.zone) {
 			snprintf(err, sizeof(err), "no zone %s in the config", argv[1]);
 			dc_fail(dc, err);
-		} else if (dc->ops->create(dc->pi.ctx, &spec, dc_server_cb, dc) < 0) {
-			dc_fail(dc, "create refused");
+		} else {
+			dc->in_call = 1;
+			int r = dc->ops->create(dc->pi.ctx, &spec, dc_server_cb, dc);
+			if (dc->in_call == 1)
+				dc->in_call = 0;
+			if (r < 0)
+				dc_fail(dc, "create refused");
 		}
 		dc_run(dc, 120);
 	} else if (argc == 1 && strcmp(argv[0], "list") == 0) {

@@ -106,6 +106,18 @@ def a_failed_start_deletes_the_container_and_reports_dockers_message():
     check_eq(e.paths()[-1], ("DELETE", "/v1.41/containers/%s?force=1" % CID), "last call: forced delete")
 
 
+@test
+def a_create_refused_before_any_call_answers_later_and_sends_nothing():
+    e = FakeEngine()
+    e.routes += [("GET", r"/containers/json.*", 200, [])]
+    r = e.ctl(["create", "z1", "bad id!"], ["create", "nozone", "s1"])
+    check(not r[0]["ok"] and 'server id "bad id!" is not valid' in r[0]["error"],
+          "a server id the driver refuses: %r" % r[0])
+    check(not r[0].get("on_callers_stack"),
+          "the refusal reaches the callback from the loop, after create returned: %r" % r[0])
+    check(not [p for m, p in e.paths() if m == "POST"], "nothing created: %r" % e.paths())
+
+
 def silent_create(path, body):
     """An engine that makes the container but answers after api_timeout (1 s)."""
     time.sleep(2)

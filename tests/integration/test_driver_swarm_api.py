@@ -115,6 +115,22 @@ def create_asks_for_one_replica_on_host_networking_with_restart_none():
 
 
 @test
+def a_create_refused_before_any_call_answers_later_and_sends_nothing():
+    m = manager()
+    path = conf([m])
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:  # a zone without a port range: host networking needs one
+        f.write(text.replace("port_min = 31000; port_max = 31000;", "port_min = 0; port_max = 0;"))
+    for r, want in zip(driverctl(path, ["create", "z1", "s1"], ["create", "z1", "-bad"]),
+                       ["zone z1 has no port range", "is not valid"]):
+        check(not r["ok"] and want in r["error"], "refused, saying %r: %r" % (want, r))
+        check(not r.get("on_callers_stack"),
+              "the refusal reaches the callback from the loop, after create returned: %r" % r)
+    check(not [p for meth, p in m.paths() if meth == "POST"], "nothing created: %r" % m.paths())
+
+
+@test
 def a_spread_pins_the_server_to_the_emptiest_group_of_ready_nodes():
     # rack a holds one of z1's servers, rack b none (n3 is down and does not count)
     m = manager([service("other", "s0", 31001)], [task("other", "n1")],
