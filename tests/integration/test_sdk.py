@@ -112,6 +112,16 @@ zones = ( { name = "z1"; listen = "127.0.0.1:1"; admin = "127.0.0.1:2";
                        [ex, builtins()]))
     check(r.returncode == 1 and re.search(r"examples-bad\.conf:\d+: policy: low", r.stderr),
           "a bad setting of the example policy refused with FILE:LINE: SETTING: %s" % r.stderr)
+    # make install puts them in the local directory, searched first (the
+    # SDK sits under a DESTDIR here, so pkg-config's sysroot is in the path)
+    local = pkg_config("--variable=localplugindir")
+    check(local.startswith(S["dest"]), "localplugindir under the SDK's DESTDIR: %s" % local)
+    r = run(["make", "-C", ex, "install"], env=sdk())
+    check(r.returncode == 0, "make install of the examples: %s%s" % (r.stdout, r.stderr))
+    for so in ("policy_band.so", "policy_band_cxx.so", "metrics_loadavg.so", "driver_shell.so"):
+        check(os.path.isfile(os.path.join(local, so)),
+              "%s installed into localplugindir %s: %r" % (so, local, os.listdir(local)
+                                                           if os.path.isdir(local) else None))
 
 
 @test
