@@ -616,8 +616,14 @@ static int tls_on_ticket(SSL *s, unsigned char name[16], unsigned char *iv, EVP_
 			if (memcmp(name, k->key[i].name, sizeof(k->key[i].name)) == 0)
 				key = &k->key[i];
 		if (!key)
-			return 0;               /* a ticket of a key forgotten: a full handshake */
-		rc = key == &k->key[0] ? 1 : 2; /* 2: good, and a new ticket please */
+			return 0; /* a ticket of a key forgotten: a full handshake */
+		/* 2: good, and a new ticket please. TLS 1.3 always asks: OpenSSL
+		 * sends no ticket after a resumption the callback did not renew,
+		 * and a client that uses its tickets once (RFC 8446 C.4; OpenSSL's
+		 * own clients among them) then falls back to a full handshake
+		 * every other connection. OpenSSL renews its built-in keys' TLS
+		 * 1.3 tickets the same way. */
+		rc = key == &k->key[0] && SSL_version(s) < TLS1_3_VERSION ? 1 : 2;
 	}
 	OSSL_PARAM params[] = {
 	    OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)key->hmac,

@@ -310,6 +310,28 @@ def session_tickets_resume_on_every_worker_of_a_zone_and_across_a_reload():
 
 
 @test
+def a_tls13_resumption_gets_a_fresh_ticket_so_tickets_used_once_keep_resuming():
+    # Clients use a TLS 1.3 ticket once (RFC 8446 C.4): without a new one
+    # after each resumption, every other connection was a full handshake.
+    certs, _, bal = site()
+    ctx = tls_context(certs.ca)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    offered, got = None, []
+    for _ in range(5):
+        s = tls_client(bal.port, "a.test", certs.ca, session=offered, ctx=ctx)
+        s.sendall(get())
+        while s.recv(65536):  # read to the close, past any ticket
+            pass
+        got.append((s.session_reused, offered is not None and s.session == offered))
+        offered = s.session
+        s.close()
+    check_eq(got, [(False, False)] + [(True, False)] * 4,
+             "(resumed, left holding the ticket it offered) for each connection, each "
+             "offering the session the one before ended with")
+
+
+@test
 def an_ocsp_response_is_stapled():
     certs = Certs()
     a = certs.issue("a", ["a.test"])
