@@ -421,8 +421,9 @@ def post_script(procs, size):
                       'wrk.body = string.rep("x", %d)\n' % size)
 
 
-def wrk(url, conns, duration, threads=1, timeout=None, close=False, script=None):
-    """close: a new connection per request (Connection: close)."""
+def wrk(url, conns, duration, threads=1, timeout=None, close=False, script=None, env=None):
+    """close: a new connection per request (Connection: close); env: wrk's
+    environment (default: the bench's)."""
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency"]
     if timeout:
         argv += ["--timeout", timeout]
@@ -430,7 +431,8 @@ def wrk(url, conns, duration, threads=1, timeout=None, close=False, script=None)
         argv += ["-H", "Connection: close"]
     if script:
         argv += ["-s", script]
-    r = subprocess.run(argv + [url], capture_output=True, text=True, timeout=duration + 60)
+    r = subprocess.run(argv + [url], capture_output=True, text=True, timeout=duration + 60,
+                       env=env)
     out = r.stdout
     res = {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "requests": 0, "errors": 0,
            "non2xx": 0, "raw": out + r.stderr}

@@ -4,7 +4,13 @@ access log, the slow-start ramp and the requests an outlier costs before
 its ejection.
 
 Clients: wrk (Debian's, built with OpenSSL) for HTTP/1.1 over TLS, with
-"Connection: close" for a handshake per request; h2load (nghttp2-client)
+"Connection: close" for a handshake per request. wrk reconnects with the
+session of its previous connection, so left alone it measures TLS 1.3
+resumptions; with bench/lib/tlshandshakes.c preloaded (an LD_PRELOAD shim
+built with cc at the start of the row) it drops that session before each
+handshake, so every handshake is full and the server signs with the key
+type the row names. The shim also counts full and resumed handshakes, which
+the rows print. h2load (nghttp2-client)
 for HTTP/2, -c10 -m10 (10 clients x 10 streams). The certificates (ECDSA
 P-256 and RSA 2048, self-signed for 127.0.0.1) are made with the openssl
 CLI; every server gets TLS 1.2 and 1.3, the same TLS 1.2 suites and the
@@ -136,9 +142,43 @@ def rounds_of(targets, run, rounds):
     return res
 
 
+def handshake_shim(procs):
+    """Build bench/lib/tlshandshakes.c into the run's directory: its path,
+    or None (no cc or no OpenSSL headers: the rows say so)."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tlshandshakes.c")
+    out = procs.path("tlshandshakes.so")
+    r = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-shared", "-fPIC", "-o", out, src,
+                        "-ldl"], capture_output=True, text=True)
+    if r.returncode != 0:
+        print("\n(cannot build the handshake shim: %s)" % (r.stderr.strip() or "cc failed"))
+        return None
+    return out
+
+
+def wrk_tls(url, duration, shim, full):
+    """wrk -c50 with a new connection per request, through the shim; the
+    result gets the client's counts of full and resumed handshakes."""
+    env = dict(os.environ)
+    if shim:
+        env["LD_PRELOAD"] = shim
+        env["SCALER_BENCH_FULL_HANDSHAKES"] = "1" if full else "0"
+    res = bl.wrk(url, 50, duration, close=True, env=env)
+    m = re.search(r"tlshandshakes: full (\d+) resumed (\d+)", res["raw"])
+    res["full"], res["resumed"] = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+    return res
+
+
+def handshake_counts(results):
+    full = [x["full"] for x in results if x["full"] is not None]
+    resumed = [x["resumed"] for x in results if x["resumed"] is not None]
+    return "full %d, resumed %d" % (sum(full), sum(resumed)) if full else "not counted"
+
+
 def tls_rows(procs, backends, via, duration, rounds):
-    """TLS handshakes per key type, TLS keep-alive, HTTP/2: the ratio lines."""
+    """TLS handshakes (full per key type, resumed), TLS keep-alive, HTTP/2:
+    the ratio lines."""
     lines = []
+    shim = handshake_shim(procs)
     if not shutil.which("h2load"):
         print("\n(h2load not installed: apt-get install nghttp2-client; no HTTP/2 row)")
     for kind in ("ecdsa-p256", "rsa-2048"):
@@ -147,17 +187,26 @@ def tls_rows(procs, backends, via, duration, rounds):
         hport = haproxy_tls(procs, backends, both, "haproxy-tls-" + kind)
         nport = nginx_tls(procs, backends, crt, key, "nginx-tls-" + kind)
         targets = [("scaler", sport), ("haproxy", hport), ("nginx", nport)]
-        print("\nTLS %s, a new connection (and handshake) per request: wrk -t1 -c50 "
-              "-H 'Connection: close', %ds" % (kind, duration))
-        res = rounds_of(targets, lambda p: bl.wrk("https://127.0.0.1:%d/" % p, 50, duration,
-                                                  close=True), rounds)
-        rps = {n: median([x["rps"] for x in v]) for n, v in res.items()}
-        for n in ("scaler", "haproxy", "nginx"):
-            print("  %-8s %10.0f handshakes/s  errors %d" % (
-                n, rps[n], sum(x["errors"] + x["non2xx"] for x in res[n])))
-        lines.append("balancer/haproxy TLS handshake ratio (%s): %.2f  (nginx %.2f)" % (
-            kind, rps["scaler"] / rps["haproxy"] if rps["haproxy"] else float("nan"),
-            rps["scaler"] / rps["nginx"] if rps["nginx"] else float("nan")))
+        modes = [(True, "full handshakes (the client drops its session before each)")]
+        if kind == "ecdsa-p256":
+            modes.append((False, "resumed where the server allows (TLS 1.3 tickets, as wrk "
+                                 "offers them)"))
+        for full, what in modes:
+            if full and not shim:
+                continue  # without the shim wrk resumes: not full handshakes
+            print("\nTLS %s, a new connection (and handshake) per request, %s: wrk -t1 -c50 "
+                  "-H 'Connection: close', %ds" % (kind, what, duration))
+            res = rounds_of(targets, lambda p: wrk_tls("https://127.0.0.1:%d/" % p, duration,
+                                                       shim, full), rounds)
+            rps = {n: median([x["rps"] for x in v]) for n, v in res.items()}
+            for n in ("scaler", "haproxy", "nginx"):
+                print("  %-8s %10.0f handshakes/s  errors %d  (%s)" % (
+                    n, rps[n], sum(x["errors"] + x["non2xx"] for x in res[n]),
+                    handshake_counts(res[n])))
+            lines.append("balancer/haproxy TLS %s ratio%s: %.2f  (nginx %.2f)" % (
+                "handshake" if full else "resumption", " (%s)" % kind if full else "",
+                rps["scaler"] / rps["haproxy"] if rps["haproxy"] else float("nan"),
+                rps["scaler"] / rps["nginx"] if rps["nginx"] else float("nan")))
         if kind != "ecdsa-p256":
             continue
         print("\nTLS %s, keep-alive: wrk -t1 -c50, %ds" % (kind, duration))
