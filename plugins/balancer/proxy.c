@@ -299,15 +299,18 @@ static void outq_consume(struct outq *q, size_t w)
 	}
 }
 
-/* 1: everything written; 0: the socket is full; -1: error */
-static int outq_flush(int fd, struct outq *q)
+/* 1: everything written; 0: the socket is full; -1: error. more: bytes
+ * of the same message are sure to follow (a body of known length not all
+ * read yet), so the kernel may hold a partial segment for them (MSG_MORE):
+ * the peer is woken once for a full segment rather than once per piece. */
+static int outq_flush(int fd, struct outq *q, int more)
 {
 	while (q->i < q->n) {
 		struct msghdr mh;
 		memset(&mh, 0, sizeof(mh));
 		mh.msg_iov = q->iov + q->i;
 		mh.msg_iovlen = (size_t)(q->n - q->i);
-		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -383,7 +386,11 @@ static int c_flush(struct cconn *c)
 {
 	if (c->h2s)
 		return h2_stream_flush(c->h2s);
-	return c->ssl ? c_tls_flush(c) : outq_flush(c->fd, &c->out);
+	/* more of a response body of known length is on its way from the server */
+	const struct uconn *u = c->u;
+	int more =
+	    u && u->head_done && !u->resp_done && u->body == H1_BODY_LENGTH && u->body_left > 0;
+	return c->ssl ? c_tls_flush(c) : outq_flush(c->fd, &c->out, more);
 }
 
 static ssize_t c_recv(struct cconn *c, void *buf, size_t len)
@@ -1113,6 +1120,9 @@ static void c_send_upstream(struct cconn *c)
 		c->rq_sent = c->rq_start + c->rq.len;
 		c->head_sent = 1;
 	}
+	/* body bytes go with more of the body sure to follow: not a head alone,
+	 * which a client sending Expect: 100-continue waits an answer to */
+	int more = c->rq_end > c->rq_sent && c->rq.body == H1_BODY_LENGTH && c->rq_body_left > 0;
 	if (c->rq_end > c->rq_sent) {
 		outq_add(&u->out, c->in->data + c->rq_sent, c->rq_end - c->rq_sent);
 		c->rq_sent = c->rq_end;
@@ -1121,7 +1131,7 @@ static void c_send_upstream(struct cconn *c)
 		u_arm(u);
 		return;
 	}
-	int r = outq_flush(u->fd, &u->out);
+	int r = outq_flush(u->fd, &u->out, more);
 	if (r < 0) {
 		u_fail(u, errno, 0, 0);
 		return;
@@ -1288,7 +1298,7 @@ static void c_tunnel_to_upstream(struct cconn *c)
 	if (c->in_len > c->rq_sent)
 		outq_add(&u->out, c->in->data + c->rq_sent, c->in_len - c->rq_sent);
 	c->rq_sent = c->in_len;
-	int r = outq_flush(u->fd, &u->out);
+	int r = outq_flush(u->fd, &u->out, 0);
 	if (r < 0) {
 		c_close(c);
 		return;
@@ -1833,7 +1843,7 @@ static void u_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (revents & EV_WRITE) {
-		int r = outq_flush(u->fd, &u->out);
+		int r = outq_flush(u->fd, &u->out, 0);
 		if (r < 0) {
 			if (u->c && u->c->phase == C_TUNNEL)
 				c_close(u->c);

@@ -22,7 +22,8 @@
                           bytes of Link header each, then 200 "done"
   GET  /raw?B64           the bytes B64 (urlsafe base64) as the response, then closes
   ANY  anything else      200 "<name>\\n"
-Keep-alive, request bodies with Content-Length or chunked.
+Keep-alive, request bodies with Content-Length or chunked; a request with
+Expect: 100-continue gets 100 Continue before its body is read.
 """
 import base64
 import hashlib
@@ -96,6 +97,9 @@ class Handler(socketserver.StreamRequestHandler):
         for n, v in headers:
             hmap.setdefault(n.lower(), []).append(v)
         body = b""
+        if "100-continue" in ",".join(hmap.get("expect", [])).lower():
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # then read the body
+            self.wfile.flush()
         if target == "/early" and "content-length" in hmap:
             # answer first, then read the body (as nginx's `return` does)
             self.send(200, "early\n")

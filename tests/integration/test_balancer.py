@@ -123,6 +123,47 @@ def a_post_body_with_content_length_arrives_intact():
 
 
 @test
+def a_client_waiting_for_100_continue_gets_it_before_it_sends_its_body():
+    # the head reaches the server without its body, and the server's 100
+    # Continue reaches the client, which only then sends the body
+    a, b, bal = two()
+    body = b"y" * 70000
+    s = socket.create_connection(("127.0.0.1", bal.port), timeout=5)
+    try:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        s.settimeout(1.0)
+        try:
+            interim = s.recv(4096)
+        except socket.timeout:
+            interim = b""
+        check(interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"),
+              "100 Continue within 1 s of the head, before any body byte: %r" % interim)
+        s.settimeout(5)
+        s.sendall(body[:1000])
+        time.sleep(0.05)
+        s.sendall(body[1000:])
+        out = b""
+        while b"\r\n\r\n" not in out:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+        head, _, rest = out.partition(b"\r\n\r\n")
+        length = [int(l.split(b":", 1)[1]) for l in head.split(b"\r\n")
+                  if l.lower().startswith(b"content-length:")]
+        while length and len(rest) < length[0]:
+            d = s.recv(65536)
+            if not d:
+                break
+            rest += d
+        check(head.startswith(b"HTTP/1.1 200"), "the final answer: %r" % head[:200])
+        check_eq(json.loads(rest)["body_len"], len(body), "the body at the server")
+    finally:
+        s.close()
+
+
+@test
 def chunked_bodies_round_trip_both_ways():
     a, b, bal = two()
     req = (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
