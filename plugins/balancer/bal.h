@@ -582,6 +582,8 @@ struct bal {
 	int nfree_bufs;
 	struct buf *free_large; /* buf_get_large's */
 	int nfree_large;
+	struct buf *free_resp; /* buf_get_resp's */
+	int nfree_resp;
 	int pipes[64][2]; /* empty pipes for splice */
 	int npipes;
 	size_t buf_size;
