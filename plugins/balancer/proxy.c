@@ -181,20 +181,27 @@ static void u_splice_out(struct uconn *u);
 
 /* ---- buffers and free lists --------------------------------------------- */
 
-static struct buf *buf_get(struct bal *b)
+/* A buffer of `cap` bytes from a free list (*head, *n), or a new one
+ * marked `big` (see struct buf). */
+static struct buf *buf_pool_get(struct buf **head, int *n, size_t cap, uint8_t big)
 {
-	struct buf *x = b->free_bufs;
+	struct buf *x = *head;
 	if (x) {
-		b->free_bufs = x->next;
-		b->nfree_bufs--;
+		*head = x->next;
+		(*n)--;
 		return x;
 	}
-	x = malloc(sizeof(*x) + b->buf_size);
+	x = malloc(sizeof(*x) + cap);
 	if (!x)
 		return NULL;
-	x->cap = (uint32_t)b->buf_size;
-	x->big = 0;
+	x->cap = (uint32_t)cap;
+	x->big = big;
 	return x;
+}
+
+static struct buf *buf_get(struct bal *b)
+{
+	return buf_pool_get(&b->free_bufs, &b->nfree_bufs, b->buf_size, 0);
 }
 
 static size_t buf_large_size(const struct bal *b)
@@ -206,65 +213,48 @@ static size_t buf_large_size(const struct bal *b)
 
 static struct buf *buf_get_large(struct bal *b)
 {
-	struct buf *x = b->free_large;
-	if (x) {
-		b->free_large = x->next;
-		b->nfree_large--;
-		return x;
-	}
-	size_t cap = buf_large_size(b);
-	x = malloc(sizeof(*x) + cap);
-	if (!x)
-		return NULL;
-	x->cap = (uint32_t)cap;
-	x->big = 2;
-	return x;
+	return buf_pool_get(&b->free_large, &b->nfree_large, buf_large_size(b), 2);
 }
 
 static struct buf *buf_get_resp(struct bal *b)
 {
-	struct buf *x = b->free_resp;
-	if (x) {
-		b->free_resp = x->next;
-		b->nfree_resp--;
-		return x;
+	return buf_pool_get(&b->free_resp, &b->nfree_resp, BUF_RESP_FACTOR * b->buf_size, 3);
+}
+
+/* x onto a free list (*head, *n) holding at most max, else freed. */
+static void buf_pool_put(struct buf **head, int *n, int max, struct buf *x)
+{
+	if (*n >= max) {
+		free(x);
+		return;
 	}
-	size_t cap = BUF_RESP_FACTOR * b->buf_size;
-	x = malloc(sizeof(*x) + cap);
-	if (!x)
-		return NULL;
-	x->cap = (uint32_t)cap;
-	x->big = 3;
-	return x;
+	x->next = *head;
+	*head = x;
+	(*n)++;
+}
+
+static void buf_pool_free(struct buf **head, int *n)
+{
+	while (*head) {
+		struct buf *x = *head;
+		*head = x->next;
+		free(x);
+	}
+	*n = 0;
 }
 
 static void buf_put(struct bal *b, struct buf *x)
 {
 	if (!x)
 		return;
-	if (x->big == 3) {
-		if (b->nfree_resp >= BUF_FREE_MAX) {
-			free(x);
-			return;
-		}
-		x->next = b->free_resp;
-		b->free_resp = x;
-		b->nfree_resp++;
-		return;
-	}
-	if (x->big == 2 && b->nfree_large < BUF_LARGE_FREE_MAX) {
-		x->next = b->free_large;
-		b->free_large = x;
-		b->nfree_large++;
-		return;
-	}
-	if (x->big || b->nfree_bufs >= BUF_FREE_MAX) {
-		free(x);
-		return;
-	}
-	x->next = b->free_bufs;
-	b->free_bufs = x;
-	b->nfree_bufs++;
+	if (x->big == 3)
+		buf_pool_put(&b->free_resp, &b->nfree_resp, BUF_FREE_MAX, x);
+	else if (x->big == 2)
+		buf_pool_put(&b->free_large, &b->nfree_large, BUF_LARGE_FREE_MAX, x);
+	else if (x->big)
+		free(x); /* 1: sized for one request */
+	else
+		buf_pool_put(&b->free_bufs, &b->nfree_bufs, BUF_FREE_MAX, x);
 }
 
 /* ---- pipes for splice ----------------------------------------------------- */
@@ -2219,24 +2209,9 @@ void proxy_free(struct bal *b)
 		close(b->pipes[b->npipes][0]);
 		close(b->pipes[b->npipes][1]);
 	}
-	while (b->free_large) {
-		struct buf *x = b->free_large;
-		b->free_large = x->next;
-		free(x);
-	}
-	b->nfree_large = 0;
-	while (b->free_resp) {
-		struct buf *x = b->free_resp;
-		b->free_resp = x->next;
-		free(x);
-	}
-	b->nfree_resp = 0;
-	while (b->free_bufs) {
-		struct buf *x = b->free_bufs;
-		b->free_bufs = x->next;
-		free(x);
-	}
-	b->nfree_bufs = 0;
+	buf_pool_free(&b->free_large, &b->nfree_large);
+	buf_pool_free(&b->free_resp, &b->nfree_resp);
+	buf_pool_free(&b->free_bufs, &b->nfree_bufs);
 }
 
 /* ---- HTTP/2 streams (h2.c): each one an exchange without a socket ------- */

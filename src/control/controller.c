@@ -99,7 +99,8 @@ static int ctl_stats_window_check(const struct conf_zone *cz, const double *wind
 		return 0;
 	int history = 60;
 	const config_setting_t *hs =
-	    cz->balancer_conf ? config_setting_get_member(cz->balancer_conf, "stats_history") : NULL;
+	    cz->balancer_conf ? config_setting_get_member(cz->balancer_conf, "stats_history")
+	                      : NULL;
 	if (hs && config_setting_type(hs) == CONFIG_TYPE_INT)
 		history = config_setting_get_int(hs);
 	const config_setting_t *at = hs ? hs : cz->balancer_conf ? cz->balancer_conf : cz->group;
@@ -108,17 +109,19 @@ static int ctl_stats_window_check(const struct conf_zone *cz, const double *wind
 		if (windows[i] > longest)
 			longest = windows[i];
 	if (history <= 0) {
-		conf_error(at,
-		           "zone %s scales on the balancer's figures (metrics plugin \"balancer\"), "
-		           "but its balancer keeps none (stats_history = 0)",
-		           cz->name);
+		conf_error(
+		    at,
+		    "zone %s scales on the balancer's figures (metrics plugin \"balancer\"), "
+		    "but its balancer keeps none (stats_history = 0)",
+		    cz->name);
 		return -1;
 	}
 	if (longest > history) {
-		conf_error(at,
-		           "zone %s: its policy reads the balancer's figures over %g s, longer than "
-		           "the %d s its balancer keeps: raise stats_history to at least %.0f",
-		           cz->name, longest, history, ceil(longest));
+		conf_error(
+		    at,
+		    "zone %s: its policy reads the balancer's figures over %g s, longer than "
+		    "the %d s its balancer keeps: raise stats_history to at least %.0f",
+		    cz->name, longest, history, ceil(longest));
 		return -1;
 	}
 	return 0;
@@ -182,7 +185,8 @@ int controller_check_policies(const struct conf *conf, const struct scaler_host 
 		int binds;
 		if (ctl_bind(&pi, cz, &binds, windows, &nw) < 0)
 			failed = 1;
-		else if (ctl_stats_window_check(cz, binds ? windows : &cz->window, binds ? nw : 1) < 0)
+		else if (ctl_stats_window_check(cz, binds ? windows : &cz->window, binds ? nw : 1) <
+		         0)
 			failed = 1;
 		plugin_instance_free(&pi);
 	}
