@@ -44,8 +44,8 @@ _Static_assert(H1_MAX_DROP + 1 + 4 + 1 <= OUTQ_MAX, "room for a head in the queu
 #define BUF_LARGE_FREE_MAX 16
 /* A server connection reads into twice the client's buffer size: a
  * response of 16 KiB and its head come in one read and go out in one
- * write, where half of that took two of each (and wrk, measured, 12 %
- * fewer responses a second). Held only while a response is read. */
+ * write, where half of that took two of each (HACKING, "Bodies", has the
+ * measurements). Held only while a response is read. */
 #define BUF_RESP_FACTOR 2
 /* A response body of a known length at least this large goes from the
  * server's socket to the client's through a pipe (splice), never copied

@@ -801,10 +801,8 @@ static int dd_create(void *ctx, const struct scaler_server_spec *spec, scaler_dr
 		return -1;
 	op->base.cb = cb;
 	int refused = eng_op_spec(&op->base, spec, strcmp(dd->network, "host") == 0);
-	if (refused < 0)
-		eng_op_free(&op->base);
 	if (refused)
-		return refused < 0 ? -1 : 0;
+		return refused < 0 ? -1 : 0; /* refused: its callback comes later */
 	snprintf(op->zone, sizeof(op->zone), "%s", z->name);
 	snprintf(op->server_id, sizeof(op->server_id), "%s", spec->server_id);
 	dd_fmt(op->name, sizeof(op->name), "scaler-%s-%s", dd->host->cluster, spec->server_id);

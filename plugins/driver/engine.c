@@ -583,9 +583,11 @@ int eng_op_refuse(struct eng_op *op, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(op->err, sizeof(op->err), fmt, ap);
 	va_end(ap);
-	if (!op->refused && !(op->refused = op->host->defer(eng_op_refused, op)))
+	if (!op->refused && !(op->refused = op->host->defer(eng_op_refused, op))) {
+		eng_op_free(op);
 		return -1;
-	return 0;
+	}
+	return 1;
 }
 
 int eng_op_spec(struct eng_op *op, const struct scaler_server_spec *spec, int need_ports)
@@ -596,18 +598,14 @@ int eng_op_spec(struct eng_op *op, const struct scaler_server_spec *spec, int ne
 		return eng_op_refuse(op,
 		                     "server id \"%s\" is not valid: use letters, digits, '_', "
 		                     "'.' and '-' (at most 63, starting with a letter or digit)",
-		                     spec->server_id) < 0
-		           ? -1
-		           : 1;
+		                     spec->server_id);
 	if (strlen(z->name) >= sizeof(op->srv.zone))
-		return eng_op_refuse(op, "zone name \"%s\" is too long", z->name) < 0 ? -1 : 1;
+		return eng_op_refuse(op, "zone name \"%s\" is too long", z->name);
 	if (need_ports && (z->port_min <= 0 || z->port_max < z->port_min || z->port_max > 65535))
 		return eng_op_refuse(op,
 		                     "zone %s has no port range for its servers (port_min %d, "
 		                     "port_max %d); host networking needs one",
-		                     z->name, z->port_min, z->port_max) < 0
-		           ? -1
-		           : 1;
+		                     z->name, z->port_min, z->port_max);
 	snprintf(op->srv.id, sizeof(op->srv.id), "%s", spec->server_id);
 	snprintf(op->srv.zone, sizeof(op->srv.zone), "%s", z->name);
 	gettimeofday(&tv, NULL);

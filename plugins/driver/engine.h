@@ -79,11 +79,11 @@ void eng_op_fail(struct eng_op *op, const char *fmt, ...) __attribute__((format(
 /* A create's spec into op->srv (id, zone, created now). When the id or the
  * zone's name is not valid, or need_ports and the zone has no port range,
  * the op is refused (eng_op_refuse) and 1 returned, or -1 when even the
- * refusal cannot be arranged (the caller frees op and fails the call); else 0. */
+ * refusal cannot be arranged (op is freed: the caller fails the call); else 0. */
 int eng_op_spec(struct eng_op *op, const struct scaler_server_spec *spec, int need_ports);
-/* Fail later, from the loop (host->defer); returns 0 (the call was
- * accepted), or -1 when even that cannot be arranged (out of memory): the
- * callback will not be called, and the caller frees op. */
+/* Fail later, from the loop (host->defer); returns 1 (refused, the
+ * callback comes later), or -1 when even that cannot be arranged (out of
+ * memory): op is freed and its callback will not be called. */
 int eng_op_refuse(struct eng_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- helpers the drivers share ---- */

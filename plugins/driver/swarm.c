@@ -1109,10 +1109,8 @@ static int sw_create(void *ctx, const struct scaler_server_spec *spec, scaler_dr
 		return -1;
 	op->base.cb = cb;
 	int refused = eng_op_spec(&op->base, spec, 1);
-	if (refused < 0)
-		eng_op_free(&op->base);
 	if (refused)
-		return refused < 0 ? -1 : 0;
+		return refused < 0 ? -1 : 0; /* refused: its callback comes later */
 	sw_service_name(sw->host->cluster, spec->server_id, op->name, sizeof(op->name));
 	op->port_min = z->port_min;
 	op->port_max = z->port_max;

@@ -74,8 +74,6 @@ static void dc_print(struct dc *dc)
 
 static void dc_fail(struct dc *dc, const char *err)
 {
-	if (dc->in_call == 1)
-		dc->in_call = 2;
 	dc->ok = 0;
 	dc->out = json_pack("{s:b, s:s}", "ok", 0, "error", err ? err : "failed");
 	dc->done = 1;
